@@ -1,0 +1,362 @@
+/*
+ * uvgrpc: gRPC on one libuv event loop.
+ *
+ * Threading contract: every function here must be called on the thread that
+ * runs the uv_loop_t the object was created on, except uvg_post(), which may
+ * be called from any thread. uvgrpc never creates threads and never runs the
+ * loop; the application calls uv_run().
+ *
+ * Error contract: functions that can fail return 0 or a negative error code:
+ * one of the UVG_E* codes below or a libuv error code (a negative errno such
+ * as UV_EADDRINUSE). uvg_strerror() names both. The outcome of an RPC is not
+ * an error code but a uvg_status_t delivered in the call's final callback.
+ *
+ * Ownership contract: servers and calls are opaque objects the library
+ * allocates. Closing is asynchronous, with a close callback, like uv_close();
+ * nothing is freed before that callback. A buffer the caller passes in is
+ * either copied before the function returns or, where a function says so,
+ * must stay valid until a named callback.
+ */
+#ifndef UVGRPC_H
+#define UVGRPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define UVG_EXTERN __declspec(dllexport)
+#elif defined(__GNUC__)
+#define UVG_EXTERN __attribute__((visibility("default")))
+#else
+#define UVG_EXTERN
+#endif
+
+#define UVG_VERSION_MAJOR 0
+#define UVG_VERSION_MINOR 1
+#define UVG_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------- */
+
+/* Library error codes. They lie below -30000 so they never collide with
+ * libuv's (negative errno) codes, which the library passes through. */
+typedef enum {
+  UVG_EINVAL = -30001,   /* an argument is out of its documented range */
+  UVG_ENOMEM = -30002,   /* the allocator returned NULL */
+  UVG_ECLOSED = -30003,  /* the object is closing or closed */
+  UVG_ECANCELED = -30004, /* the call was cancelled or already finished */
+  UVG_ESTATE = -30005,   /* not allowed in the object's current state */
+  UVG_EPROTO = -30006,   /* the peer broke the HTTP/2 or gRPC protocol */
+  UVG_ENOCREDS = -30007, /* no credentials were given where they are required */
+  UVG_EEXIST = -30008,   /* a method with that path is already registered */
+  UVG_EADDR = -30009     /* the address string cannot be parsed */
+} uvg_errno_t;
+
+/* Returns a static, human readable name for `err`: a UVG_E* code, a libuv
+ * error code, or 0 ("success"). Never returns NULL. */
+UVG_EXTERN const char *uvg_strerror(int err);
+
+/* ---------------------------------------------------------------------------
+ * Allocation
+ * ------------------------------------------------------------------------- */
+
+/* Replaces the allocator every later allocation of the library goes through.
+ * Call it before any other uvgrpc function, or not at all; the functions must
+ * be thread-safe if uvg_post() is used from other threads. realloc_fn and
+ * free_fn follow the C standard's semantics (free_fn(NULL) is a no-op).
+ * Returns 0, or UVG_EINVAL if any function is NULL. */
+UVG_EXTERN int uvg_set_allocator(void *(*malloc_fn)(size_t),
+                                 void *(*realloc_fn)(void *, size_t),
+                                 void (*free_fn)(void *));
+
+/* ---------------------------------------------------------------------------
+ * Logging and tracing
+ *
+ * Warnings (a peer that broke the protocol, an accept that failed) go to the
+ * log callback; the default one writes a line to stderr. Tracing is switched
+ * on per subsystem by the environment variable UVG_TRACE, a comma-separated
+ * list of: api, transport, writer, server, call, all. It is read once, at the
+ * first server created; tracing costs one branch when off.
+ * ------------------------------------------------------------------------- */
+
+typedef enum { UVG_LOG_ERROR = 0, UVG_LOG_WARN = 1, UVG_LOG_TRACE = 2 } uvg_log_level_t;
+
+typedef void (*uvg_log_cb)(uvg_log_level_t level, const char *line,
+                           void *user_data);
+
+/* Sends every later log line to `cb` (NULL restores the stderr default).
+ * `line` has no trailing newline and is valid during the callback only. */
+UVG_EXTERN void uvg_set_log_cb(uvg_log_cb cb, void *user_data);
+
+/* ---------------------------------------------------------------------------
+ * Cross-thread posting: the one thread-safe entry point.
+ * ------------------------------------------------------------------------- */
+
+typedef struct uvg_poster_s uvg_poster_t;
+
+/* A posted closure. `status` is 0 when it runs normally, UVG_ECANCELED when
+ * the poster closed before it could run (free what `arg` owns, call nothing
+ * else of the library's from it). */
+typedef void (*uvg_post_cb)(void *arg, int status);
+typedef void (*uvg_poster_close_cb)(uvg_poster_t *poster, void *user_data);
+
+/* Creates a poster bound to `loop`. Loop thread only. The poster keeps the
+ * loop alive (it holds an active uv_async_t) until uvg_poster_close().
+ * Returns 0, UVG_EINVAL, UVG_ENOMEM or a libuv error. */
+UVG_EXTERN int uvg_poster_new(uv_loop_t *loop, uvg_poster_t **out);
+
+/* Thread-safe: queues `cb(arg, 0)` to run on the loop thread. Closures run in
+ * the order they were posted; closures posted by one thread keep that
+ * thread's order. Never runs `cb` before returning.
+ * Returns 0; UVG_ECLOSED once uvg_poster_close() has begun (`cb` will not
+ * run); UVG_ENOMEM. Calling it after the close callback has run is
+ * undefined: stop producer threads first. */
+UVG_EXTERN int uvg_post(uvg_poster_t *poster, uvg_post_cb cb, void *arg);
+
+/* Loop thread only. Refuses further posts, runs the closures that were
+ * already accepted with status UVG_ECANCELED, then calls `cb` (may be NULL)
+ * once the poster's memory may be released; it is released after `cb`. */
+UVG_EXTERN void uvg_poster_close(uvg_poster_t *poster, uvg_poster_close_cb cb,
+                                 void *user_data);
+
+/* ---------------------------------------------------------------------------
+ * Status and metadata
+ * ------------------------------------------------------------------------- */
+
+typedef enum {
+  UVG_STATUS_OK = 0,
+  UVG_STATUS_CANCELLED = 1,
+  UVG_STATUS_UNKNOWN = 2,
+  UVG_STATUS_INVALID_ARGUMENT = 3,
+  UVG_STATUS_DEADLINE_EXCEEDED = 4,
+  UVG_STATUS_NOT_FOUND = 5,
+  UVG_STATUS_ALREADY_EXISTS = 6,
+  UVG_STATUS_PERMISSION_DENIED = 7,
+  UVG_STATUS_RESOURCE_EXHAUSTED = 8,
+  UVG_STATUS_FAILED_PRECONDITION = 9,
+  UVG_STATUS_ABORTED = 10,
+  UVG_STATUS_OUT_OF_RANGE = 11,
+  UVG_STATUS_UNIMPLEMENTED = 12,
+  UVG_STATUS_INTERNAL = 13,
+  UVG_STATUS_UNAVAILABLE = 14,
+  UVG_STATUS_DATA_LOSS = 15,
+  UVG_STATUS_UNAUTHENTICATED = 16
+} uvg_status_code_t;
+
+/* The outcome of an RPC. `message` is UTF-8 text (NUL-terminated, may be
+ * empty); `details` holds the serialized google.rpc.Status carried in the
+ * `grpc-status-details-bin` trailer, or NULL. When the library hands a status
+ * to a callback, its strings are valid during the callback only. */
+typedef struct {
+  uvg_status_code_t code;
+  const char *message;
+  const uint8_t *details;
+  size_t details_len;
+} uvg_status_t;
+
+/* Returns the canonical name of `code` ("OK", "CANCELLED", ...), or
+ * "UNKNOWN" for a value outside 0..16. */
+UVG_EXTERN const char *uvg_status_code_name(int code);
+
+/* One metadata entry. Keys are lower-case ASCII ([0-9a-z_.-]); a key ending
+ * in "-bin" carries raw bytes, which the library base64-encodes on the wire
+ * and decodes on receipt; other values are printable ASCII (0x20-0x7E).
+ * A received comma-joined binary header is split into separate entries. */
+typedef struct {
+  const char *key;
+  const uint8_t *value;
+  size_t value_len;
+} uvg_metadata_t;
+
+/* ---------------------------------------------------------------------------
+ * Credentials
+ * ------------------------------------------------------------------------- */
+
+typedef struct uvg_server_credentials_s uvg_server_credentials_t;
+
+/* Plaintext HTTP/2 (h2c). A deliberate choice: uvg_server_listen() refuses to
+ * listen without credentials. The returned object is static; never free it. */
+UVG_EXTERN uvg_server_credentials_t *uvg_insecure_server_credentials(void);
+
+/* ---------------------------------------------------------------------------
+ * Server
+ * ------------------------------------------------------------------------- */
+
+typedef struct uvg_server_s uvg_server_t;
+typedef struct uvg_call_s uvg_call_t;
+
+typedef enum {
+  UVG_METHOD_UNARY = 0,
+  UVG_METHOD_CLIENT_STREAMING = 1,
+  UVG_METHOD_SERVER_STREAMING = 2,
+  UVG_METHOD_BIDI_STREAMING = 3
+} uvg_method_type_t;
+
+/* A method handler. Message bytes passed to a callback are valid during that
+ * callback only. Callbacks never run re-entrantly from inside another uvgrpc
+ * function: they come from the loop. */
+typedef struct {
+  /* Full path, "/package.Service/Method". Copied at registration. */
+  const char *path;
+  uvg_method_type_t type;
+  /* Required. The call begins. For UNARY and SERVER_STREAMING it runs once
+   * the client has sent its one request message and half-closed, with that
+   * message in `msg`/`len`; for CLIENT_STREAMING and BIDI_STREAMING it runs
+   * as soon as the request headers arrive, with msg NULL and len 0. */
+  void (*on_call)(uvg_call_t *call, const uint8_t *msg, size_t len);
+  /* CLIENT_STREAMING and BIDI_STREAMING: one request message. */
+  void (*on_message)(uvg_call_t *call, const uint8_t *msg, size_t len);
+  /* CLIENT_STREAMING and BIDI_STREAMING: the client sends no more. */
+  void (*on_half_close)(uvg_call_t *call);
+  /* Optional. The call was cancelled before the handler finished it: its
+   * deadline passed (DEADLINE_EXCEEDED), the client reset the stream
+   * (CANCELLED), or the connection or server went away (UNAVAILABLE). Later
+   * sends fail with UVG_ECANCELED; the handler must still call
+   * uvg_call_finish() to release the call, and should stop its work. */
+  void (*on_cancel)(uvg_call_t *call, const uvg_status_t *status);
+  /* Required. The last callback of every call, exactly once, after the
+   * handler called uvg_call_finish() and the status reached the socket (or
+   * the call was cancelled). `status` is the final status as the client will
+   * see it. The call is freed when this returns. */
+  void (*on_done)(uvg_call_t *call, const uvg_status_t *status);
+  /* Returned by uvg_call_method_data(). */
+  void *method_data;
+} uvg_method_t;
+
+typedef struct {
+  /* SETTINGS_MAX_CONCURRENT_STREAMS; 0 means the default, 100. */
+  uint32_t max_concurrent_streams;
+  /* Initial per-stream receive window; 0 means 1 MiB. */
+  uint32_t initial_window_size;
+  /* Largest request message accepted; 0 means 4 MiB. */
+  uint32_t max_receive_message_size;
+} uvg_server_options_t;
+
+/* Fills `opts` with the defaults. */
+UVG_EXTERN void uvg_server_options_init(uvg_server_options_t *opts);
+
+/* Creates a server on `loop` (options may be NULL for the defaults).
+ * Returns 0, UVG_EINVAL or UVG_ENOMEM. */
+UVG_EXTERN int uvg_server_new(uv_loop_t *loop, const uvg_server_options_t *opts,
+                              uvg_server_t **out);
+
+/* Registers `n` methods; `methods` is copied. Call before or after listening.
+ * Returns 0; UVG_EINVAL (NULL path, path not "/Service/Method", missing
+ * on_call/on_done, or a streaming type without on_message/on_half_close);
+ * UVG_EEXIST (that path is registered); UVG_ECLOSED; UVG_ENOMEM. On error no
+ * method of the batch is registered. */
+UVG_EXTERN int uvg_server_register(uvg_server_t *server,
+                                   const uvg_method_t *methods, size_t n);
+
+/* Starts listening. `address` is "HOST:PORT" with an IPv4 literal,
+ * "[IPV6]:PORT", or "unix:PATH". `creds` is required: pass
+ * uvg_insecure_server_credentials() for plaintext. If `bound_port` is not
+ * NULL it receives the port actually bound (useful with port 0; 0 for unix
+ * paths). May be called several times to listen on several addresses.
+ * Returns 0; UVG_ENOCREDS; UVG_EADDR; UVG_ECLOSED; UVG_ENOMEM; or a libuv
+ * error from bind/listen (UV_EADDRINUSE, UV_EACCES, ...). */
+UVG_EXTERN int uvg_server_listen(uvg_server_t *server, const char *address,
+                                 uvg_server_credentials_t *creds,
+                                 int *bound_port);
+
+typedef void (*uvg_server_close_cb)(uvg_server_t *server, void *user_data);
+
+/* Stops listening, closes every connection and cancels every call in flight
+ * (their handlers see on_cancel with UNAVAILABLE; each call's on_done still
+ * runs once its handler has called uvg_call_finish()). `cb` (may be NULL)
+ * runs when every handle and call is released; the server is freed after
+ * it returns. Calling it twice is a no-op. */
+UVG_EXTERN void uvg_server_close(uvg_server_t *server, uvg_server_close_cb cb,
+                                 void *user_data);
+
+/* Counters for observability and tests. */
+typedef struct {
+  uint64_t connections_accepted;
+  uint64_t connections_open;
+  uint64_t calls_started;
+  uint64_t calls_open;
+  uint64_t writes;         /* uv_write() requests issued, all connections */
+  uint64_t bytes_written;
+  uint64_t protocol_errors; /* connections closed for a protocol violation */
+} uvg_server_stats_t;
+
+UVG_EXTERN void uvg_server_get_stats(const uvg_server_t *server,
+                                     uvg_server_stats_t *stats);
+
+/* ---------------------------------------------------------------------------
+ * Server calls
+ * ------------------------------------------------------------------------- */
+
+/* The method path of the call ("/pkg.Svc/Method"); valid for the call's life. */
+UVG_EXTERN const char *uvg_call_method(const uvg_call_t *call);
+/* The registered method's method_data. */
+UVG_EXTERN void *uvg_call_method_data(const uvg_call_t *call);
+
+/* Application data attached to the call; NULL until set. */
+UVG_EXTERN void uvg_call_set_data(uvg_call_t *call, void *data);
+UVG_EXTERN void *uvg_call_get_data(const uvg_call_t *call);
+
+/* The request metadata (custom headers, without pseudo-headers, `te`,
+ * `content-type`, `grpc-timeout` and `grpc-encoding`; "-bin" values already
+ * decoded). Valid for the call's life. Returns the number of entries. */
+UVG_EXTERN size_t uvg_call_metadata(const uvg_call_t *call,
+                                    const uvg_metadata_t **md);
+
+/* Looks up the first request metadata entry named `key`; NULL if absent. */
+UVG_EXTERN const uvg_metadata_t *uvg_call_metadata_get(const uvg_call_t *call,
+                                                       const char *key);
+
+/* Milliseconds left until the call's deadline (0 when passed), or -1 when
+ * the client set no grpc-timeout. */
+UVG_EXTERN int64_t uvg_call_time_remaining(const uvg_call_t *call);
+
+/* 1 once the call has been cancelled (see on_cancel), else 0. */
+UVG_EXTERN int uvg_call_is_cancelled(const uvg_call_t *call);
+
+/* Sends the response headers with `n` custom metadata entries (copied).
+ * Optional: the first uvg_call_send() or uvg_call_finish() sends headers
+ * without custom metadata if this was not called.
+ * Returns 0; UVG_EINVAL (bad key or value); UVG_ESTATE (headers already
+ * sent); UVG_ECANCELED (cancelled or finished); UVG_ENOMEM. */
+UVG_EXTERN int uvg_call_send_headers(uvg_call_t *call, const uvg_metadata_t *md,
+                                     size_t n);
+
+/* Called when the message passed to uvg_call_send() has been handed to the
+ * socket (status 0) or dropped because the call ended (UVG_ECANCELED). */
+typedef void (*uvg_send_cb)(uvg_call_t *call, int status, void *user_data);
+
+/* Queues one response message. With `cb` NULL the bytes are copied and the
+ * function returns with `data` free to reuse. With `cb` set the bytes are
+ * sent without copying: `data` must stay valid and unchanged until `cb`
+ * runs. `cb` is the backpressure signal: a handler that sends its next
+ * message from `cb` never has more than one message buffered per call.
+ * Messages are sent in the order queued, flow control permitting.
+ * Returns 0; UVG_ECANCELED (cancelled or finished: `cb` will not run);
+ * UVG_ESTATE (a UNARY or CLIENT_STREAMING call already has its response);
+ * UVG_ENOMEM. */
+UVG_EXTERN int uvg_call_send(uvg_call_t *call, const void *data, size_t len,
+                             uvg_send_cb cb, void *user_data);
+
+/* Ends the call with a status and optional trailing metadata (copied): the
+ * status is sent after every queued message. A call with nothing sent yet
+ * gets a trailers-only response. `message` may be NULL; it is
+ * percent-encoded on the wire. on_done follows. Must be called exactly once
+ * per call, also after on_cancel (then nothing is sent and it returns
+ * UVG_ECANCELED, but the call is released all the same).
+ * Returns 0; UVG_ECANCELED (see above); UVG_EINVAL (bad code, key or value:
+ * the call ends with INTERNAL instead); UVG_ESTATE (already finished: no
+ * effect). */
+UVG_EXTERN int uvg_call_finish(uvg_call_t *call, uvg_status_code_t code,
+                               const char *message, const uvg_metadata_t *trailers,
+                               size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UVGRPC_H */

@@ -1,0 +1,119 @@
+/*
+ * What the server and client share of gRPC over HTTP/2
+ * (doc/PROTOCOL-HTTP2.md): message framing, grpc-timeout, grpc-message
+ * percent-encoding, metadata keys, values and base64. Pure functions over
+ * buffers: no sockets, no loop.
+ */
+#ifndef UVG_RPC_H
+#define UVG_RPC_H
+
+#include <nghttp2/nghttp2.h>
+
+#include "../../loop/buf.h"
+
+/* ---- Length-Prefixed-Message: 1-byte Compressed-Flag, 4-byte length ---- */
+#define UVG__FRAME_HEADER_LEN 5
+
+typedef struct {
+  uint8_t hdr[UVG__FRAME_HEADER_LEN];
+  size_t hdr_have;
+  uint8_t *msg;
+  uint32_t msg_len, msg_have;
+  uint32_t max_len;
+} uvg__deframer_t;
+
+/* Called for each complete message. `msg` (NULL when len is 0) is allocated
+ * with uvg__malloc and now belongs to the callee. Return 0 to go on, or a
+ * negative code that uvg__deframer_feed returns at once. */
+typedef int (*uvg__deframe_cb)(void *arg, int compressed, uint8_t *msg,
+                               uint32_t len);
+
+void uvg__deframer_init(uvg__deframer_t *d, uint32_t max_len);
+/* Feeds bytes split anywhere (the prefix too). Returns 0; UVG__E_TOO_LARGE
+ * for a message longer than max_len (RESOURCE_EXHAUSTED); UVG_ENOMEM; or
+ * what the callback returned. */
+int uvg__deframer_feed(uvg__deframer_t *d, const uint8_t *p, size_t n,
+                       uvg__deframe_cb cb, void *arg);
+/* 1 when a message has begun but not ended (the stream ended mid-message). */
+int uvg__deframer_partial(const uvg__deframer_t *d);
+void uvg__deframer_free(uvg__deframer_t *d);
+#define UVG__E_TOO_LARGE (-30100)
+
+/* Writes the 5-byte prefix for a message of `len` bytes. */
+void uvg__frame_header(uint8_t out[UVG__FRAME_HEADER_LEN], int compressed,
+                       uint32_t len);
+
+/* ---- grpc-timeout: TimeoutValue (1-8 ASCII digits) TimeoutUnit ---- */
+/* Parses into milliseconds, rounding up (a 1ns timeout must still time
+ * out, not mean "no deadline"). Returns 0 or UVG_EINVAL. */
+int uvg__timeout_parse(const char *s, size_t n, uint64_t *ms);
+/* Encodes `ms` with the finest unit that fits 8 digits; out needs 10 bytes.
+ * Returns the length written (without NUL). */
+size_t uvg__timeout_encode(uint64_t ms, char out[10]);
+
+/* ---- grpc-message: percent-encode bytes outside 0x20-0x7E and '%' ---- */
+/* Returns an allocated NUL-terminated string, NULL on allocation failure. */
+char *uvg__percent_encode(const char *s, size_t n);
+/* Decodes leniently: a malformed %XX is kept as is (the spec says decoding
+ * must not fail). Returns an allocated string or NULL. */
+char *uvg__percent_decode(const char *s, size_t n);
+
+/* ---- base64 for "-bin" metadata ---- */
+/* Standard alphabet with padding. Returns an allocated string of *out_len
+ * characters (plus NUL), or NULL. */
+char *uvg__base64_encode(const uint8_t *p, size_t n, size_t *out_len);
+/* Accepts padded and unpadded input. Returns an allocated buffer of *out_len
+ * bytes or NULL (malformed input or no memory: *out_len set to SIZE_MAX for
+ * malformed). */
+uint8_t *uvg__base64_decode(const char *s, size_t n, size_t *out_len);
+
+/* ---- metadata ---- */
+/* 1 if `key` (n bytes) is a legal metadata key: non-empty, [0-9a-z_.-]. */
+int uvg__md_key_valid(const char *key, size_t n);
+/* 1 if the value is legal for an ASCII (non "-bin") key: 0x20-0x7E. */
+int uvg__md_value_valid(const uint8_t *v, size_t n);
+/* 1 if the key ends in "-bin". */
+int uvg__md_key_is_bin(const char *key, size_t n);
+/* 1 if the application may not set this key: it is reserved for the
+ * protocol (pseudo-headers, content-type, te, grpc-* other than
+ * grpc-status-details-bin, ...). */
+int uvg__md_key_reserved(const char *key, size_t n);
+
+/* A metadata list with its own storage. */
+typedef struct {
+  uvg_metadata_t *items;
+  size_t n, cap;
+} uvg__md_list_t;
+
+void uvg__md_list_init(uvg__md_list_t *l);
+/* Appends a copy of key/value. Returns 0 or UVG_ENOMEM. */
+int uvg__md_list_add(uvg__md_list_t *l, const char *key, size_t key_len,
+                     const uint8_t *value, size_t value_len);
+/* Appends a received header: a "-bin" value is base64-decoded, and a
+ * comma-joined one split into entries. Returns 0, UVG_EINVAL (bad base64)
+ * or UVG_ENOMEM. */
+int uvg__md_list_add_wire(uvg__md_list_t *l, const char *key, size_t key_len,
+                          const uint8_t *value, size_t value_len);
+/* Checks then copies application metadata. Returns 0, UVG_EINVAL (bad or
+ * reserved key, bad ASCII value) or UVG_ENOMEM. */
+int uvg__md_list_add_app(uvg__md_list_t *l, const uvg_metadata_t *md, size_t n);
+const uvg_metadata_t *uvg__md_list_get(const uvg__md_list_t *l, const char *key);
+void uvg__md_list_free(uvg__md_list_t *l);
+
+/* Header fields for nghttp2: `fixed` fields (pointing at the caller's
+ * storage) followed by the metadata of `md` ("-bin" values base64-encoded
+ * into the block). The block points into `md`: keep both alive until the
+ * fields are submitted (nghttp2 copies them). Returns 0 or UVG_ENOMEM. */
+typedef struct {
+  nghttp2_nv *nv;
+  size_t n;
+} uvg__nv_block_t;
+int uvg__nv_build(uvg__nv_block_t *b, const nghttp2_nv *fixed, size_t nfixed,
+                  const uvg__md_list_t *md);
+void uvg__nv_free(uvg__nv_block_t *b);
+
+/* ---- status ---- */
+/* Parses an ASCII decimal grpc-status; returns -1 if malformed. */
+int uvg__status_parse(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,34 @@
+/* Status codes (doc/statuscodes.md) and library error names. */
+#include <uv.h>
+
+#include "rpc.h"
+
+static const char *const code_names[] = {
+    "OK",        "CANCELLED",         "UNKNOWN",          "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",  "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL",      "UNAVAILABLE",      "DATA_LOSS",
+    "UNAUTHENTICATED"};
+
+const char *uvg_status_code_name(int code) {
+  if (code < 0 || code > 16) return "UNKNOWN";
+  return code_names[code];
+}
+
+const char *uvg_strerror(int err) {
+  switch (err) {
+    case 0: return "success";
+    case UVG_EINVAL: return "invalid argument";
+    case UVG_ENOMEM: return "out of memory";
+    case UVG_ECLOSED: return "object is closing or closed";
+    case UVG_ECANCELED: return "call cancelled or finished";
+    case UVG_ESTATE: return "operation not allowed in the current state";
+    case UVG_EPROTO: return "protocol violation by the peer";
+    case UVG_ENOCREDS: return "credentials are required";
+    case UVG_EEXIST: return "method already registered";
+    case UVG_EADDR: return "malformed address";
+    default: break;
+  }
+  if (err < 0 && err > -30000) return uv_strerror(err);
+  return "unknown error";
+}

@@ -1,0 +1,598 @@
+/*
+ * A server call: one RPC on one HTTP/2 stream.
+ *
+ * Transport events arrive inside nghttp2's callbacks; everything the
+ * application sees is posted to the server's work queue instead (grpc-go's
+ * serverHandlerTransport.do), so a handler never runs inside nghttp2 and
+ * callbacks of one call keep their order. `pending` counts the closures
+ * still queued for a call; the call is released (on_done, then freed) only
+ * when its stream is closed, its messages have left, nothing is pending and
+ * the handler has finished it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "server.h"
+
+#define CALL_POOL_MAX 256
+
+struct uvg_call_s {
+  uvg__tstream_t ts; /* first: the transport's stream */
+  uvg_server_t *server;
+  const uvg__method_entry_t *method;
+  uvg__list_t pool_link;
+  char *path;
+  uvg__md_list_t md;
+  uvg__deframer_t deframer;
+  uvg__timer_t deadline;
+  uint64_t deadline_at; /* uv_now() ms; valid when has_deadline */
+  uint8_t *req;         /* the request of a unary or server-streaming call */
+  uint32_t req_len, req_count;
+  unsigned msgs_out; /* messages queued on the transport */
+  unsigned pending;  /* closures queued for this call */
+  /* request headers as parsed */
+  uint8_t is_post, ct_ok, timeout_bad, md_bad, has_deadline;
+  char *bad_encoding;
+  /* progress */
+  uint8_t started;       /* on_call is queued or has run */
+  uint8_t app_seen;      /* on_call ran: the handler owns the call */
+  uint8_t headers_sent;
+  uint8_t sent_one;
+  uint8_t ended;         /* the status is queued or the stream is gone */
+  uint8_t finished;      /* the handler called uvg_call_finish */
+  uint8_t cancelled;
+  uint8_t ts_closed;
+  uint8_t release_posted;
+  uvg_status_code_t final_code;
+  char *final_msg;
+  void *user_data;
+};
+
+typedef struct {
+  uvg_call_t *call;
+  uint8_t *data;
+  uint32_t len;
+} recv_msg_t;
+
+typedef struct {
+  uvg__msg_t m;
+  uvg_call_t *call;
+  uvg_send_cb cb;
+  void *user_data;
+  int status;
+  uint8_t bytes[]; /* the copy, when the caller gave no callback */
+} send_msg_t;
+
+static void maybe_release(uvg_call_t *c);
+
+static uvg_call_t *call_of(uvg__tstream_t *ts) {
+  return uvg__container_of(ts, uvg_call_t, ts);
+}
+
+static int post(uvg_call_t *c, uvg__work_fn fn, void *arg) {
+  int rc = uvg__workq_post(&c->server->q, fn, arg);
+  if (rc == 0) c->pending++;
+  return rc;
+}
+
+static void set_final(uvg_call_t *c, uvg_status_code_t code, const char *msg) {
+  uvg__free(c->final_msg);
+  c->final_code = code;
+  c->final_msg = uvg__strdup(msg ? msg : "");
+}
+
+/* ---- sending headers and status ---- */
+
+static int respond_headers(uvg_call_t *c, const uvg__md_list_t *md) {
+  static const nghttp2_nv fixed[] = {
+      UVG__NV(":status", "200", 3),
+      UVG__NV("content-type", "application/grpc", 16),
+  };
+  uvg__nv_block_t b;
+  int rc = uvg__nv_build(&b, fixed, 2, md);
+  if (rc == 0) {
+    rc = uvg__ts_respond(&c->ts, b.nv, b.n, 0);
+    uvg__nv_free(&b);
+  }
+  if (rc == 0) c->headers_sent = 1;
+  return rc;
+}
+
+/* Queues the status: trailers after the messages, or a trailers-only
+ * response (with `http_status`) when nothing was sent yet. */
+static int send_status(uvg_call_t *c, const char *http_status,
+                       uvg_status_code_t code, const char *message,
+                       const uvg__md_list_t *trailers, int accept_encoding) {
+  char code_buf[4];
+  int n = snprintf(code_buf, sizeof(code_buf), "%d", (int)code);
+  char *enc = message && *message ? uvg__percent_encode(message, strlen(message))
+                                   : NULL;
+  nghttp2_nv fixed[6];
+  size_t nf = 0;
+  c->ended = 1;
+  if (!c->headers_sent) {
+    fixed[nf++] = (nghttp2_nv)UVG__NV(":status", http_status, strlen(http_status));
+    fixed[nf++] = (nghttp2_nv)UVG__NV("content-type", "application/grpc", 16);
+  }
+  fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-status", code_buf, (size_t)n);
+  if (enc != NULL) fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-message", enc, strlen(enc));
+  if (accept_encoding)
+    fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-accept-encoding", "identity", 8);
+  uvg__nv_block_t b;
+  int rc = uvg__nv_build(&b, fixed, nf, trailers);
+  if (rc == 0) {
+    rc = c->headers_sent ? uvg__ts_end(&c->ts, b.nv, b.n)
+                         : uvg__ts_respond(&c->ts, b.nv, b.n, 1);
+    uvg__nv_free(&b);
+  }
+  uvg__free(enc);
+  if (rc == 0) c->headers_sent = 1;
+  if (rc == UVG_ENOMEM) uvg__ts_reset(&c->ts, NGHTTP2_INTERNAL_ERROR);
+  return rc;
+}
+
+/* ---- application notifications (run from the server's queue) ---- */
+
+static void run_on_call(void *arg, int status) {
+  uvg_call_t *c = arg;
+  c->pending--;
+  if (status == 0 && !c->cancelled) {
+    c->app_seen = 1;
+    UVG__TRACE(UVG__TRACE_CALL, "call %s started", c->path);
+    c->method->m.on_call(c, c->req, c->req_len);
+  }
+  uvg__free(c->req);
+  c->req = NULL;
+  maybe_release(c);
+}
+
+static void run_on_message(void *arg, int status) {
+  recv_msg_t *r = arg;
+  uvg_call_t *c = r->call;
+  c->pending--;
+  if (status == 0 && c->app_seen && !c->finished && !c->cancelled)
+    c->method->m.on_message(c, r->data, r->len);
+  uvg__free(r->data);
+  uvg__free(r);
+  maybe_release(c);
+}
+
+static void run_half_close(void *arg, int status) {
+  uvg_call_t *c = arg;
+  c->pending--;
+  if (status == 0 && c->app_seen && !c->finished && !c->cancelled)
+    c->method->m.on_half_close(c);
+  maybe_release(c);
+}
+
+static void run_on_cancel(void *arg, int status) {
+  uvg_call_t *c = arg;
+  c->pending--;
+  if (status == 0 && c->app_seen && !c->finished &&
+      c->method->m.on_cancel != NULL) {
+    uvg_status_t st = {c->final_code, c->final_msg ? c->final_msg : "", NULL, 0};
+    c->method->m.on_cancel(c, &st);
+  }
+  maybe_release(c);
+}
+
+static void run_send_cb(void *arg, int status) {
+  send_msg_t *sm = arg;
+  uvg_call_t *c = sm->call;
+  c->pending--;
+  (void)status;
+  sm->cb(c, sm->status, sm->user_data);
+  uvg__free(sm);
+  maybe_release(c);
+}
+
+/* Ends the call from the library's side: the client gets `code`, and a
+ * handler that already has the call learns it through on_cancel. */
+static void fail_call(uvg_call_t *c, uvg_status_code_t code, const char *msg) {
+  if (c->ended || c->finished) return;
+  UVG__TRACE(UVG__TRACE_CALL, "call %s failed: %s %s", c->path ? c->path : "?",
+             uvg_status_code_name(code), msg);
+  send_status(c, "200", code, msg, NULL, 0);
+  set_final(c, code, msg);
+  uvg__timer_stop(&c->deadline);
+  if (c->started) {
+    c->cancelled = 1;
+    post(c, run_on_cancel, c);
+  }
+}
+
+static void on_deadline(uvg__timer_t *t) {
+  uvg_call_t *c = uvg__container_of(t, uvg_call_t, deadline);
+  fail_call(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+}
+
+/* ---- release ---- */
+
+static void free_call(uvg_call_t *c) {
+  uvg_server_t *s = c->server;
+  uvg__md_list_free(&c->md);
+  uvg__deframer_free(&c->deframer);
+  uvg__free(c->path);
+  uvg__free(c->req);
+  uvg__free(c->final_msg);
+  uvg__free(c->bad_encoding);
+  s->stats.calls_open--;
+  if (s->call_pool_n < CALL_POOL_MAX && !s->closing) {
+    uvg__list_push(&s->call_pool, &c->pool_link);
+    s->call_pool_n++;
+  } else {
+    uvg__free(c);
+  }
+  uvg__server_maybe_closed(s);
+}
+
+static void run_release(void *arg, int status) {
+  uvg_call_t *c = arg;
+  (void)status;
+  if (c->app_seen) {
+    uvg_status_t st = {c->final_code, c->final_msg ? c->final_msg : "", NULL, 0};
+    UVG__TRACE(UVG__TRACE_CALL, "call %s done: %s", c->path,
+               uvg_status_code_name(c->final_code));
+    c->method->m.on_done(c, &st);
+  }
+  free_call(c);
+}
+
+static void maybe_release(uvg_call_t *c) {
+  if (c->release_posted || !c->ts_closed || c->msgs_out > 0 || c->pending > 0 ||
+      (c->app_seen && !c->finished))
+    return;
+  c->release_posted = 1;
+  /* on_done never runs inside a library function the handler called. */
+  if (uvg__workq_post(&c->server->q, run_release, c) != 0) run_release(c, 0);
+}
+
+void uvg__server_call_pool_free(uvg_server_t *s) {
+  while (!uvg__list_empty(&s->call_pool)) {
+    uvg_call_t *c = uvg__container_of(s->call_pool.next, uvg_call_t, pool_link);
+    uvg__list_remove(&c->pool_link);
+    uvg__free(c);
+  }
+  s->call_pool_n = 0;
+}
+
+/* ---- transport events ---- */
+
+static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
+  uvg_server_t *s = conn->data;
+  uvg_call_t *c;
+  if (s->closing) return NULL;
+  if (!uvg__list_empty(&s->call_pool)) {
+    c = uvg__container_of(s->call_pool.next, uvg_call_t, pool_link);
+    uvg__list_remove(&c->pool_link);
+    s->call_pool_n--;
+  } else if ((c = uvg__malloc(sizeof(*c))) == NULL) {
+    return NULL;
+  }
+  memset(c, 0, sizeof(*c));
+  c->server = s;
+  uvg__list_init(&c->pool_link);
+  uvg__md_list_init(&c->md);
+  uvg__deframer_init(&c->deframer, s->opts.max_receive_message_size);
+  uvg__timer_init(&s->sched, &c->deadline);
+  s->stats.calls_started++;
+  s->stats.calls_open++;
+  return &c->ts;
+}
+
+static int header_is(const uint8_t *name, size_t len, const char *lit) {
+  return strlen(lit) == len && memcmp(name, lit, len) == 0;
+}
+
+static int on_header(uvg__tstream_t *ts, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen) {
+  uvg_call_t *c = call_of(ts);
+  if (header_is(name, nlen, ":method")) {
+    c->is_post = vlen == 4 && memcmp(value, "POST", 4) == 0;
+  } else if (header_is(name, nlen, ":path")) {
+    uvg__free(c->path);
+    if ((c->path = uvg__strndup((const char *)value, vlen)) == NULL) return -1;
+  } else if (nlen > 0 && name[0] == ':') {
+    /* :authority and :scheme: nghttp2 has checked them */
+  } else if (header_is(name, nlen, "content-type")) {
+    /* "application/grpc" [("+proto" / "+json" / {custom})] */
+    c->ct_ok = vlen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
+               (vlen == 16 || value[16] == '+' || value[16] == ';');
+  } else if (header_is(name, nlen, "grpc-timeout")) {
+    uint64_t ms;
+    if (uvg__timeout_parse((const char *)value, vlen, &ms) != 0) {
+      c->timeout_bad = 1;
+    } else {
+      c->has_deadline = 1;
+      c->deadline_at = uv_now(c->server->loop) + ms;
+    }
+  } else if (header_is(name, nlen, "grpc-encoding")) {
+    if (!(vlen == 8 && memcmp(value, "identity", 8) == 0)) {
+      uvg__free(c->bad_encoding);
+      c->bad_encoding = uvg__strndup((const char *)value, vlen);
+    }
+  } else if (header_is(name, nlen, "te") ||
+             (nlen > 5 && memcmp(name, "grpc-", 5) == 0)) {
+    /* protocol headers, not metadata */
+  } else {
+    int rc = uvg__md_list_add_wire(&c->md, (const char *)name, nlen, value, vlen);
+    if (rc == UVG_ENOMEM) return -1;
+    if (rc != 0) c->md_bad = 1;
+  }
+  return 0;
+}
+
+static void reject(uvg_call_t *c, const char *http_status,
+                   uvg_status_code_t code, const char *msg, int accept_enc) {
+  UVG__TRACE(UVG__TRACE_CALL, "rejecting %s: %s", c->path ? c->path : "?", msg);
+  set_final(c, code, msg);
+  send_status(c, http_status, code, msg, NULL, accept_enc);
+}
+
+static void on_headers(uvg__tstream_t *ts, int end_stream) {
+  uvg_call_t *c = call_of(ts);
+  uvg_server_t *s = c->server;
+  char msg[256];
+  (void)end_stream;
+  if (!c->is_post) {
+    reject(c, "405", UVG_STATUS_INTERNAL, "gRPC requires method POST", 0);
+    return;
+  }
+  /* PROTOCOL-HTTP2.md: servers SHOULD answer a content-type that is not
+   * application/grpc with HTTP 415, so that non-gRPC clients see an error. */
+  if (!c->ct_ok) {
+    reject(c, "415", UVG_STATUS_INTERNAL, "invalid gRPC request content-type", 0);
+    return;
+  }
+  if (c->timeout_bad) {
+    reject(c, "200", UVG_STATUS_INTERNAL, "malformed grpc-timeout", 0);
+    return;
+  }
+  if (c->md_bad) {
+    reject(c, "200", UVG_STATUS_INTERNAL, "malformed binary metadata", 0);
+    return;
+  }
+  size_t len = strlen(c->path);
+  c->method = uvg__server_find(s, c->path, len);
+  if (c->method == NULL) {
+    const char *slash = len > 1 ? strchr(c->path + 1, '/') : NULL;
+    if (slash != NULL &&
+        uvg__server_has_service(s, c->path, (size_t)(slash - c->path)))
+      snprintf(msg, sizeof(msg), "unknown method %s for service %.*s", slash + 1,
+               (int)(slash - c->path - 1), c->path + 1);
+    else
+      snprintf(msg, sizeof(msg), "unknown service %.*s",
+               slash ? (int)(slash - c->path - 1) : (int)len - 1,
+               c->path + (len > 0));
+    reject(c, "200", UVG_STATUS_UNIMPLEMENTED, msg, 0);
+    return;
+  }
+  if (c->bad_encoding != NULL) {
+    snprintf(msg, sizeof(msg), "grpc: Decompressor is not installed for "
+             "grpc-encoding \"%s\"", c->bad_encoding);
+    reject(c, "200", UVG_STATUS_UNIMPLEMENTED, msg, 1);
+    return;
+  }
+  if (c->has_deadline) {
+    uint64_t now = uv_now(s->loop);
+    uvg__timer_start(&c->deadline, on_deadline,
+                     c->deadline_at > now ? c->deadline_at - now : 0);
+  }
+  uvg_method_type_t t = c->method->m.type;
+  if (t == UVG_METHOD_CLIENT_STREAMING || t == UVG_METHOD_BIDI_STREAMING) {
+    c->started = 1;
+    if (post(c, run_on_call, c) != 0) fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
+  }
+}
+
+static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
+  uvg_call_t *c = arg;
+  if (compressed) {
+    uvg__free(msg);
+    fail_call(c, UVG_STATUS_INTERNAL,
+              "grpc: compressed flag set with identity or empty grpc-encoding");
+    return UVG_EPROTO;
+  }
+  uvg_method_type_t t = c->method->m.type;
+  if (t == UVG_METHOD_UNARY || t == UVG_METHOD_SERVER_STREAMING) {
+    if (++c->req_count > 1) {
+      uvg__free(msg);
+      fail_call(c, UVG_STATUS_UNIMPLEMENTED,
+                "grpc: client sent more than one request message on a unary-request method");
+      return UVG_EPROTO;
+    }
+    c->req = msg;
+    c->req_len = len;
+    return 0;
+  }
+  recv_msg_t *r = uvg__malloc(sizeof(*r));
+  if (r == NULL || post(c, run_on_message, r) != 0) {
+    uvg__free(r);
+    uvg__free(msg);
+    fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
+    return UVG_ENOMEM;
+  }
+  r->call = c;
+  r->data = msg;
+  r->len = len;
+  return 0;
+}
+
+static void on_data(uvg__tstream_t *ts, const uint8_t *p, size_t n) {
+  uvg_call_t *c = call_of(ts);
+  char msg[128];
+  if (c->ended || c->finished || c->method == NULL) return;
+  int rc = uvg__deframer_feed(&c->deframer, p, n, on_deframed, c);
+  if (rc == UVG__E_TOO_LARGE) {
+    snprintf(msg, sizeof(msg), "grpc: received message larger than max (%u vs. %u)",
+             c->deframer.msg_len, c->deframer.max_len);
+    fail_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, msg);
+  } else if (rc == UVG_ENOMEM) {
+    fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
+  }
+}
+
+static void on_remote_end(uvg__tstream_t *ts) {
+  uvg_call_t *c = call_of(ts);
+  if (c->ended || c->finished || c->method == NULL) return;
+  if (uvg__deframer_partial(&c->deframer)) {
+    fail_call(c, UVG_STATUS_INTERNAL, "grpc: stream ended inside a message");
+    return;
+  }
+  uvg_method_type_t t = c->method->m.type;
+  if (t == UVG_METHOD_UNARY || t == UVG_METHOD_SERVER_STREAMING) {
+    if (c->req_count == 0) {
+      fail_call(c, UVG_STATUS_UNIMPLEMENTED,
+                "grpc: client sent no request message on a unary-request method");
+      return;
+    }
+    c->started = 1;
+    if (post(c, run_on_call, c) != 0) fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
+  } else if (post(c, run_half_close, c) != 0) {
+    fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
+  }
+}
+
+static void on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
+  uvg_call_t *c = call_of(ts);
+  c->ts_closed = 1;
+  uvg__timer_stop(&c->deadline);
+  if (!c->ended && !c->finished) {
+    c->ended = 1;
+    if (h2_error == UVG__H2_CONN_CLOSED)
+      set_final(c, UVG_STATUS_UNAVAILABLE, "connection closed");
+    else
+      set_final(c, UVG_STATUS_CANCELLED, "call cancelled by the client");
+    if (c->started) {
+      c->cancelled = 1;
+      post(c, run_on_cancel, c);
+    }
+  }
+  maybe_release(c);
+}
+
+static void on_conn_close(uvg__conn_t *conn) {
+  uvg_server_t *s = conn->data;
+  uvg__list_remove(&conn->link);
+  s->stats.connections_open--;
+  uvg__free(conn);
+  uvg__server_maybe_closed(s);
+}
+
+const uvg__conn_cbs_t uvg__server_conn_cbs = {
+    on_stream_open, on_header,       on_headers,   on_data,
+    on_remote_end,  on_stream_close, on_conn_close};
+
+/* ---- the public call API ---- */
+
+const char *uvg_call_method(const uvg_call_t *c) { return c->path; }
+void *uvg_call_method_data(const uvg_call_t *c) { return c->method->m.method_data; }
+void uvg_call_set_data(uvg_call_t *c, void *data) { c->user_data = data; }
+void *uvg_call_get_data(const uvg_call_t *c) { return c->user_data; }
+
+size_t uvg_call_metadata(const uvg_call_t *c, const uvg_metadata_t **md) {
+  *md = c->md.items;
+  return c->md.n;
+}
+
+const uvg_metadata_t *uvg_call_metadata_get(const uvg_call_t *c, const char *key) {
+  return uvg__md_list_get(&c->md, key);
+}
+
+int64_t uvg_call_time_remaining(const uvg_call_t *c) {
+  if (!c->has_deadline) return -1;
+  uint64_t now = uv_now(c->server->loop);
+  return c->deadline_at > now ? (int64_t)(c->deadline_at - now) : 0;
+}
+
+int uvg_call_is_cancelled(const uvg_call_t *c) { return c->cancelled; }
+
+static int can_send(const uvg_call_t *c) {
+  return !c->cancelled && !c->finished && !c->ended && !c->ts_closed;
+}
+
+int uvg_call_send_headers(uvg_call_t *c, const uvg_metadata_t *md, size_t n) {
+  if (c == NULL || (md == NULL && n > 0)) return UVG_EINVAL;
+  if (!can_send(c)) return UVG_ECANCELED;
+  if (c->headers_sent) return UVG_ESTATE;
+  uvg__md_list_t list;
+  uvg__md_list_init(&list);
+  int rc = uvg__md_list_add_app(&list, md, n);
+  if (rc == 0) rc = respond_headers(c, &list);
+  uvg__md_list_free(&list);
+  return rc;
+}
+
+static void on_msg_done(uvg__msg_t *m, int status) {
+  send_msg_t *sm = uvg__container_of(m, send_msg_t, m);
+  uvg_call_t *c = sm->call;
+  c->msgs_out--;
+  if (sm->cb != NULL) {
+    /* Reported from the queue: this can run inside nghttp2's callbacks. */
+    sm->status = status;
+    if (post(c, run_send_cb, sm) == 0) return;
+    sm->cb(c, status, sm->user_data);
+  }
+  uvg__free(sm);
+  maybe_release(c);
+}
+
+int uvg_call_send(uvg_call_t *c, const void *data, size_t len, uvg_send_cb cb,
+                  void *user_data) {
+  if (c == NULL || (data == NULL && len > 0) || len > UINT32_MAX) return UVG_EINVAL;
+  if (!can_send(c)) return UVG_ECANCELED;
+  uvg_method_type_t t = c->method->m.type;
+  if ((t == UVG_METHOD_UNARY || t == UVG_METHOD_CLIENT_STREAMING) && c->sent_one)
+    return UVG_ESTATE;
+  send_msg_t *sm = uvg__malloc(sizeof(*sm) + (cb ? 0 : len));
+  if (sm == NULL) return UVG_ENOMEM;
+  int rc = c->headers_sent ? 0 : respond_headers(c, NULL);
+  if (rc != 0) {
+    uvg__free(sm);
+    return rc == UVG_ECLOSED ? UVG_ECANCELED : rc;
+  }
+  sm->call = c;
+  sm->cb = cb;
+  sm->user_data = user_data;
+  sm->status = 0;
+  if (cb == NULL && len > 0) memcpy(sm->bytes, data, len);
+  sm->m.data = cb ? data : sm->bytes;
+  sm->m.len = len;
+  sm->m.head_len = UVG__FRAME_HEADER_LEN;
+  uvg__frame_header(sm->m.head, 0, (uint32_t)len);
+  sm->m.done = on_msg_done;
+  if (uvg__ts_send(&c->ts, &sm->m) != 0) {
+    uvg__free(sm);
+    return UVG_ECANCELED;
+  }
+  c->msgs_out++;
+  c->sent_one = 1;
+  return 0;
+}
+
+int uvg_call_finish(uvg_call_t *c, uvg_status_code_t code, const char *message,
+                    const uvg_metadata_t *trailers, size_t n) {
+  if (c == NULL) return UVG_EINVAL;
+  if (c->finished) return UVG_ESTATE;
+  c->finished = 1;
+  uvg__timer_stop(&c->deadline);
+  int rc = 0;
+  if (c->cancelled || c->ended || c->ts_closed) {
+    rc = UVG_ECANCELED;
+  } else {
+    uvg__md_list_t list;
+    uvg__md_list_init(&list);
+    if ((unsigned)code > 16 || (trailers == NULL && n > 0) ||
+        uvg__md_list_add_app(&list, trailers, n) != 0) {
+      uvg__md_list_free(&list);
+      code = UVG_STATUS_INTERNAL;
+      message = "server handler returned an invalid status or trailers";
+      rc = UVG_EINVAL;
+    }
+    set_final(c, code, message);
+    send_status(c, "200", code, message, &list, 0);
+    uvg__md_list_free(&list);
+  }
+  maybe_release(c);
+  return rc;
+}

@@ -1,0 +1,345 @@
+/* The server: listeners, accepted connections, the method registry and an
+ * asynchronous close. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+#define READ_BUF_LEN (64 * 1024)
+
+struct uvg_server_credentials_s {
+  int insecure;
+};
+
+uvg_server_credentials_t *uvg_insecure_server_credentials(void) {
+  static uvg_server_credentials_t insecure = {1};
+  return &insecure;
+}
+
+void uvg_server_options_init(uvg_server_options_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->max_concurrent_streams = 100;
+  o->initial_window_size = 1024 * 1024;
+  o->max_receive_message_size = 4 * 1024 * 1024;
+}
+
+int uvg_server_new(uv_loop_t *loop, const uvg_server_options_t *opts,
+                   uvg_server_t **out) {
+  if (loop == NULL || out == NULL) return UVG_EINVAL;
+  uvg__trace_init();
+  uvg_server_t *s = uvg__calloc(1, sizeof(*s));
+  if (s == NULL) return UVG_ENOMEM;
+  uvg_server_options_init(&s->opts);
+  if (opts != NULL) {
+    if (opts->max_concurrent_streams)
+      s->opts.max_concurrent_streams = opts->max_concurrent_streams;
+    if (opts->initial_window_size)
+      s->opts.initial_window_size = opts->initial_window_size;
+    if (opts->max_receive_message_size)
+      s->opts.max_receive_message_size = opts->max_receive_message_size;
+  }
+  if (s->opts.initial_window_size > 0x7fffffff) {
+    uvg__free(s);
+    return UVG_EINVAL;
+  }
+  s->settings.max_concurrent_streams = s->opts.max_concurrent_streams;
+  s->settings.initial_window_size = s->opts.initial_window_size;
+  s->settings.max_header_list_size = 16 * 1024;
+  s->loop = loop;
+  uvg__list_init(&s->listeners);
+  uvg__list_init(&s->conns);
+  uvg__list_init(&s->call_pool);
+  s->read_buf = uvg__malloc(READ_BUF_LEN);
+  int err = s->read_buf ? uvg__sched_init(loop, &s->sched) : UVG_ENOMEM;
+  if (err != 0) {
+    uvg__free(s->read_buf);
+    uvg__free(s);
+    return err;
+  }
+  uvg__workq_init(&s->sched, &s->q);
+  *out = s;
+  return 0;
+}
+
+/* ---- method registry: open addressing on a hash of the path ---- */
+
+static uint64_t hash_path(const char *p, size_t n) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+  return h;
+}
+
+static uvg__method_entry_t *slot_for(uvg__method_entry_t *tab, size_t cap,
+                                     const char *path, size_t len) {
+  size_t i = hash_path(path, len) & (cap - 1);
+  while (tab[i].m.path != NULL &&
+         (tab[i].path_len != len || memcmp(tab[i].m.path, path, len) != 0))
+    i = (i + 1) & (cap - 1);
+  return &tab[i];
+}
+
+const uvg__method_entry_t *uvg__server_find(const uvg_server_t *s,
+                                            const char *path, size_t len) {
+  if (s->methods_cap == 0) return NULL;
+  uvg__method_entry_t *e = slot_for(s->methods, s->methods_cap, path, len);
+  return e->m.path != NULL ? e : NULL;
+}
+
+int uvg__server_has_service(const uvg_server_t *s, const char *path,
+                            size_t service_len) {
+  for (size_t i = 0; i < s->methods_cap; i++) {
+    const uvg__method_entry_t *e = &s->methods[i];
+    if (e->m.path != NULL && e->service_len == service_len &&
+        memcmp(e->m.path, path, service_len) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* Length of "/Service" in "/Service/Method", or 0 if malformed. */
+static size_t service_len_of(const char *path) {
+  if (path[0] != '/') return 0;
+  const char *slash = strchr(path + 1, '/');
+  if (slash == NULL || slash == path + 1 || slash[1] == '\0' ||
+      strchr(slash + 1, '/') != NULL)
+    return 0;
+  return (size_t)(slash - path);
+}
+
+static int method_valid(const uvg_method_t *m) {
+  if (m->path == NULL || service_len_of(m->path) == 0 || m->on_call == NULL ||
+      m->on_done == NULL || (unsigned)m->type > UVG_METHOD_BIDI_STREAMING)
+    return 0;
+  if ((m->type == UVG_METHOD_CLIENT_STREAMING ||
+       m->type == UVG_METHOD_BIDI_STREAMING) &&
+      (m->on_message == NULL || m->on_half_close == NULL))
+    return 0;
+  return 1;
+}
+
+static int grow_table(uvg_server_t *s, size_t need) {
+  if (need * 2 <= s->methods_cap) return 0;
+  size_t cap = s->methods_cap ? s->methods_cap : 16;
+  while (need * 2 > cap) cap *= 2;
+  uvg__method_entry_t *tab = uvg__calloc(cap, sizeof(*tab));
+  if (tab == NULL) return UVG_ENOMEM;
+  for (size_t i = 0; i < s->methods_cap; i++)
+    if (s->methods[i].m.path != NULL)
+      *slot_for(tab, cap, s->methods[i].m.path, s->methods[i].path_len) =
+          s->methods[i];
+  uvg__free(s->methods);
+  s->methods = tab;
+  s->methods_cap = cap;
+  return 0;
+}
+
+int uvg_server_register(uvg_server_t *s, const uvg_method_t *methods, size_t n) {
+  if (s == NULL || (methods == NULL && n > 0)) return UVG_EINVAL;
+  if (s->closing) return UVG_ECLOSED;
+  for (size_t i = 0; i < n; i++) {
+    if (!method_valid(&methods[i])) return UVG_EINVAL;
+    size_t len = strlen(methods[i].path);
+    if (uvg__server_find(s, methods[i].path, len) != NULL) return UVG_EEXIST;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(methods[j].path, methods[i].path) == 0) return UVG_EEXIST;
+  }
+  if (grow_table(s, s->methods_n + n) != 0) return UVG_ENOMEM;
+  char **paths = uvg__calloc(n ? n : 1, sizeof(char *));
+  if (paths == NULL) return UVG_ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    if ((paths[i] = uvg__strdup(methods[i].path)) == NULL) {
+      while (i-- > 0) uvg__free(paths[i]);
+      uvg__free(paths);
+      return UVG_ENOMEM;
+    }
+  for (size_t i = 0; i < n; i++) {
+    size_t len = strlen(paths[i]);
+    uvg__method_entry_t *e = slot_for(s->methods, s->methods_cap, paths[i], len);
+    e->m = methods[i];
+    e->m.path = paths[i];
+    e->path_len = len;
+    e->service_len = service_len_of(paths[i]);
+    s->methods_n++;
+  }
+  uvg__free(paths);
+  return 0;
+}
+
+/* ---- listening and accepting ---- */
+
+static void on_conn_close_cb(uv_handle_t *h) { uvg__free(h->data); }
+
+static void on_connection(uv_stream_t *ls, int status) {
+  uvg__listener_t *l = ls->data;
+  uvg_server_t *s = l->server;
+  if (status < 0) {
+    uvg__log(UVG_LOG_WARN, "accept failed: %s", uv_strerror(status));
+    return;
+  }
+  uvg__conn_t *c = uvg__calloc(1, sizeof(*c));
+  if (c == NULL) {
+    /* Take the connection off the backlog so the listener does not spin. */
+    uv_tcp_t *tmp = uvg__malloc(sizeof(uv_tcp_t) > sizeof(uv_pipe_t)
+                                    ? sizeof(uv_tcp_t) : sizeof(uv_pipe_t));
+    if (tmp == NULL) return;
+    tmp->data = tmp;
+    if (ls->type == UV_TCP)
+      uv_tcp_init(s->loop, tmp);
+    else
+      uv_pipe_init(s->loop, (uv_pipe_t *)tmp, 0);
+    uv_accept(ls, (uv_stream_t *)tmp);
+    uv_close((uv_handle_t *)tmp, on_conn_close_cb);
+    return;
+  }
+  c->data = s;
+  uvg__conn_init(c, &s->sched, &uvg__server_conn_cbs);
+  int err = uvg__stream_accept(ls, &c->io, c->io.cbs, s->read_buf, READ_BUF_LEN);
+  c->stat_writes = &s->stats.writes;
+  c->stat_bytes = &s->stats.bytes_written;
+  c->stat_proto = &s->stats.protocol_errors;
+  if (c->io.ops == NULL) {
+    uvg__free(c);
+    return;
+  }
+  uvg__list_push(&s->conns, &c->link);
+  s->stats.connections_accepted++;
+  s->stats.connections_open++;
+  if (err == 0) err = uvg__conn_start_server(c, &s->settings);
+  if (err != 0) {
+    uvg__log(UVG_LOG_WARN, "cannot start connection: %s", uvg_strerror(err));
+    uvg__conn_close(c);
+  }
+}
+
+/* Parses "HOST:PORT", "[V6]:PORT" or "unix:PATH" into a socket address or a
+ * path. Returns 0 or UVG_EADDR. */
+static int parse_address(const char *a, struct sockaddr_storage *ss,
+                         const char **path) {
+  char host[64];
+  *path = NULL;
+  if (strncmp(a, "unix:", 5) == 0) {
+    *path = a + 5;
+    return **path ? 0 : UVG_EADDR;
+  }
+  const char *colon = strrchr(a, ':');
+  if (colon == NULL || colon[1] == '\0') return UVG_EADDR;
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end != '\0' || port < 0 || port > 65535) return UVG_EADDR;
+  size_t hl = (size_t)(colon - a);
+  if (hl >= sizeof(host)) return UVG_EADDR;
+  if (a[0] == '[') {
+    if (hl < 2 || a[hl - 1] != ']') return UVG_EADDR;
+    memcpy(host, a + 1, hl - 2);
+    host[hl - 2] = '\0';
+    return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) ? UVG_EADDR : 0;
+  }
+  memcpy(host, a, hl);
+  host[hl] = '\0';
+  return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) ? UVG_EADDR : 0;
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  uvg__listener_t *l = h->data;
+  uvg_server_t *s = l->server;
+  uvg__list_remove(&l->link);
+  uvg__free(l);
+  if (s != NULL) uvg__server_maybe_closed(s);
+}
+
+int uvg_server_listen(uvg_server_t *s, const char *address,
+                      uvg_server_credentials_t *creds, int *bound_port) {
+  struct sockaddr_storage ss;
+  const char *path;
+  int err;
+  if (s == NULL || address == NULL) return UVG_EINVAL;
+  if (creds == NULL) return UVG_ENOCREDS;
+  if (!creds->insecure) return UVG_EINVAL;
+  if (s->closing) return UVG_ECLOSED;
+  if ((err = parse_address(address, &ss, &path)) != 0) return err;
+  uvg__listener_t *l = uvg__calloc(1, sizeof(*l));
+  if (l == NULL) return UVG_ENOMEM;
+  l->server = s;
+  l->h.handle.data = l;
+  uvg__list_init(&l->link);
+  if (path != NULL) {
+    err = uv_pipe_init(s->loop, &l->h.pipe, 0);
+    if (err == 0) err = uv_pipe_bind(&l->h.pipe, path);
+  } else {
+    err = uv_tcp_init(s->loop, &l->h.tcp);
+    if (err == 0) err = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
+  }
+  if (err == 0) err = uv_listen(&l->h.stream, 1024, on_connection);
+  if (err != 0) {
+    if (l->h.handle.loop != NULL) { /* the handle exists: close it */
+      l->server = NULL;
+      uvg__list_push(&s->listeners, &l->link);
+      uv_close(&l->h.handle, on_listener_closed);
+    } else {
+      uvg__free(l);
+    }
+    return err;
+  }
+  uvg__list_push(&s->listeners, &l->link);
+  if (bound_port != NULL) {
+    *bound_port = 0;
+    if (path == NULL) {
+      int len = sizeof(ss);
+      uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len);
+      *bound_port = ntohs(ss.ss_family == AF_INET6
+                              ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                              : ((struct sockaddr_in *)&ss)->sin_port);
+    }
+  }
+  UVG__TRACE(UVG__TRACE_SERVER, "listening on %s", address);
+  return 0;
+}
+
+void uvg_server_get_stats(const uvg_server_t *s, uvg_server_stats_t *st) {
+  *st = s->stats;
+}
+
+/* ---- closing ---- */
+
+static void on_sched_closed(uvg__sched_t *sched) {
+  uvg_server_t *s = uvg__container_of(sched, uvg_server_t, sched);
+  uvg__server_call_pool_free(s);
+  for (size_t i = 0; i < s->methods_cap; i++) uvg__free((void *)s->methods[i].m.path);
+  uvg__free(s->methods);
+  uvg__free(s->read_buf);
+  if (s->close_cb != NULL) s->close_cb(s, s->close_data);
+  uvg__free(s);
+}
+
+void uvg__server_maybe_closed(uvg_server_t *s) {
+  if (!s->closing || s->sched_closing || !uvg__list_empty(&s->listeners) ||
+      !uvg__list_empty(&s->conns) || s->stats.calls_open > 0)
+    return;
+  s->sched_closing = 1;
+  uvg__workq_close(&s->q);
+  uvg__sched_close(&s->sched, on_sched_closed);
+}
+
+void uvg_server_close(uvg_server_t *s, uvg_server_close_cb cb, void *data) {
+  if (s == NULL || s->closing) return;
+  s->closing = 1;
+  s->close_cb = cb;
+  s->close_data = data;
+  UVG__TRACE(UVG__TRACE_SERVER, "closing");
+  for (uvg__list_t *p = s->listeners.next; p != &s->listeners; p = p->next) {
+    uvg__listener_t *l = uvg__container_of(p, uvg__listener_t, link);
+    if (!uv_is_closing(&l->h.handle)) uv_close(&l->h.handle, on_listener_closed);
+  }
+  /* Closing a connection may free it: walk a snapshot of the list. */
+  uvg__list_t conns;
+  uvg__list_init(&conns);
+  uvg__list_move(&s->conns, &conns);
+  while (!uvg__list_empty(&conns)) {
+    uvg__conn_t *c = uvg__container_of(conns.next, uvg__conn_t, link);
+    uvg__list_remove(&c->link);
+    uvg__list_push(&s->conns, &c->link);
+    uvg__conn_close(c);
+  }
+  uvg__server_maybe_closed(s);
+}

@@ -1,0 +1,59 @@
+/* Server internals shared by server.c (listeners, connections, registry)
+ * and call.c (one RPC on one HTTP/2 stream). */
+#ifndef UVG_SERVER_SERVER_H
+#define UVG_SERVER_SERVER_H
+
+#include "../rpc/rpc.h"
+#include "../transport/conn.h"
+
+typedef struct {
+  uvg_method_t m; /* m.path is our copy */
+  size_t path_len;
+  size_t service_len; /* "/pkg.Service" */
+} uvg__method_entry_t;
+
+typedef struct {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  uvg__list_t link;
+  uvg_server_t *server;
+} uvg__listener_t;
+
+struct uvg_server_s {
+  uv_loop_t *loop;
+  uvg__sched_t sched;
+  uvg__workq_t q; /* call notifications when a connection's queue is gone */
+  uvg_server_options_t opts;
+  uvg__conn_settings_t settings;
+  uvg__method_entry_t *methods; /* open addressing on the path hash */
+  size_t methods_cap, methods_n;
+  uvg__list_t listeners;
+  uvg__list_t conns;
+  uvg__list_t call_pool; /* released calls kept for reuse */
+  size_t call_pool_n;
+  uint8_t *read_buf;
+  uvg_server_stats_t stats;
+  int closing;
+  int sched_closing;
+  uvg_server_close_cb close_cb;
+  void *close_data;
+};
+
+const uvg__method_entry_t *uvg__server_find(const uvg_server_t *s,
+                                            const char *path, size_t len);
+/* 1 if some registered method's path starts with this "/Service/". */
+int uvg__server_has_service(const uvg_server_t *s, const char *path,
+                            size_t service_len);
+/* Re-checks whether a closing server can complete. */
+void uvg__server_maybe_closed(uvg_server_t *s);
+
+/* The connection callbacks that create and drive server calls. */
+extern const uvg__conn_cbs_t uvg__server_conn_cbs;
+/* Frees the calls kept for reuse. */
+void uvg__server_call_pool_free(uvg_server_t *s);
+
+#endif

@@ -1,0 +1,464 @@
+#include "conn.h"
+
+#include <string.h>
+
+/* Bytes serialized for one write before the writer yields, so one busy
+ * connection cannot hold the loop; the write's completion continues. */
+#define WRITE_BATCH_MAX (256 * 1024)
+/* Message pieces shorter than this are copied into the write's arena: an
+ * iovec entry costs the kernel more than copying a few dozen bytes. */
+#define COPY_BELOW 256
+
+static void flush(void *arg, int status);
+static void detach_stream(uvg__tstream_t *s, uint32_t h2_error);
+
+/* ---- nghttp2 session callbacks ---- */
+
+static size_t out_bytes(uvg__conn_t *c) { return uvg__iovs_bytes(&c->out); }
+
+static ssize_t on_send(nghttp2_session *h2, const uint8_t *data, size_t len,
+                       int flags, void *ud) {
+  uvg__conn_t *c = ud;
+  (void)h2;
+  (void)flags;
+  if (c->out.n > 0 && out_bytes(c) >= WRITE_BATCH_MAX)
+    return NGHTTP2_ERR_WOULDBLOCK;
+  if (uvg__iovs_copy(&c->out, data, len) != 0)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  return (ssize_t)len;
+}
+
+static size_t queued_bytes(const uvg__tstream_t *s) {
+  size_t n = 0;
+  for (const uvg__list_t *p = s->sendq.next; p != &s->sendq; p = p->next) {
+    const uvg__msg_t *m = uvg__container_of(p, uvg__msg_t, link);
+    n += m->head_len + m->len - m->off;
+  }
+  return n;
+}
+
+/* The data provider of every response: reports what the send queue holds,
+ * without copying (NO_COPY: on_send_data writes the bytes), and asks for the
+ * trailers once the queue is empty and the stream is ending. */
+static ssize_t on_read_data(nghttp2_session *h2, int32_t id, uint8_t *buf,
+                            size_t length, uint32_t *flags,
+                            nghttp2_data_source *src, void *ud) {
+  uvg__tstream_t *s = src->ptr;
+  (void)buf;
+  (void)ud;
+  size_t avail = queued_bytes(s);
+  if (avail == 0 && !s->end_queued) {
+    s->deferred = 1;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  if (avail > 0) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (avail <= length && s->end_queued) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (s->ntrailers > 0) {
+      if (nghttp2_submit_trailer(h2, id, s->trailers, s->ntrailers) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
+  }
+  return (ssize_t)(avail < length ? avail : length);
+}
+
+static int add_piece(uvg__conn_t *c, const uint8_t *p, size_t n) {
+  return n < COPY_BELOW ? uvg__iovs_copy(&c->out, p, n)
+                        : uvg__iovs_ref(&c->out, p, n);
+}
+
+static int on_send_data(nghttp2_session *h2, nghttp2_frame *frame,
+                        const uint8_t *framehd, size_t length,
+                        nghttp2_data_source *src, void *ud) {
+  uvg__conn_t *c = ud;
+  uvg__tstream_t *s = src->ptr;
+  (void)h2;
+  (void)frame;
+  if (c->out.n > 0 && out_bytes(c) >= WRITE_BATCH_MAX)
+    return NGHTTP2_ERR_WOULDBLOCK;
+  if (uvg__iovs_copy(&c->out, framehd, 9) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  while (length > 0) {
+    uvg__msg_t *m = uvg__container_of(s->sendq.next, uvg__msg_t, link);
+    size_t total = m->head_len + m->len, n;
+    int rc;
+    if (m->off < m->head_len) {
+      n = m->head_len - m->off;
+      if (n > length) n = length;
+      rc = uvg__iovs_copy(&c->out, m->head + m->off, n);
+    } else {
+      n = total - m->off;
+      if (n > length) n = length;
+      rc = add_piece(c, m->data + (m->off - m->head_len), n);
+    }
+    if (rc != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    m->off += n;
+    length -= n;
+    if (!m->in_write) {
+      m->in_write = 1;
+      uvg__list_push(&c->write_msgs, &m->wlink);
+    }
+    if (m->off == total) uvg__list_remove(&m->link);
+  }
+  return 0;
+}
+
+static uvg__tstream_t *stream_of(nghttp2_session *h2, int32_t id) {
+  return nghttp2_session_get_stream_user_data(h2, id);
+}
+
+static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
+                            void *ud) {
+  uvg__conn_t *c = ud;
+  if (frame->hd.type != NGHTTP2_HEADERS ||
+      frame->headers.cat != NGHTTP2_HCAT_REQUEST || c->closing)
+    return 0;
+  uvg__tstream_t *s = c->cbs->stream_open(c);
+  if (s == NULL) {
+    nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                              NGHTTP2_REFUSED_STREAM);
+    return 0;
+  }
+  memset(s, 0, sizeof(*s));
+  s->id = frame->hd.stream_id;
+  s->conn = c;
+  uvg__list_init(&s->sendq);
+  uvg__list_push(&c->streams, &s->conn_link);
+  nghttp2_session_set_stream_user_data(h2, s->id, s);
+  return 0;
+}
+
+static int on_header(nghttp2_session *h2, const nghttp2_frame *frame,
+                     const uint8_t *name, size_t namelen, const uint8_t *value,
+                     size_t valuelen, uint8_t flags, void *ud) {
+  uvg__conn_t *c = ud;
+  (void)flags;
+  if (frame->hd.type != NGHTTP2_HEADERS ||
+      frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0; /* trailers from a client carry nothing gRPC reads */
+  uvg__tstream_t *s = stream_of(h2, frame->hd.stream_id);
+  if (s == NULL) return 0;
+  if (c->cbs->on_header(s, name, namelen, value, valuelen) != 0)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  return 0;
+}
+
+static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame,
+                         void *ud) {
+  uvg__conn_t *c = ud;
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+    return 0;
+  uvg__tstream_t *s = stream_of(h2, frame->hd.stream_id);
+  if (s == NULL) return 0;
+  int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  if (frame->hd.type == NGHTTP2_HEADERS &&
+      frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+    c->cbs->on_headers(s, end);
+  if (end && s->conn != NULL && !s->remote_closed) {
+    s->remote_closed = 1;
+    c->cbs->on_remote_end(s);
+  }
+  return 0;
+}
+
+static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
+                         const uint8_t *data, size_t len, void *ud) {
+  uvg__conn_t *c = ud;
+  (void)flags;
+  uvg__tstream_t *s = stream_of(h2, id);
+  if (s != NULL) c->cbs->on_data(s, data, len);
+  return 0;
+}
+
+static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame,
+                         void *ud) {
+  (void)ud;
+  if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  uvg__tstream_t *s = stream_of(h2, frame->hd.stream_id);
+  /* RFC 9113 8.1: a server that has sent its whole response may tell a
+   * client that is still sending to stop, with RST_STREAM NO_ERROR. */
+  if (s != NULL && !s->remote_closed)
+    nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t error,
+                           void *ud) {
+  (void)ud;
+  uvg__tstream_t *s = stream_of(h2, id);
+  if (s != NULL) detach_stream(s, error);
+  return 0;
+}
+
+static nghttp2_session_callbacks *callbacks(void) {
+  static nghttp2_session_callbacks *cbs;
+  if (cbs != NULL) return cbs;
+  if (nghttp2_session_callbacks_new(&cbs) != 0) return NULL;
+  nghttp2_session_callbacks_set_send_callback(cbs, on_send);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, on_send_data);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  return cbs;
+}
+
+/* ---- streams ---- */
+
+static void drop_msg(uvg__msg_t *m) {
+  uvg__list_remove(&m->link);
+  if (m->in_write)
+    m->dropped = 1; /* its bytes are in the write in flight: wait for it */
+  else
+    m->done(m, UVG_ECANCELED);
+}
+
+static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
+  uvg__conn_t *c = s->conn;
+  if (c == NULL) return;
+  if (c->h2 != NULL) nghttp2_session_set_stream_user_data(c->h2, s->id, NULL);
+  uvg__list_remove(&s->conn_link);
+  while (!uvg__list_empty(&s->sendq))
+    drop_msg(uvg__container_of(s->sendq.next, uvg__msg_t, link));
+  uvg__free(s->trailers);
+  s->trailers = NULL;
+  s->ntrailers = 0;
+  s->conn = NULL;
+  c->cbs->on_stream_close(s, h2_error);
+}
+
+static void resume(uvg__tstream_t *s) {
+  if (s->deferred) {
+    s->deferred = 0;
+    nghttp2_session_resume_data(s->conn->h2, s->id);
+  }
+  uvg__conn_schedule_flush(s->conn);
+}
+
+static const nghttp2_data_provider *provider_for(uvg__tstream_t *s,
+                                                 nghttp2_data_provider *p) {
+  p->source.ptr = s;
+  p->read_callback = on_read_data;
+  return p;
+}
+
+int uvg__ts_respond(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n,
+                    int end_stream) {
+  nghttp2_data_provider p;
+  if (s->conn == NULL || s->conn->closing) return UVG_ECLOSED;
+  int rv = nghttp2_submit_response(s->conn->h2, s->id, nv, n,
+                                   end_stream ? NULL : provider_for(s, &p));
+  if (rv != 0) return rv == NGHTTP2_ERR_NOMEM ? UVG_ENOMEM : UVG_ECLOSED;
+  s->has_provider = !end_stream;
+  uvg__conn_schedule_flush(s->conn);
+  return 0;
+}
+
+int uvg__ts_send(uvg__tstream_t *s, uvg__msg_t *m) {
+  if (s->conn == NULL || s->conn->closing || s->end_queued) return UVG_ECLOSED;
+  m->off = 0;
+  m->in_write = m->dropped = 0;
+  uvg__list_init(&m->wlink);
+  uvg__list_push(&s->sendq, &m->link);
+  resume(s);
+  return 0;
+}
+
+/* Copies nv into one allocation so the trailers outlive the caller. */
+static nghttp2_nv *pack_nv(const nghttp2_nv *nv, size_t n) {
+  size_t size = n * sizeof(nghttp2_nv);
+  for (size_t i = 0; i < n; i++) size += nv[i].namelen + nv[i].valuelen;
+  nghttp2_nv *out = uvg__malloc(size);
+  if (out == NULL) return NULL;
+  uint8_t *p = (uint8_t *)(out + n);
+  for (size_t i = 0; i < n; i++) {
+    out[i] = nv[i];
+    out[i].name = memcpy(p, nv[i].name, nv[i].namelen);
+    p += nv[i].namelen;
+    out[i].value = nv[i].valuelen ? memcpy(p, nv[i].value, nv[i].valuelen) : p;
+    p += nv[i].valuelen;
+  }
+  return out;
+}
+
+int uvg__ts_end(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n) {
+  if (s->conn == NULL || s->conn->closing || s->end_queued) return UVG_ECLOSED;
+  if (n > 0 && (s->trailers = pack_nv(nv, n)) == NULL) return UVG_ENOMEM;
+  s->ntrailers = n;
+  s->end_queued = 1;
+  resume(s);
+  return 0;
+}
+
+void uvg__ts_reset(uvg__tstream_t *s, uint32_t h2_error) {
+  uvg__conn_t *c = s->conn;
+  if (c == NULL || c->closing) return;
+  nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id, h2_error);
+  uvg__conn_schedule_flush(c);
+}
+
+/* ---- the connection ---- */
+
+static void close_now(uvg__conn_t *c);
+
+static void on_io_read(uvg__stream_t *io, ssize_t nread, const uint8_t *buf) {
+  uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
+  if (c->closing) return;
+  if (nread < 0) {
+    UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: read ended: %s", c->peer,
+               uv_strerror((int)nread));
+    close_now(c);
+    return;
+  }
+  ssize_t rv = nghttp2_session_mem_recv(c->h2, buf, (size_t)nread);
+  if (rv < 0) {
+    if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC)
+      uvg__log(UVG_LOG_WARN, "%s: bad HTTP/2 client preface; closing connection",
+               c->peer);
+    else
+      uvg__log(UVG_LOG_WARN, "%s: HTTP/2 error: %s; closing connection",
+               c->peer, nghttp2_strerror((int)rv));
+    if (c->stat_proto) (*c->stat_proto)++;
+    close_now(c);
+    return;
+  }
+  uvg__conn_schedule_flush(c);
+}
+
+static void complete_write_msgs(uvg__conn_t *c, int status) {
+  while (!uvg__list_empty(&c->write_msgs)) {
+    uvg__msg_t *m = uvg__container_of(c->write_msgs.next, uvg__msg_t, wlink);
+    uvg__list_remove(&m->wlink);
+    m->in_write = 0;
+    if (m->dropped)
+      m->done(m, UVG_ECANCELED);
+    else if (m->off == m->head_len + m->len)
+      m->done(m, status < 0 ? UVG_ECANCELED : 0);
+    else if (status < 0)
+      drop_msg(m);
+  }
+}
+
+static void on_io_write(uvg__stream_t *io, int status) {
+  uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
+  c->writing = 0;
+  uvg__iovs_reset(&c->out);
+  complete_write_msgs(c, status);
+  if (c->closing) return;
+  if (status < 0) {
+    UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: write failed: %s", c->peer,
+               uv_strerror(status));
+    close_now(c);
+    return;
+  }
+  flush(c, 0);
+}
+
+static void on_io_close(uvg__stream_t *io) {
+  uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
+  complete_write_msgs(c, UVG_ECANCELED);
+  if (c->h2 != NULL) nghttp2_session_del(c->h2);
+  c->h2 = NULL;
+  uvg__iovs_free(&c->out);
+  c->cbs->on_close(c);
+}
+
+static const uvg__stream_cbs_t io_cbs = {on_io_read, on_io_write, on_io_close};
+
+void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
+                    const uvg__conn_cbs_t *cbs) {
+  c->sched = sched;
+  c->cbs = cbs;
+  c->h2 = NULL;
+  c->writing = c->flush_queued = c->closing = 0;
+  uvg__workq_init(sched, &c->q);
+  uvg__list_init(&c->streams);
+  uvg__list_init(&c->write_msgs);
+  uvg__iovs_init(&c->out);
+  c->io.cbs = &io_cbs;
+  c->peer[0] = '\0';
+}
+
+int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
+  nghttp2_session_callbacks *ncbs = callbacks();
+  c->io.ops->peer_name(&c->io, c->peer, sizeof(c->peer));
+  if (ncbs == NULL || nghttp2_session_server_new(&c->h2, ncbs, c) != 0)
+    return UVG_ENOMEM;
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, st->max_concurrent_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, st->initial_window_size},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, st->max_header_list_size},
+  };
+  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
+      nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
+                                            16 * 1024 * 1024) != 0)
+    return UVG_ENOMEM;
+  int err = c->io.ops->read_start(&c->io);
+  if (err != 0) return err;
+  uvg__conn_schedule_flush(c);
+  UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: connection open", c->peer);
+  return 0;
+}
+
+void uvg__conn_schedule_flush(uvg__conn_t *c) {
+  if (c->flush_queued || c->closing) return;
+  if (uvg__workq_post(&c->q, flush, c) == 0) c->flush_queued = 1;
+}
+
+static void flush(void *arg, int status) {
+  uvg__conn_t *c = arg;
+  if (status != 0) return;
+  c->flush_queued = 0;
+  if (c->writing || c->closing) return;
+  int rv = nghttp2_session_send(c->h2);
+  if (rv != 0) {
+    uvg__log(UVG_LOG_WARN, "%s: HTTP/2 send failed: %s; closing connection",
+             c->peer, nghttp2_strerror(rv));
+    close_now(c);
+    return;
+  }
+  if (c->out.n == 0) {
+    if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
+      close_now(c);
+    return;
+  }
+  uvg__iovs_finish(&c->out);
+  size_t bytes = out_bytes(c);
+  if (c->stat_writes) (*c->stat_writes)++;
+  if (c->stat_bytes) *c->stat_bytes += bytes;
+  UVG__TRACE(UVG__TRACE_WRITER, "%s: write %zu bytes in %u iovecs", c->peer,
+             bytes, c->out.n);
+  int err = c->io.ops->write(&c->io, c->out.iov, c->out.n);
+  if (err != 0) {
+    uvg__iovs_reset(&c->out);
+    complete_write_msgs(c, err);
+    close_now(c);
+    return;
+  }
+  c->writing = 1;
+}
+
+void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug) {
+  if (c->closing || c->h2 == NULL) return;
+  nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(c->h2), h2_error,
+                        (const uint8_t *)debug, debug ? strlen(debug) : 0);
+  nghttp2_session_terminate_session(c->h2, h2_error);
+  uvg__conn_schedule_flush(c);
+}
+
+static void close_now(uvg__conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  uvg__workq_close(&c->q);
+  while (!uvg__list_empty(&c->streams))
+    detach_stream(uvg__container_of(c->streams.next, uvg__tstream_t, conn_link),
+                  UVG__H2_CONN_CLOSED);
+  c->io.ops->close(&c->io);
+}
+
+void uvg__conn_close(uvg__conn_t *c) { close_now(c); }

@@ -1,0 +1,150 @@
+/*
+ * One HTTP/2 connection on nghttp2, over a loop/ byte stream.
+ *
+ * The connection owns the nghttp2 session, the writer and the list of open
+ * streams. nghttp2's callbacks never reach the application directly: the
+ * layer above gets events through uvg__conn_cbs_t and defers anything the
+ * application sees through the connection's work queue, so application code
+ * never runs inside nghttp2.
+ *
+ * The writer (grpc-go's loopyWriter + controlBuf): producers queue frames in
+ * nghttp2 or messages on a stream and call uvg__conn_schedule_flush(); one
+ * flush per loop turn serializes everything pending on the connection (every
+ * stream's frames, window updates, PING and SETTINGS acks) into one iovec
+ * array and issues ONE uv_write. Message bytes are referenced, not copied
+ * (nghttp2 NO_COPY data frames), except short ones that are cheaper to copy.
+ * While a write is in flight nothing else is serialized; its completion
+ * flushes again.
+ */
+#ifndef UVG_TRANSPORT_CONN_H
+#define UVG_TRANSPORT_CONN_H
+
+#include <nghttp2/nghttp2.h>
+
+#include "../../loop/buf.h"
+#include "../../loop/stream.h"
+#include "../../loop/timer.h"
+#include "../../loop/workq.h"
+
+typedef struct uvg__conn_s uvg__conn_t;
+typedef struct uvg__tstream_s uvg__tstream_t;
+typedef struct uvg__msg_s uvg__msg_t;
+
+/* An outgoing message: head_len bytes of `head` (gRPC's 5-byte prefix;
+ * the transport does not look inside) then `len` bytes at `data`,
+ * which stay valid until done() runs. done(m, 0) runs once every byte is
+ * handed to the socket, done(m, UVG_ECANCELED) if the stream or connection
+ * ended first; the msg is not touched by the transport afterwards. */
+struct uvg__msg_s {
+  uvg__list_t link;  /* in the stream's send queue */
+  uvg__list_t wlink; /* in the connection's current write */
+  uint8_t head[8];
+  uint8_t head_len;
+  const uint8_t *data;
+  size_t len;
+  size_t off; /* bytes serialized, head included */
+  uint8_t in_write;
+  uint8_t dropped;
+  void (*done)(uvg__msg_t *m, int status);
+};
+
+struct uvg__tstream_s {
+  int32_t id;
+  uvg__conn_t *conn; /* NULL once the stream closed */
+  uvg__list_t conn_link;
+  uvg__list_t sendq;
+  uint8_t deferred;      /* nghttp2 waits for uvg__conn_resume */
+  uint8_t has_provider;  /* response headers carried a data provider */
+  uint8_t end_queued;    /* trailers follow the send queue */
+  uint8_t remote_closed; /* the peer sent END_STREAM */
+  nghttp2_nv *trailers;  /* packed: one allocation */
+  size_t ntrailers;
+};
+
+/* on_stream_close's code when the whole connection went away. */
+#define UVG__H2_CONN_CLOSED 0x100u
+
+typedef struct {
+  /* A peer opened a stream: return its storage (the upper layer's), or
+   * NULL to refuse it with RST_STREAM REFUSED_STREAM. */
+  uvg__tstream_t *(*stream_open)(uvg__conn_t *c);
+  /* One header of the stream's first header block. Return nonzero to reset
+   * the stream (PROTOCOL_ERROR). */
+  int (*on_header)(uvg__tstream_t *s, const uint8_t *name, size_t namelen,
+                   const uint8_t *value, size_t valuelen);
+  /* The header block is complete. */
+  void (*on_headers)(uvg__tstream_t *s, int end_stream);
+  void (*on_data)(uvg__tstream_t *s, const uint8_t *p, size_t n);
+  /* The peer sent END_STREAM (after the data). */
+  void (*on_remote_end)(uvg__tstream_t *s);
+  /* The stream is gone from the connection (reset by either side, both
+   * ends closed, or the connection closed): h2_error is the RST_STREAM code
+   * or NO_ERROR. s->conn is NULL from here on. */
+  void (*on_stream_close)(uvg__tstream_t *s, uint32_t h2_error);
+  /* The connection is closed; it is freed when this returns. */
+  void (*on_close)(uvg__conn_t *c);
+} uvg__conn_cbs_t;
+
+typedef struct {
+  uint32_t max_concurrent_streams;
+  uint32_t initial_window_size;
+  uint32_t max_header_list_size;
+} uvg__conn_settings_t;
+
+struct uvg__conn_s {
+  uvg__stream_t io; /* first: the byte stream */
+  uvg__sched_t *sched;
+  uvg__workq_t q; /* flushes and everything deferred for this connection */
+  nghttp2_session *h2;
+  const uvg__conn_cbs_t *cbs;
+  void *data; /* the upper layer's */
+  uvg__list_t link; /* the upper layer's list of connections */
+  uvg__list_t streams;
+  uvg__iovs_t out;
+  uvg__list_t write_msgs; /* messages referenced by the write in flight */
+  uint64_t *stat_writes, *stat_bytes, *stat_proto; /* counters, or NULL */
+  uint8_t writing;
+  uint8_t flush_queued;
+  uint8_t closing;
+  char peer[64];
+};
+
+/* Prepares `c` before its io is opened; sets c->io.cbs, which the byte
+ * stream must be opened with. From here on uvg__conn_close() is valid. */
+void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
+                    const uvg__conn_cbs_t *cbs);
+
+/* Starts the server side of a connection whose io is open: creates the
+ * session, queues SETTINGS and starts reading. Returns 0, UVG_ENOMEM or a
+ * libuv error; on failure the caller closes `c`. */
+int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *settings);
+
+/* Marks the connection dirty: one flush runs this loop turn (or when the
+ * write in flight completes). */
+void uvg__conn_schedule_flush(uvg__conn_t *c);
+
+/* Sends GOAWAY with `h2_error`, lets the write finish, then closes. */
+void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug);
+
+/* Closes now: every open stream gets on_stream_close, then on_close. */
+void uvg__conn_close(uvg__conn_t *c);
+
+/* Sends response headers. With end_stream, the headers end the stream (a
+ * trailers-only response). Returns 0, UVG_ECLOSED or UVG_ENOMEM. */
+int uvg__ts_respond(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n,
+                    int end_stream);
+/* Queues a message after the response headers. Returns 0 or UVG_ECLOSED. */
+int uvg__ts_send(uvg__tstream_t *s, uvg__msg_t *m);
+/* Queues trailers (copied) to follow every queued message; END_STREAM.
+ * Returns 0, UVG_ECLOSED or UVG_ENOMEM. */
+int uvg__ts_end(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n);
+/* Resets the stream with RST_STREAM `h2_error`. */
+void uvg__ts_reset(uvg__tstream_t *s, uint32_t h2_error);
+
+#define UVG__NV(name, value, vlen)                                      \
+  {                                                                     \
+    (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, (vlen),    \
+        NGHTTP2_NV_FLAG_NONE                                            \
+  }
+
+#endif

@@ -1,0 +1,92 @@
+/* TCP and unix-socket byte streams over uv_stream_t. */
+#include "stream.h"
+
+#include <stdio.h>
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  uvg__stream_t *s = uvg__container_of(h, uvg__stream_t, h.handle);
+  (void)hint;
+  *buf = uv_buf_init((char *)s->read_buf, (unsigned)s->read_buf_len);
+}
+
+static void on_uv_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  uvg__stream_t *s = uvg__container_of(st, uvg__stream_t, h.stream);
+  if (nread == 0) return; /* EAGAIN: nothing to do */
+  if (nread < 0) uv_read_stop(st);
+  s->cbs->on_read(s, nread, (const uint8_t *)buf->base);
+}
+
+static int sock_read_start(uvg__stream_t *s) {
+  return uv_read_start(&s->h.stream, on_alloc, on_uv_read);
+}
+
+static void on_uv_write(uv_write_t *req, int status) {
+  uvg__stream_t *s = uvg__container_of(req, uvg__stream_t, wreq);
+  s->cbs->on_write(s, status);
+}
+
+static int sock_write(uvg__stream_t *s, const uv_buf_t *bufs, unsigned n) {
+  return uv_write(&s->wreq, &s->h.stream, bufs, n, on_uv_write);
+}
+
+static void on_uv_close(uv_handle_t *h) {
+  uvg__stream_t *s = uvg__container_of(h, uvg__stream_t, h.handle);
+  s->cbs->on_close(s);
+}
+
+static void sock_close(uvg__stream_t *s) {
+  if (!uv_is_closing(&s->h.handle)) uv_close(&s->h.handle, on_uv_close);
+}
+
+static void tcp_peer_name(uvg__stream_t *s, char *out, size_t len) {
+  struct sockaddr_storage ss;
+  int n = sizeof(ss);
+  char ip[64] = "?";
+  int port = 0;
+  if (uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &n) == 0) {
+    if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+      uv_ip6_name(a, ip, sizeof(ip));
+      port = ntohs(a->sin6_port);
+      snprintf(out, len, "[%s]:%d", ip, port);
+      return;
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    uv_ip4_name(a, ip, sizeof(ip));
+    port = ntohs(a->sin_port);
+  }
+  snprintf(out, len, "%s:%d", ip, port);
+}
+
+static void pipe_peer_name(uvg__stream_t *s, char *out, size_t len) {
+  char path[256];
+  size_t n = sizeof(path);
+  if (uv_pipe_getsockname(&s->h.pipe, path, &n) != 0) n = 0;
+  snprintf(out, len, "unix:%.*s", (int)n, path);
+}
+
+static const uvg__stream_ops_t tcp_ops = {sock_read_start, sock_write,
+                                          sock_close, tcp_peer_name};
+static const uvg__stream_ops_t pipe_ops = {sock_read_start, sock_write,
+                                           sock_close, pipe_peer_name};
+
+int uvg__stream_accept(uv_stream_t *listener, uvg__stream_t *s,
+                       const uvg__stream_cbs_t *cbs, uint8_t *read_buf,
+                       size_t read_buf_len) {
+  int err;
+  s->cbs = cbs;
+  s->read_buf = read_buf;
+  s->read_buf_len = read_buf_len;
+  if (listener->type == UV_TCP)
+    err = uv_tcp_init(listener->loop, &s->h.tcp);
+  else
+    err = uv_pipe_init(listener->loop, &s->h.pipe, 0);
+  if (err != 0) {
+    s->ops = NULL;
+    return err;
+  }
+  s->ops = listener->type == UV_TCP ? &tcp_ops : &pipe_ops;
+  if ((err = uv_accept(listener, &s->h.stream)) != 0) return err;
+  if (listener->type == UV_TCP) uv_tcp_nodelay(&s->h.tcp, 1);
+  return 0;
+}

@@ -1,0 +1,61 @@
+/*
+ * A byte stream: what the HTTP/2 transport reads from and writes to. TCP and
+ * unix sockets implement it here; TLS will implement the same operations on
+ * top of one of them, so the transport never knows which it has.
+ *
+ * Reads go into a buffer the owner lends (one per scheduler is enough: the
+ * transport consumes every read synchronously), so an idle connection holds
+ * no read buffer. At most one write is in flight; the transport's writer
+ * guarantees it.
+ */
+#ifndef UVG_LOOP_STREAM_H
+#define UVG_LOOP_STREAM_H
+
+#include <uv.h>
+
+#include "common.h"
+
+typedef struct uvg__stream_s uvg__stream_t;
+
+typedef struct {
+  int (*read_start)(uvg__stream_t *s);
+  int (*write)(uvg__stream_t *s, const uv_buf_t *bufs, unsigned n);
+  void (*close)(uvg__stream_t *s);
+  /* Local or peer address as text ("127.0.0.1:5000", "[::1]:5000",
+   * "unix:/path"); writes at most len bytes with the NUL. */
+  void (*peer_name)(uvg__stream_t *s, char *out, size_t len);
+} uvg__stream_ops_t;
+
+typedef struct {
+  /* nread > 0: bytes in buf. nread < 0: EOF (UV_EOF) or a read error; no
+   * more reads follow. The bytes are valid during the call only. */
+  void (*on_read)(uvg__stream_t *s, ssize_t nread, const uint8_t *buf);
+  /* The write started by ops->write finished (0 or a libuv error). */
+  void (*on_write)(uvg__stream_t *s, int status);
+  /* The stream is closed; its memory may be released. */
+  void (*on_close)(uvg__stream_t *s);
+} uvg__stream_cbs_t;
+
+struct uvg__stream_s {
+  const uvg__stream_ops_t *ops;
+  const uvg__stream_cbs_t *cbs;
+  uint8_t *read_buf; /* lent by the owner */
+  size_t read_buf_len;
+  uv_write_t wreq;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+};
+
+/* Accepts the pending connection of `listener` (a TCP or pipe server) into
+ * `s`. Returns 0 or a libuv error. Whatever it returns, `s` is an open handle
+ * afterwards, unless the handle's init itself failed (then s->ops is NULL):
+ * close it with s->ops->close(), and release it in cbs->on_close. */
+int uvg__stream_accept(uv_stream_t *listener, uvg__stream_t *s,
+                       const uvg__stream_cbs_t *cbs, uint8_t *read_buf,
+                       size_t read_buf_len);
+
+#endif

@@ -1,0 +1,139 @@
+#include "workq.h"
+
+#include <assert.h>
+
+#include "timer.h"
+
+static void on_check(uv_check_t *h);
+static void on_idle(uv_idle_t *h) { (void)h; }
+
+int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
+  int err;
+  s->loop = loop;
+  uvg__list_init(&s->ready);
+  uvg__list_init(&s->pool);
+  s->draining = NULL;
+  s->heap = NULL;
+  s->heap_len = s->heap_cap = 0;
+  s->closing = 0;
+  s->close_cb = NULL;
+  if ((err = uv_check_init(loop, &s->check)) != 0) return err;
+  uv_idle_init(loop, &s->idle);
+  uv_timer_init(loop, &s->timer);
+  s->handles_open = 3;
+  s->check.data = s->idle.data = s->timer.data = s;
+  /* The check handle runs every turn but must not keep the loop alive; the
+   * idle handle does that, and only while work is pending. */
+  uv_check_start(&s->check, on_check);
+  uv_unref((uv_handle_t *)&s->check);
+  return 0;
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  uvg__sched_t *s = h->data;
+  if (--s->handles_open > 0) return;
+  uvg__work_t *w;
+  while (!uvg__list_empty(&s->pool)) {
+    w = uvg__container_of(s->pool.next, uvg__work_t, link);
+    uvg__list_remove(&w->link);
+    uvg__free(w);
+  }
+  uvg__free(s->heap);
+  s->heap = NULL;
+  if (s->close_cb != NULL) s->close_cb(s);
+}
+
+void uvg__sched_close(uvg__sched_t *s, void (*cb)(uvg__sched_t *s)) {
+  if (s->closing) return;
+  s->closing = 1;
+  s->close_cb = cb;
+  while (!uvg__list_empty(&s->ready)) {
+    uvg__workq_t *q = uvg__container_of(s->ready.next, uvg__workq_t, ready_link);
+    uvg__workq_close(q);
+  }
+  uv_close((uv_handle_t *)&s->check, on_handle_closed);
+  uv_close((uv_handle_t *)&s->idle, on_handle_closed);
+  uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+}
+
+void uvg__workq_init(uvg__sched_t *s, uvg__workq_t *q) {
+  q->sched = s;
+  q->closed = 0;
+  uvg__list_init(&q->items);
+  uvg__list_init(&q->ready_link);
+}
+
+static void make_ready(uvg__workq_t *q) {
+  uvg__sched_t *s = q->sched;
+  if (!uvg__list_empty(&q->ready_link)) return;
+  if (uvg__list_empty(&s->ready)) uv_idle_start(&s->idle, on_idle);
+  uvg__list_push(&s->ready, &q->ready_link);
+}
+
+int uvg__workq_post(uvg__workq_t *q, uvg__work_fn fn, void *arg) {
+  uvg__work_t *w;
+  if (q->closed || q->sched->closing) return UVG_ECLOSED;
+  if (!uvg__list_empty(&q->sched->pool)) {
+    w = uvg__container_of(q->sched->pool.next, uvg__work_t, link);
+    uvg__list_remove(&w->link);
+  } else if ((w = uvg__malloc(sizeof(*w))) == NULL) {
+    return UVG_ENOMEM;
+  }
+  w->fn = fn;
+  w->arg = arg;
+  uvg__list_push(&q->items, &w->link);
+  if (q != q->sched->draining) make_ready(q);
+  return 0;
+}
+
+/* Pops the first closure of `q` into fn/arg and recycles its node. */
+static int pop(uvg__workq_t *q, uvg__work_fn *fn, void **arg) {
+  if (uvg__list_empty(&q->items)) return 0;
+  uvg__work_t *w = uvg__container_of(q->items.next, uvg__work_t, link);
+  uvg__list_remove(&w->link);
+  *fn = w->fn;
+  *arg = w->arg;
+  uvg__list_push(&q->sched->pool, &w->link);
+  return 1;
+}
+
+void uvg__workq_close(uvg__workq_t *q) {
+  uvg__work_fn fn;
+  void *arg;
+  if (q->closed) return;
+  q->closed = 1;
+  uvg__list_remove(&q->ready_link);
+  if (q->sched->draining == q) q->sched->draining = NULL;
+  while (pop(q, &fn, &arg)) fn(arg, UVG_ECANCELED);
+}
+
+size_t uvg__workq_pending(const uvg__workq_t *q) {
+  size_t n = 0;
+  for (const uvg__list_t *p = q->items.next; p != &q->items; p = p->next) n++;
+  return n;
+}
+
+static void on_check(uv_check_t *h) {
+  uvg__sched_t *s = h->data;
+  uvg__list_t turn;
+  uvg__work_fn fn;
+  void *arg;
+
+  /* Only the queues ready now run in this turn; a queue that gets new work
+   * while it drains goes back on s->ready for the next turn. */
+  uvg__list_init(&turn);
+  uvg__list_move(&s->ready, &turn);
+  while (!uvg__list_empty(&turn)) {
+    uvg__workq_t *q = uvg__container_of(turn.next, uvg__workq_t, ready_link);
+    uvg__list_remove(&q->ready_link);
+    size_t n = uvg__workq_pending(q);
+    s->draining = q;
+    /* s->draining turns NULL if a closure closes q (and maybe frees it). */
+    while (n-- > 0 && s->draining == q && pop(q, &fn, &arg)) fn(arg, 0);
+    if (s->draining == q) {
+      s->draining = NULL;
+      if (!uvg__list_empty(&q->items)) make_ready(q);
+    }
+  }
+  if (uvg__list_empty(&s->ready) && !s->closing) uv_idle_stop(&s->idle);
+}

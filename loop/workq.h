@@ -1,0 +1,75 @@
+/*
+ * Ordered closures run on the loop: the replacement for a goroutine reading
+ * a channel. A scheduler (one per server or channel) owns the libuv handles;
+ * any number of work queues, embedded in their owners, share it.
+ *
+ * A queue's closures run in the order they were posted, never re-entrantly
+ * from inside uvg__workq_post(), in the check phase of the loop turn in which
+ * they were posted (right after that turn's I/O callbacks). A closure posted
+ * while queues are being drained runs in the next turn, so one turn does a
+ * bounded amount of work; the scheduler keeps poll from blocking while work
+ * is pending.
+ */
+#ifndef UVG_LOOP_WORKQ_H
+#define UVG_LOOP_WORKQ_H
+
+#include <uv.h>
+
+#include "common.h"
+
+/* status: 0 when run normally, UVG_ECANCELED when the queue closed first (the
+ * closure should only free what `arg` owns). */
+typedef void (*uvg__work_fn)(void *arg, int status);
+
+typedef struct uvg__work_s {
+  uvg__list_t link;
+  uvg__work_fn fn;
+  void *arg;
+} uvg__work_t;
+
+typedef struct uvg__timer_s uvg__timer_t;
+
+typedef struct uvg__sched_s {
+  uv_loop_t *loop;
+  uv_check_t check;  /* drains the ready queues after each poll */
+  uv_idle_t idle;    /* active while work is pending: poll must not block */
+  uv_timer_t timer;  /* due time of the earliest uvg__timer_t */
+  uvg__list_t ready; /* queues with pending closures */
+  uvg__list_t pool;  /* free work nodes */
+  struct uvg__workq_s *draining; /* the queue being drained, or NULL */
+  uvg__timer_t **heap; /* min-heap of armed timers by due time */
+  size_t heap_len, heap_cap;
+  int handles_open;
+  int closing;
+  void (*close_cb)(struct uvg__sched_s *);
+} uvg__sched_t;
+
+typedef struct uvg__workq_s {
+  uvg__sched_t *sched;
+  uvg__list_t items;
+  uvg__list_t ready_link; /* in sched->ready, or self-linked */
+  int closed;
+} uvg__workq_t;
+
+/* Initialises `s` on `loop`. Returns 0 or a libuv error. */
+int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s);
+
+/* Closes the scheduler's handles; every queue must be closed already.
+ * `cb` runs once the handles are closed; then `s` may be freed. */
+void uvg__sched_close(uvg__sched_t *s, void (*cb)(uvg__sched_t *s));
+
+void uvg__workq_init(uvg__sched_t *s, uvg__workq_t *q);
+
+/* Queues fn(arg, 0). Returns 0; UVG_ECLOSED after uvg__workq_close() (fn
+ * will not run); UVG_ENOMEM. */
+int uvg__workq_post(uvg__workq_t *q, uvg__work_fn fn, void *arg);
+
+/* Refuses later posts and runs every pending closure now with
+ * UVG_ECANCELED. Safe to call from a closure of the same queue: the
+ * closures left in that drain are cancelled too. Idempotent. */
+void uvg__workq_close(uvg__workq_t *q);
+
+/* Number of pending closures (tests and stats). */
+size_t uvg__workq_pending(const uvg__workq_t *q);
+
+#endif

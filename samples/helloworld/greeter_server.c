@@ -1,0 +1,96 @@
+/*
+ * greeter_server: serves helloworld.Greeter/SayHello on 127.0.0.1.
+ *
+ *   greeter_server --port 50051
+ *
+ * Prints "listening on port N" once it accepts connections (N is the bound
+ * port, useful with --port 0) and stops cleanly on SIGINT or SIGTERM.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uvgrpc.h>
+
+#include "helloworld.pb-c.h"
+
+static void on_say_hello(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  Helloworld__HelloRequest *req = helloworld__hello_request__unpack(NULL, len, msg);
+  if (req == NULL) {
+    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "cannot parse HelloRequest",
+                    NULL, 0);
+    return;
+  }
+  char text[512];
+  snprintf(text, sizeof(text), "Hello %s", req->name);
+  helloworld__hello_request__free_unpacked(req, NULL);
+
+  Helloworld__HelloReply reply = HELLOWORLD__HELLO_REPLY__INIT;
+  reply.message = text;
+  uint8_t buf[600];
+  size_t n = helloworld__hello_reply__pack(&reply, buf);
+  uvg_call_send(call, buf, n, NULL, NULL); /* no callback: bytes are copied */
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+
+static void on_done(uvg_call_t *call, const uvg_status_t *status) {
+  (void)call;
+  (void)status;
+}
+
+static uvg_server_t *server;
+static uv_signal_t sigint, sigterm;
+
+static void on_closed(uvg_server_t *s, void *data) {
+  (void)s;
+  (void)data;
+  uv_close((uv_handle_t *)&sigint, NULL);
+  uv_close((uv_handle_t *)&sigterm, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  (void)signum;
+  uv_signal_stop(&sigint);
+  uv_signal_stop(&sigterm);
+  uvg_server_close(server, on_closed, h);
+}
+
+int main(int argc, char **argv) {
+  const char *port = "50051";
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
+      port = argv[++i];
+    else if (strncmp(argv[i], "--port=", 7) == 0)
+      port = argv[i] + 7;
+    else {
+      fprintf(stderr, "usage: %s [--port N]\n", argv[0]);
+      return 2;
+    }
+  }
+  uv_loop_t *loop = uv_default_loop();
+  static const uvg_method_t methods[] = {{
+      .path = "/helloworld.Greeter/SayHello",
+      .type = UVG_METHOD_UNARY,
+      .on_call = on_say_hello,
+      .on_done = on_done,
+  }};
+  char addr[64];
+  int bound, err;
+  snprintf(addr, sizeof(addr), "127.0.0.1:%s", port);
+  if ((err = uvg_server_new(loop, NULL, &server)) != 0 ||
+      (err = uvg_server_register(server, methods, 1)) != 0 ||
+      (err = uvg_server_listen(server, addr, uvg_insecure_server_credentials(),
+                               &bound)) != 0) {
+    fprintf(stderr, "greeter_server: %s: %s\n", addr, uvg_strerror(err));
+    return 1;
+  }
+  uv_signal_init(loop, &sigint);
+  uv_signal_init(loop, &sigterm);
+  uv_signal_start(&sigint, on_signal, SIGINT);
+  uv_signal_start(&sigterm, on_signal, SIGTERM);
+  printf("listening on port %d\n", bound);
+  fflush(stdout);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+  return 0;
+}

@@ -1,0 +1,403 @@
+/*
+ * The gRPC interop test server (doc/interop-test-descriptions.md, "Server")
+ * for grpc.testing.TestService, on uvgrpc with protobuf-c messages.
+ *
+ *   interop_server --port=N
+ *
+ * Prints "listening on port N" once listening (N is the bound port, so
+ * --port=0 works) and exits cleanly on SIGTERM or SIGINT.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uvgrpc.h>
+
+#include "grpc/testing/empty.pb-c.h"
+#include "grpc/testing/messages.pb-c.h"
+
+#define ECHO_INITIAL "x-grpc-test-echo-initial"
+#define ECHO_TRAILING "x-grpc-test-echo-trailing-bin"
+
+/* ---- helpers ---- */
+
+/* Packs `m` into a new buffer of *len bytes (free it). */
+static uint8_t *pack(const ProtobufCMessage *m, size_t *len) {
+  *len = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = malloc(*len ? *len : 1);
+  if (buf != NULL) protobuf_c_message_pack(m, buf);
+  return buf;
+}
+
+/* Packs `m` and sends a copy. */
+static int send_packed(uvg_call_t *call, const ProtobufCMessage *m) {
+  size_t n;
+  uint8_t *buf = pack(m, &n);
+  if (buf == NULL) return UVG_ENOMEM;
+  int rc = uvg_call_send(call, buf, n, NULL, NULL);
+  free(buf);
+  return rc;
+}
+
+/* Echoes x-grpc-test-echo-initial back as initial metadata. */
+static void echo_initial(uvg_call_t *call) {
+  const uvg_metadata_t *md = uvg_call_metadata_get(call, ECHO_INITIAL);
+  if (md != NULL) uvg_call_send_headers(call, md, 1);
+}
+
+/* Finishes with `code`/`message`, echoing x-grpc-test-echo-trailing-bin. */
+static void finish(uvg_call_t *call, int code, const char *message) {
+  const uvg_metadata_t *md = uvg_call_metadata_get(call, ECHO_TRAILING);
+  uvg_call_finish(call, (uvg_status_code_t)code, message, md, md ? 1 : 0);
+}
+
+static Grpc__Testing__Payload *make_payload(Grpc__Testing__Payload *p, int32_t size) {
+  grpc__testing__payload__init(p);
+  p->type = GRPC__TESTING__PAYLOAD_TYPE__COMPRESSABLE;
+  p->body.len = size > 0 ? (size_t)size : 0;
+  p->body.data = calloc(1, p->body.len ? p->body.len : 1);
+  return p;
+}
+
+static void on_done(uvg_call_t *call, const uvg_status_t *status) {
+  (void)call;
+  (void)status;
+}
+
+/* ---- unary ---- */
+
+static void on_empty_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  Grpc__Testing__Empty *req = grpc__testing__empty__unpack(NULL, len, msg);
+  if (req == NULL) {
+    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad Empty", NULL, 0);
+    return;
+  }
+  grpc__testing__empty__free_unpacked(req, NULL);
+  Grpc__Testing__Empty resp = GRPC__TESTING__EMPTY__INIT;
+  send_packed(call, &resp.base);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+
+static void on_unary_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  Grpc__Testing__SimpleRequest *req =
+      grpc__testing__simple_request__unpack(NULL, len, msg);
+  if (req == NULL) {
+    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad SimpleRequest", NULL, 0);
+    return;
+  }
+  echo_initial(call);
+  if (req->expect_compressed != NULL && req->expect_compressed->value) {
+    /* Compressed requests are refused before they reach a handler, so this
+     * request arrived uncompressed: the probe the spec describes. */
+    finish(call, UVG_STATUS_INVALID_ARGUMENT, "expected a compressed request");
+  } else if (req->response_status != NULL && req->response_status->code != 0) {
+    finish(call, req->response_status->code, req->response_status->message);
+  } else {
+    Grpc__Testing__SimpleResponse resp = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
+    Grpc__Testing__Payload payload;
+    resp.payload = make_payload(&payload, req->response_size);
+    send_packed(call, &resp.base);
+    free(payload.body.data);
+    finish(call, UVG_STATUS_OK, NULL);
+  }
+  grpc__testing__simple_request__free_unpacked(req, NULL);
+}
+
+/* ---- streaming responses: a queue of (size, interval) paced by a timer
+ * and by the send callback, which is how a handler applies backpressure ---- */
+
+typedef struct {
+  int32_t size, interval_us;
+} planned_t;
+
+typedef struct {
+  uvg_call_t *call;
+  uv_timer_t timer;
+  planned_t *plan;
+  size_t plan_len, plan_cap, next;
+  int sending;        /* a response is waiting for its timer or send_cb */
+  uint8_t *in_flight; /* bytes of the response being sent (not copied) */
+  int input_done;     /* no more requests will add to the plan */
+  int have_status;    /* a request asked for this status */
+  int status_code;
+  char *status_message;
+  int finished;
+  int32_t aggregated; /* StreamingInputCall */
+  int half_duplex;
+  Grpc__Testing__StreamingOutputCallRequest **held; /* HalfDuplexCall */
+  size_t held_len;
+} stream_ctx_t;
+
+static stream_ctx_t *ctx_new(uvg_call_t *call) {
+  stream_ctx_t *x = calloc(1, sizeof(*x));
+  x->call = call;
+  uv_timer_init(uv_default_loop(), &x->timer);
+  x->timer.data = x;
+  uvg_call_set_data(call, x);
+  return x;
+}
+
+static void ctx_free_cb(uv_handle_t *h) {
+  stream_ctx_t *x = h->data;
+  free(x->plan);
+  free(x->status_message);
+  free(x);
+}
+
+static void on_stream_done(uvg_call_t *call, const uvg_status_t *status) {
+  (void)status;
+  stream_ctx_t *x = uvg_call_get_data(call);
+  uv_close((uv_handle_t *)&x->timer, ctx_free_cb);
+}
+
+static void ctx_finish(stream_ctx_t *x) {
+  if (x->finished) return;
+  x->finished = 1;
+  uv_timer_stop(&x->timer);
+  if (x->have_status)
+    finish(x->call, x->status_code, x->status_message);
+  else
+    finish(x->call, UVG_STATUS_OK, NULL);
+}
+
+static void pump(stream_ctx_t *x);
+
+/* The response left (or the call ended): its bytes are ours again. */
+static void on_sent(uvg_call_t *call, int status, void *data) {
+  stream_ctx_t *x = data;
+  (void)call;
+  free(x->in_flight);
+  x->in_flight = NULL;
+  x->sending = 0;
+  if (status == 0) pump(x);
+}
+
+/* Sends the next planned response without copying; the next one waits for
+ * on_sent, so at most one response per call is buffered. */
+static void send_next(stream_ctx_t *x) {
+  planned_t p = x->plan[x->next++];
+  Grpc__Testing__StreamingOutputCallResponse resp =
+      GRPC__TESTING__STREAMING_OUTPUT_CALL_RESPONSE__INIT;
+  Grpc__Testing__Payload payload;
+  size_t n;
+  resp.payload = make_payload(&payload, p.size);
+  x->in_flight = pack(&resp.base, &n);
+  free(payload.body.data);
+  x->sending = 1;
+  if (uvg_call_send(x->call, x->in_flight, n, on_sent, x) != 0) {
+    free(x->in_flight);
+    x->in_flight = NULL;
+    x->sending = 0;
+  }
+}
+
+static void on_interval(uv_timer_t *t) {
+  stream_ctx_t *x = t->data;
+  x->sending = 0;
+  send_next(x);
+}
+
+static void pump(stream_ctx_t *x) {
+  if (x->sending || x->finished || uvg_call_is_cancelled(x->call)) return;
+  if (x->next < x->plan_len) {
+    planned_t *p = &x->plan[x->next];
+    if (p->interval_us > 0) {
+      x->sending = 1;
+      uv_timer_start(&x->timer, on_interval, (uint64_t)(p->interval_us + 999) / 1000, 0);
+    } else {
+      send_next(x);
+    }
+    return;
+  }
+  if (x->input_done) ctx_finish(x);
+}
+
+static void plan_request(stream_ctx_t *x,
+                         const Grpc__Testing__StreamingOutputCallRequest *req) {
+  for (size_t i = 0; i < req->n_response_parameters; i++) {
+    if (x->plan_len == x->plan_cap) {
+      x->plan_cap = x->plan_cap ? x->plan_cap * 2 : 8;
+      x->plan = realloc(x->plan, x->plan_cap * sizeof(*x->plan));
+    }
+    x->plan[x->plan_len].size = req->response_parameters[i]->size;
+    x->plan[x->plan_len].interval_us = req->response_parameters[i]->interval_us;
+    x->plan_len++;
+  }
+  if (req->response_status != NULL && req->response_status->code != 0) {
+    x->have_status = 1;
+    x->status_code = req->response_status->code;
+    free(x->status_message);
+    x->status_message = strdup(req->response_status->message);
+  }
+}
+
+static void on_streaming_output_call(uvg_call_t *call, const uint8_t *msg,
+                                     size_t len) {
+  Grpc__Testing__StreamingOutputCallRequest *req =
+      grpc__testing__streaming_output_call_request__unpack(NULL, len, msg);
+  stream_ctx_t *x = ctx_new(call);
+  if (req == NULL) {
+    x->finished = 1;
+    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad request", NULL, 0);
+    return;
+  }
+  echo_initial(call);
+  plan_request(x, req);
+  grpc__testing__streaming_output_call_request__free_unpacked(req, NULL);
+  x->input_done = 1;
+  pump(x);
+}
+
+static void on_stream_cancel(uvg_call_t *call, const uvg_status_t *status) {
+  stream_ctx_t *x = uvg_call_get_data(call);
+  (void)status;
+  uv_timer_stop(&x->timer);
+  if (!x->finished) {
+    x->finished = 1;
+    uvg_call_finish(call, UVG_STATUS_CANCELLED, NULL, NULL, 0);
+  }
+}
+
+/* ---- client streaming ---- */
+
+static void on_input_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  ctx_new(call);
+}
+
+static void on_input_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  stream_ctx_t *x = uvg_call_get_data(call);
+  Grpc__Testing__StreamingInputCallRequest *req =
+      grpc__testing__streaming_input_call_request__unpack(NULL, len, msg);
+  if (req == NULL) {
+    x->finished = 1;
+    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad request", NULL, 0);
+    return;
+  }
+  if (req->payload != NULL) x->aggregated += (int32_t)req->payload->body.len;
+  grpc__testing__streaming_input_call_request__free_unpacked(req, NULL);
+}
+
+static void on_input_half_close(uvg_call_t *call) {
+  stream_ctx_t *x = uvg_call_get_data(call);
+  Grpc__Testing__StreamingInputCallResponse resp =
+      GRPC__TESTING__STREAMING_INPUT_CALL_RESPONSE__INIT;
+  resp.aggregated_payload_size = x->aggregated;
+  send_packed(call, &resp.base);
+  x->input_done = 1;
+  ctx_finish(x);
+}
+
+/* ---- bidi: FullDuplexCall answers each request as it comes;
+ * HalfDuplexCall holds them until the client half-closes ---- */
+
+static void on_duplex_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  ctx_new(call);
+  echo_initial(call);
+}
+
+static void on_half_duplex_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  on_duplex_call(call, msg, len);
+  ((stream_ctx_t *)uvg_call_get_data(call))->half_duplex = 1;
+}
+
+static void on_duplex_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  stream_ctx_t *x = uvg_call_get_data(call);
+  Grpc__Testing__StreamingOutputCallRequest *req =
+      grpc__testing__streaming_output_call_request__unpack(NULL, len, msg);
+  if (req == NULL) {
+    x->finished = 1;
+    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad request", NULL, 0);
+    return;
+  }
+  plan_request(x, req);
+  grpc__testing__streaming_output_call_request__free_unpacked(req, NULL);
+  if (!x->half_duplex) pump(x);
+}
+
+static void on_duplex_half_close(uvg_call_t *call) {
+  stream_ctx_t *x = uvg_call_get_data(call);
+  x->input_done = 1;
+  pump(x);
+}
+
+static uvg_server_t *server;
+static uv_signal_t sigint, sigterm;
+
+static void on_closed(uvg_server_t *s, void *data) {
+  (void)s;
+  (void)data;
+  uv_close((uv_handle_t *)&sigint, NULL);
+  uv_close((uv_handle_t *)&sigterm, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  (void)signum;
+  uv_signal_stop(&sigint);
+  uv_signal_stop(&sigterm);
+  uvg_server_close(server, on_closed, h);
+}
+
+int main(int argc, char **argv) {
+  const char *port = "10000";
+  for (int i = 1; i < argc; i++) {
+    if (strncmp(argv[i], "--port=", 7) == 0)
+      port = argv[i] + 7;
+    else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
+      port = argv[++i];
+    else if (strncmp(argv[i], "--use_tls=", 10) == 0 &&
+             strcmp(argv[i] + 10, "false") == 0)
+      continue;
+    else {
+      fprintf(stderr, "usage: %s --port=N [--use_tls=false]\n", argv[0]);
+      return 2;
+    }
+  }
+#define SVC "/grpc.testing.TestService/"
+  static const uvg_method_t methods[] = {
+      {.path = SVC "EmptyCall", .type = UVG_METHOD_UNARY,
+       .on_call = on_empty_call, .on_done = on_done},
+      {.path = SVC "UnaryCall", .type = UVG_METHOD_UNARY,
+       .on_call = on_unary_call, .on_done = on_done},
+      {.path = SVC "CacheableUnaryCall", .type = UVG_METHOD_UNARY,
+       .on_call = on_unary_call, .on_done = on_done},
+      {.path = SVC "StreamingOutputCall", .type = UVG_METHOD_SERVER_STREAMING,
+       .on_call = on_streaming_output_call, .on_cancel = on_stream_cancel,
+       .on_done = on_stream_done},
+      {.path = SVC "StreamingInputCall", .type = UVG_METHOD_CLIENT_STREAMING,
+       .on_call = on_input_call, .on_message = on_input_message,
+       .on_half_close = on_input_half_close, .on_cancel = on_stream_cancel,
+       .on_done = on_stream_done},
+      {.path = SVC "FullDuplexCall", .type = UVG_METHOD_BIDI_STREAMING,
+       .on_call = on_duplex_call, .on_message = on_duplex_message,
+       .on_half_close = on_duplex_half_close, .on_cancel = on_stream_cancel,
+       .on_done = on_stream_done},
+      {.path = SVC "HalfDuplexCall", .type = UVG_METHOD_BIDI_STREAMING,
+       .on_call = on_half_duplex_call, .on_message = on_duplex_message,
+       .on_half_close = on_duplex_half_close, .on_cancel = on_stream_cancel,
+       .on_done = on_stream_done},
+  };
+  uv_loop_t *loop = uv_default_loop();
+  char addr[64];
+  int bound, err;
+  snprintf(addr, sizeof(addr), "127.0.0.1:%s", port);
+  if ((err = uvg_server_new(loop, NULL, &server)) != 0 ||
+      (err = uvg_server_register(server, methods,
+                                 sizeof(methods) / sizeof(methods[0]))) != 0 ||
+      (err = uvg_server_listen(server, addr, uvg_insecure_server_credentials(),
+                               &bound)) != 0) {
+    fprintf(stderr, "interop_server: %s: %s\n", addr, uvg_strerror(err));
+    return 1;
+  }
+  uv_signal_init(loop, &sigint);
+  uv_signal_init(loop, &sigterm);
+  uv_signal_start(&sigint, on_signal, SIGINT);
+  uv_signal_start(&sigterm, on_signal, SIGTERM);
+  printf("listening on port %d\n", bound);
+  fflush(stdout);
+  uv_run(loop, UV_RUN_DEFAULT);
+  return uv_loop_close(loop) == 0 ? 0 : 1;
+}
