@@ -31,19 +31,23 @@ static post_node_t *take_all(uvg_poster_t *p) {
   return n;
 }
 
-static void run_all(post_node_t *n, int status) {
+/* Runs a batch; once the poster starts closing (a closure may close it),
+ * the rest of the batch is cancelled. `closing` is only written on the loop
+ * thread, so reading it here needs no lock. */
+static void run_all(uvg_poster_t *p, post_node_t *n) {
   while (n != NULL) {
     post_node_t *next = n->next;
     uvg_post_cb cb = n->cb;
     void *arg = n->arg;
     uvg__free(n);
-    cb(arg, status);
+    cb(arg, p->closing ? UVG_ECANCELED : 0);
     n = next;
   }
 }
 
 static void on_async(uv_async_t *h) {
-  run_all(take_all(h->data), 0);
+  uvg_poster_t *p = h->data;
+  run_all(p, take_all(p));
 }
 
 int uvg_poster_new(uv_loop_t *loop, uvg_poster_t **out) {
@@ -88,8 +92,9 @@ int uvg_post(uvg_poster_t *p, uvg_post_cb cb, void *arg) {
 
 static void on_closed(uv_handle_t *h) {
   uvg_poster_t *p = h->data;
-  uv_mutex_destroy(&p->mu);
+  /* Posting from the close callback must still see `closing`. */
   if (p->close_cb != NULL) p->close_cb(p, p->close_data);
+  uv_mutex_destroy(&p->mu);
   uvg__free(p);
 }
 
@@ -101,6 +106,6 @@ void uvg_poster_close(uvg_poster_t *p, uvg_poster_close_cb cb, void *data) {
   if (was_closing) return;
   p->close_cb = cb;
   p->close_data = data;
-  run_all(take_all(p), UVG_ECANCELED);
+  run_all(p, take_all(p));
   uv_close((uv_handle_t *)&p->async, on_closed);
 }

@@ -59,6 +59,7 @@ void uvg__sched_close(uvg__sched_t *s, void (*cb)(uvg__sched_t *s)) {
 void uvg__workq_init(uvg__sched_t *s, uvg__workq_t *q) {
   q->sched = s;
   q->closed = 0;
+  q->n = q->turn_n = 0;
   uvg__list_init(&q->items);
   uvg__list_init(&q->ready_link);
 }
@@ -82,6 +83,7 @@ int uvg__workq_post(uvg__workq_t *q, uvg__work_fn fn, void *arg) {
   w->fn = fn;
   w->arg = arg;
   uvg__list_push(&q->items, &w->link);
+  q->n++;
   if (q != q->sched->draining) make_ready(q);
   return 0;
 }
@@ -91,6 +93,7 @@ static int pop(uvg__workq_t *q, uvg__work_fn *fn, void **arg) {
   if (uvg__list_empty(&q->items)) return 0;
   uvg__work_t *w = uvg__container_of(q->items.next, uvg__work_t, link);
   uvg__list_remove(&w->link);
+  q->n--;
   *fn = w->fn;
   *arg = w->arg;
   uvg__list_push(&q->sched->pool, &w->link);
@@ -107,11 +110,7 @@ void uvg__workq_close(uvg__workq_t *q) {
   while (pop(q, &fn, &arg)) fn(arg, UVG_ECANCELED);
 }
 
-size_t uvg__workq_pending(const uvg__workq_t *q) {
-  size_t n = 0;
-  for (const uvg__list_t *p = q->items.next; p != &q->items; p = p->next) n++;
-  return n;
-}
+size_t uvg__workq_pending(const uvg__workq_t *q) { return q->n; }
 
 static void on_check(uv_check_t *h) {
   uvg__sched_t *s = h->data;
@@ -123,10 +122,13 @@ static void on_check(uv_check_t *h) {
    * while it drains goes back on s->ready for the next turn. */
   uvg__list_init(&turn);
   uvg__list_move(&s->ready, &turn);
+  for (uvg__list_t *p = turn.next; p != &turn; p = p->next)
+    uvg__container_of(p, uvg__workq_t, ready_link)->turn_n =
+        uvg__container_of(p, uvg__workq_t, ready_link)->n;
   while (!uvg__list_empty(&turn)) {
     uvg__workq_t *q = uvg__container_of(turn.next, uvg__workq_t, ready_link);
     uvg__list_remove(&q->ready_link);
-    size_t n = uvg__workq_pending(q);
+    size_t n = q->turn_n;
     s->draining = q;
     /* s->draining turns NULL if a closure closes q (and maybe frees it). */
     while (n-- > 0 && s->draining == q && pop(q, &fn, &arg)) fn(arg, 0);

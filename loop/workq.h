@@ -47,6 +47,8 @@ typedef struct uvg__sched_s {
 typedef struct uvg__workq_s {
   uvg__sched_t *sched;
   uvg__list_t items;
+  size_t n;               /* closures in items */
+  size_t turn_n;          /* how many of them the current turn runs */
   uvg__list_t ready_link; /* in sched->ready, or self-linked */
   int closed;
 } uvg__workq_t;

@@ -29,7 +29,7 @@ size_t uvg__timeout_encode(uint64_t ms, char out[10]) {
     uint64_t per;
   } units[] = {{'m', 1}, {'S', 1000}, {'M', 60000}, {'H', 3600000}};
   for (size_t i = 0; i < 4; i++) {
-    uint64_t v = (ms + units[i].per - 1) / units[i].per;
+    uint64_t v = ms / units[i].per + (ms % units[i].per != 0); /* round up */
     if (v <= 99999999 || i == 3) {
       if (v > 99999999) v = 99999999;
       return (size_t)snprintf(out, 10, "%llu%c", (unsigned long long)v,

@@ -245,7 +245,7 @@ static void on_listener_closed(uv_handle_t *h) {
   uvg_server_t *s = l->server;
   uvg__list_remove(&l->link);
   uvg__free(l);
-  if (s != NULL) uvg__server_maybe_closed(s);
+  uvg__server_maybe_closed(s);
 }
 
 int uvg_server_listen(uvg_server_t *s, const char *address,
@@ -273,7 +273,6 @@ int uvg_server_listen(uvg_server_t *s, const char *address,
   if (err == 0) err = uv_listen(&l->h.stream, 1024, on_connection);
   if (err != 0) {
     if (l->h.handle.loop != NULL) { /* the handle exists: close it */
-      l->server = NULL;
       uvg__list_push(&s->listeners, &l->link);
       uv_close(&l->h.handle, on_listener_closed);
     } else {

@@ -1,0 +1,572 @@
+/* The server end to end over loopback, driven by a raw HTTP/2 client so
+ * every frame the server sends or receives can be checked. */
+#include <uvgrpc.h>
+
+#include "h2client.h"
+#include "test.h"
+
+static uv_loop_t *loop;
+static uvg_server_t *server;
+static int port;
+
+static int n_calls, n_done, n_cancel, n_messages, n_send_cb;
+static int last_cancel_code = -1, last_done_code = -1;
+static char last_md[8][2][64];
+static int n_last_md;
+static int log_lines;
+static char last_log[512];
+
+/* ---- handlers ---- */
+
+static void on_done(uvg_call_t *call, const uvg_status_t *st) {
+  (void)call;
+  n_done++;
+  last_done_code = st->code;
+}
+
+static void on_cancel(uvg_call_t *call, const uvg_status_t *st) {
+  n_cancel++;
+  last_cancel_code = st->code;
+  CHECK(uvg_call_is_cancelled(call));
+  CHECK_EQ(uvg_call_send(call, "x", 1, NULL, NULL), UVG_ECANCELED);
+  CHECK_EQ(uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0), UVG_ECANCELED);
+}
+
+/* Echoes the request; records its metadata; sends metadata both ways. */
+static void echo_unary(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  n_calls++;
+  const uvg_metadata_t *md;
+  size_t n = uvg_call_metadata(call, &md);
+  n_last_md = 0;
+  for (size_t i = 0; i < n && n_last_md < 8; i++, n_last_md++) {
+    snprintf(last_md[n_last_md][0], 64, "%s", md[i].key);
+    memset(last_md[n_last_md][1], 0, 64);
+    memcpy(last_md[n_last_md][1], md[i].value, md[i].value_len < 63 ? md[i].value_len : 63);
+  }
+  static const uint8_t bin[] = {0x00, 0x01, 0xfe, 0xff};
+  uvg_metadata_t init[] = {{"x-init", (const uint8_t *)"hello", 5},
+                           {"x-raw-bin", bin, sizeof(bin)}};
+  CHECK_EQ(uvg_call_send_headers(call, init, 2), 0);
+  CHECK_EQ(uvg_call_send_headers(call, init, 2), UVG_ESTATE);
+  CHECK_EQ(uvg_call_send(call, msg, len, NULL, NULL), 0);
+  CHECK_EQ(uvg_call_send(call, msg, len, NULL, NULL), UVG_ESTATE);
+  uvg_metadata_t trail[] = {{"x-trail", (const uint8_t *)"bye", 3}};
+  CHECK_EQ(uvg_call_finish(call, UVG_STATUS_OK, NULL, trail, 1), 0);
+  CHECK_EQ(uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0), UVG_ESTATE);
+}
+
+/* The request is "<code>:<message>": finish with it and send nothing. */
+static void status_unary(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  char buf[256];
+  n_calls++;
+  snprintf(buf, sizeof(buf), "%.*s", (int)len, (const char *)msg);
+  char *colon = strchr(buf, ':');
+  uvg_call_finish(call, (uvg_status_code_t)atoi(buf), colon ? colon + 1 : NULL,
+                  NULL, 0);
+}
+
+/* Never answers: it waits to be cancelled. */
+static void sleep_unary(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  (void)call;
+  n_calls++;
+}
+
+static size_t collected_bytes;
+static void collect_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)call;
+  CHECK(msg == NULL && len == 0);
+  n_calls++;
+  n_messages = 0;
+  collected_bytes = 0;
+}
+static void collect_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)call;
+  for (size_t i = 0; i < len; i++) CHECK_EQ(msg[i], (uint8_t)(i & 0xff));
+  n_messages++;
+  collected_bytes += len;
+}
+static void collect_half_close(uvg_call_t *call) {
+  char reply[64];
+  int n = snprintf(reply, sizeof(reply), "%d,%zu", n_messages, collected_bytes);
+  uvg_call_send(call, reply, (size_t)n, NULL, NULL);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+
+/* Server streaming: `big_count` messages of `big_size` bytes, each sent
+ * from the previous one's send callback (zero-copy). */
+static uint8_t *big_buf;
+static size_t big_size = 1024 * 1024;
+static int big_count = 4, big_sent;
+static void big_send_cb(uvg_call_t *call, int status, void *data) {
+  (void)data;
+  n_send_cb++;
+  if (status != 0) return;
+  if (++big_sent < big_count)
+    CHECK_EQ(uvg_call_send(call, big_buf, big_size, big_send_cb, NULL), 0);
+  else
+    uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+static void big_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  n_calls++;
+  big_sent = 0;
+  CHECK_EQ(uvg_call_send(call, big_buf, big_size, big_send_cb, NULL), 0);
+}
+
+static void bidi_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)call;
+  (void)msg;
+  (void)len;
+  n_calls++;
+}
+static void bidi_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  CHECK_EQ(uvg_call_send(call, msg, len, NULL, NULL), 0);
+}
+static void bidi_half_close(uvg_call_t *call) {
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+
+static const uvg_method_t methods[] = {
+    {.path = "/test.Echo/Unary", .on_call = echo_unary, .on_done = on_done},
+    {.path = "/test.Echo/Status", .on_call = status_unary, .on_done = on_done},
+    {.path = "/test.Echo/Sleep", .on_call = sleep_unary, .on_cancel = on_cancel,
+     .on_done = on_done},
+    {.path = "/test.Echo/Collect", .type = UVG_METHOD_CLIENT_STREAMING,
+     .on_call = collect_call, .on_message = collect_message,
+     .on_half_close = collect_half_close, .on_cancel = on_cancel,
+     .on_done = on_done},
+    {.path = "/test.Echo/Big", .type = UVG_METHOD_SERVER_STREAMING,
+     .on_call = big_call, .on_cancel = on_cancel, .on_done = on_done},
+    {.path = "/test.Echo/Bidi", .type = UVG_METHOD_BIDI_STREAMING,
+     .on_call = bidi_call, .on_message = bidi_message,
+     .on_half_close = bidi_half_close, .on_cancel = on_cancel,
+     .on_done = on_done},
+};
+
+static void on_log(uvg_log_level_t level, const char *line, void *data) {
+  (void)level;
+  (void)data;
+  if (level == UVG_LOG_TRACE || getenv("UVG_TRACE")) {
+    fprintf(stderr, "trace: %s\n", line);
+    return;
+  }
+  log_lines++;
+  snprintf(last_log, sizeof(last_log), "%s", line);
+}
+
+/* ---- helpers ---- */
+
+typedef struct {
+  h2c_t *c;
+  int i;
+} wait_t;
+
+static int stream_closed(void *arg) {
+  wait_t *w = arg;
+  return w->c->streams[w->i].closed;
+}
+
+static int wait_closed(h2c_t *c, int i) {
+  wait_t w = {c, i};
+  return h2c_run_until(loop, stream_closed, &w, 5000);
+}
+
+static int counter_target;
+static int *counter;
+static int counter_reached(void *arg) {
+  (void)arg;
+  return *counter >= counter_target;
+}
+static int wait_count(int *cnt, int target) {
+  counter = cnt;
+  counter_target = target;
+  return h2c_run_until(loop, counter_reached, NULL, 5000);
+}
+
+static int unary(h2c_t *c, const char *path, const char *const *extra,
+                 const void *msg, size_t len) {
+  uint8_t body[4096];
+  size_t n = h2c_frame(body, 0, msg, len);
+  int i = h2c_request(c, path, NULL, extra, body, n, 0, 1);
+  CHECK(i >= 0);
+  CHECK(wait_closed(c, i));
+  return i;
+}
+
+/* ---- tests ---- */
+
+static void test_unary_and_metadata(void) {
+  h2c_t c;
+  int done0 = n_done;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  const char *extra[] = {"x-ascii", "plain value",
+                         "x-pad-bin", "AAH+/w==",       /* padded */
+                         "x-nopad-bin", "AAH+/w",       /* unpadded */
+                         "x-multi-bin", "YQ==,Yg",      /* comma-joined */
+                         NULL};
+  int i = unary(&c, "/test.Echo/Unary", extra, "ping", 4);
+  h2c_stream_t *s = &c.streams[i];
+  CHECK_STR(h2c_header(s, ":status"), "200");
+  CHECK_STR(h2c_header(s, "content-type"), "application/grpc");
+  CHECK_STR(h2c_header(s, "x-init"), "hello");
+  CHECK_STR(h2c_header(s, "x-raw-bin"), "AAH+/w==");
+  CHECK_EQ(h2c_grpc_status(s), 0);
+  CHECK(!s->trailers_only);
+  CHECK_STR(h2c_trailer(s, "x-trail"), "bye");
+  CHECK_EQ(s->data_len, 9);
+  CHECK(s->data_len == 9 && memcmp(s->data, "\0\0\0\0\4ping", 9) == 0);
+  /* request metadata as the handler saw it: -bin decoded and split */
+  CHECK_EQ(n_last_md, 5);
+  int seen = 0;
+  for (int k = 0; k < n_last_md; k++) {
+    if (!strcmp(last_md[k][0], "x-ascii") && !strcmp(last_md[k][1], "plain value")) seen |= 1;
+    if (!strcmp(last_md[k][0], "x-pad-bin") && !memcmp(last_md[k][1], "\0\1\xfe\xff", 4)) seen |= 2;
+    if (!strcmp(last_md[k][0], "x-nopad-bin") && !memcmp(last_md[k][1], "\0\1\xfe\xff", 4)) seen |= 4;
+    if (!strcmp(last_md[k][0], "x-multi-bin") && !strcmp(last_md[k][1], "a")) seen |= 8;
+    if (!strcmp(last_md[k][0], "x-multi-bin") && !strcmp(last_md[k][1], "b")) seen |= 16;
+  }
+  CHECK_EQ(seen, 31);
+  CHECK(wait_count(&n_done, done0 + 1));
+  h2c_close(&c);
+}
+
+static void test_status_and_trailers_only(void) {
+  h2c_t c;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  const char *req = "5:caf\xc3\xa9 100% done\n";
+  int i = unary(&c, "/test.Echo/Status", NULL, req, strlen(req));
+  h2c_stream_t *s = &c.streams[i];
+  /* nothing was sent: one HEADERS frame that ends the stream */
+  CHECK(s->trailers_only);
+  CHECK_EQ(s->header_blocks, 1);
+  CHECK_STR(h2c_header(s, ":status"), "200");
+  CHECK_EQ(h2c_grpc_status(s), 5);
+  CHECK_STR(h2c_header(s, "grpc-message"), "caf%C3%A9 100%25 done%0A");
+  CHECK_EQ(s->data_len, 0);
+  /* an invalid status code from the handler becomes INTERNAL */
+  i = unary(&c, "/test.Echo/Status", NULL, "99:bad", 6);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_INTERNAL);
+  h2c_close(&c);
+}
+
+static void test_unimplemented_and_content_type(void) {
+  h2c_t c;
+  int calls0 = n_calls;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  int i = unary(&c, "/test.Echo/Nope", NULL, "", 0);
+  CHECK_STR(h2c_header(&c.streams[i], ":status"), "200");
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_UNIMPLEMENTED);
+  CHECK_STR(h2c_header(&c.streams[i], "grpc-message"),
+            "unknown method Nope for service test.Echo");
+  i = unary(&c, "/no.Such/Method", NULL, "", 0);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_UNIMPLEMENTED);
+  CHECK_STR(h2c_header(&c.streams[i], "grpc-message"), "unknown service no.Such");
+
+  uint8_t body[16];
+  size_t n = h2c_frame(body, 0, "x", 1);
+  i = h2c_request(&c, "/test.Echo/Unary", "text/plain", NULL, body, n, 0, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_STR(h2c_header(&c.streams[i], ":status"), "415");
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_INTERNAL);
+
+  /* application/grpc+proto is gRPC too */
+  i = h2c_request(&c, "/test.Echo/Status", "application/grpc+proto", NULL, body, n, 0, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  calls0++;
+
+  /* an unsupported grpc-encoding is UNIMPLEMENTED with the accepted list */
+  const char *enc[] = {"grpc-encoding", "snappy", NULL};
+  i = unary(&c, "/test.Echo/Unary", enc, "x", 1);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_UNIMPLEMENTED);
+  CHECK(h2c_header(&c.streams[i], "grpc-accept-encoding") != NULL);
+
+  /* a malformed grpc-timeout */
+  const char *bad_timeout[] = {"grpc-timeout", "123456789S", NULL};
+  i = unary(&c, "/test.Echo/Unary", bad_timeout, "x", 1);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_INTERNAL);
+
+  /* a compressed-flagged message without grpc-encoding */
+  body[0] = 1;
+  i = h2c_request(&c, "/test.Echo/Unary", NULL, NULL, body, n, 0, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_INTERNAL);
+  CHECK_EQ(n_calls, calls0); /* no handler saw any of these */
+  h2c_close(&c);
+}
+
+static void test_framing(void) {
+  static uint8_t body[200000];
+  static uint8_t msg[3000];
+  for (size_t k = 0; k < sizeof(msg); k++) msg[k] = (uint8_t)(k & 0xff);
+  h2c_t c;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  /* 10 messages, one byte per DATA frame: prefixes split everywhere */
+  size_t n = 0;
+  for (int k = 0; k < 10; k++) n = h2c_frame(body, n, msg, (size_t)(k * 7));
+  int i = h2c_request(&c, "/test.Echo/Collect", NULL, NULL, body, n, 1, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  CHECK(c.streams[i].data_len > 5 &&
+        memcmp(c.streams[i].data + 5, "10,315", 6) == 0);
+  /* 50 messages (3 empty) in one DATA frame */
+  n = 0;
+  for (int k = 0; k < 50; k++) n = h2c_frame(body, n, msg, k % 17 == 0 ? 0 : 3000);
+  i = h2c_request(&c, "/test.Echo/Collect", NULL, NULL, body, n, 0, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  CHECK(c.streams[i].data_len > 5 &&
+        memcmp(c.streams[i].data + 5, "50,141000", 9) == 0);
+  /* a stream that ends inside a message */
+  n = h2c_frame(body, 0, msg, 100) - 10;
+  i = h2c_request(&c, "/test.Echo/Collect", NULL, NULL, body, n, 0, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_INTERNAL);
+  /* bidi echo of an empty and a non-empty message */
+  n = h2c_frame(body, 0, msg, 0);
+  n = h2c_frame(body, n, msg, 10);
+  i = h2c_request(&c, "/test.Echo/Bidi", NULL, NULL, body, n, 3, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  CHECK_EQ(c.streams[i].data_len, 5 + 15);
+  /* a unary call with no message, and with two */
+  i = h2c_request(&c, "/test.Echo/Unary", NULL, NULL, body, 0, 0, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_UNIMPLEMENTED);
+  i = h2c_request(&c, "/test.Echo/Unary", NULL, NULL, body, n, 0, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_UNIMPLEMENTED);
+  h2c_close(&c);
+}
+
+static void test_deadline(void) {
+  h2c_t c;
+  int cancel0 = n_cancel, done0 = n_done;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  const char *extra[] = {"grpc-timeout", "50m", NULL};
+  uint64_t t0 = uv_now(loop);
+  int i = unary(&c, "/test.Echo/Sleep", extra, "z", 1);
+  CHECK(uv_now(loop) - t0 >= 45);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_DEADLINE_EXCEEDED);
+  CHECK(wait_count(&n_done, done0 + 1));
+  CHECK_EQ(n_cancel, cancel0 + 1);
+  CHECK_EQ(last_cancel_code, UVG_STATUS_DEADLINE_EXCEEDED);
+  CHECK_EQ(last_done_code, UVG_STATUS_DEADLINE_EXCEEDED);
+  h2c_run_for(loop, 20);
+  CHECK_EQ(n_done, done0 + 1); /* exactly one completion */
+  h2c_close(&c);
+}
+
+static void test_client_reset(void) {
+  h2c_t c;
+  int cancel0 = n_cancel, done0 = n_done, calls0 = n_calls;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  /* a streaming call the handler has started */
+  int i = h2c_request(&c, "/test.Echo/Collect", NULL, NULL, NULL, 0, 0, 0);
+  CHECK(wait_count(&n_calls, calls0 + 1));
+  h2c_reset(&c, i, NGHTTP2_CANCEL);
+  CHECK(wait_count(&n_done, done0 + 1));
+  CHECK_EQ(n_cancel, cancel0 + 1);
+  CHECK_EQ(last_cancel_code, UVG_STATUS_CANCELLED);
+  CHECK_EQ(last_done_code, UVG_STATUS_CANCELLED);
+  /* a unary call reset before its message: the handler never sees it */
+  calls0 = n_calls;
+  i = h2c_request(&c, "/test.Echo/Sleep", NULL, NULL, NULL, 0, 0, 0);
+  h2c_run_for(loop, 20);
+  h2c_reset(&c, i, NGHTTP2_CANCEL);
+  h2c_run_for(loop, 20);
+  CHECK_EQ(n_calls, calls0);
+  CHECK_EQ(n_done, done0 + 1);
+  /* the connection still serves */
+  i = unary(&c, "/test.Echo/Status", NULL, "0:", 2);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  h2c_close(&c);
+}
+
+static int all_closed(void *arg) {
+  h2c_t *c = arg;
+  for (int i = 0; i < c->nstreams; i++)
+    if (!c->streams[i].closed) return 0;
+  return 1;
+}
+
+static void test_write_coalescing(void) {
+  h2c_t c;
+  uvg_server_stats_t before, after;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  h2c_run_for(loop, 20); /* settle the SETTINGS exchange */
+  uvg_server_get_stats(server, &before);
+  /* 100 requests leave the client in one write, reach the server in one
+   * read (or a few), and their responses must leave in a handful of writes */
+  nghttp2_session *h2 = c.h2;
+  c.h2 = NULL; /* hold the flush */
+  uint8_t body[16];
+  size_t n = h2c_frame(body, 0, "0:", 2);
+  for (int k = 0; k < 100; k++) {
+    c.h2 = h2;
+    CHECK(h2c_request(&c, "/test.Echo/Status", NULL, NULL, body, n, 0, 1) == k);
+    c.h2 = NULL;
+  }
+  c.h2 = h2;
+  CHECK(h2c_run_until(loop, all_closed, &c, 5000));
+  uvg_server_get_stats(server, &after);
+  int ok = 0;
+  for (int k = 0; k < 100; k++) ok += h2c_grpc_status(&c.streams[k]) == 0;
+  CHECK_EQ(ok, 100);
+  uint64_t writes = after.writes - before.writes;
+  fprintf(stderr, "  100 unary responses took %llu writes, %llu bytes\n",
+          (unsigned long long)writes,
+          (unsigned long long)(after.bytes_written - before.bytes_written));
+  CHECK(writes >= 1 && writes <= 5);
+  h2c_close(&c);
+}
+
+static void test_backpressure(void) {
+  h2c_t c;
+  big_buf = calloc(1, big_size);
+  n_send_cb = 0;
+  /* a client that grants 64 KiB and consumes nothing */
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 65535), 0);
+  uint8_t body[16];
+  size_t n = h2c_frame(body, 0, "", 0);
+  int i = h2c_request(&c, "/test.Echo/Big", NULL, NULL, body, n, 0, 1);
+  h2c_run_for(loop, 100);
+  /* the first 1 MiB message cannot leave, so the handler is not told to
+   * write again */
+  CHECK_EQ(n_send_cb, 0);
+  CHECK(c.streams[i].data_len <= 65535);
+  /* now read everything, granting window as we go */
+  size_t given = 0;
+  uint64_t end = uv_now(loop) + 5000;
+  while (!c.streams[i].closed && uv_now(loop) < end) {
+    if (c.streams[i].data_len > given) {
+      h2c_consume(&c, i, c.streams[i].data_len - given);
+      nghttp2_session_consume_connection(c.h2, 0);
+      given = c.streams[i].data_len;
+    }
+    h2c_run_for(loop, 2);
+  }
+  CHECK(c.streams[i].closed);
+  CHECK_EQ(n_send_cb, big_count);
+  CHECK_EQ(c.streams[i].data_len, (size_t)big_count * (big_size + 5));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  h2c_close(&c);
+  free(big_buf);
+}
+
+static void test_bad_preface(void) {
+  h2c_t bad, good;
+  int lines0 = log_lines;
+  uvg_server_stats_t st0, st1;
+  uvg_server_get_stats(server, &st0);
+  CHECK_EQ(h2c_connect(&bad, loop, port, 0, 0), 0);
+  h2c_write_raw(&bad, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
+  int eof_wait(void *arg);
+  CHECK(h2c_run_until(loop, (int (*)(void *))eof_wait, &bad, 5000));
+  CHECK(log_lines > lines0);
+  CHECK(strstr(last_log, "preface") != NULL);
+  uvg_server_get_stats(server, &st1);
+  CHECK_EQ(st1.protocol_errors, st0.protocol_errors + 1);
+  h2c_close(&bad);
+  /* the server keeps serving */
+  CHECK_EQ(h2c_connect(&good, loop, port, 1, 0), 0);
+  int i = unary(&good, "/test.Echo/Status", NULL, "0:", 2);
+  CHECK_EQ(h2c_grpc_status(&good.streams[i]), 0);
+  h2c_close(&good);
+}
+
+int eof_wait(void *arg) { return ((h2c_t *)arg)->eof; }
+
+static int closed_flag;
+static void on_server_closed(uvg_server_t *s, void *data) {
+  (void)s;
+  CHECK(data == &closed_flag);
+  closed_flag++;
+}
+
+static void test_listen_variants(void) {
+  uvg_server_t *s;
+  int p = -1;
+  CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", NULL, &p), UVG_ENOCREDS);
+  CHECK_EQ(uvg_server_listen(s, "nonsense", uvg_insecure_server_credentials(), &p),
+           UVG_EADDR);
+  CHECK_EQ(uvg_server_listen(s, "[::1]:0", uvg_insecure_server_credentials(), &p), 0);
+  CHECK(p > 0);
+  char path[64];
+  snprintf(path, sizeof(path), "unix:/tmp/uvg-test-%d.sock", (int)uv_os_getpid());
+  remove(path + 5);
+  CHECK_EQ(uvg_server_listen(s, path, uvg_insecure_server_credentials(), &p), 0);
+  CHECK_EQ(p, 0);
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &p), 0);
+  int p2 = -1;
+  char again[32];
+  snprintf(again, sizeof(again), "127.0.0.1:%d", p);
+  CHECK_EQ(uvg_server_listen(s, again, uvg_insecure_server_credentials(), &p2),
+           UV_EADDRINUSE);
+  uvg_method_t bad = {.path = "nope", .on_call = echo_unary, .on_done = on_done};
+  CHECK_EQ(uvg_server_register(s, &bad, 1), UVG_EINVAL);
+  CHECK_EQ(uvg_server_register(s, methods, 1), 0);
+  CHECK_EQ(uvg_server_register(s, methods, 1), UVG_EEXIST);
+  closed_flag = 0;
+  uvg_server_close(s, on_server_closed, &closed_flag);
+  uvg_server_close(s, on_server_closed, &closed_flag); /* no-op */
+  CHECK(wait_count(&closed_flag, 1));
+  h2c_run_for(loop, 10);
+  CHECK_EQ(closed_flag, 1);
+  remove(path + 5);
+}
+
+static void test_close_with_call_in_flight(void) {
+  uvg_server_t *s;
+  int p;
+  h2c_t c;
+  CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
+  CHECK_EQ(uvg_server_register(s, methods, sizeof(methods) / sizeof(methods[0])), 0);
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &p), 0);
+  CHECK_EQ(h2c_connect(&c, loop, p, 1, 0), 0);
+  int calls0 = n_calls, done0 = n_done, cancel0 = n_cancel;
+  h2c_request(&c, "/test.Echo/Collect", NULL, NULL, NULL, 0, 0, 0);
+  CHECK(wait_count(&n_calls, calls0 + 1));
+  closed_flag = 0;
+  uvg_server_close(s, on_server_closed, &closed_flag);
+  CHECK(wait_count(&closed_flag, 1));
+  CHECK_EQ(n_cancel, cancel0 + 1);
+  CHECK_EQ(last_cancel_code, UVG_STATUS_UNAVAILABLE);
+  CHECK_EQ(n_done, done0 + 1);
+  CHECK(wait_count(&c.eof, 1));
+  h2c_close(&c);
+}
+
+int main(void) {
+  loop = uv_default_loop();
+  uvg_set_log_cb(on_log, NULL);
+  CHECK_EQ(uvg_server_new(loop, NULL, &server), 0);
+  CHECK_EQ(uvg_server_register(server, methods, sizeof(methods) / sizeof(methods[0])), 0);
+  CHECK_EQ(uvg_server_listen(server, "127.0.0.1:0", uvg_insecure_server_credentials(),
+                             &port), 0);
+  RUN(test_unary_and_metadata);
+  RUN(test_status_and_trailers_only);
+  RUN(test_unimplemented_and_content_type);
+  RUN(test_framing);
+  RUN(test_deadline);
+  RUN(test_client_reset);
+  RUN(test_write_coalescing);
+  RUN(test_backpressure);
+  RUN(test_bad_preface);
+  RUN(test_listen_variants);
+  RUN(test_close_with_call_in_flight);
+
+  uvg_server_stats_t st;
+  uvg_server_get_stats(server, &st);
+  CHECK_EQ(st.calls_open, 0);
+  closed_flag = 0;
+  uvg_server_close(server, on_server_closed, &closed_flag);
+  uv_run(loop, UV_RUN_DEFAULT);
+  CHECK_EQ(closed_flag, 1);
+  CHECK_EQ(uv_loop_close(loop), 0);
+  TEST_EXIT();
+}
