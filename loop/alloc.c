@@ -36,7 +36,7 @@ void uvg__free(void *p) {
 char *uvg__strndup(const char *s, size_t n) {
   char *d = uvg__malloc(n + 1);
   if (d == NULL) return NULL;
-  memcpy(d, s, n);
+  if (n > 0) memcpy(d, s, n);
   d[n] = '\0';
   return d;
 }

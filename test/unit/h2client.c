@@ -157,6 +157,7 @@ int h2c_connect(h2c_t *c, uv_loop_t *loop, int port, int h2, uint32_t window) {
   uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&addr, on_connect);
   h2c_run_until(loop, connected, c, 5000);
   if (c->connect_status != 0) return c->connect_status;
+  uv_tcp_nodelay(&c->tcp, 1);
   /* Reading starts once the session exists, so no byte is dropped. */
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (!h2) return 0;
