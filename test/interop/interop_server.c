@@ -336,9 +336,7 @@ static void on_closed(uvg_server_t *s, void *data) {
 
 static void on_signal(uv_signal_t *h, int signum) {
   (void)signum;
-  uv_signal_stop(&sigint);
-  uv_signal_stop(&sigterm);
-  uvg_server_close(server, on_closed, h);
+  uvg_server_close(server, on_closed, h); /* a second signal is a no-op */
 }
 
 int main(int argc, char **argv) {
