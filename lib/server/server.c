@@ -330,15 +330,10 @@ void uvg_server_close(uvg_server_t *s, uvg_server_close_cb cb, void *data) {
     uvg__listener_t *l = uvg__container_of(p, uvg__listener_t, link);
     if (!uv_is_closing(&l->h.handle)) uv_close(&l->h.handle, on_listener_closed);
   }
-  /* Closing a connection may free it: walk a snapshot of the list. */
-  uvg__list_t conns;
-  uvg__list_init(&conns);
-  uvg__list_move(&s->conns, &conns);
-  while (!uvg__list_empty(&conns)) {
-    uvg__conn_t *c = uvg__container_of(conns.next, uvg__conn_t, link);
-    uvg__list_remove(&c->link);
-    uvg__list_push(&s->conns, &c->link);
-    uvg__conn_close(c);
-  }
+  /* Each connection says GOAWAY and closes once it has been written;
+   * its calls are cancelled with UNAVAILABLE. */
+  for (uvg__list_t *p = s->conns.next; p != &s->conns; p = p->next)
+    uvg__conn_goaway(uvg__container_of(p, uvg__conn_t, link), NGHTTP2_NO_ERROR,
+                     "server closing");
   uvg__server_maybe_closed(s);
 }

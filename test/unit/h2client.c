@@ -99,6 +99,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     c->got_goaway = 1;
     c->goaway_code = f->goaway.error_code;
   }
+  if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
+    c->ping_acks++;
+    memcpy(c->ping_data, f->ping.opaque_data, 8);
+  }
   h2c_stream_t *st = stream_by_id(c, f->hd.stream_id);
   if (st == NULL) return 0;
   if (f->hd.type == NGHTTP2_HEADERS && st->header_blocks == 1 &&
@@ -144,20 +148,40 @@ static void on_connect(uv_connect_t *req, int status) {
 
 static int connected(void *arg) { return ((h2c_t *)arg)->connected; }
 
-int h2c_connect(h2c_t *c, uv_loop_t *loop, int port, int h2, uint32_t window) {
-  struct sockaddr_in addr;
+static void init(h2c_t *c, uv_loop_t *loop) {
   memset(c, 0, sizeof(*c));
   c->streams = calloc(H2C_MAX_STREAMS, sizeof(h2c_stream_t));
   c->loop = loop;
   c->auto_window = 1;
+  c->creq.data = c;
+}
+
+static int start(h2c_t *c, int h2, uint32_t window);
+
+int h2c_connect(h2c_t *c, uv_loop_t *loop, int port, int h2, uint32_t window) {
+  struct sockaddr_in addr;
+  init(c, loop);
   uv_ip4_addr("127.0.0.1", port, &addr);
   uv_tcp_init(loop, &c->tcp);
   c->tcp.data = c;
-  c->creq.data = c;
   uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&addr, on_connect);
   h2c_run_until(loop, connected, c, 5000);
   if (c->connect_status != 0) return c->connect_status;
   uv_tcp_nodelay(&c->tcp, 1);
+  return start(c, h2, window);
+}
+
+int h2c_connect_unix(h2c_t *c, uv_loop_t *loop, const char *path) {
+  init(c, loop);
+  uv_pipe_init(loop, &c->pipe, 0);
+  c->pipe.data = c;
+  uv_pipe_connect(&c->creq, &c->pipe, path, on_connect);
+  h2c_run_until(loop, connected, c, 5000);
+  if (c->connect_status != 0) return c->connect_status;
+  return start(c, 1, 0);
+}
+
+static int start(h2c_t *c, int h2, uint32_t window) {
   /* Reading starts once the session exists, so no byte is dropped. */
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (!h2) return 0;

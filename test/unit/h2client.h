@@ -40,12 +40,17 @@ typedef struct {
 
 typedef struct {
   uv_loop_t *loop;
-  uv_tcp_t tcp;
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  };
   uv_connect_t creq;
   nghttp2_session *h2;
   int connected, connect_status, eof, closed;
   int got_goaway;
   uint32_t goaway_code;
+  int ping_acks;
+  uint8_t ping_data[8];
   h2c_stream_t *streams; /* H2C_MAX_STREAMS, on the heap */
   int nstreams;
   int auto_window; /* consume received DATA at once (default 1) */
@@ -57,6 +62,8 @@ typedef struct {
  * initial stream window (0 = nghttp2's default) and, when nonzero, turns
  * off automatic WINDOW_UPDATEs. Returns 0 or a libuv error. */
 int h2c_connect(h2c_t *c, uv_loop_t *loop, int port, int h2, uint32_t window);
+/* The same over a unix socket at `path`. */
+int h2c_connect_unix(h2c_t *c, uv_loop_t *loop, const char *path);
 
 /* Starts a gRPC POST to `path` with extra headers (pairs name, value,
  * NULL-terminated; may be NULL) and a body of length-prefixed messages

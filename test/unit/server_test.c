@@ -393,6 +393,18 @@ static int all_closed(void *arg) {
   return 1;
 }
 
+static int got_ping_ack(void *arg) { return ((h2c_t *)arg)->ping_acks > 0; }
+
+static void test_ping(void) {
+  h2c_t c;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  nghttp2_submit_ping(c.h2, NGHTTP2_FLAG_NONE, (const uint8_t *)"12345678");
+  h2c_flush(&c);
+  CHECK(h2c_run_until(loop, got_ping_ack, &c, 5000));
+  CHECK(memcmp(c.ping_data, "12345678", 8) == 0);
+  h2c_close(&c);
+}
+
 static void test_write_coalescing(void) {
   h2c_t c;
   uvg_server_stats_t before, after;
@@ -473,6 +485,22 @@ static void test_bad_preface(void) {
 
 int eof_wait(void *arg) { return ((h2c_t *)arg)->eof; }
 
+/* RFC 9113 3.4: the preface must be followed by a SETTINGS frame. */
+static void test_settings_first(void) {
+  h2c_t c;
+  uvg_server_stats_t st0, st1;
+  uvg_server_get_stats(server, &st0);
+  CHECK_EQ(h2c_connect(&c, loop, port, 0, 0), 0);
+  static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  static const uint8_t ping[] = {0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8};
+  h2c_write_raw(&c, preface, sizeof(preface) - 1);
+  h2c_write_raw(&c, ping, sizeof(ping));
+  CHECK(h2c_run_until(loop, (int (*)(void *))eof_wait, &c, 5000));
+  uvg_server_get_stats(server, &st1);
+  CHECK_EQ(st1.connections_open, st0.connections_open);
+  h2c_close(&c);
+}
+
 static int closed_flag;
 static void on_server_closed(uvg_server_t *s, void *data) {
   (void)s;
@@ -494,6 +522,12 @@ static void test_listen_variants(void) {
   remove(path + 5);
   CHECK_EQ(uvg_server_listen(s, path, uvg_insecure_server_credentials(), &p), 0);
   CHECK_EQ(p, 0);
+  CHECK_EQ(uvg_server_register(s, methods, sizeof(methods) / sizeof(methods[0])), 0);
+  h2c_t uc;
+  CHECK_EQ(h2c_connect_unix(&uc, loop, path + 5), 0);
+  int k = unary(&uc, "/test.Echo/Status", NULL, "0:", 2);
+  CHECK_EQ(h2c_grpc_status(&uc.streams[k]), 0);
+  h2c_close(&uc);
   CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &p), 0);
   int p2 = -1;
   char again[32];
@@ -502,7 +536,6 @@ static void test_listen_variants(void) {
            UV_EADDRINUSE);
   uvg_method_t bad = {.path = "nope", .on_call = echo_unary, .on_done = on_done};
   CHECK_EQ(uvg_server_register(s, &bad, 1), UVG_EINVAL);
-  CHECK_EQ(uvg_server_register(s, methods, 1), 0);
   CHECK_EQ(uvg_server_register(s, methods, 1), UVG_EEXIST);
   closed_flag = 0;
   uvg_server_close(s, on_server_closed, &closed_flag);
@@ -531,6 +564,8 @@ static void test_close_with_call_in_flight(void) {
   CHECK_EQ(last_cancel_code, UVG_STATUS_UNAVAILABLE);
   CHECK_EQ(n_done, done0 + 1);
   CHECK(wait_count(&c.eof, 1));
+  CHECK(c.got_goaway);
+  CHECK_EQ(c.goaway_code, NGHTTP2_NO_ERROR);
   h2c_close(&c);
 }
 
@@ -547,9 +582,11 @@ int main(void) {
   RUN(test_framing);
   RUN(test_deadline);
   RUN(test_client_reset);
+  RUN(test_ping);
   RUN(test_write_coalescing);
   RUN(test_backpressure);
   RUN(test_bad_preface);
+  RUN(test_settings_first);
   RUN(test_listen_variants);
   RUN(test_close_with_call_in_flight);
 
