@@ -55,7 +55,8 @@ typedef enum {
   UVG_EPROTO = -30006,   /* the peer broke the HTTP/2 or gRPC protocol */
   UVG_ENOCREDS = -30007, /* no credentials were given where they are required */
   UVG_EEXIST = -30008,   /* a method with that path is already registered */
-  UVG_EADDR = -30009     /* the address string cannot be parsed */
+  UVG_EADDR = -30009,    /* the address string cannot be parsed */
+  UVG_ENOTSUP = -30010   /* the peer does not accept what was asked for */
 } uvg_errno_t;
 
 /* Returns a static, human readable name for `err`: a UVG_E* code, a libuv
@@ -327,11 +328,37 @@ UVG_EXTERN int uvg_call_is_cancelled(const uvg_call_t *call);
 UVG_EXTERN int uvg_call_send_headers(uvg_call_t *call, const uvg_metadata_t *md,
                                      size_t n);
 
+/* Message compression algorithms (grpc-encoding). */
+typedef enum {
+  UVG_COMPRESS_NONE = 0, /* "identity" */
+  UVG_COMPRESS_GZIP = 1,
+  UVG_COMPRESS_DEFLATE = 2
+} uvg_compression_t;
+
+/* Compresses the call's response messages with `alg` (announced in the
+ * response headers' grpc-encoding). Call it before the headers are sent.
+ * Messages sent with UVG_SEND_NO_COMPRESS still go uncompressed.
+ * Returns 0; UVG_EINVAL (unknown alg); UVG_ESTATE (headers already sent);
+ * UVG_ENOTSUP (the client's grpc-accept-encoding does not list it: the
+ * call stays uncompressed); UVG_ECANCELED. */
+UVG_EXTERN int uvg_call_set_compression(uvg_call_t *call, uvg_compression_t alg);
+
+/* During on_call (unary and server-streaming) or on_message: 1 if the
+ * message being delivered arrived compressed, else 0. Received messages are
+ * always handed over decompressed. */
+UVG_EXTERN int uvg_call_message_compressed(const uvg_call_t *call);
+
+/* uvg_call_send() flags. */
+#define UVG_SEND_NO_COMPRESS 1u /* send this message uncompressed */
+
 /* Called when the message passed to uvg_call_send() has been handed to the
  * socket (status 0) or dropped because the call ended (UVG_ECANCELED). */
 typedef void (*uvg_send_cb)(uvg_call_t *call, int status, void *user_data);
 
-/* Queues one response message. With `cb` NULL the bytes are copied and the
+/* Queues one response message; `flags` is 0 or UVG_SEND_NO_COMPRESS. A
+ * compressed message is compressed before this returns, so `data` is free
+ * to reuse at once; `cb`, if set, still reports when it left.
+ * With `cb` NULL the bytes are copied and the
  * function returns with `data` free to reuse. With `cb` set the bytes are
  * sent without copying: `data` must stay valid and unchanged until `cb`
  * runs. `cb` is the backpressure signal: a handler that sends its next
@@ -341,7 +368,7 @@ typedef void (*uvg_send_cb)(uvg_call_t *call, int status, void *user_data);
  * UVG_ESTATE (a UNARY or CLIENT_STREAMING call already has its response);
  * UVG_ENOMEM. */
 UVG_EXTERN int uvg_call_send(uvg_call_t *call, const void *data, size_t len,
-                             uvg_send_cb cb, void *user_data);
+                             unsigned flags, uvg_send_cb cb, void *user_data);
 
 /* Ends the call with a status and optional trailing metadata (copied): the
  * status is sent after every queued message. A call with nothing sent yet

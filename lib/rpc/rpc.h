@@ -112,6 +112,24 @@ int uvg__nv_build(uvg__nv_block_t *b, const nghttp2_nv *fixed, size_t nfixed,
                   const uvg__md_list_t *md);
 void uvg__nv_free(uvg__nv_block_t *b);
 
+/* ---- compression: encodings are uvg_compression_t values ---- */
+/* Returns the encoding named by s/n, or -1 for one this library lacks. */
+int uvg__encoding_parse(const char *s, size_t n);
+const char *uvg__encoding_name(int enc);
+/* The encodings a grpc-accept-encoding list names, as a bit mask (bit
+ * 1 << enc); identity is always included. */
+unsigned uvg__accept_encoding_parse(const char *s, size_t n);
+/* The value this library advertises in grpc-accept-encoding. */
+#define UVG__ACCEPT_ENCODING "identity,deflate,gzip"
+/* Compresses into a new buffer. Returns 0 or UVG_ENOMEM. */
+int uvg__compress(int enc, const uint8_t *in, size_t len, uint8_t **out,
+                  size_t *out_len);
+/* Decompresses into a new buffer of at most `max` bytes. Returns 0;
+ * UVG__E_TOO_LARGE past max (RESOURCE_EXHAUSTED); UVG_EPROTO for corrupt or
+ * truncated input; UVG_ENOMEM. */
+int uvg__decompress(int enc, const uint8_t *in, size_t len, size_t max,
+                    uint8_t **out, size_t *out_len);
+
 /* ---- status ---- */
 /* Parses an ASCII decimal grpc-status; returns -1 if malformed. */
 int uvg__status_parse(const char *s, size_t n);

@@ -27,6 +27,7 @@ const char *uvg_strerror(int err) {
     case UVG_ENOCREDS: return "credentials are required";
     case UVG_EEXIST: return "method already registered";
     case UVG_EADDR: return "malformed address";
+    case UVG_ENOTSUP: return "not accepted by the peer";
     default: break;
   }
   if (err < 0 && err > -30000) return uv_strerror(err);

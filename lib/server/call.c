@@ -32,7 +32,11 @@ struct uvg_call_s {
   unsigned pending;  /* closures queued for this call */
   /* request headers as parsed */
   uint8_t is_post, ct_ok, timeout_bad, md_bad, has_deadline;
-  char *bad_encoding;
+  char *bad_encoding;    /* a grpc-encoding we lack */
+  uint8_t recv_enc;      /* grpc-encoding of the request */
+  uint8_t send_enc;      /* uvg_call_set_compression */
+  unsigned accept_mask;  /* the client's grpc-accept-encoding */
+  uint8_t req_compressed, cur_compressed;
   /* progress */
   uint8_t started;       /* on_call is queued or has run */
   uint8_t app_seen;      /* on_call ran: the handler owns the call */
@@ -52,6 +56,7 @@ typedef struct {
   uvg_call_t *call;
   uint8_t *data;
   uint32_t len;
+  int compressed;
 } recv_msg_t;
 
 typedef struct {
@@ -84,12 +89,16 @@ static void set_final(uvg_call_t *c, uvg_status_code_t code, const char *msg) {
 /* ---- sending headers and status ---- */
 
 static int respond_headers(uvg_call_t *c, const uvg__md_list_t *md) {
-  static const nghttp2_nv fixed[] = {
+  const char *enc = uvg__encoding_name(c->send_enc);
+  nghttp2_nv fixed[] = {
       UVG__NV(":status", "200", 3),
       UVG__NV("content-type", "application/grpc", 16),
+      UVG__NV("grpc-accept-encoding", UVG__ACCEPT_ENCODING,
+              sizeof(UVG__ACCEPT_ENCODING) - 1),
+      UVG__NV("grpc-encoding", enc, strlen(enc)),
   };
   uvg__nv_block_t b;
-  int rc = uvg__nv_build(&b, fixed, 2, md);
+  int rc = uvg__nv_build(&b, fixed, c->send_enc ? 4 : 3, md);
   if (rc == 0) {
     rc = uvg__ts_respond(&c->ts, b.nv, b.n, 0);
     uvg__nv_free(&b);
@@ -117,7 +126,8 @@ static int send_status(uvg_call_t *c, const char *http_status,
   fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-status", code_buf, (size_t)n);
   if (enc != NULL) fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-message", enc, strlen(enc));
   if (accept_encoding)
-    fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-accept-encoding", "identity", 8);
+    fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-accept-encoding", UVG__ACCEPT_ENCODING,
+                                      sizeof(UVG__ACCEPT_ENCODING) - 1);
   uvg__nv_block_t b;
   int rc = uvg__nv_build(&b, fixed, nf, trailers);
   if (rc == 0) {
@@ -138,6 +148,7 @@ static void run_on_call(void *arg, int status) {
   c->pending--;
   if (status == 0 && !c->cancelled) {
     c->app_seen = 1;
+    c->cur_compressed = c->req_compressed;
     UVG__TRACE(UVG__TRACE_CALL, "call %s started", c->path);
     c->method->m.on_call(c, c->req, c->req_len);
   }
@@ -150,8 +161,10 @@ static void run_on_message(void *arg, int status) {
   recv_msg_t *r = arg;
   uvg_call_t *c = r->call;
   c->pending--;
-  if (status == 0 && c->app_seen && !c->finished && !c->cancelled)
+  if (status == 0 && c->app_seen && !c->finished && !c->cancelled) {
+    c->cur_compressed = (uint8_t)r->compressed;
     c->method->m.on_message(c, r->data, r->len);
+  }
   uvg__free(r->data);
   uvg__free(r);
   maybe_release(c);
@@ -271,6 +284,7 @@ static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
   }
   memset(c, 0, sizeof(*c));
   c->server = s;
+  c->accept_mask = 1u << UVG_COMPRESS_NONE;
   uvg__list_init(&c->pool_link);
   uvg__md_list_init(&c->md);
   uvg__deframer_init(&c->deframer, s->opts.max_receive_message_size);
@@ -307,10 +321,15 @@ static int on_header(uvg__tstream_t *ts, const uint8_t *name, size_t nlen,
       c->deadline_at = uv_now(c->server->loop) + ms;
     }
   } else if (header_is(name, nlen, "grpc-encoding")) {
-    if (!(vlen == 8 && memcmp(value, "identity", 8) == 0)) {
+    int enc = uvg__encoding_parse((const char *)value, vlen);
+    if (enc < 0) {
       uvg__free(c->bad_encoding);
       c->bad_encoding = uvg__strndup((const char *)value, vlen);
+    } else {
+      c->recv_enc = (uint8_t)enc;
     }
+  } else if (header_is(name, nlen, "grpc-accept-encoding")) {
+    c->accept_mask = uvg__accept_encoding_parse((const char *)value, vlen);
   } else if (header_is(name, nlen, "te") ||
              (nlen > 5 && memcmp(name, "grpc-", 5) == 0)) {
     /* protocol headers, not metadata */
@@ -385,12 +404,38 @@ static void on_headers(uvg__tstream_t *ts, int end_stream) {
   }
 }
 
-static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
-  uvg_call_t *c = arg;
-  if (compressed) {
-    uvg__free(msg);
+/* Replaces a compressed message by its decompressed bytes; fails the call
+ * and returns nonzero on error. */
+static int decompress(uvg_call_t *c, uint8_t **msg, uint32_t *len) {
+  char text[128];
+  if (c->recv_enc == UVG_COMPRESS_NONE) {
+    /* PROTOCOL-HTTP2.md: the flag without an encoding is a protocol error */
     fail_call(c, UVG_STATUS_INTERNAL,
               "grpc: compressed flag set with identity or empty grpc-encoding");
+    return UVG_EPROTO;
+  }
+  uint8_t *out;
+  size_t out_len;
+  size_t max = c->server->opts.max_receive_message_size;
+  int rc = uvg__decompress(c->recv_enc, *msg, *len, max, &out, &out_len);
+  if (rc == UVG__E_TOO_LARGE) {
+    snprintf(text, sizeof(text),
+             "grpc: received message after decompression larger than max %zu", max);
+    fail_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, text);
+  } else if (rc != 0) {
+    fail_call(c, UVG_STATUS_INTERNAL, "grpc: failed to decompress the received message");
+  }
+  if (rc != 0) return rc;
+  uvg__free(*msg);
+  *msg = out;
+  *len = (uint32_t)out_len;
+  return 0;
+}
+
+static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
+  uvg_call_t *c = arg;
+  if (compressed && decompress(c, &msg, &len) != 0) {
+    uvg__free(msg);
     return UVG_EPROTO;
   }
   uvg_method_type_t t = c->method->m.type;
@@ -403,6 +448,7 @@ static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
     }
     c->req = msg;
     c->req_len = len;
+    c->req_compressed = (uint8_t)compressed;
     return 0;
   }
   recv_msg_t *r = uvg__malloc(sizeof(*r));
@@ -415,6 +461,7 @@ static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
   r->call = c;
   r->data = msg;
   r->len = len;
+  r->compressed = compressed;
   return 0;
 }
 
@@ -537,29 +584,47 @@ static void on_msg_done(uvg__msg_t *m, int status) {
   maybe_release(c);
 }
 
-int uvg_call_send(uvg_call_t *c, const void *data, size_t len, uvg_send_cb cb,
-                  void *user_data) {
+int uvg_call_send(uvg_call_t *c, const void *data, size_t len, unsigned flags,
+                  uvg_send_cb cb, void *user_data) {
   if (c == NULL || (data == NULL && len > 0) || len > UINT32_MAX) return UVG_EINVAL;
   if (!can_send(c)) return UVG_ECANCELED;
   uvg_method_type_t t = c->method->m.type;
   if ((t == UVG_METHOD_UNARY || t == UVG_METHOD_CLIENT_STREAMING) && c->sent_one)
     return UVG_ESTATE;
-  send_msg_t *sm = uvg__malloc(sizeof(*sm) + (cb ? 0 : len));
-  if (sm == NULL) return UVG_ENOMEM;
+  uint8_t *z = NULL;
+  size_t zlen = 0;
+  int compress = c->send_enc != UVG_COMPRESS_NONE && !(flags & UVG_SEND_NO_COMPRESS);
+  if (compress) {
+    if (uvg__compress(c->send_enc, data, len, &z, &zlen) != 0) return UVG_ENOMEM;
+    if (zlen > UINT32_MAX) {
+      uvg__free(z);
+      return UVG_EINVAL;
+    }
+    data = z; /* the compressed bytes are copied into the message below */
+    len = zlen;
+  }
+  int copy = cb == NULL || compress;
+  send_msg_t *sm = uvg__malloc(sizeof(*sm) + (copy ? len : 0));
+  if (sm == NULL) {
+    uvg__free(z);
+    return UVG_ENOMEM;
+  }
   int rc = c->headers_sent ? 0 : respond_headers(c, NULL);
   if (rc != 0) {
     uvg__free(sm);
+    uvg__free(z);
     return rc == UVG_ECLOSED ? UVG_ECANCELED : rc;
   }
   sm->call = c;
   sm->cb = cb;
   sm->user_data = user_data;
   sm->status = 0;
-  if (cb == NULL && len > 0) memcpy(sm->bytes, data, len);
-  sm->m.data = cb ? data : sm->bytes;
+  if (copy && len > 0) memcpy(sm->bytes, data, len);
+  uvg__free(z);
+  sm->m.data = copy ? sm->bytes : data;
   sm->m.len = len;
   sm->m.head_len = UVG__FRAME_HEADER_LEN;
-  uvg__frame_header(sm->m.head, 0, (uint32_t)len);
+  uvg__frame_header(sm->m.head, compress, (uint32_t)len);
   sm->m.done = on_msg_done;
   if (uvg__ts_send(&c->ts, &sm->m) != 0) {
     uvg__free(sm);
@@ -569,6 +634,17 @@ int uvg_call_send(uvg_call_t *c, const void *data, size_t len, uvg_send_cb cb,
   c->sent_one = 1;
   return 0;
 }
+
+int uvg_call_set_compression(uvg_call_t *c, uvg_compression_t alg) {
+  if (c == NULL || (unsigned)alg > UVG_COMPRESS_DEFLATE) return UVG_EINVAL;
+  if (!can_send(c)) return UVG_ECANCELED;
+  if (c->headers_sent) return UVG_ESTATE;
+  if (!(c->accept_mask & (1u << alg))) return UVG_ENOTSUP;
+  c->send_enc = (uint8_t)alg;
+  return 0;
+}
+
+int uvg_call_message_compressed(const uvg_call_t *c) { return c->cur_compressed; }
 
 int uvg_call_finish(uvg_call_t *c, uvg_status_code_t code, const char *message,
                     const uvg_metadata_t *trailers, size_t n) {

@@ -29,7 +29,7 @@ static void on_say_hello(uvg_call_t *call, const uint8_t *msg, size_t len) {
   reply.message = text;
   uint8_t buf[600];
   size_t n = helloworld__hello_reply__pack(&reply, buf);
-  uvg_call_send(call, buf, n, NULL, NULL); /* no callback: bytes are copied */
+  uvg_call_send(call, buf, n, 0, NULL, NULL); /* no callback: bytes are copied */
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
 }
 

@@ -30,13 +30,22 @@ static uint8_t *pack(const ProtobufCMessage *m, size_t *len) {
 }
 
 /* Packs `m` and sends a copy. */
-static int send_packed(uvg_call_t *call, const ProtobufCMessage *m) {
+static int send_packed(uvg_call_t *call, const ProtobufCMessage *m,
+                       unsigned flags) {
   size_t n;
   uint8_t *buf = pack(m, &n);
   if (buf == NULL) return UVG_ENOMEM;
-  int rc = uvg_call_send(call, buf, n, NULL, NULL);
+  int rc = uvg_call_send(call, buf, n, flags, NULL, NULL);
   free(buf);
   return rc;
+}
+
+/* expect_compressed: the request must have arrived compressed exactly
+ * when it says so (client_compressed_* cases). */
+static int compression_as_expected(uvg_call_t *call,
+                                   const Grpc__Testing__BoolValue *expect) {
+  int want = expect != NULL && expect->value;
+  return want == uvg_call_message_compressed(call);
 }
 
 /* Echoes x-grpc-test-echo-initial back as initial metadata. */
@@ -74,7 +83,7 @@ static void on_empty_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   }
   grpc__testing__empty__free_unpacked(req, NULL);
   Grpc__Testing__Empty resp = GRPC__TESTING__EMPTY__INIT;
-  send_packed(call, &resp.base);
+  send_packed(call, &resp.base, 0);
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
 }
 
@@ -85,18 +94,18 @@ static void on_unary_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
     uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad SimpleRequest", NULL, 0);
     return;
   }
+  int want_compressed = req->response_compressed && req->response_compressed->value;
+  if (want_compressed) uvg_call_set_compression(call, UVG_COMPRESS_GZIP);
   echo_initial(call);
-  if (req->expect_compressed != NULL && req->expect_compressed->value) {
-    /* Compressed requests are refused before they reach a handler, so this
-     * request arrived uncompressed: the probe the spec describes. */
-    finish(call, UVG_STATUS_INVALID_ARGUMENT, "expected a compressed request");
+  if (!compression_as_expected(call, req->expect_compressed)) {
+    finish(call, UVG_STATUS_INVALID_ARGUMENT, "request compression not as expected");
   } else if (req->response_status != NULL && req->response_status->code != 0) {
     finish(call, req->response_status->code, req->response_status->message);
   } else {
     Grpc__Testing__SimpleResponse resp = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
     Grpc__Testing__Payload payload;
     resp.payload = make_payload(&payload, req->response_size);
-    send_packed(call, &resp.base);
+    send_packed(call, &resp.base, want_compressed ? 0 : UVG_SEND_NO_COMPRESS);
     free(payload.body.data);
     finish(call, UVG_STATUS_OK, NULL);
   }
@@ -108,6 +117,7 @@ static void on_unary_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
 
 typedef struct {
   int32_t size, interval_us;
+  int compressed;
 } planned_t;
 
 typedef struct {
@@ -184,7 +194,8 @@ static void send_next(stream_ctx_t *x) {
   x->in_flight = pack(&resp.base, &n);
   free(payload.body.data);
   x->sending = 1;
-  if (uvg_call_send(x->call, x->in_flight, n, on_sent, x) != 0) {
+  if (uvg_call_send(x->call, x->in_flight, n, p.compressed ? 0 : UVG_SEND_NO_COMPRESS,
+                    on_sent, x) != 0) {
     free(x->in_flight);
     x->in_flight = NULL;
     x->sending = 0;
@@ -221,6 +232,12 @@ static void plan_request(stream_ctx_t *x,
     }
     x->plan[x->plan_len].size = req->response_parameters[i]->size;
     x->plan[x->plan_len].interval_us = req->response_parameters[i]->interval_us;
+    x->plan[x->plan_len].compressed = req->response_parameters[i]->compressed &&
+                                      req->response_parameters[i]->compressed->value;
+    /* A compressed response needs grpc-encoding in the headers: possible
+     * until the first response goes out. */
+    if (x->plan[x->plan_len].compressed)
+      uvg_call_set_compression(x->call, UVG_COMPRESS_GZIP);
     x->plan_len++;
   }
   if (req->response_status != NULL && req->response_status->code != 0) {
@@ -276,7 +293,12 @@ static void on_input_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
     return;
   }
   if (req->payload != NULL) x->aggregated += (int32_t)req->payload->body.len;
+  int ok = compression_as_expected(call, req->expect_compressed);
   grpc__testing__streaming_input_call_request__free_unpacked(req, NULL);
+  if (!ok) {
+    x->finished = 1;
+    finish(call, UVG_STATUS_INVALID_ARGUMENT, "request compression not as expected");
+  }
 }
 
 static void on_input_half_close(uvg_call_t *call) {
@@ -284,7 +306,7 @@ static void on_input_half_close(uvg_call_t *call) {
   Grpc__Testing__StreamingInputCallResponse resp =
       GRPC__TESTING__STREAMING_INPUT_CALL_RESPONSE__INIT;
   resp.aggregated_payload_size = x->aggregated;
-  send_packed(call, &resp.base);
+  send_packed(call, &resp.base, 0);
   x->input_done = 1;
   ctx_finish(x);
 }

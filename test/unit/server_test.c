@@ -3,6 +3,7 @@
 #include <uvgrpc.h>
 
 #include "h2client.h"
+#include "rpc/rpc.h"
 #include "test.h"
 
 static uv_loop_t *loop;
@@ -28,7 +29,7 @@ static void on_cancel(uvg_call_t *call, const uvg_status_t *st) {
   n_cancel++;
   last_cancel_code = st->code;
   CHECK(uvg_call_is_cancelled(call));
-  CHECK_EQ(uvg_call_send(call, "x", 1, NULL, NULL), UVG_ECANCELED);
+  CHECK_EQ(uvg_call_send(call, "x", 1, 0, NULL, NULL), UVG_ECANCELED);
   CHECK_EQ(uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0), UVG_ECANCELED);
 }
 
@@ -48,21 +49,32 @@ static void echo_unary(uvg_call_t *call, const uint8_t *msg, size_t len) {
                            {"x-raw-bin", bin, sizeof(bin)}};
   CHECK_EQ(uvg_call_send_headers(call, init, 2), 0);
   CHECK_EQ(uvg_call_send_headers(call, init, 2), UVG_ESTATE);
-  CHECK_EQ(uvg_call_send(call, msg, len, NULL, NULL), 0);
-  CHECK_EQ(uvg_call_send(call, msg, len, NULL, NULL), UVG_ESTATE);
+  CHECK_EQ(uvg_call_send(call, msg, len, 0, NULL, NULL), 0);
+  CHECK_EQ(uvg_call_send(call, msg, len, 0, NULL, NULL), UVG_ESTATE);
   uvg_metadata_t trail[] = {{"x-trail", (const uint8_t *)"bye", 3}};
   CHECK_EQ(uvg_call_finish(call, UVG_STATUS_OK, NULL, trail, 1), 0);
   CHECK_EQ(uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0), UVG_ESTATE);
 }
 
 /* The request is "<code>:<message>": finish with it and send nothing. */
+static int last_compressed;
 static void status_unary(uvg_call_t *call, const uint8_t *msg, size_t len) {
   char buf[256];
   n_calls++;
+  last_compressed = uvg_call_message_compressed(call);
   snprintf(buf, sizeof(buf), "%.*s", (int)len, (const char *)msg);
   char *colon = strchr(buf, ':');
   uvg_call_finish(call, (uvg_status_code_t)atoi(buf), colon ? colon + 1 : NULL,
                   NULL, 0);
+}
+
+/* Echoes the request, compressed with gzip if the client accepts it. */
+static int last_set_compression;
+static void gzip_unary(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  n_calls++;
+  last_set_compression = uvg_call_set_compression(call, UVG_COMPRESS_GZIP);
+  uvg_call_send(call, msg, len, 0, NULL, NULL);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
 }
 
 /* Never answers: it waits to be cancelled. */
@@ -90,7 +102,7 @@ static void collect_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
 static void collect_half_close(uvg_call_t *call) {
   char reply[64];
   int n = snprintf(reply, sizeof(reply), "%d,%zu", n_messages, collected_bytes);
-  uvg_call_send(call, reply, (size_t)n, NULL, NULL);
+  uvg_call_send(call, reply, (size_t)n, 0, NULL, NULL);
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
 }
 
@@ -104,7 +116,7 @@ static void big_send_cb(uvg_call_t *call, int status, void *data) {
   n_send_cb++;
   if (status != 0) return;
   if (++big_sent < big_count)
-    CHECK_EQ(uvg_call_send(call, big_buf, big_size, big_send_cb, NULL), 0);
+    CHECK_EQ(uvg_call_send(call, big_buf, big_size, 0, big_send_cb, NULL), 0);
   else
     uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
 }
@@ -113,7 +125,7 @@ static void big_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   (void)len;
   n_calls++;
   big_sent = 0;
-  CHECK_EQ(uvg_call_send(call, big_buf, big_size, big_send_cb, NULL), 0);
+  CHECK_EQ(uvg_call_send(call, big_buf, big_size, 0, big_send_cb, NULL), 0);
 }
 
 static void bidi_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
@@ -123,7 +135,7 @@ static void bidi_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   n_calls++;
 }
 static void bidi_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
-  CHECK_EQ(uvg_call_send(call, msg, len, NULL, NULL), 0);
+  CHECK_EQ(uvg_call_send(call, msg, len, 0, NULL, NULL), 0);
 }
 static void bidi_half_close(uvg_call_t *call) {
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
@@ -132,6 +144,7 @@ static void bidi_half_close(uvg_call_t *call) {
 static const uvg_method_t methods[] = {
     {.path = "/test.Echo/Unary", .on_call = echo_unary, .on_done = on_done},
     {.path = "/test.Echo/Status", .on_call = status_unary, .on_done = on_done},
+    {.path = "/test.Echo/Gzip", .on_call = gzip_unary, .on_done = on_done},
     {.path = "/test.Echo/Sleep", .on_call = sleep_unary, .on_cancel = on_cancel,
      .on_done = on_done},
     {.path = "/test.Echo/Collect", .type = UVG_METHOD_CLIENT_STREAMING,
@@ -295,6 +308,66 @@ static void test_unimplemented_and_content_type(void) {
   CHECK(wait_closed(&c, i));
   CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_INTERNAL);
   CHECK_EQ(n_calls, calls0); /* no handler saw any of these */
+  h2c_close(&c);
+}
+
+/* A request compressed with `enc` (the test links zlib through uvgrpc). */
+static size_t gzip_frame(uint8_t *body, const char *text, int corrupt) {
+  uint8_t *z;
+  size_t zlen;
+  uvg__compress(UVG_COMPRESS_GZIP, (const uint8_t *)text, strlen(text), &z, &zlen);
+  if (corrupt) z[zlen / 2] ^= 0xff, z[zlen - 3] ^= 0xff;
+  size_t n = h2c_frame(body, 0, z, zlen);
+  body[0] = 1;
+  uvg__free(z);
+  return n;
+}
+
+static void test_compression(void) {
+  h2c_t c;
+  uint8_t body[70000];
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  const char *gz[] = {"grpc-encoding", "gzip", "grpc-accept-encoding", "gzip", NULL};
+  /* a compressed request reaches the handler decompressed */
+  size_t n = gzip_frame(body, "7:compressed request", 0);
+  int i = h2c_request(&c, "/test.Echo/Status", NULL, gz, body, n, 0, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 7);
+  CHECK_STR(h2c_header(&c.streams[i], "grpc-message"), "compressed request");
+  CHECK(last_compressed);
+  /* corrupt compressed data */
+  n = gzip_frame(body, "0:this will be corrupted, and some more text", 1);
+  i = h2c_request(&c, "/test.Echo/Status", NULL, gz, body, n, 0, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_INTERNAL);
+  /* a decompression bomb: 8 MiB of zeros against the 4 MiB limit */
+  size_t big = 8u << 20;
+  char *zeros = calloc(1, big + 1);
+  memset(zeros, '0', big);
+  n = gzip_frame(body, zeros, 0);
+  free(zeros);
+  CHECK(n < sizeof(body));
+  i = h2c_request(&c, "/test.Echo/Status", NULL, gz, body, n, 0, 1);
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_RESOURCE_EXHAUSTED);
+  /* a compressed response when the handler asks and the client accepts */
+  const char *req = "gzip-me please, gzip-me please, gzip-me please";
+  i = unary(&c, "/test.Echo/Gzip", gz + 2, req, strlen(req));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  CHECK_STR(h2c_header(&c.streams[i], "grpc-encoding"), "gzip");
+  CHECK(c.streams[i].data_len > 5 && c.streams[i].data[0] == 1);
+  uint8_t *out;
+  size_t olen;
+  CHECK_EQ(uvg__decompress(UVG_COMPRESS_GZIP, c.streams[i].data + 5,
+                           c.streams[i].data_len - 5, 1000, &out, &olen), 0);
+  CHECK(olen == strlen(req) && memcmp(out, req, olen) == 0);
+  uvg__free(out);
+  /* a client that accepts only identity gets an uncompressed response */
+  i = unary(&c, "/test.Echo/Gzip", NULL, req, strlen(req));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  CHECK(h2c_header(&c.streams[i], "grpc-encoding") == NULL);
+  CHECK(c.streams[i].data_len == 5 + strlen(req) && c.streams[i].data[0] == 0);
+  CHECK_EQ(last_set_compression, UVG_ENOTSUP);
   h2c_close(&c);
 }
 
@@ -580,6 +653,7 @@ int main(void) {
   RUN(test_status_and_trailers_only);
   RUN(test_unimplemented_and_content_type);
   RUN(test_framing);
+  RUN(test_compression);
   RUN(test_deadline);
   RUN(test_client_reset);
   RUN(test_ping);
