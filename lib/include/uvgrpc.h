@@ -56,7 +56,8 @@ typedef enum {
   UVG_ENOCREDS = -30007, /* no credentials were given where they are required */
   UVG_EEXIST = -30008,   /* a method with that path is already registered */
   UVG_EADDR = -30009,    /* the address string cannot be parsed */
-  UVG_ENOTSUP = -30010   /* the peer does not accept what was asked for */
+  UVG_ENOTSUP = -30010,  /* the peer does not accept what was asked for */
+  UVG_E2BIG = -30011     /* a message is larger than the configured limit */
 } uvg_errno_t;
 
 /* Returns a static, human readable name for `err`: a UVG_E* code, a libuv
@@ -228,22 +229,39 @@ typedef struct {
   void (*on_done)(uvg_call_t *call, const uvg_status_t *status);
   /* Returned by uvg_call_method_data(). */
   void *method_data;
+  /* Per-method limits overriding the server's options (0: the server's). */
+  uint32_t max_receive_message_size;
+  uint32_t max_send_message_size;
 } uvg_method_t;
 
+/* Server-wide settings; a field left 0 takes its default. */
 typedef struct {
-  /* SETTINGS_MAX_CONCURRENT_STREAMS; 0 means the default, 100. */
+  /* SETTINGS_MAX_CONCURRENT_STREAMS; default 100. Streams beyond it are
+   * refused with RST_STREAM(REFUSED_STREAM). */
   uint32_t max_concurrent_streams;
-  /* Initial per-stream receive window; 0 means 1 MiB. */
+  /* Initial per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE);
+   * default 1 MiB, at most 2^31-1. */
   uint32_t initial_window_size;
-  /* Largest request message accepted; 0 means 4 MiB. */
+  /* Connection receive window; default 16 MiB, at most 2^31-1. */
+  uint32_t initial_connection_window_size;
+  /* SETTINGS_MAX_FRAME_SIZE; default 16384, from 16384 to 16777215. */
+  uint32_t max_frame_size;
+  /* Largest request header block (SETTINGS_MAX_HEADER_LIST_SIZE, counted as
+   * RFC 9113 does: name + value + 32 per field); default 8 KiB. A larger one
+   * is answered with RESOURCE_EXHAUSTED. */
+  uint32_t max_header_list_size;
+  /* Largest request message, after decompression; default 4 MiB. A larger
+   * one ends the call with RESOURCE_EXHAUSTED. */
   uint32_t max_receive_message_size;
+  /* Largest response message; default 2^31-1. See uvg_call_send(). */
+  uint32_t max_send_message_size;
 } uvg_server_options_t;
 
-/* Fills `opts` with the defaults. */
+/* Fills `opts` with the defaults (every field set to its default value). */
 UVG_EXTERN void uvg_server_options_init(uvg_server_options_t *opts);
 
 /* Creates a server on `loop` (options may be NULL for the defaults).
- * Returns 0, UVG_EINVAL or UVG_ENOMEM. */
+ * Returns 0, UVG_EINVAL (a setting out of its range) or UVG_ENOMEM. */
 UVG_EXTERN int uvg_server_new(uv_loop_t *loop, const uvg_server_options_t *opts,
                               uvg_server_t **out);
 
@@ -366,7 +384,8 @@ typedef void (*uvg_send_cb)(uvg_call_t *call, int status, void *user_data);
  * Messages are sent in the order queued, flow control permitting.
  * Returns 0; UVG_ECANCELED (cancelled or finished: `cb` will not run);
  * UVG_ESTATE (a UNARY or CLIENT_STREAMING call already has its response);
- * UVG_ENOMEM. */
+ * UVG_E2BIG (larger than the send limit: the call is ended with
+ * RESOURCE_EXHAUSTED and on_cancel follows); UVG_ENOMEM. */
 UVG_EXTERN int uvg_call_send(uvg_call_t *call, const void *data, size_t len,
                              unsigned flags, uvg_send_cb cb, void *user_data);
 

@@ -28,6 +28,7 @@ const char *uvg_strerror(int err) {
     case UVG_EEXIST: return "method already registered";
     case UVG_EADDR: return "malformed address";
     case UVG_ENOTSUP: return "not accepted by the peer";
+    case UVG_E2BIG: return "message larger than the configured limit";
     default: break;
   }
   if (err < 0 && err > -30000) return uv_strerror(err);

@@ -37,6 +37,9 @@ struct uvg_call_s {
   uint8_t send_enc;      /* uvg_call_set_compression */
   unsigned accept_mask;  /* the client's grpc-accept-encoding */
   uint8_t req_compressed, cur_compressed;
+  uint8_t headers_too_big;
+  size_t header_bytes;   /* RFC 9113 6.5.2 size of the request headers */
+  uint32_t max_send;
   /* progress */
   uint8_t started;       /* on_call is queued or has run */
   uint8_t app_seen;      /* on_call ran: the handler owns the call */
@@ -301,6 +304,13 @@ static int header_is(const uint8_t *name, size_t len, const char *lit) {
 static int on_header(uvg__tstream_t *ts, const uint8_t *name, size_t nlen,
                      const uint8_t *value, size_t vlen) {
   uvg_call_t *c = call_of(ts);
+  /* Past the advertised SETTINGS_MAX_HEADER_LIST_SIZE nothing more is kept;
+   * the call is answered RESOURCE_EXHAUSTED when the block ends. */
+  c->header_bytes += nlen + vlen + 32;
+  if (c->header_bytes > c->server->opts.max_header_list_size) {
+    c->headers_too_big = 1;
+    return 0;
+  }
   if (header_is(name, nlen, ":method")) {
     c->is_post = vlen == 4 && memcmp(value, "POST", 4) == 0;
   } else if (header_is(name, nlen, ":path")) {
@@ -353,6 +363,12 @@ static void on_headers(uvg__tstream_t *ts, int end_stream) {
   uvg_server_t *s = c->server;
   char msg[256];
   (void)end_stream;
+  if (c->headers_too_big) {
+    snprintf(msg, sizeof(msg), "header list size %zu exceeds the limit %u",
+             c->header_bytes, s->opts.max_header_list_size);
+    reject(c, "200", UVG_STATUS_RESOURCE_EXHAUSTED, msg, 0);
+    return;
+  }
   if (!c->is_post) {
     reject(c, "405", UVG_STATUS_INTERNAL, "gRPC requires method POST", 0);
     return;
@@ -392,6 +408,11 @@ static void on_headers(uvg__tstream_t *ts, int end_stream) {
     reject(c, "200", UVG_STATUS_UNIMPLEMENTED, msg, 1);
     return;
   }
+  const uvg_method_t *m = &c->method->m;
+  c->deframer.max_len = m->max_receive_message_size ? m->max_receive_message_size
+                                                     : s->opts.max_receive_message_size;
+  c->max_send = m->max_send_message_size ? m->max_send_message_size
+                                         : s->opts.max_send_message_size;
   if (c->has_deadline) {
     uint64_t now = uv_now(s->loop);
     uvg__timer_start(&c->deadline, on_deadline,
@@ -416,7 +437,7 @@ static int decompress(uvg_call_t *c, uint8_t **msg, uint32_t *len) {
   }
   uint8_t *out;
   size_t out_len;
-  size_t max = c->server->opts.max_receive_message_size;
+  size_t max = c->deframer.max_len;
   int rc = uvg__decompress(c->recv_enc, *msg, *len, max, &out, &out_len);
   if (rc == UVG__E_TOO_LARGE) {
     snprintf(text, sizeof(text),
@@ -591,6 +612,13 @@ int uvg_call_send(uvg_call_t *c, const void *data, size_t len, unsigned flags,
   uvg_method_type_t t = c->method->m.type;
   if ((t == UVG_METHOD_UNARY || t == UVG_METHOD_CLIENT_STREAMING) && c->sent_one)
     return UVG_ESTATE;
+  if (len > c->max_send) {
+    char text[128];
+    snprintf(text, sizeof(text), "grpc: trying to send message larger than max (%zu vs. %u)",
+             len, c->max_send);
+    fail_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, text);
+    return UVG_E2BIG;
+  }
   uint8_t *z = NULL;
   size_t zlen = 0;
   int compress = c->send_enc != UVG_COMPRESS_NONE && !(flags & UVG_SEND_NO_COMPRESS);

@@ -18,10 +18,34 @@ uvg_server_credentials_t *uvg_insecure_server_credentials(void) {
 }
 
 void uvg_server_options_init(uvg_server_options_t *o) {
-  memset(o, 0, sizeof(*o));
   o->max_concurrent_streams = 100;
   o->initial_window_size = 1024 * 1024;
+  o->initial_connection_window_size = 16 * 1024 * 1024;
+  o->max_frame_size = 16384;
+  o->max_header_list_size = 8192;
   o->max_receive_message_size = 4 * 1024 * 1024;
+  o->max_send_message_size = 0x7fffffff;
+}
+
+/* Takes the caller's nonzero settings over the defaults; checks ranges. */
+static int merge_options(uvg_server_options_t *o, const uvg_server_options_t *in) {
+  uvg_server_options_init(o);
+  if (in != NULL) {
+#define TAKE(f) if (in->f) o->f = in->f
+    TAKE(max_concurrent_streams);
+    TAKE(initial_window_size);
+    TAKE(initial_connection_window_size);
+    TAKE(max_frame_size);
+    TAKE(max_header_list_size);
+    TAKE(max_receive_message_size);
+    TAKE(max_send_message_size);
+#undef TAKE
+  }
+  if (o->initial_window_size > 0x7fffffff ||
+      o->initial_connection_window_size > 0x7fffffff ||
+      o->max_frame_size < 16384 || o->max_frame_size > 16777215)
+    return UVG_EINVAL;
+  return 0;
 }
 
 int uvg_server_new(uv_loop_t *loop, const uvg_server_options_t *opts,
@@ -30,22 +54,15 @@ int uvg_server_new(uv_loop_t *loop, const uvg_server_options_t *opts,
   uvg__trace_init();
   uvg_server_t *s = uvg__calloc(1, sizeof(*s));
   if (s == NULL) return UVG_ENOMEM;
-  uvg_server_options_init(&s->opts);
-  if (opts != NULL) {
-    if (opts->max_concurrent_streams)
-      s->opts.max_concurrent_streams = opts->max_concurrent_streams;
-    if (opts->initial_window_size)
-      s->opts.initial_window_size = opts->initial_window_size;
-    if (opts->max_receive_message_size)
-      s->opts.max_receive_message_size = opts->max_receive_message_size;
-  }
-  if (s->opts.initial_window_size > 0x7fffffff) {
+  if (merge_options(&s->opts, opts) != 0) {
     uvg__free(s);
     return UVG_EINVAL;
   }
   s->settings.max_concurrent_streams = s->opts.max_concurrent_streams;
   s->settings.initial_window_size = s->opts.initial_window_size;
-  s->settings.max_header_list_size = 16 * 1024;
+  s->settings.connection_window_size = s->opts.initial_connection_window_size;
+  s->settings.max_frame_size = s->opts.max_frame_size;
+  s->settings.max_header_list_size = s->opts.max_header_list_size;
   s->loop = loop;
   uvg__list_init(&s->listeners);
   uvg__list_init(&s->conns);

@@ -391,11 +391,12 @@ int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, st->max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, st->initial_window_size},
+      {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, st->max_frame_size},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, st->max_header_list_size},
   };
-  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
+  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 4) != 0 ||
       nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
-                                            16 * 1024 * 1024) != 0)
+                                            (int32_t)st->connection_window_size) != 0)
     return UVG_ENOMEM;
   int err = c->io.ops->read_start(&c->io);
   if (err != 0) return err;

@@ -88,6 +88,8 @@ typedef struct {
 typedef struct {
   uint32_t max_concurrent_streams;
   uint32_t initial_window_size;
+  uint32_t connection_window_size;
+  uint32_t max_frame_size;
   uint32_t max_header_list_size;
 } uvg__conn_settings_t;
 

@@ -619,6 +619,86 @@ static void test_listen_variants(void) {
   remove(path + 5);
 }
 
+static int send_rc;
+static void send_big_unary(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  static uint8_t big[200];
+  (void)msg;
+  n_calls++;
+  send_rc = uvg_call_send(call, big, len, 0, NULL, NULL); /* len bytes back */
+  if (send_rc == 0) uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+static void finish_on_cancel(uvg_call_t *call, const uvg_status_t *st) {
+  last_cancel_code = st->code;
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+
+static void test_limits(void) {
+  uvg_server_t *s;
+  uvg_server_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.max_receive_message_size = 100;
+  o.max_send_message_size = 50;
+  o.max_header_list_size = 1024;
+  o.max_concurrent_streams = 2;
+  o.max_frame_size = 1000; /* below the HTTP/2 minimum */
+  CHECK_EQ(uvg_server_new(loop, &o, &s), UVG_EINVAL);
+  o.max_frame_size = 0;
+  CHECK_EQ(uvg_server_new(loop, &o, &s), 0);
+  uvg_method_t m[] = {
+      {.path = "/l.L/Echo", .on_call = send_big_unary, .on_cancel = finish_on_cancel,
+       .on_done = on_done},
+      {.path = "/l.L/Roomy", .on_call = send_big_unary, .on_cancel = finish_on_cancel,
+       .on_done = on_done, .max_receive_message_size = 150,
+       .max_send_message_size = 150},
+      methods[3], /* Sleep */
+  };
+  CHECK_EQ(uvg_server_register(s, m, 3), 0);
+  int p;
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &p), 0);
+  h2c_t c;
+  static uint8_t msg[140];
+  CHECK_EQ(h2c_connect(&c, loop, p, 1, 0), 0);
+  int i = unary(&c, "/l.L/Echo", NULL, msg, 40);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  /* over the server's receive limit; the method's own limit allows it */
+  i = unary(&c, "/l.L/Echo", NULL, msg, 120);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_RESOURCE_EXHAUSTED);
+  i = unary(&c, "/l.L/Roomy", NULL, msg, 120);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  CHECK_EQ(c.streams[i].data_len, 125);
+  /* over the send limit: the handler's send fails and the client sees
+   * RESOURCE_EXHAUSTED */
+  i = unary(&c, "/l.L/Echo", NULL, msg, 60);
+  CHECK_EQ(send_rc, UVG_E2BIG);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_RESOURCE_EXHAUSTED);
+  CHECK_EQ(last_cancel_code, UVG_STATUS_RESOURCE_EXHAUSTED);
+  /* a header block over 1 KiB */
+  static char big_value[1500];
+  memset(big_value, 'v', sizeof(big_value) - 1);
+  const char *extra[] = {"x-big", big_value, NULL};
+  i = unary(&c, "/l.L/Echo", extra, msg, 10);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_RESOURCE_EXHAUSTED);
+  /* the stream limit is advertised: a third stream waits until one of
+   * the first two ends (a peer that ignores it is refused by nghttp2) */
+  CHECK_EQ(nghttp2_session_get_remote_settings(
+               c.h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 2);
+  int a = h2c_request(&c, "/test.Echo/Sleep", NULL, NULL, NULL, 0, 0, 0);
+  int b = h2c_request(&c, "/test.Echo/Sleep", NULL, NULL, NULL, 0, 0, 0);
+  uint8_t body[64];
+  size_t n = h2c_frame(body, 0, msg, 10);
+  int d = h2c_request(&c, "/l.L/Echo", NULL, NULL, body, n, 0, 1);
+  h2c_run_for(loop, 50);
+  CHECK(!c.streams[d].closed);
+  h2c_reset(&c, a, NGHTTP2_CANCEL);
+  CHECK(wait_closed(&c, d));
+  CHECK_EQ(h2c_grpc_status(&c.streams[d]), 0);
+  h2c_reset(&c, b, NGHTTP2_CANCEL);
+  h2c_close(&c);
+  closed_flag = 0;
+  uvg_server_close(s, on_server_closed, &closed_flag);
+  CHECK(wait_count(&closed_flag, 1));
+}
+
 static void test_close_with_call_in_flight(void) {
   uvg_server_t *s;
   int p;
@@ -662,6 +742,7 @@ int main(void) {
   RUN(test_bad_preface);
   RUN(test_settings_first);
   RUN(test_listen_variants);
+  RUN(test_limits);
   RUN(test_close_with_call_in_flight);
 
   uvg_server_stats_t st;
