@@ -1,6 +1,9 @@
 /* TCP and unix-socket byte streams over uv_stream_t. */
 #include "stream.h"
 
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -27,6 +30,15 @@ static void on_uv_write(uv_write_t *req, int status) {
 
 static int sock_write(uvg__stream_t *s, const uv_buf_t *bufs, unsigned n) {
   return uv_write(&s->wreq, &s->h.stream, bufs, n, on_uv_write);
+}
+
+static void on_uv_shutdown(uv_shutdown_t *req, int status) {
+  (void)req;
+  (void)status; /* the reader sees the end either way */
+}
+
+static int sock_shutdown(uvg__stream_t *s) {
+  return uv_shutdown(&s->sreq, &s->h.stream, on_uv_shutdown);
 }
 
 static void on_uv_close(uv_handle_t *h) {
@@ -65,10 +77,18 @@ static void pipe_peer_name(uvg__stream_t *s, char *out, size_t len) {
   snprintf(out, len, "unix:%.*s", (int)n, path);
 }
 
-static const uvg__stream_ops_t tcp_ops = {sock_read_start, sock_write,
-                                          sock_close, tcp_peer_name};
-static const uvg__stream_ops_t pipe_ops = {sock_read_start, sock_write,
-                                           sock_close, pipe_peer_name};
+static void tcp_set_user_timeout(uvg__stream_t *s, uint64_t ms) {
+  uv_os_fd_t fd;
+  unsigned int v = ms > UINT_MAX ? UINT_MAX : (unsigned int)ms;
+  if (uv_fileno(&s->h.handle, &fd) == 0)
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof(v));
+}
+
+static const uvg__stream_ops_t tcp_ops = {
+    sock_read_start, sock_write, sock_close, sock_shutdown, tcp_peer_name,
+    tcp_set_user_timeout};
+static const uvg__stream_ops_t pipe_ops = {
+    sock_read_start, sock_write, sock_close, sock_shutdown, pipe_peer_name, NULL};
 
 int uvg__stream_accept(uv_stream_t *listener, uvg__stream_t *s,
                        const uvg__stream_cbs_t *cbs, uint8_t *read_buf,

@@ -21,9 +21,15 @@ typedef struct {
   int (*read_start)(uvg__stream_t *s);
   int (*write)(uvg__stream_t *s, const uv_buf_t *bufs, unsigned n);
   void (*close)(uvg__stream_t *s);
+  /* Half-closes: no more writes (FIN) once pending ones are out. Returns 0
+   * or a libuv error. */
+  int (*shutdown)(uvg__stream_t *s);
   /* Local or peer address as text ("127.0.0.1:5000", "[::1]:5000",
    * "unix:/path"); writes at most len bytes with the NUL. */
   void (*peer_name)(uvg__stream_t *s, char *out, size_t len);
+  /* TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before
+   * the kernel drops the connection. NULL where it does not apply. */
+  void (*set_user_timeout)(uvg__stream_t *s, uint64_t ms);
 } uvg__stream_ops_t;
 
 typedef struct {
@@ -42,6 +48,7 @@ struct uvg__stream_s {
   uint8_t *read_buf; /* lent by the owner */
   size_t read_buf_len;
   uv_write_t wreq;
+  uv_shutdown_t sreq;
   union {
     uv_handle_t handle;
     uv_stream_t stream;

@@ -234,7 +234,11 @@ typedef struct {
   uint32_t max_send_message_size;
 } uvg_method_t;
 
-/* Server-wide settings; a field left 0 takes its default. */
+/* A duration that never ends: turns a timer-driven behaviour off. */
+#define UVG_INFINITE UINT64_MAX
+
+/* Server-wide settings; a field left 0 takes its default. Durations are in
+ * milliseconds. */
 typedef struct {
   /* SETTINGS_MAX_CONCURRENT_STREAMS; default 100. Streams beyond it are
    * refused with RST_STREAM(REFUSED_STREAM). */
@@ -255,6 +259,31 @@ typedef struct {
   uint32_t max_receive_message_size;
   /* Largest response message; default 2^31-1. See uvg_call_send(). */
   uint32_t max_send_message_size;
+
+  /* Connection management (doc/keepalive.md, gRFC A8, A9, A18). */
+  /* Ping a client after this long without reading from it; default 2 h. */
+  uint64_t keepalive_time_ms;
+  /* Close if that ping is not answered in time; default 20 s. Also set as
+   * TCP_USER_TIMEOUT on the socket. */
+  uint64_t keepalive_timeout_ms;
+  /* Enforcement: a client pinging more often than this earns a strike;
+   * after two, GOAWAY ENHANCE_YOUR_CALM "too_many_pings" and the
+   * connection is closed. Default 5 min. Strikes are forgiven whenever the
+   * server sends headers or data. */
+  uint64_t keepalive_min_time_ms;
+  /* Enforcement: allow keepalive pings on connections without calls
+   * (otherwise such pings are held to a 2 h minimum). Default 0. */
+  int keepalive_permit_without_stream;
+  /* Drain (GOAWAY) a connection without calls for this long; default
+   * UVG_INFINITE. */
+  uint64_t max_connection_idle_ms;
+  /* Drain a connection at this age, ±10%; default UVG_INFINITE. */
+  uint64_t max_connection_age_ms;
+  /* After draining for age, close this much later; default UVG_INFINITE. */
+  uint64_t max_connection_age_grace_ms;
+  /* Close a connection whose HTTP/2 preface and SETTINGS have not arrived
+   * by then; default 120 s. */
+  uint64_t connection_timeout_ms;
 } uvg_server_options_t;
 
 /* Fills `opts` with the defaults (every field set to its default value). */
@@ -293,6 +322,15 @@ typedef void (*uvg_server_close_cb)(uvg_server_t *server, void *user_data);
  * it returns. Calling it twice is a no-op. */
 UVG_EXTERN void uvg_server_close(uvg_server_t *server, uvg_server_close_cb cb,
                                  void *user_data);
+
+/* Shuts down gracefully: stops listening, drains every connection (a
+ * heads-up GOAWAY and a PING, then the final GOAWAY once the PING returns:
+ * calls in flight go on, no new ones start), and after `grace_ms` closes
+ * what is left, cancelling those calls with UNAVAILABLE. `cb` (may be NULL)
+ * runs when everything is released; the server is freed after it. Calling
+ * it after a shutdown or close began is a no-op. */
+UVG_EXTERN void uvg_server_shutdown(uvg_server_t *server, uint64_t grace_ms,
+                                    uvg_server_close_cb cb, void *user_data);
 
 /* Counters for observability and tests. */
 typedef struct {

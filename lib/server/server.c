@@ -25,7 +25,18 @@ void uvg_server_options_init(uvg_server_options_t *o) {
   o->max_header_list_size = 8192;
   o->max_receive_message_size = 4 * 1024 * 1024;
   o->max_send_message_size = 0x7fffffff;
+  o->keepalive_time_ms = 2ull * 60 * 60 * 1000;
+  o->keepalive_timeout_ms = 20 * 1000;
+  o->keepalive_min_time_ms = 5 * 60 * 1000;
+  o->keepalive_permit_without_stream = 0;
+  o->max_connection_idle_ms = UVG_INFINITE;
+  o->max_connection_age_ms = UVG_INFINITE;
+  o->max_connection_age_grace_ms = UVG_INFINITE;
+  o->connection_timeout_ms = 120 * 1000;
 }
+
+/* The transport's duration: 0 turns a timer off. */
+static uint64_t finite(uint64_t ms) { return ms == UVG_INFINITE ? 0 : ms; }
 
 /* Takes the caller's nonzero settings over the defaults; checks ranges. */
 static int merge_options(uvg_server_options_t *o, const uvg_server_options_t *in) {
@@ -39,6 +50,14 @@ static int merge_options(uvg_server_options_t *o, const uvg_server_options_t *in
     TAKE(max_header_list_size);
     TAKE(max_receive_message_size);
     TAKE(max_send_message_size);
+    TAKE(keepalive_time_ms);
+    TAKE(keepalive_timeout_ms);
+    TAKE(keepalive_min_time_ms);
+    TAKE(keepalive_permit_without_stream);
+    TAKE(max_connection_idle_ms);
+    TAKE(max_connection_age_ms);
+    TAKE(max_connection_age_grace_ms);
+    TAKE(connection_timeout_ms);
 #undef TAKE
   }
   if (o->initial_window_size > 0x7fffffff ||
@@ -63,6 +82,14 @@ int uvg_server_new(uv_loop_t *loop, const uvg_server_options_t *opts,
   s->settings.connection_window_size = s->opts.initial_connection_window_size;
   s->settings.max_frame_size = s->opts.max_frame_size;
   s->settings.max_header_list_size = s->opts.max_header_list_size;
+  s->settings.keepalive_time = finite(s->opts.keepalive_time_ms);
+  s->settings.keepalive_timeout = finite(s->opts.keepalive_timeout_ms);
+  s->settings.min_ping_interval = finite(s->opts.keepalive_min_time_ms);
+  s->settings.permit_without_stream = s->opts.keepalive_permit_without_stream;
+  s->settings.max_idle = finite(s->opts.max_connection_idle_ms);
+  s->settings.max_age = finite(s->opts.max_connection_age_ms);
+  s->settings.age_grace = finite(s->opts.max_connection_age_grace_ms);
+  s->settings.handshake_timeout = finite(s->opts.connection_timeout_ms);
   s->loop = loop;
   uvg__list_init(&s->listeners);
   uvg__list_init(&s->conns);
@@ -75,6 +102,7 @@ int uvg_server_new(uv_loop_t *loop, const uvg_server_options_t *opts,
     return err;
   }
   uvg__workq_init(&s->sched, &s->q);
+  uvg__timer_init(&s->sched, &s->grace_timer);
   *out = s;
   return 0;
 }
@@ -333,24 +361,52 @@ void uvg__server_maybe_closed(uvg_server_t *s) {
       !uvg__list_empty(&s->conns) || s->stats.calls_open > 0)
     return;
   s->sched_closing = 1;
+  uvg__timer_stop(&s->grace_timer);
   uvg__workq_close(&s->q);
   uvg__sched_close(&s->sched, on_sched_closed);
 }
 
-void uvg_server_close(uvg_server_t *s, uvg_server_close_cb cb, void *data) {
-  if (s == NULL || s->closing) return;
+/* Stops accepting; returns 0 if the server was already closing. */
+static int begin_close(uvg_server_t *s, uvg_server_close_cb cb, void *data) {
+  if (s == NULL || s->closing) return 0;
   s->closing = 1;
   s->close_cb = cb;
   s->close_data = data;
-  UVG__TRACE(UVG__TRACE_SERVER, "closing");
   for (uvg__list_t *p = s->listeners.next; p != &s->listeners; p = p->next) {
     uvg__listener_t *l = uvg__container_of(p, uvg__listener_t, link);
     if (!uv_is_closing(&l->h.handle)) uv_close(&l->h.handle, on_listener_closed);
   }
-  /* Each connection says GOAWAY and closes once it has been written;
-   * its calls are cancelled with UNAVAILABLE. */
+  return 1;
+}
+
+/* Each connection says GOAWAY and closes once it has been written; its
+ * calls are cancelled with UNAVAILABLE. */
+static void goaway_all(uvg_server_t *s) {
   for (uvg__list_t *p = s->conns.next; p != &s->conns; p = p->next)
     uvg__conn_goaway(uvg__container_of(p, uvg__conn_t, link), NGHTTP2_NO_ERROR,
                      "server closing");
+}
+
+void uvg_server_close(uvg_server_t *s, uvg_server_close_cb cb, void *data) {
+  if (!begin_close(s, cb, data)) return;
+  UVG__TRACE(UVG__TRACE_SERVER, "closing");
+  goaway_all(s);
+  uvg__server_maybe_closed(s);
+}
+
+static void on_grace_over(uvg__timer_t *t) {
+  uvg_server_t *s = uvg__container_of(t, uvg_server_t, grace_timer);
+  UVG__TRACE(UVG__TRACE_SERVER, "shutdown grace over; closing connections");
+  goaway_all(s);
+}
+
+void uvg_server_shutdown(uvg_server_t *s, uint64_t grace_ms,
+                         uvg_server_close_cb cb, void *data) {
+  if (!begin_close(s, cb, data)) return;
+  UVG__TRACE(UVG__TRACE_SERVER, "shutting down, grace %llu ms",
+             (unsigned long long)grace_ms);
+  for (uvg__list_t *p = s->conns.next; p != &s->conns; p = p->next)
+    uvg__conn_drain(uvg__container_of(p, uvg__conn_t, link));
+  if (grace_ms != UVG_INFINITE) uvg__timer_start(&s->grace_timer, on_grace_over, grace_ms);
   uvg__server_maybe_closed(s);
 }

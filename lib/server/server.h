@@ -37,6 +37,7 @@ struct uvg_server_s {
   size_t call_pool_n;
   uint8_t *read_buf;
   uvg_server_stats_t stats;
+  uvg__timer_t grace_timer; /* uvg_server_shutdown's grace period */
   int closing;
   int sched_closing;
   uvg_server_close_cb close_cb;

@@ -125,6 +125,8 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
   uvg__list_init(&s->sendq);
   uvg__list_push(&c->streams, &s->conn_link);
   nghttp2_session_set_stream_user_data(h2, s->id, s);
+  c->nstreams++;
+  uvg__conn_on_stream_count(c);
   return 0;
 }
 
@@ -146,6 +148,7 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame,
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame,
                          void *ud) {
   uvg__conn_t *c = ud;
+  uvg__conn_on_frame(c, frame);
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
     return 0;
   uvg__tstream_t *s = stream_of(h2, frame->hd.stream_id);
@@ -172,7 +175,13 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
 
 static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame,
                          void *ud) {
-  (void)ud;
+  uvg__conn_t *c = ud;
+  if (frame->hd.type == NGHTTP2_GOAWAY && c->close_on_goaway) {
+    c->close_after_write = 1;
+    return 0;
+  }
+  if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)
+    uvg__conn_on_headers_or_data_sent(ud);
   if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
       !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
@@ -222,6 +231,8 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
   if (c == NULL) return;
   if (c->h2 != NULL) nghttp2_session_set_stream_user_data(c->h2, s->id, NULL);
   uvg__list_remove(&s->conn_link);
+  c->nstreams--;
+  if (!c->closing) uvg__conn_on_stream_count(c);
   while (!uvg__list_empty(&s->sendq))
     drop_msg(uvg__container_of(s->sendq.next, uvg__msg_t, link));
   uvg__free(s->trailers);
@@ -304,16 +315,21 @@ void uvg__ts_reset(uvg__tstream_t *s, uint32_t h2_error) {
 /* ---- the connection ---- */
 
 static void close_now(uvg__conn_t *c);
+static void linger(uvg__conn_t *c);
 
 static void on_io_read(uvg__stream_t *io, ssize_t nread, const uint8_t *buf) {
   uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
-  if (c->closing) return;
+  if (c->closing) {
+    if (c->lingering && nread < 0) close_now(c);
+    return;
+  }
   if (nread < 0) {
     UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: read ended: %s", c->peer,
                uv_strerror((int)nread));
     close_now(c);
     return;
   }
+  uvg__conn_on_read(c);
   ssize_t rv = nghttp2_session_mem_recv(c->h2, buf, (size_t)nread);
   if (rv < 0) {
     if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC)
@@ -349,6 +365,10 @@ static void on_io_write(uvg__stream_t *io, int status) {
   uvg__iovs_reset(&c->out);
   complete_write_msgs(c, status);
   if (c->closing) return;
+  if (c->close_after_write) {
+    linger(c);
+    return;
+  }
   if (status < 0) {
     UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: write failed: %s", c->peer,
                uv_strerror(status));
@@ -381,6 +401,17 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
   uvg__iovs_init(&c->out);
   c->io.cbs = &io_cbs;
   c->peer[0] = '\0';
+  c->settings = NULL;
+  c->nstreams = 0;
+  c->ping_outstanding = c->ping_strikes = c->reset_strikes = 0;
+  c->draining = c->drained = 0;
+  c->close_on_goaway = c->close_after_write = c->lingering = 0;
+  c->last_read = c->ping_sent_at = c->last_ping_at = 0;
+  uvg__timer_init(sched, &c->ka_timer);
+  uvg__timer_init(sched, &c->idle_timer);
+  uvg__timer_init(sched, &c->age_timer);
+  uvg__timer_init(sched, &c->hs_timer);
+  uvg__timer_init(sched, &c->drain_timer);
 }
 
 int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
@@ -398,8 +429,12 @@ int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
       nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
                                             (int32_t)st->connection_window_size) != 0)
     return UVG_ENOMEM;
+  c->settings = st;
+  if (st->keepalive_time && st->keepalive_timeout && c->io.ops->set_user_timeout)
+    c->io.ops->set_user_timeout(&c->io, st->keepalive_timeout); /* gRFC A18 */
   int err = c->io.ops->read_start(&c->io);
   if (err != 0) return err;
+  uvg__conn_manage_start(c);
   uvg__conn_schedule_flush(c);
   UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: connection open", c->peer);
   return 0;
@@ -423,8 +458,11 @@ static void flush(void *arg, int status) {
     return;
   }
   if (c->out.n == 0) {
-    if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
-      close_now(c);
+    /* Done when nghttp2 is (GOAWAY exchanged, no streams left), unless a
+     * drain still waits for its PING before the final GOAWAY. */
+    if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
+        (!c->draining || c->drained))
+      linger(c);
     return;
   }
   uvg__iovs_finish(&c->out);
@@ -445,21 +483,48 @@ static void flush(void *arg, int status) {
 
 void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug) {
   if (c->closing || c->h2 == NULL) return;
+  /* Not nghttp2_session_terminate_session(): it cannot carry debug data. */
   nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
                         nghttp2_session_get_last_proc_stream_id(c->h2), h2_error,
                         (const uint8_t *)debug, debug ? strlen(debug) : 0);
-  nghttp2_session_terminate_session(c->h2, h2_error);
+  c->close_on_goaway = 1;
   uvg__conn_schedule_flush(c);
 }
 
-static void close_now(uvg__conn_t *c) {
-  if (c->closing) return;
+/* Ends every stream and stops everything but the socket. */
+static void begin_close(uvg__conn_t *c) {
   c->closing = 1;
+  uvg__conn_manage_stop(c);
   uvg__workq_close(&c->q);
   while (!uvg__list_empty(&c->streams))
     detach_stream(uvg__container_of(c->streams.next, uvg__tstream_t, conn_link),
                   UVG__H2_CONN_CLOSED);
+}
+
+static void close_now(uvg__conn_t *c) {
+  if (!c->closing) begin_close(c);
+  uvg__timer_stop(&c->drain_timer);
   c->io.ops->close(&c->io);
+}
+
+static void on_linger_over(uvg__timer_t *t) {
+  close_now(uvg__container_of(t, uvg__conn_t, drain_timer));
+}
+
+/* Closes after a GOAWAY without losing it: closing a socket with unread
+ * input makes the kernel send RST, which can destroy the GOAWAY before the
+ * peer reads it. So: half-close, read and drop until the peer's EOF, and
+ * close then or after LINGER_MS. */
+#define LINGER_MS 1000
+static void linger(uvg__conn_t *c) {
+  if (c->closing) return;
+  begin_close(c);
+  if (c->io.ops->shutdown == NULL || c->io.ops->shutdown(&c->io) != 0) {
+    close_now(c);
+    return;
+  }
+  c->lingering = 1;
+  uvg__timer_start(&c->drain_timer, on_linger_over, LINGER_MS);
 }
 
 void uvg__conn_close(uvg__conn_t *c) { close_now(c); }

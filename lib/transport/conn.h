@@ -85,12 +85,23 @@ typedef struct {
   void (*on_close)(uvg__conn_t *c);
 } uvg__conn_cbs_t;
 
+/* What a connection is configured with; owned by the layer above, which
+ * keeps it alive as long as its connections. Durations in milliseconds,
+ * 0 = never (off). */
 typedef struct {
   uint32_t max_concurrent_streams;
   uint32_t initial_window_size;
   uint32_t connection_window_size;
   uint32_t max_frame_size;
   uint32_t max_header_list_size;
+  uint64_t keepalive_time;     /* ping after this long without reads */
+  uint64_t keepalive_timeout;  /* close if the ping is not answered */
+  uint64_t min_ping_interval;  /* enforcement: pings closer are strikes */
+  int permit_without_stream;   /* enforcement: pings with no streams ok */
+  uint64_t max_idle;           /* drain after this long without streams */
+  uint64_t max_age;            /* drain at this age (±10% jitter) */
+  uint64_t age_grace;          /* then close this long after draining */
+  uint64_t handshake_timeout;  /* close if no SETTINGS by then */
 } uvg__conn_settings_t;
 
 struct uvg__conn_s {
@@ -108,6 +119,19 @@ struct uvg__conn_s {
   uint8_t writing;
   uint8_t flush_queued;
   uint8_t closing;
+  /* connection management (manage.c) */
+  const uvg__conn_settings_t *settings;
+  uvg__timer_t ka_timer, idle_timer, age_timer, hs_timer, drain_timer;
+  uint64_t last_read, ping_sent_at, last_ping_at;
+  unsigned nstreams;
+  uint8_t ping_outstanding;
+  uint8_t ping_strikes;
+  uint8_t reset_strikes;
+  uint8_t draining; /* the first (heads-up) GOAWAY is out */
+  uint8_t drained;  /* the final GOAWAY is out */
+  uint8_t close_on_goaway;   /* uvg__conn_goaway: close once it is sent */
+  uint8_t close_after_write; /* ... and it is in the write in flight */
+  uint8_t lingering;         /* half-closed, waiting for the peer's EOF */
   char peer[64];
 };
 
@@ -124,6 +148,22 @@ int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *settings)
 /* Marks the connection dirty: one flush runs this loop turn (or when the
  * write in flight completes). */
 void uvg__conn_schedule_flush(uvg__conn_t *c);
+
+/* ---- connection management (manage.c): gRFC A8, A9, doc/keepalive.md ---- */
+
+/* Arms the keepalive, handshake and age timers. */
+void uvg__conn_manage_start(uvg__conn_t *c);
+/* Disarms every timer; at close. */
+void uvg__conn_manage_stop(uvg__conn_t *c);
+/* Events from conn.c. */
+void uvg__conn_on_read(uvg__conn_t *c);
+void uvg__conn_on_frame(uvg__conn_t *c, const nghttp2_frame *frame);
+void uvg__conn_on_headers_or_data_sent(uvg__conn_t *c);
+void uvg__conn_on_stream_count(uvg__conn_t *c);
+/* Graceful GOAWAY: a heads-up GOAWAY (last stream 2^31-1) and a PING; on
+ * the ack (or after a second) the final GOAWAY with the last stream id
+ * processed. Streams in flight finish; the connection then closes. */
+void uvg__conn_drain(uvg__conn_t *c);
 
 /* Sends GOAWAY with `h2_error`, lets the write finish, then closes. */
 void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug);

@@ -48,8 +48,33 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init(malloc(hint), (unsigned)hint);
 }
 
+/* Scans the server's frames as they arrive (the server sends no preface). */
+static void scan_frames(h2c_t *c, const uint8_t *p, size_t n) {
+  c->raw = realloc(c->raw, c->raw_len + n);
+  memcpy(c->raw + c->raw_len, p, n);
+  c->raw_len += n;
+  size_t off = 0;
+  while (c->raw_len - off >= 9) {
+    const uint8_t *f = c->raw + off;
+    size_t len = (size_t)f[0] << 16 | (size_t)f[1] << 8 | f[2];
+    if (c->raw_len - off < 9 + len) break;
+    if (f[3] == NGHTTP2_GOAWAY && len >= 8) {
+      c->raw_goaways++;
+      c->raw_goaway_last_stream =
+          (int32_t)((uint32_t)(f[9] & 0x7f) << 24 | (uint32_t)f[10] << 16 |
+                    (uint32_t)f[11] << 8 | f[12]);
+      c->raw_goaway_code = (uint32_t)f[13] << 24 | (uint32_t)f[14] << 16 |
+                           (uint32_t)f[15] << 8 | f[16];
+    }
+    off += 9 + len;
+  }
+  memmove(c->raw, c->raw + off, c->raw_len - off);
+  c->raw_len -= off;
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   h2c_t *c = st->data;
+  if (n > 0) scan_frames(c, (const uint8_t *)buf->base, (size_t)n);
   if (n < 0) {
     c->eof = 1;
     uv_read_stop(st);
@@ -97,8 +122,13 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
   (void)s;
   if (f->hd.type == NGHTTP2_GOAWAY) {
     c->got_goaway = 1;
+    c->goaways++;
     c->goaway_code = f->goaway.error_code;
+    c->goaway_last_stream = f->goaway.last_stream_id;
+    snprintf(c->goaway_debug, sizeof(c->goaway_debug), "%.*s",
+             (int)f->goaway.opaque_data_len, (const char *)f->goaway.opaque_data);
   }
+  if (f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK)) c->pings++;
   if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
     c->ping_acks++;
     memcpy(c->ping_data, f->ping.opaque_data, 8);
@@ -156,9 +186,14 @@ static void init(h2c_t *c, uv_loop_t *loop) {
   c->creq.data = c;
 }
 
-static int start(h2c_t *c, int h2, uint32_t window);
+static int start(h2c_t *c, int h2, uint32_t window, int no_ping_ack);
 
 int h2c_connect(h2c_t *c, uv_loop_t *loop, int port, int h2, uint32_t window) {
+  return h2c_connect_ex(c, loop, port, h2, window, 0);
+}
+
+int h2c_connect_ex(h2c_t *c, uv_loop_t *loop, int port, int h2, uint32_t window,
+                   int no_ping_ack) {
   struct sockaddr_in addr;
   init(c, loop);
   uv_ip4_addr("127.0.0.1", port, &addr);
@@ -168,7 +203,7 @@ int h2c_connect(h2c_t *c, uv_loop_t *loop, int port, int h2, uint32_t window) {
   h2c_run_until(loop, connected, c, 5000);
   if (c->connect_status != 0) return c->connect_status;
   uv_tcp_nodelay(&c->tcp, 1);
-  return start(c, h2, window);
+  return start(c, h2, window, no_ping_ack);
 }
 
 int h2c_connect_unix(h2c_t *c, uv_loop_t *loop, const char *path) {
@@ -178,10 +213,10 @@ int h2c_connect_unix(h2c_t *c, uv_loop_t *loop, const char *path) {
   uv_pipe_connect(&c->creq, &c->pipe, path, on_connect);
   h2c_run_until(loop, connected, c, 5000);
   if (c->connect_status != 0) return c->connect_status;
-  return start(c, 1, 0);
+  return start(c, 1, 0, 0);
 }
 
-static int start(h2c_t *c, int h2, uint32_t window) {
+static int start(h2c_t *c, int h2, uint32_t window, int no_ping_ack) {
   /* Reading starts once the session exists, so no byte is dropped. */
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (!h2) return 0;
@@ -195,6 +230,7 @@ static int start(h2c_t *c, int h2, uint32_t window) {
   nghttp2_option *opt;
   nghttp2_option_new(&opt);
   nghttp2_option_set_no_auto_window_update(opt, 1);
+  if (no_ping_ack) nghttp2_option_set_no_auto_ping_ack(opt, 1);
   nghttp2_session_client_new2(&c->h2, cbs, c, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
@@ -268,6 +304,12 @@ int h2c_request(h2c_t *c, const char *path, const char *content_type,
   return st->id > 0 ? i : -1;
 }
 
+void h2c_end_stream(h2c_t *c, int i) {
+  c->streams[i].end_after_body = 1;
+  nghttp2_session_resume_data(c->h2, c->streams[i].id);
+  h2c_flush(c);
+}
+
 void h2c_reset(h2c_t *c, int i, uint32_t code) {
   nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, c->streams[i].id, code);
   h2c_flush(c);
@@ -337,4 +379,6 @@ void h2c_close(h2c_t *c) {
   }
   free(c->streams);
   c->streams = NULL;
+  free(c->raw);
+  c->raw = NULL;
 }

@@ -51,6 +51,17 @@ typedef struct {
   uint32_t goaway_code;
   int ping_acks;
   uint8_t ping_data[8];
+  int pings;          /* PINGs received (not acks) */
+  int goaways;        /* GOAWAY frames received */
+  int32_t goaway_last_stream;
+  /* GOAWAYs as seen on the wire, also those nghttp2 ignores once the
+   * session is closing */
+  int raw_goaways;
+  int32_t raw_goaway_last_stream;
+  uint32_t raw_goaway_code;
+  uint8_t *raw;
+  size_t raw_len;
+  char goaway_debug[64];
   h2c_stream_t *streams; /* H2C_MAX_STREAMS, on the heap */
   int nstreams;
   int auto_window; /* consume received DATA at once (default 1) */
@@ -62,6 +73,9 @@ typedef struct {
  * initial stream window (0 = nghttp2's default) and, when nonzero, turns
  * off automatic WINDOW_UPDATEs. Returns 0 or a libuv error. */
 int h2c_connect(h2c_t *c, uv_loop_t *loop, int port, int h2, uint32_t window);
+/* h2c_connect with no automatic PING acks when no_ping_ack is set. */
+int h2c_connect_ex(h2c_t *c, uv_loop_t *loop, int port, int h2, uint32_t window,
+                   int no_ping_ack);
 /* The same over a unix socket at `path`. */
 int h2c_connect_unix(h2c_t *c, uv_loop_t *loop, const char *path);
 
@@ -77,6 +91,8 @@ int h2c_request(h2c_t *c, const char *path, const char *content_type,
 /* Appends a 5-byte prefix and `len` bytes to buf (at *off). */
 size_t h2c_frame(uint8_t *buf, size_t off, const void *msg, size_t len);
 
+/* Half-closes stream index i (END_STREAM after its body). */
+void h2c_end_stream(h2c_t *c, int i);
 /* Sends RST_STREAM(code) for stream index i. */
 void h2c_reset(h2c_t *c, int i, uint32_t code);
 /* Writes raw bytes on the socket (no HTTP/2 framing). */

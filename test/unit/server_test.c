@@ -569,9 +569,12 @@ static void test_settings_first(void) {
   h2c_write_raw(&c, preface, sizeof(preface) - 1);
   h2c_write_raw(&c, ping, sizeof(ping));
   CHECK(h2c_run_until(loop, (int (*)(void *))eof_wait, &c, 5000));
+  CHECK_EQ(c.raw_goaways, 1);
+  CHECK_EQ(c.raw_goaway_code, NGHTTP2_PROTOCOL_ERROR);
+  h2c_close(&c);
+  h2c_run_for(loop, 20);
   uvg_server_get_stats(server, &st1);
   CHECK_EQ(st1.connections_open, st0.connections_open);
-  h2c_close(&c);
 }
 
 static int closed_flag;
