@@ -129,7 +129,7 @@ static void police_ping(uvg__conn_t *c) {
                      ? PING_WITHOUT_STREAM_MIN
                      : st->min_ping_interval;
   if (last != 0 && now - last < min) c->ping_strikes++;
-  if (c->ping_strikes > MAX_PING_STRIKES) {
+  if (c->ping_strikes > MAX_PING_STRIKES && !c->close_on_goaway) {
     uvg__log(UVG_LOG_WARN, "%s: too many pings; GOAWAY ENHANCE_YOUR_CALM", c->peer);
     uvg__conn_goaway(c, NGHTTP2_ENHANCE_YOUR_CALM, "too_many_pings");
   }
