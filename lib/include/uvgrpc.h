@@ -332,6 +332,34 @@ UVG_EXTERN void uvg_server_close(uvg_server_t *server, uvg_server_close_cb cb,
 UVG_EXTERN void uvg_server_shutdown(uvg_server_t *server, uint64_t grace_ms,
                                     uvg_server_close_cb cb, void *user_data);
 
+/* A server interceptor: sees every call's method and metadata, each message
+ * in both directions and the final status, and may reject a call before its
+ * handler sees it. Every callback is optional; `data` is the pointer given
+ * to uvg_server_add_interceptor(). They run on the loop, in the order the
+ * interceptors were added (on_done in reverse order). */
+typedef struct {
+  /* The call was routed to a method (uvg_call_method(), uvg_call_metadata()
+   * work). Return 0 to let it go on, or fill `reject` (code other than OK;
+   * message may be NULL, copied) and return nonzero to end it with that
+   * status: no later interceptor and no handler sees the call. */
+  int (*on_start)(uvg_call_t *call, void *data, uvg_status_t *reject);
+  /* A request message, decompressed, before the handler gets it. */
+  void (*on_recv_message)(uvg_call_t *call, const uint8_t *msg, size_t len,
+                          void *data);
+  /* A response message the handler sends, before compression. */
+  void (*on_send_message)(uvg_call_t *call, const uint8_t *msg, size_t len,
+                          void *data);
+  /* The final status, once per call whose on_start returned 0. */
+  void (*on_done)(uvg_call_t *call, const uvg_status_t *status, void *data);
+} uvg_server_interceptor_t;
+
+/* Appends an interceptor (copied) to the server's chain; at most 16.
+ * Returns 0, UVG_EINVAL or UVG_ENOMEM. Add interceptors before listening:
+ * calls already in flight are not shown to new ones. */
+UVG_EXTERN int uvg_server_add_interceptor(uvg_server_t *server,
+                                          const uvg_server_interceptor_t *ic,
+                                          void *data);
+
 /* Counters for observability and tests. */
 typedef struct {
   uint64_t connections_accepted;

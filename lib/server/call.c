@@ -50,6 +50,7 @@ struct uvg_call_s {
   uint8_t cancelled;
   uint8_t ts_closed;
   uint8_t release_posted;
+  uint8_t intercepted; /* interceptors [0, intercepted) saw on_start ok */
   uvg_status_code_t final_code;
   char *final_msg;
   void *user_data;
@@ -146,11 +147,42 @@ static int send_status(uvg_call_t *c, const char *http_status,
 
 /* ---- application notifications (run from the server's queue) ---- */
 
+#define EACH_INTERCEPTOR(c, i, fn) \
+  for (unsigned i = 0; i < (c)->intercepted; i++) \
+    if ((c)->server->interceptors[i].ic.fn != NULL)
+
+static void intercept_recv(uvg_call_t *c, const uint8_t *msg, size_t len) {
+  EACH_INTERCEPTOR(c, i, on_recv_message)
+  c->server->interceptors[i].ic.on_recv_message(c, msg, len,
+                                                c->server->interceptors[i].data);
+}
+
+/* Runs the chain's on_start; returns 0 if the call may go on, else ends it
+ * with the status an interceptor chose. */
+static int intercept_start(uvg_call_t *c) {
+  uvg_server_t *s = c->server;
+  for (unsigned i = 0; i < s->ninterceptors; i++) {
+    uvg_status_t reject = {UVG_STATUS_OK, NULL, NULL, 0};
+    if (s->interceptors[i].ic.on_start != NULL &&
+        s->interceptors[i].ic.on_start(c, s->interceptors[i].data, &reject) != 0) {
+      if (reject.code == UVG_STATUS_OK || (unsigned)reject.code > 16)
+        reject.code = UVG_STATUS_UNKNOWN;
+      set_final(c, reject.code, reject.message);
+      send_status(c, "200", reject.code, c->final_msg, NULL, 0);
+      uvg__timer_stop(&c->deadline);
+      return -1;
+    }
+    c->intercepted = (uint8_t)(i + 1);
+  }
+  return 0;
+}
+
 static void run_on_call(void *arg, int status) {
   uvg_call_t *c = arg;
   c->pending--;
-  if (status == 0 && !c->cancelled) {
+  if (status == 0 && !c->cancelled && !c->ended && intercept_start(c) == 0) {
     c->app_seen = 1;
+    if (c->req != NULL || c->req_count > 0) intercept_recv(c, c->req, c->req_len);
     c->cur_compressed = c->req_compressed;
     UVG__TRACE(UVG__TRACE_CALL, "call %s started", c->path);
     c->method->m.on_call(c, c->req, c->req_len);
@@ -165,6 +197,7 @@ static void run_on_message(void *arg, int status) {
   uvg_call_t *c = r->call;
   c->pending--;
   if (status == 0 && c->app_seen && !c->finished && !c->cancelled) {
+    intercept_recv(c, r->data, r->len);
     c->cur_compressed = (uint8_t)r->compressed;
     c->method->m.on_message(c, r->data, r->len);
   }
@@ -245,8 +278,11 @@ static void free_call(uvg_call_t *c) {
 static void run_release(void *arg, int status) {
   uvg_call_t *c = arg;
   (void)status;
+  uvg_status_t st = {c->final_code, c->final_msg ? c->final_msg : "", NULL, 0};
+  for (unsigned i = c->intercepted; i-- > 0;)
+    if (c->server->interceptors[i].ic.on_done != NULL)
+      c->server->interceptors[i].ic.on_done(c, &st, c->server->interceptors[i].data);
   if (c->app_seen) {
-    uvg_status_t st = {c->final_code, c->final_msg ? c->final_msg : "", NULL, 0};
     UVG__TRACE(UVG__TRACE_CALL, "call %s done: %s", c->path,
                uvg_status_code_name(c->final_code));
     c->method->m.on_done(c, &st);
@@ -619,6 +655,9 @@ int uvg_call_send(uvg_call_t *c, const void *data, size_t len, unsigned flags,
     fail_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, text);
     return UVG_E2BIG;
   }
+  EACH_INTERCEPTOR(c, i, on_send_message)
+  c->server->interceptors[i].ic.on_send_message(c, data, len,
+                                                c->server->interceptors[i].data);
   uint8_t *z = NULL;
   size_t zlen = 0;
   int compress = c->send_enc != UVG_COMPRESS_NONE && !(flags & UVG_SEND_NO_COMPRESS);

@@ -340,6 +340,16 @@ int uvg_server_listen(uvg_server_t *s, const char *address,
   return 0;
 }
 
+int uvg_server_add_interceptor(uvg_server_t *s, const uvg_server_interceptor_t *ic,
+                               void *data) {
+  if (s == NULL || ic == NULL || s->ninterceptors == UVG__MAX_INTERCEPTORS)
+    return UVG_EINVAL;
+  s->interceptors[s->ninterceptors].ic = *ic;
+  s->interceptors[s->ninterceptors].data = data;
+  s->ninterceptors++;
+  return 0;
+}
+
 void uvg_server_get_stats(const uvg_server_t *s, uvg_server_stats_t *st) {
   *st = s->stats;
 }

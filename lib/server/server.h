@@ -38,6 +38,12 @@ struct uvg_server_s {
   uint8_t *read_buf;
   uvg_server_stats_t stats;
   uvg__timer_t grace_timer; /* uvg_server_shutdown's grace period */
+#define UVG__MAX_INTERCEPTORS 16
+  struct {
+    uvg_server_interceptor_t ic;
+    void *data;
+  } interceptors[UVG__MAX_INTERCEPTORS];
+  unsigned ninterceptors;
   int closing;
   int sched_closing;
   uvg_server_close_cb close_cb;

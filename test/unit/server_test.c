@@ -702,6 +702,74 @@ static void test_limits(void) {
   CHECK(wait_count(&closed_flag, 1));
 }
 
+/* ---- interceptors ---- */
+
+static char ic_log[512];
+static void ic_append(const char *fmt, const char *a, long b) {
+  size_t n = strlen(ic_log);
+  snprintf(ic_log + n, sizeof(ic_log) - n, fmt, a, b);
+}
+static int ic_start(uvg_call_t *call, void *data, uvg_status_t *reject) {
+  const uvg_metadata_t *deny = uvg_call_metadata_get(call, "x-deny");
+  size_t n = strlen(ic_log);
+  snprintf(ic_log + n, sizeof(ic_log) - n, "%s:start %s;", (const char *)data,
+           uvg_call_method(call));
+  if (deny != NULL && strcmp(data, "B") == 0) {
+    reject->code = UVG_STATUS_PERMISSION_DENIED;
+    reject->message = "denied by interceptor";
+    return 1;
+  }
+  return 0;
+}
+static void ic_recv(uvg_call_t *call, const uint8_t *msg, size_t len, void *data) {
+  (void)call;
+  (void)msg;
+  ic_append("%s:recv %ld;", (const char *)data, (long)len);
+}
+static void ic_send(uvg_call_t *call, const uint8_t *msg, size_t len, void *data) {
+  (void)call;
+  (void)msg;
+  ic_append("%s:send %ld;", (const char *)data, (long)len);
+}
+static void ic_done(uvg_call_t *call, const uvg_status_t *st, void *data) {
+  (void)call;
+  ic_append("%s:done %ld;", (const char *)data, (long)st->code);
+}
+
+static void test_interceptors(void) {
+  uvg_server_t *s;
+  int p;
+  static const uvg_server_interceptor_t ic = {ic_start, ic_recv, ic_send, ic_done};
+  CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
+  CHECK_EQ(uvg_server_register(s, methods, sizeof(methods) / sizeof(methods[0])), 0);
+  CHECK_EQ(uvg_server_add_interceptor(s, &ic, "A"), 0);
+  CHECK_EQ(uvg_server_add_interceptor(s, &ic, "B"), 0);
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &p), 0);
+  h2c_t c;
+  CHECK_EQ(h2c_connect(&c, loop, p, 1, 0), 0);
+  ic_log[0] = '\0';
+  int calls0 = n_calls, done0 = n_done;
+  int i = unary(&c, "/test.Echo/Unary", NULL, "hello", 5);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  CHECK(wait_count(&n_done, done0 + 1));
+  CHECK_STR(ic_log,
+            "A:start /test.Echo/Unary;B:start /test.Echo/Unary;A:recv 5;B:recv 5;"
+            "A:send 5;B:send 5;B:done 0;A:done 0;");
+  /* B rejects: the handler never sees the call, A still sees the end */
+  ic_log[0] = '\0';
+  const char *deny[] = {"x-deny", "1", NULL};
+  i = unary(&c, "/test.Echo/Unary", deny, "hello", 5);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_PERMISSION_DENIED);
+  CHECK_STR(h2c_header(&c.streams[i], "grpc-message"), "denied by interceptor");
+  h2c_run_for(loop, 20);
+  CHECK_EQ(n_calls, calls0 + 1);
+  CHECK_STR(ic_log, "A:start /test.Echo/Unary;B:start /test.Echo/Unary;A:done 7;");
+  h2c_close(&c);
+  closed_flag = 0;
+  uvg_server_close(s, on_server_closed, &closed_flag);
+  CHECK(wait_count(&closed_flag, 1));
+}
+
 static void test_close_with_call_in_flight(void) {
   uvg_server_t *s;
   int p;
@@ -746,6 +814,7 @@ int main(void) {
   RUN(test_settings_first);
   RUN(test_listen_variants);
   RUN(test_limits);
+  RUN(test_interceptors);
   RUN(test_close_with_call_in_flight);
 
   uvg_server_stats_t st;
