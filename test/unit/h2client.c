@@ -152,7 +152,10 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id,
   (void)flags;
   h2c_stream_t *st = stream_by_id(c, id);
   if (st != NULL) {
-    st->data = realloc(st->data, st->data_len + len + 1);
+    if (st->data_len + len + 1 > st->data_cap) { /* grow geometrically */
+      st->data_cap = (st->data_len + len + 1) * 2;
+      st->data = realloc(st->data, st->data_cap);
+    }
     memcpy(st->data + st->data_len, data, len);
     st->data_len += len;
   }

@@ -31,7 +31,7 @@ typedef struct {
   h2c_header_t trailers[H2C_MAX_HEADERS];
   int ntrailers;
   uint8_t *data;
-  size_t data_len;
+  size_t data_len, data_cap;
   int data_frames;
   int closed;
   uint32_t rst_code; /* RST_STREAM code received or the close error */

@@ -702,6 +702,62 @@ static void test_limits(void) {
   CHECK(wait_count(&closed_flag, 1));
 }
 
+/* ---- 64 MiB each way ---- */
+
+#define HUGE_LEN (64u << 20)
+static uint8_t *huge_reply;
+static int huge_ok;
+static void huge_sent(uvg_call_t *call, int status, void *data) {
+  (void)data;
+  CHECK_EQ(status, 0);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+static void huge_unary(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  huge_ok = len == HUGE_LEN && msg[0] == 0 && msg[len - 1] == (uint8_t)((len - 1) % 251);
+  for (size_t k = 0; huge_ok && k < len; k += 4093) huge_ok = msg[k] == (uint8_t)(k % 251);
+  /* zero-copy: the reply buffer stays ours until huge_sent */
+  CHECK_EQ(uvg_call_send(call, huge_reply, HUGE_LEN, 0, huge_sent, NULL), 0);
+}
+
+static void test_64mib_each_way(void) {
+  uvg_server_t *s;
+  uvg_server_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.max_receive_message_size = HUGE_LEN;
+  CHECK_EQ(uvg_server_new(loop, &o, &s), 0);
+  uvg_method_t m = {.path = "/h.H/Huge", .on_call = huge_unary, .on_done = on_done};
+  CHECK_EQ(uvg_server_register(s, &m, 1), 0);
+  int p;
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &p), 0);
+  huge_reply = malloc(HUGE_LEN);
+  uint8_t *body = malloc(HUGE_LEN + 5);
+  for (size_t k = 0; k < HUGE_LEN; k++) huge_reply[k] = (uint8_t)(k % 253);
+  body[0] = 0;
+  body[1] = (uint8_t)(HUGE_LEN >> 24);
+  body[2] = (uint8_t)(HUGE_LEN >> 16);
+  body[3] = (uint8_t)(HUGE_LEN >> 8);
+  body[4] = (uint8_t)HUGE_LEN;
+  for (size_t k = 0; k < HUGE_LEN; k++) body[5 + k] = (uint8_t)(k % 251);
+  h2c_t c;
+  CHECK_EQ(h2c_connect(&c, loop, p, 1, 0), 0);
+  huge_ok = 0;
+  int i = h2c_request(&c, "/h.H/Huge", NULL, NULL, body, HUGE_LEN + 5, 0, 1);
+  free(body);
+  uint64_t end = uv_now(loop) + 60000;
+  while (!c.streams[i].closed && uv_now(loop) < end) h2c_run_for(loop, 50);
+  CHECK(huge_ok);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  CHECK_EQ(c.streams[i].data_len, (size_t)HUGE_LEN + 5);
+  int same = c.streams[i].data_len == HUGE_LEN + 5 &&
+             memcmp(c.streams[i].data + 5, huge_reply, HUGE_LEN) == 0;
+  CHECK(same);
+  h2c_close(&c);
+  free(huge_reply);
+  closed_flag = 0;
+  uvg_server_close(s, on_server_closed, &closed_flag);
+  CHECK(wait_count(&closed_flag, 1));
+}
+
 /* ---- interceptors ---- */
 
 static char ic_log[512];
@@ -815,6 +871,7 @@ int main(void) {
   RUN(test_listen_variants);
   RUN(test_limits);
   RUN(test_interceptors);
+  RUN(test_64mib_each_way);
   RUN(test_close_with_call_in_flight);
 
   uvg_server_stats_t st;
