@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <unistd.h>
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   uvg__stream_t *s = uvg__container_of(h, uvg__stream_t, h.handle);
@@ -90,23 +91,25 @@ static const uvg__stream_ops_t tcp_ops = {
 static const uvg__stream_ops_t pipe_ops = {
     sock_read_start, sock_write, sock_close, sock_shutdown, pipe_peer_name, NULL};
 
-int uvg__stream_accept(uv_stream_t *listener, uvg__stream_t *s,
-                       const uvg__stream_cbs_t *cbs, uint8_t *read_buf,
-                       size_t read_buf_len) {
+int uvg__stream_open_fd(uv_loop_t *loop, uvg__stream_t *s, int fd, int is_unix,
+                        const uvg__stream_cbs_t *cbs, uint8_t *read_buf,
+                        size_t read_buf_len) {
   int err;
   s->cbs = cbs;
   s->read_buf = read_buf;
   s->read_buf_len = read_buf_len;
-  if (listener->type == UV_TCP)
-    err = uv_tcp_init(listener->loop, &s->h.tcp);
-  else
-    err = uv_pipe_init(listener->loop, &s->h.pipe, 0);
+  err = is_unix ? uv_pipe_init(loop, &s->h.pipe, 0) : uv_tcp_init(loop, &s->h.tcp);
   if (err != 0) {
+    close(fd);
     s->ops = NULL;
     return err;
   }
-  s->ops = listener->type == UV_TCP ? &tcp_ops : &pipe_ops;
-  if ((err = uv_accept(listener, &s->h.stream)) != 0) return err;
-  if (listener->type == UV_TCP) uv_tcp_nodelay(&s->h.tcp, 1);
+  s->ops = is_unix ? &pipe_ops : &tcp_ops;
+  err = is_unix ? uv_pipe_open(&s->h.pipe, fd) : uv_tcp_open(&s->h.tcp, fd);
+  if (err != 0) {
+    close(fd); /* the handle did not take it */
+    return err;
+  }
+  if (!is_unix) uv_tcp_nodelay(&s->h.tcp, 1);
   return 0;
 }

@@ -57,12 +57,13 @@ struct uvg__stream_s {
   } h;
 };
 
-/* Accepts the pending connection of `listener` (a TCP or pipe server) into
- * `s`. Returns 0 or a libuv error. Whatever it returns, `s` is an open handle
- * afterwards, unless the handle's init itself failed (then s->ops is NULL):
- * close it with s->ops->close(), and release it in cbs->on_close. */
-int uvg__stream_accept(uv_stream_t *listener, uvg__stream_t *s,
-                       const uvg__stream_cbs_t *cbs, uint8_t *read_buf,
-                       size_t read_buf_len);
+/* Makes `s` a stream over the connected socket `fd` (TCP, or unix with
+ * is_unix), which it owns from now on. Returns 0 or a libuv error. Whatever
+ * it returns, `s` is an open handle afterwards unless the handle's init
+ * failed (then s->ops is NULL and fd is closed): close it with
+ * s->ops->close() and release it in cbs->on_close. */
+int uvg__stream_open_fd(uv_loop_t *loop, uvg__stream_t *s, int fd, int is_unix,
+                        const uvg__stream_cbs_t *cbs, uint8_t *read_buf,
+                        size_t read_buf_len);
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server.h"
 
@@ -213,36 +214,21 @@ int uvg_server_register(uvg_server_t *s, const uvg_method_t *methods, size_t n) 
 
 /* ---- listening and accepting ---- */
 
-static void on_conn_close_cb(uv_handle_t *h) { uvg__free(h->data); }
-
-static void on_connection(uv_stream_t *ls, int status) {
-  uvg__listener_t *l = ls->data;
-  uvg_server_t *s = l->server;
-  if (status < 0) {
-    uvg__log(UVG_LOG_WARN, "accept failed: %s", uv_strerror(status));
-    return;
-  }
+static void on_accept(uvg__listener_t *ll, int fd) {
+  uvg__server_listener_t *sl = uvg__container_of(ll, uvg__server_listener_t, l);
+  uvg_server_t *s = sl->server;
   uvg__conn_t *c = uvg__calloc(1, sizeof(*c));
   if (c == NULL) {
-    /* Take the connection off the backlog so the listener does not spin. */
-    uv_tcp_t *tmp = uvg__malloc(sizeof(uv_tcp_t) > sizeof(uv_pipe_t)
-                                    ? sizeof(uv_tcp_t) : sizeof(uv_pipe_t));
-    if (tmp == NULL) return;
-    tmp->data = tmp;
-    if (ls->type == UV_TCP)
-      uv_tcp_init(s->loop, tmp);
-    else
-      uv_pipe_init(s->loop, (uv_pipe_t *)tmp, 0);
-    uv_accept(ls, (uv_stream_t *)tmp);
-    uv_close((uv_handle_t *)tmp, on_conn_close_cb);
+    close(fd); /* refused rather than left to wait */
     return;
   }
   c->data = s;
   uvg__conn_init(c, &s->sched, &uvg__server_conn_cbs);
-  int err = uvg__stream_accept(ls, &c->io, c->io.cbs, s->read_buf, READ_BUF_LEN);
   c->stat_writes = &s->stats.writes;
   c->stat_bytes = &s->stats.bytes_written;
   c->stat_proto = &s->stats.protocol_errors;
+  int err = uvg__stream_open_fd(s->loop, &c->io, fd, ll->is_unix, c->io.cbs,
+                                s->read_buf, READ_BUF_LEN);
   if (c->io.ops == NULL) {
     uvg__free(c);
     return;
@@ -285,11 +271,11 @@ static int parse_address(const char *a, struct sockaddr_storage *ss,
   return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) ? UVG_EADDR : 0;
 }
 
-static void on_listener_closed(uv_handle_t *h) {
-  uvg__listener_t *l = h->data;
-  uvg_server_t *s = l->server;
-  uvg__list_remove(&l->link);
-  uvg__free(l);
+static void on_listener_closed(uvg__listener_t *ll) {
+  uvg__server_listener_t *sl = uvg__container_of(ll, uvg__server_listener_t, l);
+  uvg_server_t *s = sl->server;
+  uvg__list_remove(&sl->link);
+  uvg__free(sl);
   uvg__server_maybe_closed(s);
 }
 
@@ -297,45 +283,23 @@ int uvg_server_listen(uvg_server_t *s, const char *address,
                       uvg_server_credentials_t *creds, int *bound_port) {
   struct sockaddr_storage ss;
   const char *path;
-  int err;
+  int err, port;
   if (s == NULL || address == NULL) return UVG_EINVAL;
   if (creds == NULL) return UVG_ENOCREDS;
   if (!creds->insecure) return UVG_EINVAL;
   if (s->closing) return UVG_ECLOSED;
   if ((err = parse_address(address, &ss, &path)) != 0) return err;
-  uvg__listener_t *l = uvg__calloc(1, sizeof(*l));
-  if (l == NULL) return UVG_ENOMEM;
-  l->server = s;
-  l->h.handle.data = l;
-  uvg__list_init(&l->link);
-  if (path != NULL) {
-    err = uv_pipe_init(s->loop, &l->h.pipe, 0);
-    if (err == 0) err = uv_pipe_bind(&l->h.pipe, path);
-  } else {
-    err = uv_tcp_init(s->loop, &l->h.tcp);
-    if (err == 0) err = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
-  }
-  if (err == 0) err = uv_listen(&l->h.stream, 1024, on_connection);
+  uvg__server_listener_t *sl = uvg__calloc(1, sizeof(*sl));
+  if (sl == NULL) return UVG_ENOMEM;
+  sl->server = s;
+  err = uvg__listener_open(&s->sched, &sl->l, path ? NULL : (struct sockaddr *)&ss,
+                           path, &port, on_accept);
   if (err != 0) {
-    if (l->h.handle.loop != NULL) { /* the handle exists: close it */
-      uvg__list_push(&s->listeners, &l->link);
-      uv_close(&l->h.handle, on_listener_closed);
-    } else {
-      uvg__free(l);
-    }
+    uvg__free(sl);
     return err;
   }
-  uvg__list_push(&s->listeners, &l->link);
-  if (bound_port != NULL) {
-    *bound_port = 0;
-    if (path == NULL) {
-      int len = sizeof(ss);
-      uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len);
-      *bound_port = ntohs(ss.ss_family == AF_INET6
-                              ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                              : ((struct sockaddr_in *)&ss)->sin_port);
-    }
-  }
+  uvg__list_push(&s->listeners, &sl->link);
+  if (bound_port != NULL) *bound_port = port;
   UVG__TRACE(UVG__TRACE_SERVER, "listening on %s", address);
   return 0;
 }
@@ -383,8 +347,11 @@ static int begin_close(uvg_server_t *s, uvg_server_close_cb cb, void *data) {
   s->close_cb = cb;
   s->close_data = data;
   for (uvg__list_t *p = s->listeners.next; p != &s->listeners; p = p->next) {
-    uvg__listener_t *l = uvg__container_of(p, uvg__listener_t, link);
-    if (!uv_is_closing(&l->h.handle)) uv_close(&l->h.handle, on_listener_closed);
+    uvg__server_listener_t *sl = uvg__container_of(p, uvg__server_listener_t, link);
+    if (!sl->closing) {
+      sl->closing = 1;
+      uvg__listener_close(&sl->l, on_listener_closed);
+    }
   }
   return 1;
 }

@@ -4,6 +4,7 @@
 #define UVG_SERVER_SERVER_H
 
 #include "../rpc/rpc.h"
+#include "../../loop/listener.h"
 #include "../transport/conn.h"
 
 typedef struct {
@@ -13,15 +14,11 @@ typedef struct {
 } uvg__method_entry_t;
 
 typedef struct {
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } h;
+  uvg__listener_t l;
   uvg__list_t link;
   uvg_server_t *server;
-} uvg__listener_t;
+  uint8_t closing;
+} uvg__server_listener_t;
 
 struct uvg_server_s {
   uv_loop_t *loop;

@@ -202,8 +202,14 @@ int h2c_connect_ex(h2c_t *c, uv_loop_t *loop, int port, int h2, uint32_t window,
   uv_ip4_addr("127.0.0.1", port, &addr);
   uv_tcp_init(loop, &c->tcp);
   c->tcp.data = c;
-  uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&addr, on_connect);
+  int err = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&addr, on_connect);
+  if (err != 0) {
+    c->closed = 1;
+    uv_close((uv_handle_t *)&c->tcp, NULL);
+    return err;
+  }
   h2c_run_until(loop, connected, c, 5000);
+  if (!c->connected) return UV_ETIMEDOUT;
   if (c->connect_status != 0) return c->connect_status;
   uv_tcp_nodelay(&c->tcp, 1);
   return start(c, h2, window, no_ping_ack);

@@ -1,5 +1,6 @@
 /* The server end to end over loopback, driven by a raw HTTP/2 client so
  * every frame the server sends or receives can be checked. */
+#include <sys/resource.h>
 #include <uvgrpc.h>
 
 #include "h2client.h"
@@ -849,6 +850,77 @@ static void test_close_with_call_in_flight(void) {
   h2c_close(&c);
 }
 
+/* Out of file descriptors, the server pauses accepting and picks the
+ * waiting connections up later, instead of dropping them. */
+static int count_open_fds(void) {
+  int n = 0;
+  uv_fs_t req;
+  uv_dirent_t ent;
+  if (uv_fs_scandir(NULL, &req, "/proc/self/fd", 0, NULL) < 0) return -1;
+  while (uv_fs_scandir_next(&req, &ent) != UV_EOF) n++;
+  uv_fs_req_cleanup(&req);
+  return n - 1; /* the directory's own descriptor while it was read */
+}
+
+static int emfile_connected, emfile_eof;
+static void emfile_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  static char sink[4096];
+  (void)h;
+  (void)hint;
+  *b = uv_buf_init(sink, sizeof(sink));
+}
+static void emfile_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  (void)st;
+  (void)b;
+  if (n < 0) emfile_eof++;
+}
+static void emfile_on_connect(uv_connect_t *req, int status) {
+  if (status == 0) emfile_connected++;
+  uv_read_start(req->handle, emfile_alloc, emfile_read);
+}
+
+static void test_accept_backoff_on_emfile(void) {
+  enum { N = 4 };
+  uv_tcp_t clients[N];
+  uv_connect_t reqs[N];
+  struct rlimit old, low;
+  struct sockaddr_in a;
+  uvg_server_stats_t st0, st1;
+  getrlimit(RLIMIT_NOFILE, &old);
+  uv_ip4_addr("127.0.0.1", port, &a);
+  int open_fds = count_open_fds();
+  CHECK(open_fds > 0);
+  uvg_server_get_stats(server, &st0);
+  int lines0 = log_lines;
+  /* exactly room for the clients' sockets: none for accepting them */
+  low = old;
+  low.rlim_cur = (rlim_t)open_fds + N;
+  CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  emfile_connected = emfile_eof = 0;
+  for (int k = 0; k < N; k++) {
+    uv_tcp_init(loop, &clients[k]);
+    CHECK_EQ(uv_tcp_connect(&reqs[k], &clients[k], (struct sockaddr *)&a,
+                            emfile_on_connect), 0);
+  }
+  h2c_run_for(loop, 100);
+  uvg_server_get_stats(server, &st1);
+  CHECK_EQ(emfile_connected, N); /* they wait in the backlog */
+  CHECK_EQ(st1.connections_accepted, st0.connections_accepted);
+  CHECK(log_lines > lines0);
+  CHECK(strstr(last_log, "pausing") != NULL);
+  /* descriptors come back: every waiting connection is accepted */
+  CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+  uint64_t end = uv_now(loop) + 3000;
+  do {
+    h2c_run_for(loop, 20);
+    uvg_server_get_stats(server, &st1);
+  } while (st1.connections_accepted - st0.connections_accepted < N && uv_now(loop) < end);
+  CHECK_EQ(st1.connections_accepted - st0.connections_accepted, N);
+  CHECK_EQ(emfile_eof, 0); /* none was dropped */
+  for (int k = 0; k < N; k++) uv_close((uv_handle_t *)&clients[k], NULL);
+  h2c_run_for(loop, 20);
+}
+
 int main(void) {
   loop = uv_default_loop();
   uvg_set_log_cb(on_log, NULL);
@@ -873,6 +945,7 @@ int main(void) {
   RUN(test_interceptors);
   RUN(test_64mib_each_way);
   RUN(test_close_with_call_in_flight);
+  RUN(test_accept_backoff_on_emfile);
 
   uvg_server_stats_t st;
   uvg_server_get_stats(server, &st);

@@ -1,0 +1,463 @@
+#!/usr/bin/env bash
+# Unary greeter benchmark: uvgrpc against grpc-go, gRPC C++ and nghttpd (the
+# HTTP/2 ceiling: it serves the same reply bytes as a static file and does no
+# gRPC work). See docs/benchmarks.md for what is measured and how to read it.
+#
+#   bash test/bench/run.sh
+#
+# Environment:
+#   BENCH_SECONDS  measured seconds per h2load run (default 5)
+#   BENCH_WARMUP   h2load warm-up seconds before each run (default 1)
+#   BENCH_CONNS    idle connections for the RSS measurement (default 1000)
+#   BENCH_PROFILE  0 skips the uvgrpc profile (default 1)
+#
+# Raw results: build/bench/results.csv, build/bench/rss.csv, h2load outputs in
+# build/bench/raw/, server stderr in build/bench/logs/. Plot:
+# docs/benchmarks.png. The generated part of docs/benchmarks.md is refreshed.
+# Every server binds 127.0.0.1 only and is stopped on exit.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+BENCH=$ROOT/test/bench
+OUT=$ROOT/build/bench
+DUR=${BENCH_SECONDS:-5}
+WARM=${BENCH_WARMUP:-1}
+NCONN=${BENCH_CONNS:-1000}
+PROFILE=${BENCH_PROFILE:-1}
+PY=/usr/bin/python3 # Debian's Python modules load only here
+PROTO_DIR=/usr/share/grpc-proto/grpc/examples
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- 1. packages -------------------------------------------------------------
+# Only what is missing is installed, after checking that Debian has it.
+packages=(
+  nghttp2-client nghttp2-server golang-go golang-google-grpc-dev
+  golang-goprotobuf-dev protoc-gen-go-grpc libgrpc++-dev protobuf-compiler-grpc
+  protobuf-compiler pkg-config gnuplot-nox
+  # uvgrpc itself, the idle-connection client and the C++ peer
+  gcc g++ meson ninja-build libuv1-dev libnghttp2-dev zlib1g-dev
+  libprotobuf-c-dev protobuf-c-compiler grpc-proto
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+    missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed"
+  installable=()
+  for p in "${missing[@]}"; do
+    if apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+      installable+=("$p")
+    else
+      echo "run.sh: Debian has no package $p; the peer that needs it is skipped" >&2
+    fi
+  done
+  [ ${#installable[@]} -eq 0 ] ||
+    apt-get install -y -qq --no-install-recommends "${installable[@]}" >/dev/null ||
+    die "apt-get install failed"
+fi
+
+# --- 2. builds ---------------------------------------------------------------
+mkdir -p "$OUT"/{raw,logs,data,go,cpp,bin}
+[ -f build/build.ninja ] || meson setup build >/dev/null || die "meson setup failed"
+log "building uvgrpc"
+ninja -C build >/dev/null || { ninja -C build; die "ninja failed"; }
+UVG_SAMPLE=$ROOT/build/samples/helloworld/greeter_server
+[ -x "$UVG_SAMPLE" ] || die "no $UVG_SAMPLE"
+
+# stale TARGET SOURCES...: true when TARGET is missing or older than a source.
+stale() {
+  local t=$1 s
+  shift
+  [ -e "$t" ] || return 0
+  for s in "$@"; do [ "$s" -nt "$t" ] && return 0; done
+  return 1
+}
+
+# grpc-go: GOPATH mode against Debian's /usr/share/gocode (no network, no
+# module proxy); the generated package lives in build/bench/go/src only.
+GO_BIN=$OUT/bin/greeter_go
+build_go() {
+  local gp=$OUT/go pkg=$OUT/go/src/benchgreeter
+  command -v go >/dev/null && command -v protoc-gen-go >/dev/null &&
+    command -v protoc-gen-go-grpc >/dev/null || return 1
+  mkdir -p "$pkg/helloworld" "$pkg/server"
+  cp "$BENCH/go/main.go" "$pkg/server/main.go"
+  # helloworld.proto has no go_package: M maps it to our import path.
+  local m=Mhelloworld.proto=benchgreeter/helloworld
+  protoc -I"$PROTO_DIR" --go_out="paths=source_relative,$m:$pkg/helloworld" \
+    --go-grpc_out="paths=source_relative,$m:$pkg/helloworld" helloworld.proto &&
+    GO111MODULE=off GOFLAGS= GOPATH="$gp:/usr/share/gocode" GOCACHE="$gp/cache" \
+      go build -o "$GO_BIN" benchgreeter/server
+}
+if stale "$GO_BIN" "$BENCH/go/main.go"; then
+  log "building grpc-go greeter"
+  build_go >"$OUT/logs/build_go.log" 2>&1 || { cat "$OUT/logs/build_go.log" >&2; rm -f "$GO_BIN"; }
+fi
+
+# gRPC C++: callback API (faster than the sync API here; see the source).
+CPP_BIN=$OUT/bin/greeter_cpp
+build_cpp() {
+  local d=$OUT/cpp
+  protoc -I"$PROTO_DIR" --cpp_out="$d" --grpc_out="$d" \
+    --plugin=protoc-gen-grpc="$(command -v grpc_cpp_plugin)" helloworld.proto &&
+    g++ -O2 -std=c++17 -I"$d" -o "$CPP_BIN" "$BENCH/cpp/greeter_server.cc" \
+      "$d/helloworld.pb.cc" "$d/helloworld.grpc.pb.cc" \
+      $(pkg-config --cflags --libs grpc++ protobuf) -lpthread
+}
+if stale "$CPP_BIN" "$BENCH/cpp/greeter_server.cc"; then
+  log "building gRPC C++ greeter"
+  build_cpp >"$OUT/logs/build_cpp.log" 2>&1 || { cat "$OUT/logs/build_cpp.log" >&2; rm -f "$CPP_BIN"; }
+fi
+
+# The idle-connection client, and the uvgrpc greeter with heap-sized replies
+# (used only where the sample's fixed 512-byte buffer fails the reply check).
+IDLE_BIN=$OUT/bin/idleconn
+if stale "$IDLE_BIN" "$BENCH/idleconn.c"; then
+  cc -O2 -Wall -o "$IDLE_BIN" "$BENCH/idleconn.c" \
+    $(pkg-config --cflags --libs libnghttp2 libuv) || die "idleconn build failed"
+fi
+UVG_BENCH=$OUT/bin/uvgrpc_greeter
+if stale "$UVG_BENCH" "$BENCH/uvgrpc_greeter.c" build/libuvgrpc.a; then
+  cc -O2 -g -std=c11 -D_GNU_SOURCE -Ilib/include -Ibuild/samples/helloworld \
+    -o "$UVG_BENCH" "$BENCH/uvgrpc_greeter.c" build/samples/helloworld/helloworld.pb-c.c \
+    build/libuvgrpc.a $(pkg-config --cflags --libs libuv libnghttp2 libprotobuf-c zlib) \
+    -lpthread || die "uvgrpc_greeter build failed"
+fi
+
+# --- 3. request and reply bytes ----------------------------------------------
+# Reply sizes count the whole gRPC message on the wire (5-byte prefix +
+# HelloReply): "Hello world" is 18 B; names of 1010 and 65521 bytes make
+# replies of exactly 1 KiB and 64 KiB. The request carries the name.
+SIZES=(18 1k 64k)
+"$PY" - "$OUT/data" <<'PY' || die "cannot write request files"
+import struct, sys
+def varint(n):
+    out = b""
+    while n >= 0x80:
+        out += bytes([n & 0x7F | 0x80]); n >>= 7
+    return out + bytes([n])
+def grpc_msg(s):  # field 1 (string), length-delimited, then the gRPC prefix
+    b = s.encode(); pb = b"\x0a" + varint(len(b)) + b
+    return b"\x00" + struct.pack(">I", len(pb)) + pb
+for label, name in (("18", "world"), ("1k", "x" * 1010), ("64k", "x" * 65521)):
+    open(f"{sys.argv[1]}/req_{label}.bin", "wb").write(grpc_msg(name))
+    open(f"{sys.argv[1]}/rep_{label}.bin", "wb").write(grpc_msg("Hello " + name))
+PY
+for s in "${SIZES[@]}"; do # nghttpd's document root: the reply is the file
+  mkdir -p "$OUT/htdocs/$s/helloworld.Greeter"
+  cp "$OUT/data/rep_$s.bin" "$OUT/htdocs/$s/helloworld.Greeter/SayHello"
+done
+
+# --- servers -----------------------------------------------------------------
+ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# Every background process this script starts is tracked by pid, and dropped
+# from the list once reaped, so that the exit trap ends only our own.
+PIDS=()
+track() { PIDS+=("$1"); }
+untrack() {
+  local p keep=()
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+# alive PID: running (an exited child stays a zombie until waited for).
+alive() {
+  local st
+  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)
+  [ -n "$st" ] && [ "$st" != Z ]
+}
+cleanup() {
+  local p
+  [ ${#PIDS[@]} -gt 0 ] || return 0
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  sleep 0.5
+  for p in "${PIDS[@]}"; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_server NAME SIZE TAG: starts it on core 0; sets SRV_PID, SRV_PORT,
+# SRV_ERR, SRV_BIN. Returns 1 if it cannot be started.
+start_server() {
+  local name=$1 size=$2 tag=$3 out
+  out=$OUT/logs/$tag.out
+  SRV_ERR=$OUT/logs/$tag.err
+  SRV_PORT=
+  case $name in
+  uvgrpc) SRV_BIN=$UVG_SAMPLE ;;
+  uvgrpc-heap) SRV_BIN=$UVG_BENCH ;;
+  grpc-go) SRV_BIN=$GO_BIN ;;
+  grpc-c++) SRV_BIN=$CPP_BIN ;;
+  nghttpd) SRV_BIN=$(command -v nghttpd) ;;
+  esac
+  [ -n "$SRV_BIN" ] && [ -x "$SRV_BIN" ] || return 1
+  case $name in
+  nghttpd)
+    # nghttpd cannot print a bound port: take a free one. Windows as uvgrpc's
+    # defaults (1 MiB stream, 16 MiB connection) so that 64 KiB uploads are
+    # not held back by the 64 KiB default.
+    SRV_PORT=$(free_port)
+    taskset -c 0 "$SRV_BIN" --no-tls -a 127.0.0.1 -d "$OUT/htdocs/$size" \
+      --trailer 'grpc-status: 0' --no-content-length -w 20 -W 24 "$SRV_PORT" \
+      >"$out" 2>"$SRV_ERR" &
+    ;;
+  grpc-go) GOMAXPROCS=1 taskset -c 0 "$SRV_BIN" --port 0 >"$out" 2>"$SRV_ERR" & ;;
+  *) taskset -c 0 "$SRV_BIN" --port 0 >"$out" 2>"$SRV_ERR" & ;;
+  esac
+  SRV_PID=$!
+  track "$SRV_PID"
+  local i
+  for i in $(seq 100); do
+    if [ "$name" = nghttpd ]; then
+      (exec 3<>"/dev/tcp/127.0.0.1/$SRV_PORT") 2>/dev/null && return 0
+    else
+      SRV_PORT=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$out")
+      [ -n "$SRV_PORT" ] && return 0
+    fi
+    alive "$SRV_PID" || break
+    sleep 0.1
+  done
+  echo "run.sh: $name did not start; stderr:" >&2
+  cat "$SRV_ERR" >&2
+  stop_server "$name" "$tag"
+  return 1
+}
+
+# stop_server NAME TAG: SIGTERM, wait, and note an unclean exit or stderr.
+stop_server() {
+  local name=$1 tag=$2 rc
+  kill -TERM "$SRV_PID" 2>/dev/null
+  for _ in $(seq 50); do alive "$SRV_PID" || break; sleep 0.1; done
+  if alive "$SRV_PID"; then
+    note "$tag: $name ignored SIGTERM for 5 s (killed)"
+    kill -KILL "$SRV_PID"
+  fi
+  wait "$SRV_PID" 2>/dev/null
+  rc=$?
+  untrack "$SRV_PID"
+  # nghttpd has no SIGTERM handler: 143 is its normal way out.
+  if [ "$rc" -ne 0 ] && ! { [ "$name" = nghttpd ] && [ "$rc" -eq 143 ]; }; then
+    note "$tag: $name exited with status $rc after SIGTERM"
+  fi
+  if [ -s "$SRV_ERR" ]; then
+    note "$tag: $name wrote to stderr: $(head -c 300 "$SRV_ERR" | tr '\n' ' ')"
+  fi
+}
+
+NOTES=$OUT/notes.txt
+: >"$NOTES"
+note() { echo "$*" | tee -a "$NOTES" >&2; }
+
+URL_PATH=/helloworld.Greeter/SayHello
+H2HDR=(-H 'content-type: application/grpc' -H 'te: trailers')
+
+# verify NAME SIZE: one call with nghttp (reply bytes and grpc-status: 0 in
+# the trailers) and one with h2load -n1 (what the benchmark itself sends).
+verify() {
+  local name=$1 s=$2 url=http://127.0.0.1:$SRV_PORT$URL_PATH body=$OUT/logs/verify.body
+  if ! timeout 10 nghttp -d "$OUT/data/req_$s.bin" "${H2HDR[@]}" "$url" >"$body" 2>/dev/null ||
+    ! cmp -s "$body" "$OUT/data/rep_$s.bin"; then
+    VERIFY_WHY="reply is $(stat -c %s "$body") bytes, not the expected $(stat -c %s "$OUT/data/rep_$s.bin")-byte message"
+    return 1
+  fi
+  if ! timeout 10 nghttp -v -d "$OUT/data/req_$s.bin" "${H2HDR[@]}" "$url" 2>/dev/null |
+    grep -aq 'recv (stream_id=[0-9]*) grpc-status: 0'; then
+    VERIFY_WHY="no grpc-status: 0 trailer"
+    return 1
+  fi
+  if ! timeout 10 h2load -n1 -c1 -d "$OUT/data/req_$s.bin" "${H2HDR[@]}" "$url" 2>&1 |
+    grep -q '1 succeeded, 0 failed, 0 errored'; then
+    VERIFY_WHY="h2load -n1 did not succeed"
+    return 1
+  fi
+  return 0
+}
+
+# --- 4. throughput and latency -----------------------------------------------
+SERVERS=(uvgrpc grpc-go grpc-c++ nghttpd)
+SCENARIOS=("1x100:-c1 -m100" "16x10:-c16 -m10" "1x1:-c1 -m1")
+CSV=$OUT/results.csv
+echo "server,binary,size,scenario,seconds,requests,req_per_s,mean_latency_us,succeeded,failed,errored,timeout,verified" >"$CSV"
+
+# h2load_row: parses an h2load output into the CSV's numeric columns.
+h2load_row() {
+  "$PY" - "$1" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+units = {"us": 1.0, "ms": 1e3, "s": 1e6}
+rps = re.search(r"finished in [^,]*, ([\d.]+) req/s", t)
+req = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+                r"(\d+) failed, (\d+) errored, (\d+) timeout", t)
+lat = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\s", t)
+if not (rps and req and lat):
+    print(",,,,,,"); sys.exit()
+print(",".join([req.group(2), rps.group(1), "%.1f" % (float(lat.group(1)) * units[lat.group(2)]),
+                req.group(3), req.group(4), req.group(5), req.group(6)]))
+PY
+}
+
+log "throughput: ${DUR}s per run after ${WARM}s warm-up, server on core 0, h2load on core 1"
+for s in "${SIZES[@]}"; do
+  for name in "${SERVERS[@]}"; do
+    tag="${name}_$s"
+    run_name=$name
+    if ! start_server "$name" "$s" "$tag"; then
+      note "$tag: $name could not be built or started; not measured"
+      continue
+    fi
+    if ! verify "$name" "$s"; then
+      note "$tag: $name answers wrongly ($VERIFY_WHY)"
+      stop_server "$name" "$tag"
+      if [ "$name" != uvgrpc ]; then continue; fi
+      # The sample greeter cuts long names: measure the library through the
+      # heap-buffer copy of it instead, and say so in the table.
+      run_name=uvgrpc-heap
+      tag="${run_name}_$s"
+      start_server "$run_name" "$s" "$tag" || { note "$tag: cannot start"; continue; }
+      if ! verify "$run_name" "$s"; then
+        note "$tag: $run_name answers wrongly too ($VERIFY_WHY)"
+        stop_server "$run_name" "$tag"
+        continue
+      fi
+      note "$s: uvgrpc measured with test/bench/uvgrpc_greeter.c (heap reply buffer)"
+    fi
+    for sc in "${SCENARIOS[@]}"; do
+      scn=${sc%%:*}
+      raw=$OUT/raw/${run_name}_${s}_$scn.txt
+      # shellcheck disable=SC2086 # the h2load flags are meant to split
+      taskset -c 1 h2load -D "$DUR" --warm-up-time "$WARM" ${sc#*:} \
+        -d "$OUT/data/req_$s.bin" "${H2HDR[@]}" "http://127.0.0.1:$SRV_PORT$URL_PATH" \
+        >"$raw" 2>&1
+      row=$(h2load_row "$raw")
+      echo "$name,$(basename "$SRV_BIN"),$s,$scn,$DUR,$row,yes" >>"$CSV"
+      printf '%-9s %-4s %-6s %s\n' "$name" "$s" "$scn" \
+        "$(grep -E '^finished|^requests:' "$raw" | tr '\n' ' ')" >&2
+      IFS=, read -r _ _ _ nfailed nerrored ntimeout <<<"${row#*,}"
+      if [ -z "$row" ] || [ "${row:0:1}" = , ]; then
+        note "$tag $scn: h2load output not understood (see $raw)"
+      elif [ "$nfailed$nerrored$ntimeout" != 000 ]; then
+        note "$tag $scn: h2load counted failed=$nfailed errored=$nerrored timeout=$ntimeout"
+      fi
+      alive "$SRV_PID" || { note "$tag $scn: $run_name died"; break; }
+    done
+    stop_server "$run_name" "$tag"
+  done
+done
+
+# --- 5. RSS per idle connection ----------------------------------------------
+# A fresh server, one call to settle lazy allocations, then NCONN connections
+# that each make one call and stay open; (after - before) / NCONN.
+RSS=$OUT/rss.csv
+echo "server,connections,ok,rss_before_kib,rss_after_kib,kib_per_conn" >"$RSS"
+vmrss() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+log "RSS with $NCONN idle connections"
+for name in "${SERVERS[@]}"; do
+  tag="${name}_rss"
+  start_server "$name" 18 "$tag" || { note "$tag: not measured"; continue; }
+  verify "$name" 18 || note "$tag: $name answers wrongly ($VERIFY_WHY)"
+  sleep 0.5
+  before=$(vmrss "$SRV_PID")
+  idle_out=$OUT/logs/idleconn_$name.out
+  taskset -c 1 "$IDLE_BIN" "$SRV_PORT" "$NCONN" "$OUT/data/req_18.bin" \
+    >"$idle_out" 2>"$OUT/logs/idleconn_$name.err" &
+  idle_pid=$!
+  track "$idle_pid"
+  for _ in $(seq 700); do grep -q '^ready' "$idle_out" && break; sleep 0.1; done
+  sleep 1 # let the server finish freeing per-call state
+  after=$(vmrss "$SRV_PID")
+  okc=$(sed -n 's/^ready ok=\([0-9]*\).*/\1/p' "$idle_out")
+  [ "${okc:-0}" -eq "$NCONN" ] || note "$tag: only ${okc:-0} of $NCONN idle-connection calls succeeded"
+  kill -TERM "$idle_pid" 2>/dev/null
+  wait "$idle_pid" 2>/dev/null
+  untrack "$idle_pid"
+  per=$(awk -v a="$after" -v b="$before" -v n="$NCONN" 'BEGIN{printf "%.1f", (a-b)/n}')
+  echo "$name,$NCONN,${okc:-0},$before,$after,$per" >>"$RSS"
+  printf '%-9s RSS %s KiB -> %s KiB: %s KiB per idle connection\n' "$name" "$before" "$after" "$per" >&2
+  stop_server "$name" "$tag"
+done
+
+# --- 6. where uvgrpc spends its time (1x100, 18 B) ----------------------------
+PROF=$OUT/profile.txt
+: >"$PROF"
+if [ "$PROFILE" = 1 ]; then
+  log "profiling uvgrpc (1x100, 18 B)"
+  if command -v perf >/dev/null && start_server uvgrpc 18 uvgrpc_profile; then
+    url=http://127.0.0.1:$SRV_PORT$URL_PATH
+    # Hardware counters are missing in most VMs; the cpu-clock timer samples
+    # user and kernel time alike.
+    if perf stat -e instructions true 2>&1 | grep -q 'not supported'; then
+      ev=cpu-clock
+    else
+      ev=cycles
+    fi
+    perf record -e "$ev" -F 4000 -p "$SRV_PID" -o "$OUT/perf.data" \
+      >"$OUT/logs/perf.log" 2>&1 &
+    perf_pid=$!
+    track "$perf_pid"
+    sleep 0.5
+    taskset -c 1 h2load -D 3 -c1 -m100 -d "$OUT/data/req_18.bin" "${H2HDR[@]}" "$url" \
+      >"$OUT/raw/profile_h2load.txt" 2>&1
+    kill -INT "$perf_pid"
+    wait "$perf_pid"
+    untrack "$perf_pid"
+    if [ -s "$OUT/perf.data" ]; then
+      {
+        echo "perf record -e $ev, uvgrpc greeter under h2load -c1 -m100, 18 B, 3 s"
+        echo "## by shared object"
+        perf report -i "$OUT/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null |
+          grep '%' | head -12
+        echo "## top symbols"
+        perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
+          grep '%' | head -30
+      } >>"$PROF"
+    fi
+    stop_server uvgrpc uvgrpc_profile
+  fi
+  # callgrind counts user-space instructions exactly (no kernel time).
+  if command -v valgrind >/dev/null; then
+    SRV_BIN=$UVG_SAMPLE
+    SRV_ERR=$OUT/logs/uvgrpc_callgrind.err
+    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
+      "$UVG_SAMPLE" --port 0 >"$OUT/logs/uvgrpc_callgrind.out" 2>"$SRV_ERR" &
+    SRV_PID=$!
+    track "$SRV_PID"
+    for _ in $(seq 200); do
+      SRV_PORT=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$OUT/logs/uvgrpc_callgrind.out")
+      [ -n "$SRV_PORT" ] && break
+      sleep 0.1
+    done
+    if [ -n "$SRV_PORT" ]; then
+      taskset -c 1 h2load -n 20000 -c1 -m100 -d "$OUT/data/req_18.bin" "${H2HDR[@]}" \
+        "http://127.0.0.1:$SRV_PORT$URL_PATH" >"$OUT/raw/callgrind_h2load.txt" 2>&1
+      kill -TERM "$SRV_PID"
+      wait "$SRV_PID"
+      untrack "$SRV_PID"
+      {
+        echo "## callgrind, 20000 calls (-c1 -m100, 18 B), self instructions"
+        callgrind_annotate --inclusive=no "$OUT/callgrind.out" 2>/dev/null |
+          sed -n '/^Ir/,$p' | grep -E '^ *[0-9,]+ \(' | head -25
+        echo "## callgrind, inclusive"
+        callgrind_annotate --inclusive=yes "$OUT/callgrind.out" 2>/dev/null |
+          sed -n '/^Ir/,$p' | grep -E '^ *[0-9,]+ \(' | head -25
+      } >>"$PROF"
+    else
+      kill -KILL "$SRV_PID" 2>/dev/null
+      wait "$SRV_PID" 2>/dev/null
+      untrack "$SRV_PID"
+    fi
+  fi
+fi
+
+# --- 7. table, plot, docs ----------------------------------------------------
+"$PY" "$BENCH/report.py" --csv "$CSV" --rss "$RSS" --notes "$NOTES" --profile "$PROF" \
+  --png "$ROOT/docs/benchmarks.png" --md "$ROOT/docs/benchmarks.md" \
+  --seconds "$DUR" --warmup "$WARM" --conns "$NCONN"
