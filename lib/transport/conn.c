@@ -316,6 +316,7 @@ void uvg__ts_reset(uvg__tstream_t *s, uint32_t h2_error) {
 
 static void close_now(uvg__conn_t *c);
 static void linger(uvg__conn_t *c);
+static void abort_with_goaway(uvg__conn_t *c, uint32_t h2_error);
 
 static void on_io_read(uvg__stream_t *io, ssize_t nread, const uint8_t *buf) {
   uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
@@ -332,14 +333,20 @@ static void on_io_read(uvg__stream_t *io, ssize_t nread, const uint8_t *buf) {
   uvg__conn_on_read(c);
   ssize_t rv = nghttp2_session_mem_recv(c->h2, buf, (size_t)nread);
   if (rv < 0) {
-    if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC)
+    if (c->stat_proto) (*c->stat_proto)++;
+    if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+      /* not an HTTP/2 client: nothing it could read would help */
       uvg__log(UVG_LOG_WARN, "%s: bad HTTP/2 client preface; closing connection",
                c->peer);
-    else
-      uvg__log(UVG_LOG_WARN, "%s: HTTP/2 error: %s; closing connection",
-               c->peer, nghttp2_strerror((int)rv));
-    if (c->stat_proto) (*c->stat_proto)++;
-    close_now(c);
+      close_now(c);
+      return;
+    }
+    uvg__log(UVG_LOG_WARN, "%s: HTTP/2 error: %s; closing connection",
+             c->peer, nghttp2_strerror((int)rv));
+    abort_with_goaway(c, rv == NGHTTP2_ERR_FLOODED ||
+                                 rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
+                             ? NGHTTP2_ENHANCE_YOUR_CALM
+                             : NGHTTP2_PROTOCOL_ERROR);
     return;
   }
   uvg__conn_schedule_flush(c);
@@ -525,6 +532,31 @@ static void linger(uvg__conn_t *c) {
   }
   c->lingering = 1;
   uvg__timer_start(&c->drain_timer, on_linger_over, LINGER_MS);
+}
+
+/* nghttp2 gave up on the session (a flood, a fatal protocol error): its
+ * queues cannot be trusted, so a GOAWAY is written by hand (RFC 9113 6.8)
+ * before the connection lingers closed. */
+static void abort_with_goaway(uvg__conn_t *c, uint32_t h2_error) {
+  if (c->writing || c->closing) {
+    close_now(c);
+    return;
+  }
+  uint8_t *f = c->abort_frame;
+  uint32_t last = (uint32_t)nghttp2_session_get_last_proc_stream_id(c->h2);
+  static const uint8_t head[9] = {0, 0, 8, NGHTTP2_GOAWAY, 0, 0, 0, 0, 0};
+  memcpy(f, head, 9);
+  for (int i = 0; i < 4; i++) {
+    f[9 + i] = (uint8_t)(last >> (24 - 8 * i));
+    f[13 + i] = (uint8_t)(h2_error >> (24 - 8 * i));
+  }
+  uv_buf_t b = uv_buf_init((char *)f, sizeof(c->abort_frame));
+  if (c->io.ops->write(&c->io, &b, 1) != 0) {
+    close_now(c);
+    return;
+  }
+  c->writing = 1;
+  linger(c); /* the half-close waits for the GOAWAY to be written */
 }
 
 void uvg__conn_close(uvg__conn_t *c) { close_now(c); }

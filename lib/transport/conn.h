@@ -132,6 +132,7 @@ struct uvg__conn_s {
   uint8_t close_on_goaway;   /* uvg__conn_goaway: close once it is sent */
   uint8_t close_after_write; /* ... and it is in the write in flight */
   uint8_t lingering;         /* half-closed, waiting for the peer's EOF */
+  uint8_t abort_frame[17];   /* a GOAWAY written when nghttp2 gave up */
   char peer[64];
 };
 

@@ -7,7 +7,8 @@
 #
 # Environment:
 #   BENCH_SECONDS  measured seconds per h2load run (default 5)
-#   BENCH_WARMUP   h2load warm-up seconds before each run (default 1)
+#   BENCH_WARMUP   h2load warm-up before each run, in h2load's units: 1 is a
+#                  second, 500ms half of one (default 1)
 #   BENCH_CONNS    idle connections for the RSS measurement (default 1000)
 #   BENCH_PROFILE  0 skips the uvgrpc profile (default 1)
 #
@@ -445,9 +446,10 @@ if [ "$PROFILE" = 1 ]; then
         echo "## callgrind, 20000 calls (-c1 -m100, 18 B), self instructions"
         callgrind_annotate --inclusive=no "$OUT/callgrind.out" 2>/dev/null |
           sed -n '/^Ir/,$p' | grep -E '^ *[0-9,]+ \(' | head -25
-        echo "## callgrind, inclusive"
+        echo "## callgrind, inclusive, uvgrpc and greeter functions below main"
         callgrind_annotate --inclusive=yes "$OUT/callgrind.out" 2>/dev/null |
-          sed -n '/^Ir/,$p' | grep -E '^ *[0-9,]+ \(' | head -25
+          grep -E '^ *[0-9,]+ \(.*\[.*greeter_server\]' | grep -vE ':main |below main' |
+          head -25
       } >>"$PROF"
     else
       kill -KILL "$SRV_PID" 2>/dev/null

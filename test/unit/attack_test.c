@@ -51,12 +51,19 @@ static void frame(out_t *o, uint8_t type, uint8_t flags, uint32_t stream,
   if (n) put(o, payload, n);
 }
 
+static nghttp2_hd_deflater *deflater;
+
+/* HPACK state is per connection: call before building a connection's
+ * header blocks. */
+static void fresh_hpack(void) {
+  if (deflater != NULL) nghttp2_hd_deflate_del(deflater);
+  nghttp2_hd_deflate_new(&deflater, 4096);
+}
+
 static void preface(out_t *o) {
   put(o, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
   frame(o, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
 }
-
-static nghttp2_hd_deflater *deflater;
 
 /* HPACK block of a gRPC request for `path`. */
 static size_t request_block(uint8_t *buf, size_t cap, const char *path) {
@@ -112,6 +119,7 @@ static void test_rapid_reset(void) {
    * reset rate limit ends the connection with INTERNAL_ERROR */
   out_t o = {0};
   uint8_t block[256];
+  fresh_hpack();
   for (uint32_t id = 1; id < 2 * 5000; id += 2) {
     size_t n = request_block(block, sizeof(block), "/a.A/Ok");
     frame(&o, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, block, n);
@@ -141,12 +149,13 @@ static void test_settings_flood(void) {
 static void test_continuation_flood(void) {
   out_t o = {0};
   uint8_t block[256];
+  fresh_hpack();
   size_t n = request_block(block, sizeof(block), "/a.A/Ok");
   frame(&o, NGHTTP2_HEADERS, 0, 1, block, n); /* no END_HEADERS */
   uint8_t junk[16] = {0x40, 3, 'x', '-', 'a', 1, 'b'}; /* literal x-a: b */
   for (int k = 0; k < 1000; k++) frame(&o, NGHTTP2_CONTINUATION, 0, 1, junk, 7);
-  /* nghttp2 stops after 8 CONTINUATIONs and drops the header block */
-  CHECK_EQ(attack(&o, 1), NGHTTP2_COMPRESSION_ERROR);
+  /* nghttp2 stops after 8 CONTINUATIONs; the server calls it a flood */
+  CHECK_EQ(attack(&o, 1), NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
 static void test_window_overflow(void) {
@@ -180,6 +189,7 @@ static void test_oversized_frame(void) {
 static void test_headers_on_stream_zero(void) {
   out_t o = {0};
   uint8_t block[256];
+  fresh_hpack();
   size_t n = request_block(block, sizeof(block), "/a.A/Ok");
   frame(&o, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 0, block, n);
   CHECK_EQ(attack(&o, 1), NGHTTP2_PROTOCOL_ERROR);
@@ -277,10 +287,51 @@ static void test_thousand_idle_connections(void) {
   free(idle_req);
 }
 
+/* A client that ignores SETTINGS_MAX_CONCURRENT_STREAMS (100). Before it
+ * has acknowledged the setting, the streams past the limit are refused one
+ * by one (RST_STREAM REFUSED_STREAM, RFC 9113 5.1.2) and the rest are
+ * served; after the ack, exceeding it is a connection error (PROTOCOL_ERROR;
+ * 5.4.2 allows treating the stream error so). */
+static void streams_over_the_limit(int acked) {
+  h2c_t c;
+  out_t o = {0};
+  uint8_t block[256];
+  fresh_hpack();
+  CHECK_EQ(h2c_connect(&c, loop, port, 0, 0), 0);
+  preface(&o);
+  if (acked) frame(&o, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, NULL, 0);
+  send_out(&c, &o);
+  h2c_run_for(loop, 50);
+  uint8_t body[5] = {0, 0, 0, 0, 0};
+  for (uint32_t id = 1; id <= 2 * 150; id += 2) {
+    size_t n = request_block(block, sizeof(block), "/a.A/Ok");
+    frame(&o, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, block, n);
+    frame(&o, NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, id, body, 5);
+  }
+  send_out(&c, &o);
+  h2c_run_for(loop, 300);
+  if (acked) {
+    CHECK_EQ(c.raw_goaways, 1);
+    CHECK_EQ(c.raw_goaway_code, NGHTTP2_PROTOCOL_ERROR);
+    CHECK(c.raw_goaway_last_stream <= 199);
+  } else {
+    CHECK(!c.eof);
+    CHECK_EQ(c.raw_goaways, 0);
+    CHECK_EQ(c.raw_rst_streams, 50);
+    CHECK_EQ(c.raw_rst_code, NGHTTP2_REFUSED_STREAM);
+  }
+  h2c_close(&c);
+  check_others_served();
+}
+
+static void test_streams_over_the_limit(void) {
+  streams_over_the_limit(0);
+  streams_over_the_limit(1);
+}
+
 int main(void) {
   loop = uv_default_loop();
   uvg_set_log_cb(NULL, NULL);
-  nghttp2_hd_deflate_new(&deflater, 4096);
   CHECK_EQ(uvg_server_new(loop, NULL, &server), 0);
   CHECK_EQ(uvg_server_register(server, methods, 1), 0);
   CHECK_EQ(uvg_server_listen(server, "127.0.0.1:0", uvg_insecure_server_credentials(), &port), 0);
@@ -293,6 +344,7 @@ int main(void) {
   RUN(test_bad_hpack);
   RUN(test_oversized_frame);
   RUN(test_headers_on_stream_zero);
+  RUN(test_streams_over_the_limit);
   RUN(test_thousand_idle_connections);
   nghttp2_hd_deflate_del(deflater);
   uvg_server_close(server, NULL, NULL);

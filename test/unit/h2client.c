@@ -66,6 +66,11 @@ static void scan_frames(h2c_t *c, const uint8_t *p, size_t n) {
       c->raw_goaway_code = (uint32_t)f[13] << 24 | (uint32_t)f[14] << 16 |
                            (uint32_t)f[15] << 8 | f[16];
     }
+    if (f[3] == NGHTTP2_RST_STREAM && len == 4) {
+      c->raw_rst_streams++;
+      c->raw_rst_code = (uint32_t)f[9] << 24 | (uint32_t)f[10] << 16 |
+                        (uint32_t)f[11] << 8 | f[12];
+    }
     off += 9 + len;
   }
   memmove(c->raw, c->raw + off, c->raw_len - off);

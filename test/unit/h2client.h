@@ -59,6 +59,8 @@ typedef struct {
   int raw_goaways;
   int32_t raw_goaway_last_stream;
   uint32_t raw_goaway_code;
+  int raw_rst_streams;
+  uint32_t raw_rst_code;
   uint8_t *raw;
   size_t raw_len;
   char goaway_debug[64];
