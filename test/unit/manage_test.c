@@ -1,6 +1,9 @@
 /* Connection management with small time values: keepalive, ping
  * enforcement, max idle, max age + grace, the handshake deadline and
  * graceful shutdown. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <uvgrpc.h>
 
 #include "h2client.h"
@@ -81,6 +84,18 @@ static int ok_call(h2c_t *c, const char *path) {
   return i;
 }
 
+/* A18: some socket of this process (the server's end) has
+ * TCP_USER_TIMEOUT set to `ms`. */
+static int user_timeout_set(unsigned ms) {
+  for (int fd = 3; fd < 4096; fd++) {
+    unsigned v = 0;
+    socklen_t len = sizeof(v);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, &len) == 0 && v == ms)
+      return 1;
+  }
+  return 0;
+}
+
 static void test_keepalive_ping_and_timeout(void) {
   uvg_server_options_t o;
   memset(&o, 0, sizeof(o));
@@ -92,6 +107,7 @@ static void test_keepalive_ping_and_timeout(void) {
   h2c_t good;
   CHECK_EQ(h2c_connect(&good, loop, port, 1, 0), 0);
   CHECK(h2c_run_until(loop, has_ping, &good, 2000));
+  CHECK(user_timeout_set(40));
   h2c_run_for(loop, 250);
   CHECK(good.pings >= 3);
   CHECK(!good.eof);
