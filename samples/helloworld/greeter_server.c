@@ -21,16 +21,25 @@ static void on_say_hello(uvg_call_t *call, const uint8_t *msg, size_t len) {
                     NULL, 0);
     return;
   }
-  char text[512];
-  snprintf(text, sizeof(text), "Hello %s", req->name);
-  helloworld__hello_request__free_unpacked(req, NULL);
-
+  size_t n = strlen(req->name);
+  char *text = malloc(n + 7);
   Helloworld__HelloReply reply = HELLOWORLD__HELLO_REPLY__INIT;
   reply.message = text;
-  uint8_t buf[600];
-  size_t n = helloworld__hello_reply__pack(&reply, buf);
-  uvg_call_send(call, buf, n, 0, NULL, NULL); /* no callback: bytes are copied */
+  uint8_t *buf = text ? malloc(n + 16) : NULL; /* the reply's wire size */
+  if (buf == NULL) {
+    free(text);
+    helloworld__hello_request__free_unpacked(req, NULL);
+    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+    return;
+  }
+  memcpy(text, "Hello ", 6);
+  memcpy(text + 6, req->name, n + 1);
+  helloworld__hello_request__free_unpacked(req, NULL);
+  size_t size = helloworld__hello_reply__pack(&reply, buf);
+  uvg_call_send(call, buf, size, 0, NULL, NULL); /* no callback: copied */
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+  free(buf);
+  free(text);
 }
 
 static void on_done(uvg_call_t *call, const uvg_status_t *status) {
