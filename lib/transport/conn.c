@@ -370,6 +370,8 @@ static void on_io_write(uvg__stream_t *io, int status) {
   uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
   c->writing = 0;
   uvg__iovs_reset(&c->out);
+  /* One large batch must not stay with an idle connection for good. */
+  if (c->out.arena.cap > 16 * 1024) uvg__iovs_free(&c->out);
   complete_write_msgs(c, status);
   if (c->closing) return;
   if (c->close_after_write) {

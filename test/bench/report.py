@@ -69,6 +69,8 @@ def rows(res):
                 mark = "*" if r["binary"] == "uvgrpc_greeter" else ""
                 bad = int(r["failed"] or 0) + int(r["errored"] or 0) + int(r["timeout"] or 0)
                 flag = f" ({bad} failed)" if bad else ""
+                if r.get("server_died") == "yes":
+                    flag += " †"
                 row["rps"][s] = float(r["req_per_s"])
                 row["lat"][s] = float(r["mean_latency_us"])
                 row["cells"][s] = (fnum(r["req_per_s"]) + mark + flag, flat(r["mean_latency_us"]))
@@ -230,6 +232,8 @@ def main():
     print(text_table(table, rss))
     if any(r["binary"] == "uvgrpc_greeter" for r in res.values()):
         print("* uvgrpc measured through test/bench/uvgrpc_greeter.c (see notes)")
+    if any(r.get("server_died") == "yes" for r in res.values()):
+        print("† the server died during or right after this run (see notes)")
     if notes:
         print("\nnotes:\n  " + "\n  ".join(notes))
     plot(table, args.png)
@@ -240,6 +244,9 @@ def main():
            f"{args.conns} idle connections), on {versions()}.", "",
            "### Throughput and mean latency", "",
            md_table(table), ""]
+    if any(r.get("server_died") == "yes" for r in res.values()):
+        gen += ["† the server process died during or right after this run "
+                "(see the notes below); it was restarted for the next one.", ""]
     if any(r["binary"] == "uvgrpc_greeter" for r in res.values()):
         gen += ["\\* measured through `test/bench/uvgrpc_greeter.c`, the sample greeter "
                 "with a heap reply buffer: `samples/helloworld/greeter_server` "

@@ -11,6 +11,8 @@
 #                  second, 500ms half of one (default 1)
 #   BENCH_CONNS    idle connections for the RSS measurement (default 1000)
 #   BENCH_PROFILE  0 skips the uvgrpc profile (default 1)
+#   BENCH_SIZES, BENCH_SERVERS  subsets for a quick look (default: all of
+#                  "18 1k 64k" and "uvgrpc grpc-go grpc-c++ nghttpd")
 #
 # Raw results: build/bench/results.csv, build/bench/rss.csv, h2load outputs in
 # build/bench/raw/, server stderr in build/bench/logs/. Plot:
@@ -135,7 +137,7 @@ fi
 # Reply sizes count the whole gRPC message on the wire (5-byte prefix +
 # HelloReply): "Hello world" is 18 B; names of 1010 and 65521 bytes make
 # replies of exactly 1 KiB and 64 KiB. The request carries the name.
-SIZES=(18 1k 64k)
+read -r -a SIZES <<<"${BENCH_SIZES:-18 1k 64k}"
 "$PY" - "$OUT/data" <<'PY' || die "cannot write request files"
 import struct, sys
 def varint(n):
@@ -150,7 +152,7 @@ for label, name in (("18", "world"), ("1k", "x" * 1010), ("64k", "x" * 65521)):
     open(f"{sys.argv[1]}/req_{label}.bin", "wb").write(grpc_msg(name))
     open(f"{sys.argv[1]}/rep_{label}.bin", "wb").write(grpc_msg("Hello " + name))
 PY
-for s in "${SIZES[@]}"; do # nghttpd's document root: the reply is the file
+for s in 18 1k 64k; do # nghttpd's document root: the reply is the file
   mkdir -p "$OUT/htdocs/$s/helloworld.Greeter"
   cp "$OUT/data/rep_$s.bin" "$OUT/htdocs/$s/helloworld.Greeter/SayHello"
 done
@@ -284,10 +286,10 @@ verify() {
 }
 
 # --- 4. throughput and latency -----------------------------------------------
-SERVERS=(uvgrpc grpc-go grpc-c++ nghttpd)
+read -r -a SERVERS <<<"${BENCH_SERVERS:-uvgrpc grpc-go grpc-c++ nghttpd}"
 SCENARIOS=("1x100:-c1 -m100" "16x10:-c16 -m10" "1x1:-c1 -m1")
 CSV=$OUT/results.csv
-echo "server,binary,size,scenario,seconds,requests,req_per_s,mean_latency_us,succeeded,failed,errored,timeout,verified" >"$CSV"
+echo "server,binary,size,scenario,seconds,requests,req_per_s,mean_latency_us,succeeded,failed,errored,timeout,verified,server_died" >"$CSV"
 
 # h2load_row: parses an h2load output into the CSV's numeric columns.
 h2load_row() {
@@ -306,7 +308,7 @@ print(",".join([req.group(2), rps.group(1), "%.1f" % (float(lat.group(1)) * unit
 PY
 }
 
-log "throughput: ${DUR}s per run after ${WARM}s warm-up, server on core 0, h2load on core 1"
+log "throughput: ${DUR}s per run after $WARM warm-up, server on core 0, h2load on core 1"
 for s in "${SIZES[@]}"; do
   for name in "${SERVERS[@]}"; do
     tag="${name}_$s"
@@ -339,7 +341,21 @@ for s in "${SIZES[@]}"; do
         -d "$OUT/data/req_$s.bin" "${H2HDR[@]}" "http://127.0.0.1:$SRV_PORT$URL_PATH" \
         >"$raw" 2>&1
       row=$(h2load_row "$raw")
-      echo "$name,$(basename "$SRV_BIN"),$s,$scn,$DUR,$row,yes" >>"$CSV"
+      died=no
+      if ! alive "$SRV_PID"; then
+        # A server that dies under load is a finding: report how, then start
+        # it again so that the remaining scenarios are still measured.
+        died=yes
+        wait "$SRV_PID" 2>/dev/null
+        rc=$?
+        untrack "$SRV_PID"
+        why="exit status $rc"
+        [ "$rc" -eq 141 ] && why="killed by SIGPIPE (exit status 141)"
+        [ "$rc" -gt 128 ] && [ "$rc" -ne 141 ] && why="killed by signal $((rc - 128))"
+        note "$tag $scn: $run_name died during or right after the h2load run: $why"
+        [ -s "$SRV_ERR" ] && note "$tag: $run_name stderr: $(head -c 300 "$SRV_ERR" | tr '\n' ' ')"
+      fi
+      echo "$name,$(basename "$SRV_BIN"),$s,$scn,$DUR,$row,yes,$died" >>"$CSV"
       printf '%-9s %-4s %-6s %s\n' "$name" "$s" "$scn" \
         "$(grep -E '^finished|^requests:' "$raw" | tr '\n' ' ')" >&2
       IFS=, read -r _ _ _ nfailed nerrored ntimeout <<<"${row#*,}"
@@ -348,7 +364,10 @@ for s in "${SIZES[@]}"; do
       elif [ "$nfailed$nerrored$ntimeout" != 000 ]; then
         note "$tag $scn: h2load counted failed=$nfailed errored=$nerrored timeout=$ntimeout"
       fi
-      alive "$SRV_PID" || { note "$tag $scn: $run_name died"; break; }
+      if [ "$died" = yes ]; then
+        start_server "$run_name" "$s" "${tag}_restart" || break
+        verify "$run_name" "$s" || { note "$tag: after the restart: $VERIFY_WHY"; }
+      fi
     done
     stop_server "$run_name" "$tag"
   done
