@@ -74,6 +74,9 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  /* A peer that goes away mid-write must not kill the process: libuv
+   * writes with write(2), so SIGPIPE is the application's to ignore. */
+  signal(SIGPIPE, SIG_IGN);
   uv_loop_t *loop = uv_default_loop();
   static const uvg_method_t methods[] = {{
       .path = "/helloworld.Greeter/SayHello",

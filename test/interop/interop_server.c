@@ -400,6 +400,9 @@ int main(int argc, char **argv) {
        .on_half_close = on_duplex_half_close, .on_cancel = on_stream_cancel,
        .on_done = on_stream_done},
   };
+  /* A peer that goes away mid-write must not kill the process: libuv
+   * writes with write(2), so SIGPIPE is the application's to ignore. */
+  signal(SIGPIPE, SIG_IGN);
   uv_loop_t *loop = uv_default_loop();
   char addr[64];
   int bound, err;
