@@ -3,14 +3,15 @@
  * SayHello call on each, then keeps every connection open and idle (still
  * answering PINGs and SETTINGS through nghttp2) until SIGTERM/SIGINT.
  *
- *   idleconn PORT N REQUEST_FILE
+ *   idleconn PORT N REQUEST_FILE [call|nocall]
  *
  * REQUEST_FILE is the gRPC-framed HelloRequest (5-byte prefix + protobuf).
  * Once every call has ended it prints one line on stdout:
  *   ready ok=K failed=F
  * (a call is ok on :status 200 and grpc-status 0), so that the benchmark can
- * read the server's RSS with N idle connections. Built by test/bench/run.sh
- * with pkg-config libnghttp2 libuv.
+ * read the server's RSS with N idle connections. With "nocall" a connection
+ * makes no call and is ok once the server's SETTINGS have arrived. Built by
+ * test/bench/run.sh with pkg-config libnghttp2 libuv.
  */
 #include <nghttp2/nghttp2.h>
 #include <signal.h>
@@ -46,6 +47,7 @@ static int total, started, finished, ok, failed;
 static uv_signal_t sigterm, sigint;
 static uv_timer_t deadline;
 static int ready_printed;
+static int no_call; /* connections only exchange SETTINGS */
 
 static void start_next(void);
 
@@ -161,6 +163,13 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *u
   return 0;
 }
 
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+  (void)s;
+  if (no_call && f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK))
+    call_ended(ud, 1);
+  return 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   (void)h;
   (void)hint;
@@ -201,6 +210,7 @@ static void on_connect(uv_connect_t *req, int status) {
   nghttp2_session_callbacks_new(&cbs);
   nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
   nghttp2_session_client_new(&c->h2, cbs, c);
   nghttp2_session_callbacks_del(cbs);
   nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, NULL, 0);
@@ -215,7 +225,7 @@ static void on_connect(uv_connect_t *req, int status) {
       NV("te", "trailers"),
   };
   nghttp2_data_provider dp = {.source = {.ptr = NULL}, .read_callback = read_body};
-  if (nghttp2_submit_request(c->h2, NULL, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), &dp,
+  if (!no_call && nghttp2_submit_request(c->h2, NULL, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), &dp,
                              c) < 0) {
     call_ended(c, 0);
     conn_close(c);
@@ -257,10 +267,12 @@ static void on_signal(uv_signal_t *h, int sig) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s PORT N REQUEST_FILE\n", argv[0]);
+  if (argc != 4 && !(argc == 5 && (strcmp(argv[4], "call") == 0 ||
+                                    strcmp(argv[4], "nocall") == 0))) {
+    fprintf(stderr, "usage: %s PORT N REQUEST_FILE [call|nocall]\n", argv[0]);
     return 2;
   }
+  no_call = argc == 5 && strcmp(argv[4], "nocall") == 0;
   int port = atoi(argv[1]);
   total = atoi(argv[2]);
   FILE *f = fopen(argv[3], "rb");

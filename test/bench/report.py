@@ -25,16 +25,32 @@ GO_RATIO, NGHTTPD_RATIO, RSS_KIB = 1.5, 0.8, 10.0
 
 
 def load(args):
+    # Per server, size and scenario: the round with the most req/s, with the
+    # failures and deaths of every round added up.
     res = {}
     with open(args.csv) as f:
         for r in csv.DictReader(f):
-            if r["req_per_s"]:
-                res[(r["server"], r["size"], r["scenario"])] = r
+            if not r["req_per_s"]:
+                continue
+            k = (r["server"], r["size"], r["scenario"])
+            r["bad"] = sum(int(r[c] or 0) for c in ("failed", "errored", "timeout"))
+            r["all_rps"] = [float(r["req_per_s"])]
+            old = res.get(k)
+            if old:
+                r["bad"] += old["bad"]
+                r["all_rps"] += old["all_rps"]
+                if old["server_died"] == "yes":
+                    r["server_died"] = "yes"
+                if float(old["req_per_s"]) > float(r["req_per_s"]):
+                    for c in ("req_per_s", "mean_latency_us", "round", "server_cpu_s",
+                              "client_cpu_s", "client_wall_s", "responses_2xx", "requests"):
+                        r[c] = old[c]
+            res[k] = r
     rss = {}
     if os.path.exists(args.rss):
         with open(args.rss) as f:
             for r in csv.DictReader(f):
-                rss[r["server"]] = r
+                rss.setdefault(r["server"], {})[r.get("mode", "call")] = r
     notes = []
     if os.path.exists(args.notes):
         notes = [l.rstrip() for l in open(args.notes) if l.strip()]
@@ -55,6 +71,18 @@ def ratio(a, b):
     return f"{a / b:.2f}" if a and b else "-"
 
 
+def cpu_cell(r):
+    """Server CPU per call, how busy the server's core was and how busy h2load's."""
+    try:  # server CPU is sampled over the measured seconds only
+        n, secs = int(r["requests"]), float(r["seconds"])
+        srv, cli, wall = float(r["server_cpu_s"]), float(r["client_cpu_s"]), float(r["client_wall_s"])
+    except (KeyError, TypeError, ValueError):
+        return "n/a"
+    if not n or not wall:
+        return "n/a"
+    return f"{srv * 1e6 / n:.1f} ({min(srv / secs, 1) * 100:.0f}% / {cli / wall * 100:.0f}%)"
+
+
 def rows(res):
     """One row per scenario and size: cells per server plus the ratios."""
     out = []
@@ -66,14 +94,14 @@ def rows(res):
                 if not r:
                     row["cells"][s] = ("n/a", "n/a")
                     continue
-                mark = "*" if r["binary"] == "uvgrpc_greeter" else ""
-                bad = int(r["failed"] or 0) + int(r["errored"] or 0) + int(r["timeout"] or 0)
+                bad = r["bad"]
                 flag = f" ({bad} failed)" if bad else ""
                 if r.get("server_died") == "yes":
                     flag += " †"
                 row["rps"][s] = float(r["req_per_s"])
                 row["lat"][s] = float(r["mean_latency_us"])
-                row["cells"][s] = (fnum(r["req_per_s"]) + mark + flag, flat(r["mean_latency_us"]))
+                row["cells"][s] = (fnum(r["req_per_s"]) + flag, flat(r["mean_latency_us"]))
+                row.setdefault("cpu", {})[s] = cpu_cell(r)
             row["uv/go"] = ratio(row["rps"].get("uvgrpc"), row["rps"].get("grpc-go"))
             row["uv/ng"] = ratio(row["rps"].get("uvgrpc"), row["rps"].get("nghttpd"))
             row["key"] = (scn, size)
@@ -97,8 +125,10 @@ def text_table(table, rss):
     out = ["  ".join(c.rjust(w[i]) if i > 1 else c.ljust(w[i]) for i, c in enumerate(l))
            for l in lines]
     out.append("")
-    out.append("RSS per idle connection (KiB, after one call each): " + ", ".join(
-        f"{s} {rss[s]['kib_per_conn']}" for s in SERVERS if s in rss))
+    out.append("RSS per idle connection, KiB (one call each / no call): " + ", ".join(
+        f"{s} {rss[s]['call']['kib_per_conn'] if 'call' in rss[s] else '-'} / "
+        f"{rss[s]['nocall']['kib_per_conn'] if 'nocall' in rss[s] else '-'}"
+        for s in SERVERS if s in rss))
     return "\n".join(out)
 
 
@@ -116,16 +146,27 @@ def md_table(table):
     return "\n".join(out)
 
 
+def md_cpu(table):
+    head = "| scenario | reply | " + " | ".join(SERVERS) + " |"
+    out = [head, "|---|---|" + "---:|" * len(SERVERS)]
+    for r in table:
+        out.append(f"| {r['scenario']} | {r['size']} | " + " | ".join(
+            r.get("cpu", {}).get(s, "n/a") for s in SERVERS) + " |")
+    return "\n".join(out)
+
+
 def md_rss(rss):
-    out = ["| server | idle connections | calls ok | RSS before (KiB) | RSS after (KiB) | KiB per connection |",
+    out = ["| server | idle connections | RSS before (KiB) | after, one call each (KiB) | "
+           "KiB per connection, one call each | KiB per connection, no call |",
            "|---|---:|---:|---:|---:|---:|"]
     for s in SERVERS:
-        if s in rss:
-            r = rss[s]
-            out.append(f"| {s} | {r['connections']} | {r['ok']} | {r['rss_before_kib']} | "
-                       f"{r['rss_after_kib']} | {r['kib_per_conn']} |")
-        else:
+        c, n = rss.get(s, {}).get("call"), rss.get(s, {}).get("nocall")
+        if not c:
             out.append(f"| {s} | n/a | | | | |")
+            continue
+        ok = "" if c["ok"] == c["connections"] else f" ({c['ok']} calls ok)"
+        out.append(f"| {s} | {c['connections']}{ok} | {c['rss_before_kib']} | {c['rss_after_kib']} | "
+                   f"**{c['kib_per_conn']}** | {n['kib_per_conn'] if n else 'n/a'} |")
     return "\n".join(out)
 
 
@@ -154,8 +195,8 @@ def targets(table, rss):
             uv, ng = r["lat"]["uvgrpc"], r["lat"]["nghttpd"]
             out.append(f"| 1x1 mean latency <= nghttpd's | {r['scenario']} | {r['size']} | "
                        f"{flat(uv)} vs {flat(ng)} | {verdict(uv, ng, False)} |")
-    if "uvgrpc" in rss:
-        x = float(rss["uvgrpc"]["kib_per_conn"])
+    if "call" in rss.get("uvgrpc", {}):
+        x = float(rss["uvgrpc"]["call"]["kib_per_conn"])
         out.append(f"| <= 10 KiB RSS per idle connection | 1000 idle | 18 B | {x:.1f} KiB | "
                    f"{verdict(x, RSS_KIB, False)} |")
     return "\n".join(out)
@@ -226,33 +267,49 @@ def main():
     ap.add_argument("--seconds", default="5")
     ap.add_argument("--warmup", default="1")
     ap.add_argument("--conns", default="1000")
+    ap.add_argument("--rounds", default="1")
     args = ap.parse_args()
     res, rss, notes, prof = load(args)
     table = rows(res)
     print(text_table(table, rss))
-    if any(r["binary"] == "uvgrpc_greeter" for r in res.values()):
-        print("* uvgrpc measured through test/bench/uvgrpc_greeter.c (see notes)")
+    spread = sorted((max(r["all_rps"]) - min(r["all_rps"])) / max(r["all_rps"])
+                    for r in res.values() if len(r["all_rps"]) > 1)
+    spread_text = ""
+    if spread:
+        worst = max(res.values(), key=lambda r: (max(r["all_rps"]) - min(r["all_rps"])) / max(r["all_rps"]))
+        spread_text = (f"Between rounds, req/s of the same server and case differed by "
+                       f"{spread[len(spread) // 2] * 100:.0f}% at the median and "
+                       f"{spread[-1] * 100:.0f}% at most ({worst['server']}, {worst['scenario']}, "
+                       f"{worst['size']}): this is a shared 2-core VM, read differences "
+                       f"below that as noise.")
+        print(spread_text)
     if any(r.get("server_died") == "yes" for r in res.values()):
         print("† the server died during or right after this run (see notes)")
     if notes:
         print("\nnotes:\n  " + "\n  ".join(notes))
     plot(table, args.png)
 
+    warm = args.warmup + (" s" if re.fullmatch(r"[0-9.]+", args.warmup) else "")
     gen = [BEGIN, "",
            f"Measured {datetime.date.today().isoformat()} with `bash test/bench/run.sh` "
-           f"({args.seconds} s per run after a {args.warmup} s warm-up, "
+           f"({args.rounds} rounds of {args.seconds} s per run after a {warm} warm-up, best round "
+           f"shown; "
            f"{args.conns} idle connections), on {versions()}.", "",
            "### Throughput and mean latency", "",
            md_table(table), ""]
     if any(r.get("server_died") == "yes" for r in res.values()):
         gen += ["† the server process died during or right after this run "
                 "(see the notes below); it was restarted for the next one.", ""]
-    if any(r["binary"] == "uvgrpc_greeter" for r in res.values()):
-        gen += ["\\* measured through `test/bench/uvgrpc_greeter.c`, the sample greeter "
-                "with a heap reply buffer: `samples/helloworld/greeter_server` "
-                "failed the reply check at this size (see the run's notes below).", ""]
+    if spread_text:
+        gen += [spread_text, ""]
     gen += ["![req/s per scenario, reply size and server](benchmarks.png)", "",
-            "### Memory per idle connection", "", md_rss(rss), "",
+            "### Server CPU per call", "",
+            "Microseconds of server CPU (user + system, all threads) per call over the "
+            "measured seconds, then in brackets how busy the server's core and h2load's "
+            "core were. An h2load core near 100% means the client, not the server, set "
+            "the pace; n/a where the server died before its CPU time could be read.",
+            "", md_cpu(table), ""]
+    gen += ["### Memory per idle connection", "", md_rss(rss), "",
             "### uvgrpc against its targets", "", targets(table, rss), ""]
     gen += ["### Notes from the run", ""]
     gen += [f"- {n}" for n in notes] if notes else ["- none: every server answered every "

@@ -7,6 +7,7 @@
 #
 # Environment:
 #   BENCH_SECONDS  measured seconds per h2load run (default 5)
+#   BENCH_ROUNDS   rounds over all servers; the best round counts (default 2)
 #   BENCH_WARMUP   h2load warm-up before each run, in h2load's units: 1 is a
 #                  second, 500ms half of one (default 1)
 #   BENCH_CONNS    idle connections for the RSS measurement (default 1000)
@@ -26,6 +27,9 @@ OUT=$ROOT/build/bench
 DUR=${BENCH_SECONDS:-5}
 WARM=${BENCH_WARMUP:-1}
 NCONN=${BENCH_CONNS:-1000}
+ROUNDS=${BENCH_ROUNDS:-2}
+# The warm-up in seconds, from h2load's notation (1, 1s, 500ms).
+WARM_S=$(awk -v w="$WARM" 'BEGIN{ if (w ~ /ms$/) print w / 1000; else { sub(/s$/, "", w); print w + 0 } }')
 PROFILE=${BENCH_PROFILE:-1}
 PY=/usr/bin/python3 # Debian's Python modules load only here
 PROTO_DIR=/usr/share/grpc-proto/grpc/examples
@@ -39,6 +43,8 @@ packages=(
   nghttp2-client nghttp2-server golang-go golang-google-grpc-dev
   golang-goprotobuf-dev protoc-gen-go-grpc libgrpc++-dev protobuf-compiler-grpc
   protobuf-compiler pkg-config gnuplot-nox
+  # measuring: CPU time of h2load, the profile of uvgrpc
+  time valgrind linux-perf
   # uvgrpc itself, the idle-connection client and the C++ peer
   gcc g++ meson ninja-build libuv1-dev libnghttp2-dev zlib1g-dev
   libprotobuf-c-dev protobuf-c-compiler grpc-proto
@@ -67,6 +73,7 @@ fi
 
 # --- 2. builds ---------------------------------------------------------------
 mkdir -p "$OUT"/{raw,logs,data,go,cpp,bin}
+rm -f "$OUT"/raw/* "$OUT"/logs/* # this run's outputs only
 [ -f build/build.ninja ] || meson setup build >/dev/null || die "meson setup failed"
 log "building uvgrpc"
 ninja -C build >/dev/null || { ninja -C build; die "ninja failed"; }
@@ -118,19 +125,11 @@ if stale "$CPP_BIN" "$BENCH/cpp/greeter_server.cc"; then
   build_cpp >"$OUT/logs/build_cpp.log" 2>&1 || { cat "$OUT/logs/build_cpp.log" >&2; rm -f "$CPP_BIN"; }
 fi
 
-# The idle-connection client, and the uvgrpc greeter with heap-sized replies
-# (used only where the sample's fixed 512-byte buffer fails the reply check).
+# The idle-connection client.
 IDLE_BIN=$OUT/bin/idleconn
 if stale "$IDLE_BIN" "$BENCH/idleconn.c"; then
   cc -O2 -Wall -o "$IDLE_BIN" "$BENCH/idleconn.c" \
     $(pkg-config --cflags --libs libnghttp2 libuv) || die "idleconn build failed"
-fi
-UVG_BENCH=$OUT/bin/uvgrpc_greeter
-if stale "$UVG_BENCH" "$BENCH/uvgrpc_greeter.c" build/libuvgrpc.a; then
-  cc -O2 -g -std=c11 -D_GNU_SOURCE -Ilib/include -Ibuild/samples/helloworld \
-    -o "$UVG_BENCH" "$BENCH/uvgrpc_greeter.c" build/samples/helloworld/helloworld.pb-c.c \
-    build/libuvgrpc.a $(pkg-config --cflags --libs libuv libnghttp2 libprotobuf-c zlib) \
-    -lpthread || die "uvgrpc_greeter build failed"
 fi
 
 # --- 3. request and reply bytes ----------------------------------------------
@@ -197,7 +196,6 @@ start_server() {
   SRV_PORT=
   case $name in
   uvgrpc) SRV_BIN=$UVG_SAMPLE ;;
-  uvgrpc-heap) SRV_BIN=$UVG_BENCH ;;
   grpc-go) SRV_BIN=$GO_BIN ;;
   grpc-c++) SRV_BIN=$CPP_BIN ;;
   nghttpd) SRV_BIN=$(command -v nghttpd) ;;
@@ -238,6 +236,7 @@ start_server() {
 # stop_server NAME TAG: SIGTERM, wait, and note an unclean exit or stderr.
 stop_server() {
   local name=$1 tag=$2 rc
+  [ -n "$SRV_PID" ] || return 0
   kill -TERM "$SRV_PID" 2>/dev/null
   for _ in $(seq 50); do alive "$SRV_PID" || break; sleep 0.1; done
   if alive "$SRV_PID"; then
@@ -289,7 +288,12 @@ verify() {
 read -r -a SERVERS <<<"${BENCH_SERVERS:-uvgrpc grpc-go grpc-c++ nghttpd}"
 SCENARIOS=("1x100:-c1 -m100" "16x10:-c16 -m10" "1x1:-c1 -m1")
 CSV=$OUT/results.csv
-echo "server,binary,size,scenario,seconds,requests,req_per_s,mean_latency_us,succeeded,failed,errored,timeout,verified,server_died" >"$CSV"
+echo "round,server,binary,size,scenario,seconds,requests,req_per_s,mean_latency_us,succeeded,failed,errored,timeout,responses_2xx,verified,server_died,server_cpu_s,client_cpu_s,client_wall_s" >"$CSV"
+
+# cpu_s PID: user + system CPU seconds of a process and all its threads.
+cpu_s() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null
+}
 
 # h2load_row: parses an h2load output into the CSV's numeric columns.
 h2load_row() {
@@ -301,45 +305,54 @@ rps = re.search(r"finished in [^,]*, ([\d.]+) req/s", t)
 req = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
                 r"(\d+) failed, (\d+) errored, (\d+) timeout", t)
 lat = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\s", t)
-if not (rps and req and lat):
-    print(",,,,,,"); sys.exit()
+ok = re.search(r"status codes: (\d+) 2xx", t)  # warm-up included, as in cpu_s
+if not (rps and req and lat and ok):
+    print(",,,,,,,"); sys.exit()
 print(",".join([req.group(2), rps.group(1), "%.1f" % (float(lat.group(1)) * units[lat.group(2)]),
-                req.group(3), req.group(4), req.group(5), req.group(6)]))
+                req.group(3), req.group(4), req.group(5), req.group(6), ok.group(1)]))
 PY
 }
 
-log "throughput: ${DUR}s per run after $WARM warm-up, server on core 0, h2load on core 1"
+log "throughput: $ROUNDS rounds, ${DUR}s per run after $WARM warm-up, server on core 0, h2load on core 1"
+# Rounds go over every server in turn, so that a burst of load from something
+# else on this 2-core machine hits one round rather than one server.
+for round in $(seq "$ROUNDS"); do
 for s in "${SIZES[@]}"; do
   for name in "${SERVERS[@]}"; do
-    tag="${name}_$s"
-    run_name=$name
+    tag="${name}_${s}_r$round"
     if ! start_server "$name" "$s" "$tag"; then
       note "$tag: $name could not be built or started; not measured"
       continue
     fi
+    # A peer that answers wrongly is reported, not measured.
     if ! verify "$name" "$s"; then
-      note "$tag: $name answers wrongly ($VERIFY_WHY)"
+      note "$tag: $name answers wrongly ($VERIFY_WHY); not measured"
       stop_server "$name" "$tag"
-      if [ "$name" != uvgrpc ]; then continue; fi
-      # The sample greeter cuts long names: measure the library through the
-      # heap-buffer copy of it instead, and say so in the table.
-      run_name=uvgrpc-heap
-      tag="${run_name}_$s"
-      start_server "$run_name" "$s" "$tag" || { note "$tag: cannot start"; continue; }
-      if ! verify "$run_name" "$s"; then
-        note "$tag: $run_name answers wrongly too ($VERIFY_WHY)"
-        stop_server "$run_name" "$tag"
-        continue
-      fi
-      note "$s: uvgrpc measured with test/bench/uvgrpc_greeter.c (heap reply buffer)"
+      continue
     fi
     for sc in "${SCENARIOS[@]}"; do
       scn=${sc%%:*}
-      raw=$OUT/raw/${run_name}_${s}_$scn.txt
+      raw=$OUT/raw/${name}_${s}_${scn}_r$round.txt
+      # The server's CPU time over the measured part (sampled after the
+      # warm-up) gives its cost per call; h2load's own CPU time tells whether
+      # the client, not the server, was the limit.
       # shellcheck disable=SC2086 # the h2load flags are meant to split
-      taskset -c 1 h2load -D "$DUR" --warm-up-time "$WARM" ${sc#*:} \
+      /usr/bin/time -f '%U %S %e' -o "$raw.time" \
+        taskset -c 1 h2load -D "$DUR" --warm-up-time "$WARM" ${sc#*:} \
         -d "$OUT/data/req_$s.bin" "${H2HDR[@]}" "http://127.0.0.1:$SRV_PORT$URL_PATH" \
-        >"$raw" 2>&1
+        >"$raw" 2>&1 &
+      h2_pid=$!
+      track "$h2_pid"
+      sleep "$WARM_S"
+      cpu0=$(cpu_s "$SRV_PID")
+      wait "$h2_pid"
+      untrack "$h2_pid"
+      cpu1=$(cpu_s "$SRV_PID")
+      srv_cpu=
+      [ -n "$cpu0" ] && [ -n "$cpu1" ] &&
+        srv_cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b - a}')
+      read -r cu cs cw <"$raw.time"
+      cli_cpu=$(awk -v u="$cu" -v s="$cs" 'BEGIN{printf "%.2f", u + s}')
       row=$(h2load_row "$raw")
       died=no
       if ! alive "$SRV_PID"; then
@@ -352,57 +365,63 @@ for s in "${SIZES[@]}"; do
         why="exit status $rc"
         [ "$rc" -eq 141 ] && why="killed by SIGPIPE (exit status 141)"
         [ "$rc" -gt 128 ] && [ "$rc" -ne 141 ] && why="killed by signal $((rc - 128))"
-        note "$tag $scn: $run_name died during or right after the h2load run: $why"
-        [ -s "$SRV_ERR" ] && note "$tag: $run_name stderr: $(head -c 300 "$SRV_ERR" | tr '\n' ' ')"
+        note "$tag $scn: $name died during or right after the h2load run: $why"
+        [ -s "$SRV_ERR" ] && note "$tag: $name stderr: $(head -c 300 "$SRV_ERR" | tr '\n' ' ')"
       fi
-      echo "$name,$(basename "$SRV_BIN"),$s,$scn,$DUR,$row,yes,$died" >>"$CSV"
-      printf '%-9s %-4s %-6s %s\n' "$name" "$s" "$scn" \
+      echo "$round,$name,$(basename "$SRV_BIN"),$s,$scn,$DUR,$row,yes,$died,$srv_cpu,$cli_cpu,$cw" >>"$CSV"
+      printf 'r%s %-9s %-4s %-6s %s\n' "$round" "$name" "$s" "$scn" \
         "$(grep -E '^finished|^requests:' "$raw" | tr '\n' ' ')" >&2
-      IFS=, read -r _ _ _ nfailed nerrored ntimeout <<<"${row#*,}"
+      IFS=, read -r _ _ _ nfailed nerrored ntimeout _ <<<"${row#*,}"
       if [ -z "$row" ] || [ "${row:0:1}" = , ]; then
         note "$tag $scn: h2load output not understood (see $raw)"
       elif [ "$nfailed$nerrored$ntimeout" != 000 ]; then
         note "$tag $scn: h2load counted failed=$nfailed errored=$nerrored timeout=$ntimeout"
       fi
       if [ "$died" = yes ]; then
-        start_server "$run_name" "$s" "${tag}_restart" || break
-        verify "$run_name" "$s" || { note "$tag: after the restart: $VERIFY_WHY"; }
+        start_server "$name" "$s" "${tag}_restart" || { SRV_PID=; break; }
+        verify "$name" "$s" || { note "$tag: after the restart: $VERIFY_WHY"; }
       fi
     done
-    stop_server "$run_name" "$tag"
+    stop_server "$name" "$tag"
   done
+done
 done
 
 # --- 5. RSS per idle connection ----------------------------------------------
 # A fresh server, one call to settle lazy allocations, then NCONN connections
-# that each make one call and stay open; (after - before) / NCONN.
+# that each make one call and stay open; (after - before) / NCONN. Then the
+# same on another fresh server with connections that only exchange SETTINGS,
+# which tells what the call leaves behind from what a connection costs.
 RSS=$OUT/rss.csv
-echo "server,connections,ok,rss_before_kib,rss_after_kib,kib_per_conn" >"$RSS"
+echo "server,mode,connections,ok,rss_before_kib,rss_after_kib,kib_per_conn" >"$RSS"
 vmrss() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 log "RSS with $NCONN idle connections"
 for name in "${SERVERS[@]}"; do
-  tag="${name}_rss"
-  start_server "$name" 18 "$tag" || { note "$tag: not measured"; continue; }
-  verify "$name" 18 || note "$tag: $name answers wrongly ($VERIFY_WHY)"
-  sleep 0.5
-  before=$(vmrss "$SRV_PID")
-  idle_out=$OUT/logs/idleconn_$name.out
-  taskset -c 1 "$IDLE_BIN" "$SRV_PORT" "$NCONN" "$OUT/data/req_18.bin" \
-    >"$idle_out" 2>"$OUT/logs/idleconn_$name.err" &
-  idle_pid=$!
-  track "$idle_pid"
-  for _ in $(seq 700); do grep -q '^ready' "$idle_out" && break; sleep 0.1; done
-  sleep 1 # let the server finish freeing per-call state
-  after=$(vmrss "$SRV_PID")
-  okc=$(sed -n 's/^ready ok=\([0-9]*\).*/\1/p' "$idle_out")
-  [ "${okc:-0}" -eq "$NCONN" ] || note "$tag: only ${okc:-0} of $NCONN idle-connection calls succeeded"
-  kill -TERM "$idle_pid" 2>/dev/null
-  wait "$idle_pid" 2>/dev/null
-  untrack "$idle_pid"
-  per=$(awk -v a="$after" -v b="$before" -v n="$NCONN" 'BEGIN{printf "%.1f", (a-b)/n}')
-  echo "$name,$NCONN,${okc:-0},$before,$after,$per" >>"$RSS"
-  printf '%-9s RSS %s KiB -> %s KiB: %s KiB per idle connection\n' "$name" "$before" "$after" "$per" >&2
-  stop_server "$name" "$tag"
+  for mode in call nocall; do
+    tag="${name}_rss_$mode"
+    start_server "$name" 18 "$tag" || { note "$tag: not measured"; continue; }
+    verify "$name" 18 || note "$tag: $name answers wrongly ($VERIFY_WHY)"
+    sleep 0.5
+    before=$(vmrss "$SRV_PID")
+    idle_out=$OUT/logs/idleconn_${name}_$mode.out
+    taskset -c 1 "$IDLE_BIN" "$SRV_PORT" "$NCONN" "$OUT/data/req_18.bin" $mode \
+      >"$idle_out" 2>"$OUT/logs/idleconn_${name}_$mode.err" &
+    idle_pid=$!
+    track "$idle_pid"
+    for _ in $(seq 700); do grep -q '^ready' "$idle_out" && break; sleep 0.1; done
+    sleep 1 # let the server finish freeing per-call state
+    after=$(vmrss "$SRV_PID")
+    okc=$(sed -n 's/^ready ok=\([0-9]*\).*/\1/p' "$idle_out")
+    [ "${okc:-0}" -eq "$NCONN" ] || note "$tag: only ${okc:-0} of $NCONN idle connections got through"
+    kill -TERM "$idle_pid" 2>/dev/null
+    wait "$idle_pid" 2>/dev/null
+    untrack "$idle_pid"
+    per=$(awk -v a="$after" -v b="$before" -v n="$NCONN" 'BEGIN{printf "%.1f", (a-b)/n}')
+    echo "$name,$mode,$NCONN,${okc:-0},$before,$after,$per" >>"$RSS"
+    printf '%-9s %-6s RSS %s KiB -> %s KiB: %s KiB per idle connection\n' \
+      "$name" "$mode" "$before" "$after" "$per" >&2
+    stop_server "$name" "$tag"
+  done
 done
 
 # --- 6. where uvgrpc spends its time (1x100, 18 B) ----------------------------
@@ -462,13 +481,17 @@ if [ "$PROFILE" = 1 ]; then
       wait "$SRV_PID"
       untrack "$SRV_PID"
       {
-        echo "## callgrind, 20000 calls (-c1 -m100, 18 B), self instructions"
+        calls=$(sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' "$OUT/raw/callgrind_h2load.txt")
+        total=$(callgrind_annotate "$OUT/callgrind.out" 2>/dev/null |
+          sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
+        echo "## callgrind, ${calls:-?} calls (-c1 -m100, 18 B): $((total / ${calls:-1})) instructions per call (start-up included)"
+        echo "## self instructions"
         callgrind_annotate --inclusive=no "$OUT/callgrind.out" 2>/dev/null |
-          sed -n '/^Ir/,$p' | grep -E '^ *[0-9,]+ \(' | head -25
-        echo "## callgrind, inclusive, uvgrpc and greeter functions below main"
+          grep -E '^ *[0-9,]+ \(' | grep -v 'PROGRAM TOTALS' | head -25
+        echo "## inclusive, below uv_run"
         callgrind_annotate --inclusive=yes "$OUT/callgrind.out" 2>/dev/null |
-          grep -E '^ *[0-9,]+ \(.*\[.*greeter_server\]' | grep -vE ':main |below main' |
-          head -25
+          grep -E '^ *[0-9,]+ \(.*\[' |
+          grep -vE 'PROGRAM TOTALS|ld-linux|below main|libc-start|:main |uv_run' | head -30
       } >>"$PROF"
     else
       kill -KILL "$SRV_PID" 2>/dev/null
@@ -481,4 +504,4 @@ fi
 # --- 7. table, plot, docs ----------------------------------------------------
 "$PY" "$BENCH/report.py" --csv "$CSV" --rss "$RSS" --notes "$NOTES" --profile "$PROF" \
   --png "$ROOT/docs/benchmarks.png" --md "$ROOT/docs/benchmarks.md" \
-  --seconds "$DUR" --warmup "$WARM" --conns "$NCONN"
+  --seconds "$DUR" --warmup "$WARM" --conns "$NCONN" --rounds "$ROUNDS"
