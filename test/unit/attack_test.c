@@ -282,7 +282,7 @@ static void test_thousand_idle_connections(void) {
   size_t after = heap_in_use();
   fprintf(stderr, "  heap before %zu, with connections %zu, after %zu\n", base, open, after);
   /* back to the baseline, within what libuv and the free lists keep */
-  CHECK(after <= base + 64 * 1024);
+  if (base != 0) CHECK(after <= base + 64 * 1024);
   free(idle);
   free(idle_req);
 }
@@ -394,8 +394,13 @@ int main(void) {
     h2c_run_for(loop, 50);
     heap[round] = heap_in_use();
   }
-  fprintf(stderr, "heap after round one %zu, after round two %zu\n", heap[0], heap[1]);
-  CHECK(heap[1] <= heap[0] + 64 * 1024);
+  if (heap[0] == 0) {
+    /* a sanitizer's allocator keeps no mallinfo; LeakSanitizer checks leaks */
+    fprintf(stderr, "heap accounting unavailable under this allocator\n");
+  } else {
+    fprintf(stderr, "heap after round one %zu, after round two %zu\n", heap[0], heap[1]);
+    CHECK(heap[1] <= heap[0] + 64 * 1024);
+  }
   nghttp2_hd_deflate_del(deflater);
   uvg_server_close(server, NULL, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
