@@ -38,38 +38,12 @@ log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. packages -------------------------------------------------------------
-# Only what is missing is installed, after checking that Debian has it.
-packages=(
-  nghttp2-client nghttp2-server golang-go golang-google-grpc-dev
-  golang-goprotobuf-dev protoc-gen-go-grpc libgrpc++-dev protobuf-compiler-grpc
-  protobuf-compiler pkg-config gnuplot-nox
-  # measuring: CPU time of h2load, the profile of uvgrpc
-  time valgrind linux-perf
-  # uvgrpc itself, the idle-connection client and the C++ peer
-  gcc g++ meson ninja-build libuv1-dev libnghttp2-dev zlib1g-dev
-  libprotobuf-c-dev protobuf-c-compiler grpc-proto
-)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
-    missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || die "apt-get update failed"
-  installable=()
-  for p in "${missing[@]}"; do
-    if apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-      installable+=("$p")
-    else
-      echo "run.sh: Debian has no package $p; the peer that needs it is skipped" >&2
-    fi
-  done
-  [ ${#installable[@]} -eq 0 ] ||
-    apt-get install -y -qq --no-install-recommends "${installable[@]}" >/dev/null ||
-    die "apt-get install failed"
-fi
+# The project's own list plus the peers and the measuring tools; only what is
+# missing is installed, and a package Debian lacks skips the peer needing it.
+bash "$ROOT/.ci/deps.sh" \
+  nghttp2-client nghttp2-server golang-go golang-google-grpc-dev \
+  golang-goprotobuf-dev protoc-gen-go-grpc libgrpc++-dev protobuf-compiler-grpc \
+  gnuplot-nox time linux-perf || die "installing packages failed"
 
 # --- 2. builds ---------------------------------------------------------------
 mkdir -p "$OUT"/{raw,logs,data,go,cpp,bin}
@@ -502,6 +476,13 @@ if [ "$PROFILE" = 1 ]; then
 fi
 
 # --- 7. table, plot, docs ----------------------------------------------------
+# A subset run (BENCH_SERVERS/BENCH_SIZES) must not replace the full results
+# in docs/: its table and plot stay in build/bench.
+DOCS=$ROOT/docs
+if [ -n "${BENCH_SERVERS:-}" ] || [ -n "${BENCH_SIZES:-}" ]; then
+  DOCS=$OUT
+  [ -f "$OUT/benchmarks.md" ] || cp "$ROOT/docs/benchmarks.md" "$OUT/benchmarks.md"
+fi
 "$PY" "$BENCH/report.py" --csv "$CSV" --rss "$RSS" --notes "$NOTES" --profile "$PROF" \
-  --png "$ROOT/docs/benchmarks.png" --md "$ROOT/docs/benchmarks.md" \
+  --png "$DOCS/benchmarks.png" --md "$DOCS/benchmarks.md" \
   --seconds "$DUR" --warmup "$WARM" --conns "$NCONN" --rounds "$ROUNDS"
