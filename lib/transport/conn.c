@@ -201,6 +201,25 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t error,
   return 0;
 }
 
+/* nghttp2's allocations go through the library's allocator too. */
+static void *mem_malloc(size_t n, void *ud) {
+  (void)ud;
+  return uvg__malloc(n);
+}
+static void mem_free(void *p, void *ud) {
+  (void)ud;
+  uvg__free(p);
+}
+static void *mem_calloc(size_t n, size_t size, void *ud) {
+  (void)ud;
+  return uvg__calloc(n, size);
+}
+static void *mem_realloc(void *p, size_t n, void *ud) {
+  (void)ud;
+  return uvg__realloc(p, n);
+}
+static nghttp2_mem h2_mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
+
 static nghttp2_session_callbacks *callbacks(void) {
   static nghttp2_session_callbacks *cbs;
   if (cbs != NULL) return cbs;
@@ -426,7 +445,7 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
 int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
   nghttp2_session_callbacks *ncbs = callbacks();
   c->io.ops->peer_name(&c->io, c->peer, sizeof(c->peer));
-  if (ncbs == NULL || nghttp2_session_server_new(&c->h2, ncbs, c) != 0)
+  if (ncbs == NULL || nghttp2_session_server_new3(&c->h2, ncbs, c, NULL, &h2_mem) != 0)
     return UVG_ENOMEM;
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, st->max_concurrent_streams},

@@ -1,0 +1,115 @@
+/* The replaceable allocator: every allocation of the library, nghttp2's
+ * and zlib's included, goes through it and is given back; and a server
+ * whose allocations fail one by one never crashes or leaks. */
+#include <uvgrpc.h>
+
+#include "h2client.h"
+#include "test.h"
+
+static long n_alloc, n_free, fail_at = -1;
+
+static int should_fail(void) { return fail_at >= 0 && n_alloc == fail_at; }
+
+static void *t_malloc(size_t n) {
+  if (should_fail()) return n_alloc++, NULL;
+  n_alloc++;
+  return malloc(n);
+}
+static void *t_realloc(void *p, size_t n) {
+  if (p == NULL) return t_malloc(n);
+  if (should_fail()) return n_alloc++, NULL;
+  n_alloc++;
+  n_free++;
+  return realloc(p, n);
+}
+static void t_free(void *p) {
+  if (p != NULL) n_free++;
+  free(p);
+}
+
+static void echo(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  uvg_call_send(call, msg, len, 0, NULL, NULL);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+static void done(uvg_call_t *call, const uvg_status_t *st) {
+  (void)call;
+  (void)st;
+}
+static const uvg_method_t methods[] = {
+    {.path = "/t.T/Echo", .on_call = echo, .on_done = done}};
+
+static int closed;
+static void on_closed(uvg_server_t *s, void *d) {
+  (void)s;
+  (void)d;
+  closed = 1;
+}
+
+/* One server, one compressed call, close. Returns the call's grpc-status
+ * (-1 if it did not complete). */
+static int one_round(uv_loop_t *loop) {
+  uvg_server_t *s;
+  int port, status = -1;
+  if (uvg_server_new(loop, NULL, &s) != 0) return -1;
+  if (uvg_server_register(s, methods, 1) == 0 &&
+      uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &port) == 0) {
+    h2c_t c;
+    if (h2c_connect(&c, loop, port, 1, 0) == 0) {
+      uint8_t body[64];
+      size_t n = h2c_frame(body, 0, "hello", 5);
+      const char *extra[] = {"grpc-accept-encoding", "gzip", NULL};
+      int i = h2c_request(&c, "/t.T/Echo", NULL, extra, body, n, 0, 1);
+      for (int k = 0; k < 200 && i >= 0 && !c.streams[i].closed && !c.eof; k++)
+        h2c_run_for(loop, 2);
+      if (i >= 0) status = h2c_grpc_status(&c.streams[i]);
+    }
+    h2c_close(&c);
+  }
+  closed = 0;
+  uvg_server_close(s, on_closed, NULL);
+  for (int k = 0; k < 500 && !closed; k++) uv_run(loop, UV_RUN_ONCE);
+  CHECK(closed);
+  return status;
+}
+
+static void test_everything_through_the_allocator(void) {
+  uv_loop_t *loop = uv_default_loop();
+  n_alloc = n_free = 0;
+  CHECK_EQ(one_round(loop), 0);
+  /* nghttp2's session alone makes dozens of allocations */
+  CHECK(n_alloc > 20);
+  CHECK_EQ(n_alloc, n_free);
+}
+
+static void test_allocation_failures(void) {
+  uv_loop_t *loop = uv_default_loop();
+  n_alloc = n_free = 0;
+  fail_at = -1;
+  one_round(loop);
+  long total = n_alloc;
+  int completed = 0;
+  for (long k = 0; k < total; k++) {
+    n_alloc = n_free = 0;
+    fail_at = k;
+    int st = one_round(loop);
+    fail_at = -1;
+    completed += st == 0;
+    /* whatever failed, everything allocated was given back */
+    if (n_alloc - 1 != n_free && n_alloc != n_free)
+      fprintf(stderr, "  failing allocation %ld: %ld allocated, %ld freed\n", k,
+              n_alloc, n_free);
+    CHECK(n_alloc - 1 == n_free || n_alloc == n_free);
+  }
+  fprintf(stderr, "  %ld allocations failed one at a time; the call still "
+          "succeeded in %d of the runs\n", total, completed);
+}
+
+int main(void) {
+  uvg_set_log_cb(NULL, NULL);
+  CHECK_EQ(uvg_set_allocator(NULL, t_realloc, t_free), UVG_EINVAL);
+  CHECK_EQ(uvg_set_allocator(t_malloc, t_realloc, t_free), 0);
+  RUN(test_everything_through_the_allocator);
+  RUN(test_allocation_failures);
+  CHECK_EQ(uv_loop_close(uv_default_loop()), 0);
+  TEST_EXIT();
+}
