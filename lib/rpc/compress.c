@@ -49,8 +49,14 @@ static void z_free(voidpf opaque, voidpf p) {
   uvg__free(p);
 }
 
-int uvg__compress(int enc, const uint8_t *in, size_t len, uint8_t **out,
-                  size_t *out_len) {
+size_t uvg__compress_bound(size_t len) {
+  /* deflateBound()'s worst case for stored blocks, plus the gzip wrapper's
+   * 18 bytes, which zlib's bound already covers for the zlib wrapper. */
+  return len + (len >> 12) + (len >> 14) + (len >> 25) + 13 + 18;
+}
+
+int uvg__compress_into(int enc, const uint8_t *in, size_t len, uint8_t *out,
+                       size_t *out_len) {
   z_stream z;
   memset(&z, 0, sizeof(z));
   z.zalloc = z_alloc;
@@ -58,24 +64,27 @@ int uvg__compress(int enc, const uint8_t *in, size_t len, uint8_t **out,
   if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
                    encodings[enc].window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
     return UVG_ENOMEM;
-  size_t cap = deflateBound(&z, (uLong)len);
-  uint8_t *buf = uvg__malloc(cap);
-  if (buf == NULL) {
-    deflateEnd(&z);
-    return UVG_ENOMEM;
-  }
   z.next_in = (Bytef *)(uintptr_t)in;
   z.avail_in = (uInt)len;
-  z.next_out = buf;
-  z.avail_out = (uInt)cap;
+  z.next_out = out;
+  z.avail_out = (uInt)uvg__compress_bound(len);
   int rc = deflate(&z, Z_FINISH);
   deflateEnd(&z);
-  if (rc != Z_STREAM_END) {
+  if (rc != Z_STREAM_END) return UVG_ENOMEM;
+  *out_len = z.total_out;
+  return 0;
+}
+
+int uvg__compress(int enc, const uint8_t *in, size_t len, uint8_t **out,
+                  size_t *out_len) {
+  uint8_t *buf = uvg__malloc(uvg__compress_bound(len));
+  if (buf == NULL) return UVG_ENOMEM;
+  int rc = uvg__compress_into(enc, in, len, buf, out_len);
+  if (rc != 0) {
     uvg__free(buf);
-    return UVG_ENOMEM;
+    return rc;
   }
   *out = buf;
-  *out_len = z.total_out;
   return 0;
 }
 

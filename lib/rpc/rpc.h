@@ -121,6 +121,12 @@ const char *uvg__encoding_name(int enc);
 unsigned uvg__accept_encoding_parse(const char *s, size_t n);
 /* The value this library advertises in grpc-accept-encoding. */
 #define UVG__ACCEPT_ENCODING "identity,deflate,gzip"
+/* The most bytes compressing `len` bytes can take. */
+size_t uvg__compress_bound(size_t len);
+/* Compresses into `out` (at least uvg__compress_bound(len) bytes); *out_len
+ * gets the size. Returns 0 or UVG_ENOMEM. */
+int uvg__compress_into(int enc, const uint8_t *in, size_t len, uint8_t *out,
+                       size_t *out_len);
 /* Compresses into a new buffer. Returns 0 or UVG_ENOMEM. */
 int uvg__compress(int enc, const uint8_t *in, size_t len, uint8_t **out,
                   size_t *out_len);

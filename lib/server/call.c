@@ -658,37 +658,30 @@ int uvg_call_send(uvg_call_t *c, const void *data, size_t len, unsigned flags,
   EACH_INTERCEPTOR(c, i, on_send_message)
   c->server->interceptors[i].ic.on_send_message(c, data, len,
                                                 c->server->interceptors[i].data);
-  uint8_t *z = NULL;
-  size_t zlen = 0;
   int compress = c->send_enc != UVG_COMPRESS_NONE && !(flags & UVG_SEND_NO_COMPRESS);
+  /* A compressed message is compressed straight into its own storage. */
+  size_t room = compress ? uvg__compress_bound(len) : cb == NULL ? len : 0;
+  send_msg_t *sm = uvg__malloc(sizeof(*sm) + room);
+  if (sm == NULL) return UVG_ENOMEM;
   if (compress) {
-    if (uvg__compress(c->send_enc, data, len, &z, &zlen) != 0) return UVG_ENOMEM;
-    if (zlen > UINT32_MAX) {
-      uvg__free(z);
-      return UVG_EINVAL;
+    if (uvg__compress_into(c->send_enc, data, len, sm->bytes, &len) != 0 ||
+        len > UINT32_MAX) {
+      uvg__free(sm);
+      return UVG_ENOMEM;
     }
-    data = z; /* the compressed bytes are copied into the message below */
-    len = zlen;
-  }
-  int copy = cb == NULL || compress;
-  send_msg_t *sm = uvg__malloc(sizeof(*sm) + (copy ? len : 0));
-  if (sm == NULL) {
-    uvg__free(z);
-    return UVG_ENOMEM;
+  } else if (room > 0) {
+    memcpy(sm->bytes, data, len);
   }
   int rc = c->headers_sent ? 0 : respond_headers(c, NULL);
   if (rc != 0) {
     uvg__free(sm);
-    uvg__free(z);
     return rc == UVG_ECLOSED ? UVG_ECANCELED : rc;
   }
   sm->call = c;
   sm->cb = cb;
   sm->user_data = user_data;
   sm->status = 0;
-  if (copy && len > 0) memcpy(sm->bytes, data, len);
-  uvg__free(z);
-  sm->m.data = copy ? sm->bytes : data;
+  sm->m.data = compress || cb == NULL ? sm->bytes : data;
   sm->m.len = len;
   sm->m.head_len = UVG__FRAME_HEADER_LEN;
   uvg__frame_header(sm->m.head, compress, (uint32_t)len);

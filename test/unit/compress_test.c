@@ -49,6 +49,25 @@ static void test_empty_and_bomb(void) {
   uvg__free(z);
 }
 
+/* Incompressible input still fits the bound compress_into is given. */
+static void test_bound_holds_for_random_data(void) {
+  static uint8_t in[70000], out[80000];
+  uint32_t x = 12345;
+  for (size_t i = 0; i < sizeof(in); i++) in[i] = (uint8_t)((x = x * 1103515245 + 12345) >> 24);
+  size_t sizes[] = {0, 1, 5, 100, 4096, 65536, sizeof(in)};
+  for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++)
+    for (int enc = UVG_COMPRESS_GZIP; enc <= UVG_COMPRESS_DEFLATE; enc++) {
+      size_t n, olen;
+      uint8_t *back;
+      CHECK(uvg__compress_bound(sizes[k]) <= sizeof(out));
+      CHECK_EQ(uvg__compress_into(enc, in, sizes[k], out, &n), 0);
+      CHECK(n <= uvg__compress_bound(sizes[k]));
+      CHECK_EQ(uvg__decompress(enc, out, n, sizes[k], &back, &olen), 0);
+      CHECK(olen == sizes[k] && (olen == 0 || memcmp(back, in, olen) == 0));
+      uvg__free(back);
+    }
+}
+
 static void test_names(void) {
   CHECK_EQ(uvg__encoding_parse("gzip", 4), UVG_COMPRESS_GZIP);
   CHECK_EQ(uvg__encoding_parse("deflate", 7), UVG_COMPRESS_DEFLATE);
@@ -65,6 +84,7 @@ static void test_names(void) {
 int main(void) {
   RUN(test_round_trip);
   RUN(test_empty_and_bomb);
+  RUN(test_bound_holds_for_random_data);
   RUN(test_names);
   TEST_EXIT();
 }
