@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages uvgrpc builds and tests with, plus any named
 # as arguments (the benchmark's peers), only those that are missing, so a
-# second run costs one dpkg query. A package Debian does not have is
-# reported and skipped.
+# second run costs one dpkg query. A package that cannot be installed is a
+# failure with apt's own message, never a skip. Then checks that the tools
+# the build and the tests run are really there.
 #   bash .ci/deps.sh [EXTRA_PACKAGE...]
 set -euo pipefail
 
@@ -14,23 +15,35 @@ packages=(
   "$@"
 )
 
+# One query for all packages, read whole (no early-exiting reader in a
+# pipeline: under pipefail a reader that stops at its first match kills the
+# writer with SIGPIPE and the pipeline reads as false).
+installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${packages[@]}" \
+  2>/dev/null || true)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
-    missing+=("$p")
+  [[ $'\n'"$installed" == *$'\n'"$p ii "* ]] || missing+=("$p")
 done
+
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
+  echo "deps.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  installable=()
-  for p in "${missing[@]}"; do
-    if apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-      installable+=("$p")
-    else
-      echo "deps.sh: Debian has no package $p; skipped" >&2
-    fi
-  done
-  [ ${#installable[@]} -eq 0 ] ||
-    apt-get install -y -qq --no-install-recommends "${installable[@]}" >/dev/null
+  if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    echo "deps.sh: apt-get could not install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# What the build and the tests run, checked after installing.
+absent=()
+for tool in meson ninja pkg-config protoc-c protoc cc; do
+  command -v "$tool" >/dev/null || absent+=("$tool")
+done
+/usr/bin/python3 -c 'import grpc, google.protobuf' 2>/dev/null ||
+  absent+=("/usr/bin/python3 with grpc and google.protobuf")
+[ -d /usr/share/grpc-proto/grpc/testing ] || absent+=("/usr/share/grpc-proto")
+if [ ${#absent[@]} -gt 0 ]; then
+  printf 'deps.sh: missing after installing: %s\n' "${absent[@]}" >&2
+  exit 1
 fi
