@@ -71,6 +71,15 @@ static void make_ready(uvg__workq_t *q) {
   uvg__list_push(&s->ready, &q->ready_link);
 }
 
+static void enqueue(uvg__workq_t *q, uvg__work_t *w, uvg__work_fn fn,
+                    void *arg) {
+  w->fn = fn;
+  w->arg = arg;
+  uvg__list_push(&q->items, &w->link);
+  q->n++;
+  if (q != q->sched->draining) make_ready(q);
+}
+
 int uvg__workq_post(uvg__workq_t *q, uvg__work_fn fn, void *arg) {
   uvg__work_t *w;
   if (q->closed || q->sched->closing) return UVG_ECLOSED;
@@ -80,11 +89,16 @@ int uvg__workq_post(uvg__workq_t *q, uvg__work_fn fn, void *arg) {
   } else if ((w = uvg__malloc(sizeof(*w))) == NULL) {
     return UVG_ENOMEM;
   }
-  w->fn = fn;
-  w->arg = arg;
-  uvg__list_push(&q->items, &w->link);
-  q->n++;
-  if (q != q->sched->draining) make_ready(q);
+  w->owned = 0;
+  enqueue(q, w, fn, arg);
+  return 0;
+}
+
+int uvg__workq_post_node(uvg__workq_t *q, uvg__work_t *w, uvg__work_fn fn,
+                         void *arg) {
+  assert(w->owned && !uvg__work_queued(w));
+  if (q->closed || q->sched->closing) return UVG_ECLOSED;
+  enqueue(q, w, fn, arg);
   return 0;
 }
 
@@ -96,7 +110,7 @@ static int pop(uvg__workq_t *q, uvg__work_fn *fn, void **arg) {
   q->n--;
   *fn = w->fn;
   *arg = w->arg;
-  uvg__list_push(&q->sched->pool, &w->link);
+  if (!w->owned) uvg__list_push(&q->sched->pool, &w->link);
   return 1;
 }
 

@@ -25,6 +25,7 @@ typedef struct uvg__work_s {
   uvg__list_t link;
   uvg__work_fn fn;
   void *arg;
+  uint8_t owned; /* embedded in its owner: never returned to the pool */
 } uvg__work_t;
 
 typedef struct uvg__timer_s uvg__timer_t;
@@ -65,6 +66,25 @@ void uvg__workq_init(uvg__sched_t *s, uvg__workq_t *q);
 /* Queues fn(arg, 0). Returns 0; UVG_ECLOSED after uvg__workq_close() (fn
  * will not run); UVG_ENOMEM. */
 int uvg__workq_post(uvg__workq_t *q, uvg__work_fn fn, void *arg);
+
+/* Queues fn(arg, 0) on a node the caller embeds in its own object, so the
+ * post cannot fail for want of memory: a notification that must be
+ * delivered (a call's cancel or release) takes this path. The node must not
+ * be queued already (uvg__work_queued()). Returns 0, or UVG_ECLOSED after
+ * uvg__workq_close() (fn will not run). */
+int uvg__workq_post_node(uvg__workq_t *q, uvg__work_t *w, uvg__work_fn fn,
+                         void *arg);
+
+/* Prepares an embedded node for uvg__workq_post_node(). */
+static inline void uvg__work_init(uvg__work_t *w) {
+  uvg__list_init(&w->link);
+  w->owned = 1;
+}
+
+/* 1 while an embedded node waits in a queue. */
+static inline int uvg__work_queued(const uvg__work_t *w) {
+  return !uvg__list_empty(&w->link);
+}
 
 /* Refuses later posts and runs every pending closure now with
  * UVG_ECANCELED. Safe to call from a closure of the same queue: the

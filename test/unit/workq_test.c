@@ -547,6 +547,47 @@ static void test_many_queues_keep_order(void) {
   fixture_close(&f);
 }
 
+/* A notification that must arrive (a call's cancel or release) is posted
+ * on a node its owner embeds: with every allocation failing, posting still
+ * succeeds, runs in order with pooled posts, and the node can be posted
+ * again once it ran; a queue that closes cancels it like any other. */
+static void *fail_malloc(size_t n) { (void)n; return NULL; }
+static void *fail_realloc(void *p, size_t n) { (void)p; (void)n; return NULL; }
+
+static void test_embedded_nodes_need_no_memory(void) {
+  fixture_t f;
+  uvg__workq_t q;
+  rec_t r[4];
+  uvg__work_t w[3];
+  fixture_init(&f);
+  uvg__workq_init(&f.sched, &q);
+  recs_init(r, 4, &f);
+  for (int i = 0; i < 3; i++) uvg__work_init(&w[i]);
+
+  CHECK_EQ(uvg_set_allocator(fail_malloc, fail_realloc, free), 0);
+  CHECK_EQ(post_rec(&q, &r[0]), UVG_ENOMEM); /* the pool is empty */
+  CHECK_EQ(uvg__workq_post_node(&q, &w[0], rec_fn, &r[1]), 0);
+  CHECK_EQ(uvg__workq_post_node(&q, &w[1], rec_fn, &r[2]), 0);
+  CHECK(uvg__work_queued(&w[0]));
+  CHECK_EQ(uvg__workq_pending(&q), 2);
+  uv_run(&f.loop, UV_RUN_NOWAIT);
+  CHECK_EQ(r[1].calls, 1);
+  CHECK_EQ(r[2].calls, 1);
+  CHECK(r[1].order < r[2].order);
+  CHECK(!uvg__work_queued(&w[0]));
+  /* run again, and cancelled by a close */
+  CHECK_EQ(uvg__workq_post_node(&q, &w[0], rec_fn, &r[1]), 0);
+  CHECK_EQ(uvg__workq_post_node(&q, &w[2], rec_fn, &r[3]), 0);
+  uvg__workq_close(&q);
+  CHECK_EQ(r[1].calls, 2);
+  CHECK_EQ(r[1].status, UVG_ECANCELED);
+  CHECK_EQ(r[3].status, UVG_ECANCELED);
+  CHECK_EQ(uvg__workq_post_node(&q, &w[0], rec_fn, &r[1]), UVG_ECLOSED);
+  CHECK_EQ(uvg_set_allocator(malloc, realloc, free), 0);
+
+  fixture_close(&f);
+}
+
 int main(void) {
   RUN(test_runs_in_post_order);
   RUN(test_posted_while_draining_runs_next_turn);
@@ -562,5 +603,6 @@ int main(void) {
   RUN(test_sched_close_after_drain);
   RUN(test_post_after_sched_close);
   RUN(test_many_queues_keep_order);
+  RUN(test_embedded_nodes_need_no_memory);
   TEST_EXIT();
 }
