@@ -4,10 +4,14 @@
  * Transport events arrive inside nghttp2's callbacks; everything the
  * application sees is posted to the server's work queue instead (grpc-go's
  * serverHandlerTransport.do), so a handler never runs inside nghttp2 and
- * callbacks of one call keep their order. `pending` counts the closures
- * still queued for a call; the call is released (on_done, then freed) only
- * when its stream is closed, its messages have left, nothing is pending and
- * the handler has finished it.
+ * callbacks of one call keep their order. Every notification travels on a
+ * work node embedded in the call or in the message it carries, so none can
+ * be lost for want of memory and none has to run re-entrantly instead.
+ * `pending` counts the closures still queued for a call; the call is
+ * released (on_done, then freed) only when its stream is closed and its
+ * fate known (the status reached the socket, or the client reset, or the
+ * connection died), its messages have left, nothing is pending and the
+ * handler has finished it.
  */
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +34,7 @@ struct uvg_call_s {
   uint32_t req_len, req_count;
   unsigned msgs_out; /* messages queued on the transport */
   unsigned pending;  /* closures queued for this call */
+  uvg__work_t w_call, w_half, w_cancel, w_release; /* each posted once */
   /* request headers as parsed */
   uint8_t is_post, ct_ok, timeout_bad, md_bad, has_deadline;
   char *bad_encoding;    /* a grpc-encoding we lack */
@@ -48,6 +53,7 @@ struct uvg_call_s {
   uint8_t ended;         /* the status is queued or the stream is gone */
   uint8_t finished;      /* the handler called uvg_call_finish */
   uint8_t cancelled;
+  uint8_t deadline_passed;
   uint8_t ts_closed;
   uint8_t release_posted;
   uint8_t intercepted; /* interceptors [0, intercepted) saw on_start ok */
@@ -57,6 +63,7 @@ struct uvg_call_s {
 };
 
 typedef struct {
+  uvg__work_t w;
   uvg_call_t *call;
   uint8_t *data;
   uint32_t len;
@@ -65,6 +72,7 @@ typedef struct {
 
 typedef struct {
   uvg__msg_t m;
+  uvg__work_t w;
   uvg_call_t *call;
   uvg_send_cb cb;
   void *user_data;
@@ -73,15 +81,23 @@ typedef struct {
 } send_msg_t;
 
 static void maybe_release(uvg_call_t *c);
+static void run_on_cancel(void *arg, int status);
 
 static uvg_call_t *call_of(uvg__tstream_t *ts) {
   return uvg__container_of(ts, uvg_call_t, ts);
 }
 
-static int post(uvg_call_t *c, uvg__work_fn fn, void *arg) {
-  int rc = uvg__workq_post(&c->server->q, fn, arg);
-  if (rc == 0) c->pending++;
-  return rc;
+/* Cannot fail: the node is the caller's and the server's queue closes only
+ * after its last call is freed. */
+static void post(uvg_call_t *c, uvg__work_t *w, uvg__work_fn fn, void *arg) {
+  if (uvg__workq_post_node(&c->server->q, w, fn, arg) == 0) c->pending++;
+}
+
+/* Tells a handler that holds the call that it was cancelled, once. */
+static void cancel_handler(uvg_call_t *c) {
+  if (!c->started || c->finished || c->cancelled) return;
+  c->cancelled = 1;
+  post(c, &c->w_cancel, run_on_cancel, c);
 }
 
 static void set_final(uvg_call_t *c, uvg_status_code_t code, const char *msg) {
@@ -169,7 +185,6 @@ static int intercept_start(uvg_call_t *c) {
         reject.code = UVG_STATUS_UNKNOWN;
       set_final(c, reject.code, reject.message);
       send_status(c, "200", reject.code, c->final_msg, NULL, 0);
-      uvg__timer_stop(&c->deadline);
       return -1;
     }
     c->intercepted = (uint8_t)(i + 1);
@@ -243,16 +258,20 @@ static void fail_call(uvg_call_t *c, uvg_status_code_t code, const char *msg) {
              uvg_status_code_name(code), msg);
   send_status(c, "200", code, msg, NULL, 0);
   set_final(c, code, msg);
-  uvg__timer_stop(&c->deadline);
-  if (c->started) {
-    c->cancelled = 1;
-    post(c, run_on_cancel, c);
-  }
+  cancel_handler(c);
 }
 
+/* The deadline stays armed until the stream is gone: a status queued
+ * behind messages the client does not read would otherwise pin the call,
+ * its messages and the application's buffers until the connection dies. */
 static void on_deadline(uvg__timer_t *t) {
   uvg_call_t *c = uvg__container_of(t, uvg_call_t, deadline);
-  fail_call(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+  c->deadline_passed = 1;
+  if (!c->ended) fail_call(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+  if (uvg__ts_has_queued(&c->ts)) {
+    set_final(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+    uvg__ts_reset(&c->ts, NGHTTP2_CANCEL);
+  }
 }
 
 /* ---- release ---- */
@@ -278,6 +297,7 @@ static void free_call(uvg_call_t *c) {
 static void run_release(void *arg, int status) {
   uvg_call_t *c = arg;
   (void)status;
+  c->pending--;
   uvg_status_t st = {c->final_code, c->final_msg ? c->final_msg : "", NULL, 0};
   for (unsigned i = c->intercepted; i-- > 0;)
     if (c->server->interceptors[i].ic.on_done != NULL)
@@ -296,7 +316,7 @@ static void maybe_release(uvg_call_t *c) {
     return;
   c->release_posted = 1;
   /* on_done never runs inside a library function the handler called. */
-  if (uvg__workq_post(&c->server->q, run_release, c) != 0) run_release(c, 0);
+  post(c, &c->w_release, run_release, c);
 }
 
 void uvg__server_call_pool_free(uvg_server_t *s) {
@@ -313,7 +333,6 @@ void uvg__server_call_pool_free(uvg_server_t *s) {
 static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
   uvg_server_t *s = conn->data;
   uvg_call_t *c;
-  if (s->closing) return NULL;
   if (!uvg__list_empty(&s->call_pool)) {
     c = uvg__container_of(s->call_pool.next, uvg_call_t, pool_link);
     uvg__list_remove(&c->pool_link);
@@ -322,6 +341,10 @@ static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
     return NULL;
   }
   memset(c, 0, sizeof(*c));
+  uvg__work_init(&c->w_call);
+  uvg__work_init(&c->w_half);
+  uvg__work_init(&c->w_cancel);
+  uvg__work_init(&c->w_release);
   c->server = s;
   c->accept_mask = 1u << UVG_COMPRESS_NONE;
   uvg__list_init(&c->pool_link);
@@ -457,7 +480,7 @@ static void on_headers(uvg__tstream_t *ts, int end_stream) {
   uvg_method_type_t t = c->method->m.type;
   if (t == UVG_METHOD_CLIENT_STREAMING || t == UVG_METHOD_BIDI_STREAMING) {
     c->started = 1;
-    if (post(c, run_on_call, c) != 0) fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
+    post(c, &c->w_call, run_on_call, c);
   }
 }
 
@@ -509,8 +532,7 @@ static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
     return 0;
   }
   recv_msg_t *r = uvg__malloc(sizeof(*r));
-  if (r == NULL || post(c, run_on_message, r) != 0) {
-    uvg__free(r);
+  if (r == NULL) {
     uvg__free(msg);
     fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
     return UVG_ENOMEM;
@@ -519,6 +541,8 @@ static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
   r->data = msg;
   r->len = len;
   r->compressed = compressed;
+  uvg__work_init(&r->w);
+  post(c, &r->w, run_on_message, r);
   return 0;
 }
 
@@ -551,9 +575,9 @@ static void on_remote_end(uvg__tstream_t *ts) {
       return;
     }
     c->started = 1;
-    if (post(c, run_on_call, c) != 0) fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
-  } else if (post(c, run_half_close, c) != 0) {
-    fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
+    post(c, &c->w_call, run_on_call, c);
+  } else {
+    post(c, &c->w_half, run_half_close, c);
   }
 }
 
@@ -561,16 +585,17 @@ static void on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
   uvg_call_t *c = call_of(ts);
   c->ts_closed = 1;
   uvg__timer_stop(&c->deadline);
-  if (!c->ended && !c->finished) {
-    c->ended = 1;
-    if (h2_error == UVG__H2_CONN_CLOSED)
+  if (h2_error != NGHTTP2_NO_ERROR) {
+    /* Our status, if any, never reached the client: it sees the reset,
+     * the lost connection, or its own deadline. */
+    if (c->deadline_passed)
+      set_final(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+    else if (h2_error == UVG__H2_CONN_CLOSED)
       set_final(c, UVG_STATUS_UNAVAILABLE, "connection closed");
     else
       set_final(c, UVG_STATUS_CANCELLED, "call cancelled by the client");
-    if (c->started) {
-      c->cancelled = 1;
-      post(c, run_on_cancel, c);
-    }
+    c->ended = 1;
+    cancel_handler(c);
   }
   maybe_release(c);
 }
@@ -634,8 +659,9 @@ static void on_msg_done(uvg__msg_t *m, int status) {
   if (sm->cb != NULL) {
     /* Reported from the queue: this can run inside nghttp2's callbacks. */
     sm->status = status;
-    if (post(c, run_send_cb, sm) == 0) return;
-    sm->cb(c, status, sm->user_data);
+    uvg__work_init(&sm->w);
+    post(c, &sm->w, run_send_cb, sm);
+    return;
   }
   uvg__free(sm);
   maybe_release(c);
@@ -711,7 +737,6 @@ int uvg_call_finish(uvg_call_t *c, uvg_status_code_t code, const char *message,
   if (c == NULL) return UVG_EINVAL;
   if (c->finished) return UVG_ESTATE;
   c->finished = 1;
-  uvg__timer_stop(&c->deadline);
   int rc = 0;
   if (c->cancelled || c->ended || c->ts_closed) {
     rc = UVG_ECANCELED;

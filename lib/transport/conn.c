@@ -11,6 +11,7 @@
 
 static void flush(void *arg, int status);
 static void detach_stream(uvg__tstream_t *s, uint32_t h2_error);
+static void on_linger_over(uvg__timer_t *t);
 
 /* ---- nghttp2 session callbacks ---- */
 
@@ -113,7 +114,12 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
   if (frame->hd.type != NGHTTP2_HEADERS ||
       frame->headers.cat != NGHTTP2_HCAT_REQUEST || c->closing)
     return 0;
-  uvg__tstream_t *s = c->cbs->stream_open(c);
+  /* RFC 9113 6.8: a stream above the last-stream-id of the GOAWAY we sent
+   * is not processed; the peer may retry it elsewhere. Streams opened
+   * before it, also after a heads-up GOAWAY, are served. */
+  uvg__tstream_t *s = c->goaway_final && frame->hd.stream_id > c->goaway_last_id
+                          ? NULL
+                          : c->cbs->stream_open(c);
   if (s == NULL) {
     nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
                               NGHTTP2_REFUSED_STREAM);
@@ -186,9 +192,13 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame,
       !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
   uvg__tstream_t *s = stream_of(h2, frame->hd.stream_id);
+  if (s == NULL) return 0;
+  /* The status is only delivered once this write completes. */
+  s->end_in_write = 1;
+  uvg__list_push(&c->write_streams, &s->wlink);
   /* RFC 9113 8.1: a server that has sent its whole response may tell a
    * client that is still sending to stop, with RST_STREAM NO_ERROR. */
-  if (s != NULL && !s->remote_closed)
+  if (!s->remote_closed)
     nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
   return 0;
 }
@@ -258,6 +268,14 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
   s->trailers = NULL;
   s->ntrailers = 0;
   s->conn = NULL;
+  if (s->end_in_write) {
+    s->close_code = h2_error; /* reported by complete_write() */
+    return;
+  }
+  if (s->end_written)
+    h2_error = NGHTTP2_NO_ERROR; /* the peer has the whole response */
+  else if (h2_error == NGHTTP2_NO_ERROR)
+    h2_error = NGHTTP2_CANCEL; /* the peer reset before our status */
   c->cbs->on_stream_close(s, h2_error);
 }
 
@@ -371,7 +389,10 @@ static void on_io_read(uvg__stream_t *io, ssize_t nread, const uint8_t *buf) {
   uvg__conn_schedule_flush(c);
 }
 
-static void complete_write_msgs(uvg__conn_t *c, int status) {
+/* The write in flight is done (status 0) or failed: its messages are
+ * handed back and the streams whose END_STREAM it carried learn their fate.
+ * A stream the transport already detached is reported closed now. */
+static void complete_write(uvg__conn_t *c, int status) {
   while (!uvg__list_empty(&c->write_msgs)) {
     uvg__msg_t *m = uvg__container_of(c->write_msgs.next, uvg__msg_t, wlink);
     uvg__list_remove(&m->wlink);
@@ -383,6 +404,16 @@ static void complete_write_msgs(uvg__conn_t *c, int status) {
     else if (status < 0)
       drop_msg(m);
   }
+  while (!uvg__list_empty(&c->write_streams)) {
+    uvg__tstream_t *s =
+        uvg__container_of(c->write_streams.next, uvg__tstream_t, wlink);
+    uvg__list_remove(&s->wlink);
+    s->end_in_write = 0;
+    s->end_written = status >= 0;
+    if (s->conn == NULL)
+      c->cbs->on_stream_close(s, status >= 0 ? NGHTTP2_NO_ERROR
+                                             : UVG__H2_CONN_CLOSED);
+  }
 }
 
 static void on_io_write(uvg__stream_t *io, int status) {
@@ -391,7 +422,7 @@ static void on_io_write(uvg__stream_t *io, int status) {
   uvg__iovs_reset(&c->out);
   /* One large batch must not stay with an idle connection for good. */
   if (c->out.arena.cap > 16 * 1024) uvg__iovs_free(&c->out);
-  complete_write_msgs(c, status);
+  complete_write(c, status);
   if (c->closing) return;
   if (c->close_after_write) {
     linger(c);
@@ -408,7 +439,7 @@ static void on_io_write(uvg__stream_t *io, int status) {
 
 static void on_io_close(uvg__stream_t *io) {
   uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
-  complete_write_msgs(c, UVG_ECANCELED);
+  complete_write(c, UVG_ECANCELED);
   if (c->h2 != NULL) nghttp2_session_del(c->h2);
   c->h2 = NULL;
   uvg__iovs_free(&c->out);
@@ -426,6 +457,9 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
   uvg__workq_init(sched, &c->q);
   uvg__list_init(&c->streams);
   uvg__list_init(&c->write_msgs);
+  uvg__list_init(&c->write_streams);
+  c->goaway_final = 0;
+  c->goaway_last_id = 0;
   uvg__iovs_init(&c->out);
   c->io.cbs = &io_cbs;
   c->peer[0] = '\0';
@@ -502,21 +536,30 @@ static void flush(void *arg, int status) {
   int err = c->io.ops->write(&c->io, c->out.iov, c->out.n);
   if (err != 0) {
     uvg__iovs_reset(&c->out);
-    complete_write_msgs(c, err);
+    complete_write(c, err);
     close_now(c);
     return;
   }
   c->writing = 1;
 }
 
-void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug) {
-  if (c->closing || c->h2 == NULL) return;
+void uvg__conn_submit_goaway(uvg__conn_t *c, uint32_t h2_error,
+                             const char *debug) {
+  c->goaway_final = 1;
+  c->goaway_last_id = nghttp2_session_get_last_proc_stream_id(c->h2);
   /* Not nghttp2_session_terminate_session(): it cannot carry debug data. */
-  nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
-                        nghttp2_session_get_last_proc_stream_id(c->h2), h2_error,
+  nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, c->goaway_last_id, h2_error,
                         (const uint8_t *)debug, debug ? strlen(debug) : 0);
-  c->close_on_goaway = 1;
   uvg__conn_schedule_flush(c);
+}
+
+void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug) {
+  if (c->closing || c->h2 == NULL || c->close_on_goaway) return;
+  uvg__conn_submit_goaway(c, h2_error, debug);
+  c->close_on_goaway = 1;
+  /* The GOAWAY waits behind the write in flight, and a peer that stops
+   * reading never lets that write complete: the close has a deadline. */
+  uvg__timer_start(&c->drain_timer, on_linger_over, UVG__CONN_CLOSE_MS);
 }
 
 /* Ends every stream and stops everything but the socket. */
@@ -546,13 +589,19 @@ static void on_linger_over(uvg__timer_t *t) {
 #define LINGER_MS 1000
 static void linger(uvg__conn_t *c) {
   if (c->closing) return;
+  /* After uvg__conn_goaway() its close deadline stands. */
+  uint64_t ms = LINGER_MS;
+  if (c->close_on_goaway && uvg__timer_armed(&c->drain_timer)) {
+    uint64_t now = uv_now(c->sched->loop);
+    ms = c->drain_timer.due > now ? c->drain_timer.due - now : 0;
+  }
   begin_close(c);
   if (c->io.ops->shutdown == NULL || c->io.ops->shutdown(&c->io) != 0) {
     close_now(c);
     return;
   }
   c->lingering = 1;
-  uvg__timer_start(&c->drain_timer, on_linger_over, LINGER_MS);
+  uvg__timer_start(&c->drain_timer, on_linger_over, ms);
 }
 
 /* nghttp2 gave up on the session (a flood, a fatal protocol error): its

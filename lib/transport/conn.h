@@ -53,6 +53,10 @@ struct uvg__tstream_s {
   uvg__conn_t *conn; /* NULL once the stream closed */
   uvg__list_t conn_link;
   uvg__list_t sendq;
+  uvg__list_t wlink;     /* in conn->write_streams while end_in_write */
+  uint32_t close_code;   /* on_stream_close's code, held for end_in_write */
+  uint8_t end_in_write;  /* our END_STREAM is in a write not yet complete */
+  uint8_t end_written;   /* our END_STREAM reached the socket */
   uint8_t deferred;      /* nghttp2 waits for uvg__conn_resume */
   uint8_t has_provider;  /* response headers carried a data provider */
   uint8_t end_queued;    /* trailers follow the send queue */
@@ -77,9 +81,12 @@ typedef struct {
   void (*on_data)(uvg__tstream_t *s, const uint8_t *p, size_t n);
   /* The peer sent END_STREAM (after the data). */
   void (*on_remote_end)(uvg__tstream_t *s);
-  /* The stream is gone from the connection (reset by either side, both
-   * ends closed, or the connection closed): h2_error is the RST_STREAM code
-   * or NO_ERROR. s->conn is NULL from here on. */
+  /* The stream is gone from the connection and its fate is known: NO_ERROR
+   * once our END_STREAM (the status) reached the socket; otherwise the
+   * RST_STREAM code (either side's; a peer's NO_ERROR reset before our end
+   * becomes CANCEL) or UVG__H2_CONN_CLOSED. A stream whose end is in a
+   * write in flight is reported when that write completes. s->conn is NULL
+   * from here on. */
   void (*on_stream_close)(uvg__tstream_t *s, uint32_t h2_error);
   /* The connection is closed; it is freed when this returns. */
   void (*on_close)(uvg__conn_t *c);
@@ -115,6 +122,7 @@ struct uvg__conn_s {
   uvg__list_t streams;
   uvg__iovs_t out;
   uvg__list_t write_msgs; /* messages referenced by the write in flight */
+  uvg__list_t write_streams; /* streams whose END_STREAM is in that write */
   uint64_t *stat_writes, *stat_bytes, *stat_proto; /* counters, or NULL */
   uint8_t writing;
   uint8_t flush_queued;
@@ -129,6 +137,8 @@ struct uvg__conn_s {
   uint8_t reset_strikes;
   uint8_t draining; /* the first (heads-up) GOAWAY is out */
   uint8_t drained;  /* the final GOAWAY is out */
+  uint8_t goaway_final; /* a GOAWAY with goaway_last_id is submitted */
+  int32_t goaway_last_id; /* streams above it are refused */
   uint8_t close_on_goaway;   /* uvg__conn_goaway: close once it is sent */
   uint8_t close_after_write; /* ... and it is in the write in flight */
   uint8_t lingering;         /* half-closed, waiting for the peer's EOF */
@@ -166,7 +176,15 @@ void uvg__conn_on_stream_count(uvg__conn_t *c);
  * processed. Streams in flight finish; the connection then closes. */
 void uvg__conn_drain(uvg__conn_t *c);
 
-/* Sends GOAWAY with `h2_error`, lets the write finish, then closes. */
+/* Submits a GOAWAY whose last-stream-id is the last stream processed;
+ * streams the peer opens after it are refused. */
+void uvg__conn_submit_goaway(uvg__conn_t *c, uint32_t h2_error,
+                             const char *debug);
+
+/* Sends GOAWAY with `h2_error`, lets the write finish, then closes; the
+ * connection is closed within UVG__CONN_CLOSE_MS whatever the peer does
+ * (a peer that stops reading cannot hold it open). */
+#define UVG__CONN_CLOSE_MS 1000
 void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug);
 
 /* Closes now: every open stream gets on_stream_close, then on_close. */
@@ -181,6 +199,10 @@ int uvg__ts_send(uvg__tstream_t *s, uvg__msg_t *m);
 /* Queues trailers (copied) to follow every queued message; END_STREAM.
  * Returns 0, UVG_ECLOSED or UVG_ENOMEM. */
 int uvg__ts_end(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n);
+/* 1 while messages wait in the stream's send queue. */
+static inline int uvg__ts_has_queued(const uvg__tstream_t *s) {
+  return !uvg__list_empty(&s->sendq);
+}
 /* Resets the stream with RST_STREAM `h2_error`. */
 void uvg__ts_reset(uvg__tstream_t *s, uint32_t h2_error);
 

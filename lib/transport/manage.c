@@ -136,13 +136,11 @@ static void police_ping(uvg__conn_t *c) {
 }
 
 static void send_final_goaway(uvg__conn_t *c) {
-  if (c->drained || c->closing) return;
+  /* After uvg__conn_goaway() its GOAWAY is the final one. */
+  if (c->drained || c->closing || c->close_on_goaway) return;
   c->drained = 1;
   uvg__timer_stop(&c->drain_timer);
-  nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
-                        nghttp2_session_get_last_proc_stream_id(c->h2),
-                        NGHTTP2_NO_ERROR, NULL, 0);
-  uvg__conn_schedule_flush(c);
+  uvg__conn_submit_goaway(c, NGHTTP2_NO_ERROR, NULL);
 }
 
 static void on_drain_timeout(uvg__timer_t *t) {
@@ -164,7 +162,7 @@ void uvg__conn_on_frame(uvg__conn_t *c, const nghttp2_frame *f) {
 }
 
 void uvg__conn_drain(uvg__conn_t *c) {
-  if (c->draining || c->closing || c->h2 == NULL) return;
+  if (c->draining || c->closing || c->h2 == NULL || c->close_on_goaway) return;
   c->draining = 1;
   uvg__timer_stop(&c->idle_timer);
   /* RFC 9113 6.8: a GOAWAY with the largest stream id first, so requests

@@ -27,13 +27,31 @@ static void t_free(void *p) {
   free(p);
 }
 
+/* Whatever fails, a call's callbacks never run inside a library function
+ * the handler called, and every call that started ends in one on_done. */
+static int in_api, reentered, started, dones;
+static uint8_t reply[64];
+
+static void sent(uvg_call_t *call, int status, void *data) {
+  (void)call;
+  (void)status;
+  (void)data;
+  reentered += in_api;
+}
 static void echo(uvg_call_t *call, const uint8_t *msg, size_t len) {
-  uvg_call_send(call, msg, len, 0, NULL, NULL);
+  started++;
+  in_api = 1;
+  memcpy(reply, msg, len < sizeof(reply) ? len : sizeof(reply));
+  uvg_call_send(call, reply, len < sizeof(reply) ? len : sizeof(reply), 0,
+                sent, NULL);
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+  in_api = 0;
 }
 static void done(uvg_call_t *call, const uvg_status_t *st) {
   (void)call;
   (void)st;
+  reentered += in_api;
+  dones++;
 }
 static const uvg_method_t methods[] = {
     {.path = "/t.T/Echo", .on_call = echo, .on_done = done}};
@@ -90,9 +108,15 @@ static void test_allocation_failures(void) {
   int completed = 0;
   for (long k = 0; k < total; k++) {
     n_alloc = n_free = 0;
+    started = dones = reentered = 0;
     fail_at = k;
     int st = one_round(loop);
     fail_at = -1;
+    if (reentered || dones != started)
+      fprintf(stderr, "  failing allocation %ld: %d re-entrant callbacks, "
+              "%d calls started, %d ended\n", k, reentered, started, dones);
+    CHECK_EQ(reentered, 0);
+    CHECK_EQ(dones, started);
     completed += st == 0;
     /* whatever failed, everything allocated was given back */
     if (n_alloc - 1 != n_free && n_alloc != n_free)

@@ -78,6 +78,15 @@ static void scan_frames(h2c_t *c, const uint8_t *p, size_t n) {
   c->raw_len -= off;
 }
 
+static void feed(h2c_t *c, const uint8_t *p, size_t n) {
+  ssize_t rv = c->h2 ? nghttp2_session_mem_recv(c->h2, p, n) : 0;
+  if (rv < 0) {
+    fprintf(stderr, "h2client: %s\n", nghttp2_strerror((int)rv));
+    c->eof = 1;
+  }
+  h2c_flush(c);
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   h2c_t *c = st->data;
   if (n > 0) scan_frames(c, (const uint8_t *)buf->base, (size_t)n);
@@ -86,14 +95,24 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     uv_read_stop(st);
   } else if (n > 0) {
     c->reads++;
-    ssize_t rv = c->h2 ? nghttp2_session_mem_recv(c->h2, (uint8_t *)buf->base, (size_t)n) : 0;
-    if (rv < 0) {
-      fprintf(stderr, "h2client: %s\n", nghttp2_strerror((int)rv));
-      c->eof = 1;
+    if (c->hold) {
+      c->held = realloc(c->held, c->held_len + (size_t)n);
+      memcpy(c->held + c->held_len, buf->base, (size_t)n);
+      c->held_len += (size_t)n;
+    } else {
+      feed(c, (const uint8_t *)buf->base, (size_t)n);
     }
-    h2c_flush(c);
   }
   free(buf->base);
+}
+
+void h2c_hold(h2c_t *c, int hold) {
+  c->hold = hold;
+  if (hold || c->held_len == 0) return;
+  feed(c, c->held, c->held_len);
+  free(c->held);
+  c->held = NULL;
+  c->held_len = 0;
 }
 
 static void copy_header(h2c_header_t *h, const uint8_t *name, size_t nl,
@@ -398,4 +417,7 @@ void h2c_close(h2c_t *c) {
   c->streams = NULL;
   free(c->raw);
   c->raw = NULL;
+  free(c->held);
+  c->held = NULL;
+  c->held_len = 0;
 }

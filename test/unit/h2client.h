@@ -67,6 +67,10 @@ typedef struct {
   h2c_stream_t *streams; /* H2C_MAX_STREAMS, on the heap */
   int nstreams;
   int auto_window; /* consume received DATA at once (default 1) */
+  /* h2c_hold(): bytes are scanned for GOAWAY/RST but kept from nghttp2 */
+  int hold;
+  uint8_t *held;
+  size_t held_len;
   uint64_t reads;
 } h2c_t;
 
@@ -101,6 +105,9 @@ void h2c_reset(h2c_t *c, int i, uint32_t code);
 void h2c_write_raw(h2c_t *c, const void *p, size_t n);
 /* Gives back `n` bytes of flow-control window on stream i. */
 void h2c_consume(h2c_t *c, int i, size_t n);
+/* While held, what the server sends is recorded in the raw counters but
+ * not given to the session, as if still on the wire; releasing feeds it. */
+void h2c_hold(h2c_t *c, int hold);
 /* Sends whatever nghttp2 has queued. */
 void h2c_flush(h2c_t *c);
 

@@ -44,12 +44,30 @@ static void stream_half_close(uvg_call_t *call) {
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
 }
 
+/* A 32 MiB response sent without copying, then OK. */
+#define BIG_LEN (32u << 20)
+static uint8_t *big_buf;
+static void big_sent(uvg_call_t *call, int status, void *data) {
+  (void)call;
+  (void)status;
+  (void)data;
+}
+static void big_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  n_calls++;
+  uvg_call_send(call, big_buf, BIG_LEN, 0, big_sent, NULL);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+
 static const uvg_method_t methods[] = {
     {.path = "/m.M/Ok", .on_call = ok_unary, .on_done = on_done},
     {.path = "/m.M/Stream", .type = UVG_METHOD_CLIENT_STREAMING,
      .on_call = stream_call, .on_message = stream_message,
      .on_half_close = stream_half_close, .on_cancel = on_cancel,
      .on_done = on_done},
+    {.path = "/m.M/Big", .type = UVG_METHOD_SERVER_STREAMING,
+     .on_call = big_call, .on_done = on_done},
 };
 
 static void on_closed(uvg_server_t *s, void *data) {
@@ -61,7 +79,7 @@ static void on_closed(uvg_server_t *s, void *data) {
 static uvg_server_t *start_server(const uvg_server_options_t *o, int *port) {
   uvg_server_t *s;
   CHECK_EQ(uvg_server_new(loop, o, &s), 0);
-  CHECK_EQ(uvg_server_register(s, methods, 2), 0);
+  CHECK_EQ(uvg_server_register(s, methods, 3), 0);
   CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), port), 0);
   return s;
 }
@@ -274,9 +292,95 @@ static void test_shutdown_grace_expires(void) {
   h2c_close(&c);
 }
 
+static int has_goaway_and_ping(void *arg) {
+  h2c_t *c = arg;
+  return c->raw_goaways >= 1 && c->reads > 0;
+}
+static int is_closed_flag(void *arg) {
+  (void)arg;
+  return closed > 0;
+}
+
+/* RFC 9113 6.8: requests already on the wire when the client gets the
+ * heads-up GOAWAY are served; only those above the final GOAWAY's
+ * last-stream-id are not. */
+static void test_stream_between_goaways(void) {
+  int port;
+  uvg_server_t *s = start_server(NULL, &port);
+  h2c_t c;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  int i = ok_call(&c, "/m.M/Ok");
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  /* the heads-up arrives but the client has not read it yet */
+  h2c_hold(&c, 1);
+  closed = 0;
+  uvg_server_shutdown(s, 5000, on_closed, NULL);
+  CHECK(h2c_run_until(loop, has_goaway_and_ping, &c, 2000));
+  CHECK_EQ(c.raw_goaways, 1);
+  CHECK_EQ(c.raw_goaway_last_stream, 0x7fffffff);
+  uint8_t body[8];
+  size_t n = h2c_frame(body, 0, "", 0);
+  int j = h2c_request(&c, "/m.M/Ok", NULL, NULL, body, n, 0, 1);
+  h2c_run_for(loop, 50);
+  h2c_hold(&c, 0);
+  CHECK(h2c_run_until(loop, is_eof, &c, 3000));
+  CHECK(c.streams[j].closed);
+  CHECK(!c.streams[j].got_rst);
+  CHECK_EQ(h2c_grpc_status(&c.streams[j]), 0);
+  CHECK_EQ(c.raw_goaways, 2);
+  CHECK_EQ(c.raw_goaway_last_stream, c.streams[j].id);
+  CHECK(h2c_run_until(loop, is_closed_flag, NULL, 3000));
+  h2c_close(&c);
+}
+
+/* A client that opened a large window, took part of a large response and
+ * stopped reading leaves the server's write in flight for good: closing
+ * (and the end of a shutdown's grace) still completes within
+ * UVG__CONN_CLOSE_MS, 1 s. */
+static void stuck_client(h2c_t *c, int port) {
+  CHECK_EQ(h2c_connect(c, loop, port, 1, 0x7fffffff), 0);
+  nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 0x7fffffff);
+  uint8_t body[8];
+  size_t n = h2c_frame(body, 0, "", 0);
+  int i = h2c_request(c, "/m.M/Big", NULL, NULL, body, n, 0, 1);
+  for (int k = 0; k < 1000 && c->streams[i].data_len < (1u << 20); k++)
+    h2c_run_for(loop, 2);
+  CHECK(c->streams[i].data_len >= (1u << 20));
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  h2c_run_for(loop, 300); /* the socket buffers fill up */
+}
+
+static void test_close_with_stuck_write(void) {
+  int port;
+  for (int graceful = 0; graceful < 2; graceful++) {
+    uvg_server_t *s = start_server(NULL, &port);
+    h2c_t c;
+    int done0 = n_done;
+    stuck_client(&c, port);
+    closed = 0;
+    uv_update_time(loop);
+    uint64_t t0 = uv_now(loop);
+    if (graceful)
+      uvg_server_shutdown(s, 100, on_closed, NULL);
+    else
+      uvg_server_close(s, on_closed, NULL);
+    CHECK(h2c_run_until(loop, is_closed_flag, NULL, 5000));
+    uint64_t took = uv_now(loop) - t0;
+    fprintf(stderr, "  %s with a stuck write took %llu ms\n",
+            graceful ? "shutdown(100 ms grace)" : "close",
+            (unsigned long long)took);
+    CHECK(took < (graceful ? 100u : 0u) + 1000 + 200);
+    /* the status never reached the client */
+    CHECK_EQ(n_done, done0 + 1);
+    CHECK_EQ(last_done_code, UVG_STATUS_UNAVAILABLE);
+    h2c_close(&c);
+  }
+}
+
 int main(void) {
   loop = uv_default_loop();
   uvg_set_log_cb(NULL, NULL);
+  big_buf = calloc(1, BIG_LEN);
   RUN(test_keepalive_ping_and_timeout);
   RUN(test_ping_enforcement);
   RUN(test_max_idle);
@@ -284,7 +388,10 @@ int main(void) {
   RUN(test_handshake_timeout);
   RUN(test_graceful_shutdown);
   RUN(test_shutdown_grace_expires);
+  RUN(test_stream_between_goaways);
+  RUN(test_close_with_stuck_write);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK_EQ(uv_loop_close(loop), 0);
+  free(big_buf);
   TEST_EXIT();
 }
