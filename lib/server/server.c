@@ -116,11 +116,11 @@ static uint64_t hash_path(const char *p, size_t n) {
   return h;
 }
 
-static uvg__method_entry_t *slot_for(uvg__method_entry_t *tab, size_t cap,
-                                     const char *path, size_t len) {
+static uvg__method_entry_t **slot_for(uvg__method_entry_t **tab, size_t cap,
+                                      const char *path, size_t len) {
   size_t i = hash_path(path, len) & (cap - 1);
-  while (tab[i].m.path != NULL &&
-         (tab[i].path_len != len || memcmp(tab[i].m.path, path, len) != 0))
+  while (tab[i] != NULL &&
+         (tab[i]->path_len != len || memcmp(tab[i]->path, path, len) != 0))
     i = (i + 1) & (cap - 1);
   return &tab[i];
 }
@@ -128,16 +128,15 @@ static uvg__method_entry_t *slot_for(uvg__method_entry_t *tab, size_t cap,
 const uvg__method_entry_t *uvg__server_find(const uvg_server_t *s,
                                             const char *path, size_t len) {
   if (s->methods_cap == 0) return NULL;
-  uvg__method_entry_t *e = slot_for(s->methods, s->methods_cap, path, len);
-  return e->m.path != NULL ? e : NULL;
+  return *slot_for(s->methods, s->methods_cap, path, len);
 }
 
 int uvg__server_has_service(const uvg_server_t *s, const char *path,
                             size_t service_len) {
   for (size_t i = 0; i < s->methods_cap; i++) {
-    const uvg__method_entry_t *e = &s->methods[i];
-    if (e->m.path != NULL && e->service_len == service_len &&
-        memcmp(e->m.path, path, service_len) == 0)
+    const uvg__method_entry_t *e = s->methods[i];
+    if (e != NULL && e->service_len == service_len &&
+        memcmp(e->path, path, service_len) == 0)
       return 1;
   }
   return 0;
@@ -164,20 +163,34 @@ static int method_valid(const uvg_method_t *m) {
   return 1;
 }
 
+/* Makes room for `need` methods at a load of at most 1/2. Only the slot
+ * array is reallocated: the entries stay where they are. */
 static int grow_table(uvg_server_t *s, size_t need) {
   if (need * 2 <= s->methods_cap) return 0;
   size_t cap = s->methods_cap ? s->methods_cap : 16;
   while (need * 2 > cap) cap *= 2;
-  uvg__method_entry_t *tab = uvg__calloc(cap, sizeof(*tab));
+  uvg__method_entry_t **tab = uvg__calloc(cap, sizeof(*tab));
   if (tab == NULL) return UVG_ENOMEM;
-  for (size_t i = 0; i < s->methods_cap; i++)
-    if (s->methods[i].m.path != NULL)
-      *slot_for(tab, cap, s->methods[i].m.path, s->methods[i].path_len) =
-          s->methods[i];
+  for (size_t i = 0; i < s->methods_cap; i++) {
+    uvg__method_entry_t *e = s->methods[i];
+    if (e != NULL) *slot_for(tab, cap, e->path, e->path_len) = e;
+  }
   uvg__free(s->methods);
   s->methods = tab;
   s->methods_cap = cap;
   return 0;
+}
+
+static uvg__method_entry_t *entry_new(const uvg_method_t *m) {
+  size_t len = strlen(m->path);
+  uvg__method_entry_t *e = uvg__malloc(sizeof(*e) + len + 1);
+  if (e == NULL) return NULL;
+  memcpy(e->path, m->path, len + 1);
+  e->m = *m;
+  e->m.path = e->path;
+  e->path_len = len;
+  e->service_len = service_len_of(e->path);
+  return e;
 }
 
 int uvg_server_register(uvg_server_t *s, const uvg_method_t *methods, size_t n) {
@@ -190,25 +203,23 @@ int uvg_server_register(uvg_server_t *s, const uvg_method_t *methods, size_t n) 
     for (size_t j = 0; j < i; j++)
       if (strcmp(methods[j].path, methods[i].path) == 0) return UVG_EEXIST;
   }
-  if (grow_table(s, s->methods_n + n) != 0) return UVG_ENOMEM;
-  char **paths = uvg__calloc(n ? n : 1, sizeof(char *));
-  if (paths == NULL) return UVG_ENOMEM;
-  for (size_t i = 0; i < n; i++)
-    if ((paths[i] = uvg__strdup(methods[i].path)) == NULL) {
-      while (i-- > 0) uvg__free(paths[i]);
-      uvg__free(paths);
-      return UVG_ENOMEM;
-    }
-  for (size_t i = 0; i < n; i++) {
-    size_t len = strlen(paths[i]);
-    uvg__method_entry_t *e = slot_for(s->methods, s->methods_cap, paths[i], len);
-    e->m = methods[i];
-    e->m.path = paths[i];
-    e->path_len = len;
-    e->service_len = service_len_of(paths[i]);
-    s->methods_n++;
+  if (n == 0) return 0;
+  /* Everything that can fail happens before the table changes, so a
+   * failed batch leaves no method of it registered. */
+  uvg__method_entry_t **batch = uvg__calloc(n, sizeof(*batch));
+  if (batch == NULL) return UVG_ENOMEM;
+  size_t made = 0;
+  while (made < n && (batch[made] = entry_new(&methods[made])) != NULL) made++;
+  if (made < n || grow_table(s, s->methods_n + n) != 0) {
+    while (made-- > 0) uvg__free(batch[made]);
+    uvg__free(batch);
+    return UVG_ENOMEM;
   }
-  uvg__free(paths);
+  for (size_t i = 0; i < n; i++)
+    *slot_for(s->methods, s->methods_cap, batch[i]->path, batch[i]->path_len) =
+        batch[i];
+  s->methods_n += n;
+  uvg__free(batch);
   return 0;
 }
 
@@ -323,7 +334,7 @@ void uvg_server_get_stats(const uvg_server_t *s, uvg_server_stats_t *st) {
 static void on_sched_closed(uvg__sched_t *sched) {
   uvg_server_t *s = uvg__container_of(sched, uvg_server_t, sched);
   uvg__server_call_pool_free(s);
-  for (size_t i = 0; i < s->methods_cap; i++) uvg__free((void *)s->methods[i].m.path);
+  for (size_t i = 0; i < s->methods_cap; i++) uvg__free(s->methods[i]);
   uvg__free(s->methods);
   uvg__free(s->read_buf);
   if (s->close_cb != NULL) s->close_cb(s, s->close_data);

@@ -7,10 +7,13 @@
 #include "../../loop/listener.h"
 #include "../transport/conn.h"
 
+/* One registered method, allocated on its own: calls in flight point at
+ * it, so it never moves while the server lives, however the table grows. */
 typedef struct {
-  uvg_method_t m; /* m.path is our copy */
+  uvg_method_t m; /* m.path points at `path` */
   size_t path_len;
   size_t service_len; /* "/pkg.Service" */
+  char path[];        /* our copy, NUL-terminated */
 } uvg__method_entry_t;
 
 typedef struct {
@@ -26,7 +29,9 @@ struct uvg_server_s {
   uvg__workq_t q; /* call notifications when a connection's queue is gone */
   uvg_server_options_t opts;
   uvg__conn_settings_t settings;
-  uvg__method_entry_t *methods; /* open addressing on the path hash */
+  /* Open addressing on the path hash; a slot holds an entry's address
+   * (NULL when free), so growing moves pointers, never entries. */
+  uvg__method_entry_t **methods;
   size_t methods_cap, methods_n;
   uvg__list_t listeners;
   uvg__list_t conns;

@@ -128,12 +128,45 @@ static void test_allocation_failures(void) {
           "succeeded in %d of the runs\n", total, completed);
 }
 
+/* A batch registered while allocations fail, one after the other: each
+ * attempt fails whole, so the batch finally registers without UVG_EEXIST
+ * (which a partly registered earlier attempt would cause). */
+static void test_register_all_or_nothing(void) {
+  enum { N = 40 };
+  static char paths[N][24];
+  uvg_method_t batch[N];
+  uvg_server_t *s;
+  for (int i = 0; i < N; i++) {
+    snprintf(paths[i], sizeof(paths[i]), "/t.T/M%d", i);
+    batch[i] = methods[0];
+    batch[i].path = paths[i];
+  }
+  uv_loop_t *loop = uv_default_loop();
+  CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
+  CHECK_EQ(uvg_server_register(s, methods, 1), 0);
+  int rc = UVG_ENOMEM, failures = 0;
+  for (long k = 0; rc == UVG_ENOMEM; k++, failures++) {
+    n_alloc = 0;
+    fail_at = k;
+    rc = uvg_server_register(s, batch, N);
+    fail_at = -1;
+  }
+  CHECK_EQ(rc, 0);
+  CHECK(failures > N); /* every entry and the table could fail */
+  CHECK_EQ(uvg_server_register(s, batch + 7, 1), UVG_EEXIST);
+  closed = 0;
+  uvg_server_close(s, on_closed, NULL);
+  for (int k = 0; k < 500 && !closed; k++) uv_run(loop, UV_RUN_ONCE);
+  CHECK(closed);
+}
+
 int main(void) {
   uvg_set_log_cb(NULL, NULL);
   CHECK_EQ(uvg_set_allocator(NULL, t_realloc, t_free), UVG_EINVAL);
   CHECK_EQ(uvg_set_allocator(t_malloc, t_realloc, t_free), 0);
   RUN(test_everything_through_the_allocator);
   RUN(test_allocation_failures);
+  RUN(test_register_all_or_nothing);
   CHECK_EQ(uv_loop_close(uv_default_loop()), 0);
   TEST_EXIT();
 }

@@ -346,6 +346,16 @@ void h2c_end_stream(h2c_t *c, int i) {
   h2c_flush(c);
 }
 
+void h2c_send(h2c_t *c, int i, const uint8_t *body, size_t len, int end_stream) {
+  h2c_stream_t *st = &c->streams[i];
+  st->body = realloc(st->body, st->body_len + len + 1);
+  if (len) memcpy(st->body + st->body_len, body, len);
+  st->body_len += len;
+  if (end_stream) st->end_after_body = 1;
+  nghttp2_session_resume_data(c->h2, st->id);
+  h2c_flush(c);
+}
+
 void h2c_reset(h2c_t *c, int i, uint32_t code) {
   nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, c->streams[i].id, code);
   h2c_flush(c);

@@ -99,6 +99,10 @@ size_t h2c_frame(uint8_t *buf, size_t off, const void *msg, size_t len);
 
 /* Half-closes stream index i (END_STREAM after its body). */
 void h2c_end_stream(h2c_t *c, int i);
+/* Appends `len` bytes to stream index i's body (sent as DATA, framed by
+ * the caller with h2c_frame()); with end_stream the client half-closes
+ * after them. */
+void h2c_send(h2c_t *c, int i, const uint8_t *body, size_t len, int end_stream);
 /* Sends RST_STREAM(code) for stream index i. */
 void h2c_reset(h2c_t *c, int i, uint32_t code);
 /* Writes raw bytes on the socket (no HTTP/2 framing). */

@@ -827,6 +827,56 @@ static void test_interceptors(void) {
   CHECK(wait_count(&closed_flag, 1));
 }
 
+/* uvg_server_register() after listening grows the method table while a
+ * call in flight holds its method: the call goes on undisturbed (under
+ * AddressSanitizer a moved entry is a use after free). */
+static void test_register_during_call(void) {
+  enum { MORE = 300 };
+  static char paths[MORE][32];
+  static uvg_method_t more[MORE];
+  uvg_server_t *s;
+  int p;
+  h2c_t c;
+  CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
+  CHECK_EQ(uvg_server_register(s, &methods[6], 1), 0); /* Bidi */
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &p), 0);
+  CHECK_EQ(h2c_connect(&c, loop, p, 1, 0), 0);
+  int calls0 = n_calls, done0 = n_done;
+  int i = h2c_request(&c, "/test.Echo/Bidi", NULL, NULL, NULL, 0, 0, 0);
+  CHECK(wait_count(&n_calls, calls0 + 1));
+  for (int k = 0; k < MORE; k++) {
+    snprintf(paths[k], sizeof(paths[k]), "/grow.Svc/M%d", k);
+    more[k] = methods[1];
+    more[k].path = paths[k];
+  }
+  /* one by one, then in a batch: the table grows several times */
+  for (int k = 0; k < 20; k++) CHECK_EQ(uvg_server_register(s, &more[k], 1), 0);
+  CHECK_EQ(uvg_server_register(s, more + 20, MORE - 20), 0);
+  /* a batch with a duplicate registers nothing */
+  uvg_method_t dup[2] = {methods[0], methods[6]};
+  CHECK_EQ(uvg_server_register(s, dup, 2), UVG_EEXIST);
+  uint8_t body[64];
+  size_t n = h2c_frame(body, 0, "still here", 10);
+  h2c_send(&c, i, body, n, 1); /* on_message, on_half_close, on_done */
+  CHECK(wait_closed(&c, i));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  CHECK(c.streams[i].data_len == n && memcmp(c.streams[i].data, body, n) == 0);
+  CHECK(wait_count(&n_done, done0 + 1));
+  /* every method answers, the new ones and the old one */
+  int k = unary(&c, "/grow.Svc/M7", NULL, "3:seven", 7);
+  CHECK_EQ(h2c_grpc_status(&c.streams[k]), 3);
+  k = unary(&c, "/grow.Svc/M299", NULL, "4:last", 6);
+  CHECK_EQ(h2c_grpc_status(&c.streams[k]), 4);
+  k = unary(&c, "/test.Echo/Unary", NULL, "x", 1);
+  CHECK_EQ(h2c_grpc_status(&c.streams[k]), UVG_STATUS_UNIMPLEMENTED);
+  CHECK_STR(h2c_header(&c.streams[k], "grpc-message"),
+            "unknown method Unary for service test.Echo");
+  h2c_close(&c);
+  closed_flag = 0;
+  uvg_server_close(s, on_server_closed, &closed_flag);
+  CHECK(wait_count(&closed_flag, 1));
+}
+
 static void test_close_with_call_in_flight(void) {
   uvg_server_t *s;
   int p;
@@ -944,6 +994,7 @@ int main(void) {
   RUN(test_limits);
   RUN(test_interceptors);
   RUN(test_64mib_each_way);
+  RUN(test_register_during_call);
   RUN(test_close_with_call_in_flight);
   RUN(test_accept_backoff_on_emfile);
 
