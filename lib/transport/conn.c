@@ -370,6 +370,14 @@ static void on_io_read(uvg__stream_t *io, ssize_t nread, const uint8_t *buf) {
   uvg__conn_on_read(c);
   ssize_t rv = nghttp2_session_mem_recv(c->h2, buf, (size_t)nread);
   if (rv < 0) {
+    if (rv == NGHTTP2_ERR_NOMEM || rv == NGHTTP2_ERR_CALLBACK_FAILURE) {
+      /* Our own failure, not the peer's: RFC 9113 7 names it
+       * INTERNAL_ERROR, and it is no protocol error of the client's. */
+      uvg__log(UVG_LOG_WARN, "%s: internal error: %s; closing connection",
+               c->peer, nghttp2_strerror((int)rv));
+      abort_with_goaway(c, NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
     if (c->stat_proto) (*c->stat_proto)++;
     if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
       /* not an HTTP/2 client: nothing it could read would help */

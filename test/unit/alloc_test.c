@@ -128,6 +128,42 @@ static void test_allocation_failures(void) {
           "succeeded in %d of the runs\n", total, completed);
 }
 
+static int is_eof(void *arg) { return ((h2c_t *)arg)->eof; }
+
+/* An allocation that fails while a request is received is the server's
+ * failure, not the client's: GOAWAY INTERNAL_ERROR (RFC 9113 7), and no
+ * protocol error counted. */
+static void test_failure_while_receiving(void) {
+  uv_loop_t *loop = uv_default_loop();
+  uvg_server_t *s;
+  uvg_server_stats_t st0, st1;
+  int port;
+  h2c_t c;
+  CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
+  CHECK_EQ(uvg_server_register(s, methods, 1), 0);
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &port), 0);
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  h2c_run_for(loop, 50); /* SETTINGS exchanged: the server is idle */
+  uvg_server_get_stats(s, &st0);
+  uint8_t body[64];
+  size_t n = h2c_frame(body, 0, "hello", 5);
+  /* the next allocation is the server's, inside nghttp2 receiving the
+   * request (its stream) */
+  fail_at = n_alloc;
+  h2c_request(&c, "/t.T/Echo", NULL, NULL, body, n, 0, 1);
+  CHECK(h2c_run_until(loop, is_eof, &c, 3000));
+  fail_at = -1;
+  CHECK_EQ(c.raw_goaways, 1);
+  CHECK_EQ(c.raw_goaway_code, NGHTTP2_INTERNAL_ERROR);
+  uvg_server_get_stats(s, &st1);
+  CHECK_EQ(st1.protocol_errors, st0.protocol_errors);
+  h2c_close(&c);
+  closed = 0;
+  uvg_server_close(s, on_closed, NULL);
+  for (int k = 0; k < 500 && !closed; k++) uv_run(loop, UV_RUN_ONCE);
+  CHECK(closed);
+}
+
 /* A batch registered while allocations fail, one after the other: each
  * attempt fails whole, so the batch finally registers without UVG_EEXIST
  * (which a partly registered earlier attempt would cause). */
@@ -167,6 +203,7 @@ int main(void) {
   RUN(test_everything_through_the_allocator);
   RUN(test_allocation_failures);
   RUN(test_register_all_or_nothing);
+  RUN(test_failure_while_receiving);
   CHECK_EQ(uv_loop_close(uv_default_loop()), 0);
   TEST_EXIT();
 }
