@@ -108,6 +108,49 @@ static uvg__tstream_t *stream_of(nghttp2_session *h2, int32_t id) {
   return nghttp2_session_get_stream_user_data(h2, id);
 }
 
+/* RFC 9113 5.1.1: "The identifier of a newly established stream MUST be
+ * numerically greater than all streams that the initiating endpoint has
+ * opened", and the first use of an id closes every idle stream below it.
+ * So a HEADERS on an id the client skipped is a connection error
+ * PROTOCOL_ERROR. nghttp2 ignores it: it keeps no record of ids below the
+ * highest, and cannot tell a skipped id from one whose stream is closed
+ * and forgotten, where a HEADERS may be innocent (trailers that crossed
+ * our RST_STREAM, 5.1 and 6.4). Clients open ids in sequence, so a skip is
+ * rare: the connection remembers the last few skipped ranges and leaves
+ * any other id below the highest to nghttp2. Called for every frame
+ * before nghttp2 acts on it. */
+static int on_begin_frame(nghttp2_session *h2, const nghttp2_frame_hd *hd,
+                          void *ud) {
+  uvg__conn_t *c = ud;
+  uint32_t id = (uint32_t)hd->stream_id;
+  /* stream 0 and even ids are nghttp2's to refuse */
+  if (hd->type != NGHTTP2_HEADERS || (id & 1) == 0) return 0;
+  if (id >= c->next_peer_id) {
+    if (id > c->next_peer_id) {
+      uint32_t *r = c->skipped[c->nskipped++ % UVG__ARRAY_SIZE(c->skipped)];
+      r[0] = c->next_peer_id;
+      r[1] = id - 2;
+    }
+    c->next_peer_id = id + 2;
+    return 0;
+  }
+  size_t n = UVG__ARRAY_SIZE(c->skipped);
+  if (c->nskipped < n) n = c->nskipped;
+  for (size_t i = 0; i < n; i++) {
+    if (id >= c->skipped[i][0] && id <= c->skipped[i][1]) {
+      if (c->stat_proto) (*c->stat_proto)++;
+      uvg__log(UVG_LOG_WARN, "%s: HTTP/2 error: HEADERS on stream %u, an id "
+               "the client skipped; closing connection", c->peer, id);
+      /* nghttp2 ignores the rest of the input and closes once the
+       * GOAWAY is out, as for the protocol errors it finds itself */
+      if (nghttp2_session_terminate_session(h2, NGHTTP2_PROTOCOL_ERROR) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+      break;
+    }
+  }
+  return 0;
+}
+
 static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
                             void *ud) {
   uvg__conn_t *c = ud;
@@ -236,6 +279,7 @@ static nghttp2_session_callbacks *callbacks(void) {
   if (nghttp2_session_callbacks_new(&cbs) != 0) return NULL;
   nghttp2_session_callbacks_set_send_callback(cbs, on_send);
   nghttp2_session_callbacks_set_send_data_callback(cbs, on_send_data);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
@@ -464,6 +508,8 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
   c->writing = c->flush_queued = c->closing = 0;
   uvg__workq_init(sched, &c->q);
   uvg__list_init(&c->streams);
+  c->next_peer_id = 1;
+  c->nskipped = 0;
   uvg__list_init(&c->write_msgs);
   uvg__list_init(&c->write_streams);
   c->goaway_final = 0;

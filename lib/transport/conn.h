@@ -120,6 +120,11 @@ struct uvg__conn_s {
   void *data; /* the upper layer's */
   uvg__list_t link; /* the upper layer's list of connections */
   uvg__list_t streams;
+  /* RFC 9113 5.1.1: the next stream id the client may open, and the last
+   * ranges of ids it skipped (never opened, closed for good) */
+  uint32_t next_peer_id;
+  uint32_t skipped[4][2]; /* [first, last]; the oldest is overwritten */
+  unsigned nskipped;      /* ranges ever recorded */
   uvg__iovs_t out;
   uvg__list_t write_msgs; /* messages referenced by the write in flight */
   uvg__list_t write_streams; /* streams whose END_STREAM is in that write */

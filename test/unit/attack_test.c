@@ -195,6 +195,76 @@ static void test_headers_on_stream_zero(void) {
   CHECK_EQ(attack(&o, 1), NGHTTP2_PROTOCOL_ERROR);
 }
 
+/* RFC 9113 5.1.1: a new stream's id must be greater than every id the
+ * client used before; ids it skipped are closed for good. HEADERS on one
+ * is a connection error PROTOCOL_ERROR, with or without a priority. */
+static void headers_on_skipped_id(int with_priority) {
+  out_t o = {0};
+  uint8_t block[256], payload[300];
+  fresh_hpack();
+  size_t n = request_block(block, sizeof(block), "/a.A/Ok");
+  frame(&o, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 5, block, n);
+  n = request_block(block, sizeof(block), "/a.A/Ok");
+  uint8_t prio[5] = {0, 0, 0, 0, 15}; /* depends on stream 0, weight 16 */
+  size_t off = 0;
+  if (with_priority) memcpy(payload, prio, 5), off = 5;
+  memcpy(payload + off, block, n);
+  frame(&o, NGHTTP2_HEADERS,
+        NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM |
+            (with_priority ? NGHTTP2_FLAG_PRIORITY : 0),
+        3, payload, off + n);
+  uvg_server_stats_t st0, st1;
+  uvg_server_get_stats(server, &st0);
+  CHECK_EQ(attack(&o, 1), NGHTTP2_PROTOCOL_ERROR);
+  uvg_server_get_stats(server, &st1);
+  CHECK_EQ(st1.protocol_errors, st0.protocol_errors + 1);
+}
+
+static void test_headers_on_skipped_stream_id(void) {
+  headers_on_skipped_id(0);
+  headers_on_skipped_id(1);
+}
+
+/* HEADERS on a stream id the client did use is no such error: trailers on
+ * a stream the server has answered and reset (RST_STREAM NO_ERROR, RFC
+ * 9113 8.1) may cross that reset (5.1 / 6.4); they are ignored and the
+ * connection goes on. */
+static void test_trailers_after_reset_are_ignored(void) {
+  h2c_t c;
+  out_t o = {0};
+  uint8_t block[256], body[16];
+  uvg_server_stats_t st0, st1;
+  fresh_hpack();
+  uvg_server_get_stats(server, &st0);
+  CHECK_EQ(h2c_connect(&c, loop, port, 0, 0), 0);
+  preface(&o);
+  /* an unknown method is answered at once: the client is still sending */
+  size_t n = request_block(block, sizeof(block), "/a.A/Nope");
+  frame(&o, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, block, n);
+  size_t blen = h2c_frame(body, 0, "hi", 2);
+  send_out(&c, &o);
+  for (int k = 0; k < 500 && c.raw_rst_streams == 0; k++) h2c_run_for(loop, 2);
+  CHECK_EQ(c.raw_rst_streams, 1);
+  CHECK_EQ(c.raw_rst_code, NGHTTP2_NO_ERROR);
+  /* trailers on stream 1, then a new call on stream 3 */
+  nghttp2_nv trailer = {(uint8_t *)"x-t", (uint8_t *)"v", 3, 1, 0};
+  n = (size_t)nghttp2_hd_deflate_hd(deflater, block, sizeof(block), &trailer, 1);
+  frame(&o, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+        block, n);
+  n = request_block(block, sizeof(block), "/a.A/Ok");
+  frame(&o, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 3, block, n);
+  frame(&o, NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, 3, body, blen);
+  send_out(&c, &o);
+  h2c_run_for(loop, 100);
+  CHECK(!c.eof);
+  CHECK_EQ(c.raw_goaways, 0);
+  uvg_server_get_stats(server, &st1);
+  CHECK_EQ(st1.calls_started, st0.calls_started + 2);
+  CHECK_EQ(st1.calls_open, st0.calls_open); /* both ended */
+  CHECK_EQ(st1.protocol_errors, st0.protocol_errors);
+  h2c_close(&c);
+}
+
 /* ---- a thousand idle connections ---- */
 
 #define IDLE_CONNS 1000
@@ -388,6 +458,8 @@ int main(void) {
     RUN(test_bad_hpack);
     RUN(test_oversized_frame);
     RUN(test_headers_on_stream_zero);
+    RUN(test_headers_on_skipped_stream_id);
+    RUN(test_trailers_after_reset_are_ignored);
     RUN(test_streams_over_the_limit);
     RUN(test_slow_connections);
     RUN(test_thousand_idle_connections);
