@@ -422,6 +422,10 @@ typedef enum {
 /* Compresses the call's response messages with `alg` (announced in the
  * response headers' grpc-encoding). Call it before the headers are sent.
  * Messages sent with UVG_SEND_NO_COMPRESS still go uncompressed.
+ * A client that sent no grpc-accept-encoding is taken to accept every
+ * algorithm of this library (some send the header only with compressed
+ * requests, yet decompress responses); one that sent the header accepts
+ * what it lists (doc/compression.md).
  * Returns 0; UVG_EINVAL (unknown alg); UVG_ESTATE (headers already sent);
  * UVG_ENOTSUP (the client's grpc-accept-encoding does not list it: the
  * call stays uncompressed); UVG_ECANCELED. */

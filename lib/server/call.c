@@ -40,7 +40,7 @@ struct uvg_call_s {
   char *bad_encoding;    /* a grpc-encoding we lack */
   uint8_t recv_enc;      /* grpc-encoding of the request */
   uint8_t send_enc;      /* uvg_call_set_compression */
-  unsigned accept_mask;  /* the client's grpc-accept-encoding */
+  unsigned accept_mask;  /* the client's grpc-accept-encoding; 0: none sent */
   uint8_t req_compressed, cur_compressed;
   uint8_t headers_too_big;
   size_t header_bytes;   /* RFC 9113 6.5.2 size of the request headers */
@@ -346,7 +346,6 @@ static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
   uvg__work_init(&c->w_cancel);
   uvg__work_init(&c->w_release);
   c->server = s;
-  c->accept_mask = 1u << UVG_COMPRESS_NONE;
   uvg__list_init(&c->pool_link);
   uvg__md_list_init(&c->md);
   uvg__deframer_init(&c->deframer, s->opts.max_receive_message_size);
@@ -398,7 +397,8 @@ static int on_header(uvg__tstream_t *ts, const uint8_t *name, size_t nlen,
       c->recv_enc = (uint8_t)enc;
     }
   } else if (header_is(name, nlen, "grpc-accept-encoding")) {
-    c->accept_mask = uvg__accept_encoding_parse((const char *)value, vlen);
+    /* several fields of one name make one comma-separated list */
+    c->accept_mask |= uvg__accept_encoding_parse((const char *)value, vlen);
   } else if (header_is(name, nlen, "te") ||
              (nlen > 5 && memcmp(name, "grpc-", 5) == 0)) {
     /* protocol headers, not metadata */
@@ -725,7 +725,15 @@ int uvg_call_set_compression(uvg_call_t *c, uvg_compression_t alg) {
   if (c == NULL || (unsigned)alg > UVG_COMPRESS_DEFLATE) return UVG_EINVAL;
   if (!can_send(c)) return UVG_ECANCELED;
   if (c->headers_sent) return UVG_ESTATE;
-  if (!(c->accept_mask & (1u << alg))) return UVG_ENOTSUP;
+  /* doc/compression.md: a server sends uncompressed what "it knows the
+   * client doesn't support (as indicated by the last grpc-accept-encoding
+   * header received from the client)". Without the header it knows
+   * nothing of the kind: grpc-go before 1.5x sends none unless its request
+   * is compressed, yet decompresses what it registered, and gRPC's C core
+   * compresses regardless of the header. So only a list that leaves the
+   * algorithm out refuses it. */
+  if (c->accept_mask != 0 && !(c->accept_mask & (1u << alg)))
+    return UVG_ENOTSUP;
   c->send_enc = (uint8_t)alg;
   return 0;
 }

@@ -363,12 +363,37 @@ static void test_compression(void) {
                            c.streams[i].data_len - 5, 1000, &out, &olen), 0);
   CHECK(olen == strlen(req) && memcmp(out, req, olen) == 0);
   uvg__free(out);
-  /* a client that accepts only identity gets an uncompressed response */
-  i = unary(&c, "/test.Echo/Gzip", NULL, req, strlen(req));
+  /* a client that says it accepts only identity gets an uncompressed
+   * response (doc/compression.md: the server knows it lacks gzip) */
+  const char *identity[] = {"grpc-accept-encoding", "identity", NULL};
+  i = unary(&c, "/test.Echo/Gzip", identity, req, strlen(req));
   CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
   CHECK(h2c_header(&c.streams[i], "grpc-encoding") == NULL);
   CHECK(c.streams[i].data_len == 5 + strlen(req) && c.streams[i].data[0] == 0);
   CHECK_EQ(last_set_compression, UVG_ENOTSUP);
+  const char *deflate[] = {"grpc-accept-encoding", "identity,deflate", NULL};
+  i = unary(&c, "/test.Echo/Gzip", deflate, req, strlen(req));
+  CHECK(h2c_header(&c.streams[i], "grpc-encoding") == NULL);
+  CHECK_EQ(last_set_compression, UVG_ENOTSUP);
+  /* a client that sends no grpc-accept-encoding at all (grpc-go before
+   * 1.5x when its request is not compressed) says nothing against gzip:
+   * the response is compressed, as gRPC's C core does */
+  i = unary(&c, "/test.Echo/Gzip", NULL, req, strlen(req));
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  CHECK_EQ(last_set_compression, 0);
+  CHECK_STR(h2c_header(&c.streams[i], "grpc-encoding"), "gzip");
+  CHECK(c.streams[i].data_len > 5 && c.streams[i].data[0] == 1);
+  out = NULL;
+  CHECK_EQ(uvg__decompress(UVG_COMPRESS_GZIP, c.streams[i].data + 5,
+                           c.streams[i].data_len - 5, 1000, &out, &olen), 0);
+  CHECK(out != NULL && olen == strlen(req) && memcmp(out, req, olen) == 0);
+  uvg__free(out);
+  /* the list may come in several header fields */
+  const char *split[] = {"grpc-accept-encoding", "identity",
+                         "grpc-accept-encoding", "deflate, gzip", NULL};
+  i = unary(&c, "/test.Echo/Gzip", split, req, strlen(req));
+  CHECK_STR(h2c_header(&c.streams[i], "grpc-encoding"), "gzip");
+  CHECK_EQ(last_set_compression, 0);
   h2c_close(&c);
 }
 
