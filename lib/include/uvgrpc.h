@@ -168,7 +168,8 @@ UVG_EXTERN const char *uvg_status_code_name(int code);
 
 /* One metadata entry. Keys are lower-case ASCII ([0-9a-z_.-]); a key ending
  * in "-bin" carries raw bytes, which the library base64-encodes on the wire
- * and decodes on receipt; other values are printable ASCII (0x20-0x7E).
+ * (without padding) and decodes on receipt (padded or not); other values are
+ * printable ASCII (0x20-0x7E).
  * A received comma-joined binary header is split into separate entries. */
 typedef struct {
   const char *key;

@@ -3,14 +3,13 @@
 
 #include "rpc.h"
 
-static size_t b64_len(size_t n) { return (n + 2) / 3 * 4; }
-
 int uvg__nv_build(uvg__nv_block_t *b, const nghttp2_nv *fixed, size_t nfixed,
                   const uvg__md_list_t *md) {
   size_t n = nfixed + (md ? md->n : 0), extra = 0;
   for (size_t i = 0; md && i < md->n; i++) {
     const uvg_metadata_t *e = &md->items[i];
-    if (uvg__md_key_is_bin(e->key, strlen(e->key))) extra += b64_len(e->value_len) + 1;
+    if (uvg__md_key_is_bin(e->key, strlen(e->key)))
+      extra += uvg__base64_len(e->value_len) + 1;
   }
   b->nv = uvg__malloc(n * sizeof(nghttp2_nv) + extra);
   if (b->nv == NULL) return UVG_ENOMEM;

@@ -8,8 +8,12 @@
 static const char b64[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+size_t uvg__base64_len(size_t n) { return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0); }
+
+/* PROTOCOL-HTTP2.md: "Implementations MUST accept padded and un-padded
+ * values and should emit un-padded values." */
 char *uvg__base64_encode(const uint8_t *p, size_t n, size_t *out_len) {
-  size_t len = (n + 2) / 3 * 4;
+  size_t len = uvg__base64_len(n);
   char *o = uvg__malloc(len + 1), *w = o;
   if (o == NULL) return NULL;
   size_t i = 0;
@@ -24,8 +28,7 @@ char *uvg__base64_encode(const uint8_t *p, size_t n, size_t *out_len) {
     uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
     *w++ = b64[v >> 18];
     *w++ = b64[(v >> 12) & 63];
-    *w++ = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-    *w++ = '=';
+    if (i + 1 < n) *w++ = b64[(v >> 6) & 63];
   }
   *w = '\0';
   *out_len = len;

@@ -59,9 +59,12 @@ char *uvg__percent_encode(const char *s, size_t n);
 char *uvg__percent_decode(const char *s, size_t n);
 
 /* ---- base64 for "-bin" metadata ---- */
-/* Standard alphabet with padding. Returns an allocated string of *out_len
- * characters (plus NUL), or NULL. */
+/* Standard alphabet, without padding (the gRPC spec's "should emit
+ * un-padded values"). Returns an allocated string of *out_len characters
+ * (plus NUL), or NULL. */
 char *uvg__base64_encode(const uint8_t *p, size_t n, size_t *out_len);
+/* The length uvg__base64_encode() gives `n` bytes. */
+size_t uvg__base64_len(size_t n);
 /* Accepts padded and unpadded input. Returns an allocated buffer of *out_len
  * bytes or NULL (malformed input or no memory: *out_len set to SIZE_MAX for
  * malformed). */

@@ -17,13 +17,15 @@ static void check_b64_encode(const char *in, const char *want) {
   uvg__free(out);
 }
 
+/* RFC 4648's vectors without their padding: PROTOCOL-HTTP2.md says
+ * implementations "SHOULD emit un-padded values". */
 static void test_base64_encode_rfc4648(void) {
   check_b64_encode("", "");
-  check_b64_encode("f", "Zg==");
-  check_b64_encode("fo", "Zm8=");
+  check_b64_encode("f", "Zg");
+  check_b64_encode("fo", "Zm8");
   check_b64_encode("foo", "Zm9v");
-  check_b64_encode("foob", "Zm9vYg==");
-  check_b64_encode("fooba", "Zm9vYmE=");
+  check_b64_encode("foob", "Zm9vYg");
+  check_b64_encode("fooba", "Zm9vYmE");
   check_b64_encode("foobar", "Zm9vYmFy");
   /* The two last characters of the standard alphabet. */
   static const uint8_t hi[] = {0xfb, 0xff, 0xbf};
@@ -79,9 +81,12 @@ static void test_base64_decode(void) {
     uint8_t *dec = uvg__base64_decode(enc, elen, &dlen);
     CHECK(dec != NULL && dlen == len && memcmp(dec, all, len) == 0);
     uvg__free(dec);
-    /* and without its padding */
-    while (elen > 0 && enc[elen - 1] == '=') elen--;
-    dec = uvg__base64_decode(enc, elen, &dlen);
+    CHECK(elen == 0 || enc[elen - 1] != '=');
+    /* and with the padding another implementation may send */
+    char padded[400];
+    memcpy(padded, enc, elen);
+    while (elen % 4 != 0) padded[elen++] = '=';
+    dec = uvg__base64_decode(padded, elen, &dlen);
     CHECK(dec != NULL && dlen == len && memcmp(dec, all, len) == 0);
     uvg__free(dec);
     uvg__free(enc);
@@ -407,9 +412,9 @@ static void test_nv_build(void) {
     CHECK(nv_is(&b.nv[2], "x-foo", "bar baz", 7));
     CHECK(b.nv[2].value == md.items[0].value);
     /* Binary values are base64-encoded. */
-    CHECK(nv_is(&b.nv[3], "x-data-bin", "AAEC/w==", 8));
+    CHECK(nv_is(&b.nv[3], "x-data-bin", "AAEC/w", 6)); /* un-padded */
     CHECK(nv_is(&b.nv[4], "x-empty-bin", "", 0));
-    CHECK(nv_is(&b.nv[5], "x-f-bin", "Zg==", 4));
+    CHECK(nv_is(&b.nv[5], "x-f-bin", "Zg", 2));
     for (size_t i = 2; i < 6; i++) CHECK_EQ(b.nv[i].flags, NGHTTP2_NV_FLAG_NONE);
     /* What it encodes, the receiving side decodes back. */
     uvg__md_list_t back;
