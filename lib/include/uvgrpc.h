@@ -389,8 +389,9 @@ UVG_EXTERN void uvg_call_set_data(uvg_call_t *call, void *data);
 UVG_EXTERN void *uvg_call_get_data(const uvg_call_t *call);
 
 /* The request metadata (custom headers, without pseudo-headers, `te`,
- * `content-type`, `grpc-timeout` and `grpc-encoding`; "-bin" values already
- * decoded). Valid for the call's life. Returns the number of entries. */
+ * `content-type`, `content-length` and the `grpc-` headers of the protocol
+ * such as `grpc-timeout`; "-bin" values already decoded). Valid for the
+ * call's life. Returns the number of entries. */
 UVG_EXTERN size_t uvg_call_metadata(const uvg_call_t *call,
                                     const uvg_metadata_t **md);
 

@@ -400,8 +400,10 @@ static int on_header(uvg__tstream_t *ts, const uint8_t *name, size_t nlen,
     /* several fields of one name make one comma-separated list */
     c->accept_mask |= uvg__accept_encoding_parse((const char *)value, vlen);
   } else if (header_is(name, nlen, "te") ||
+             header_is(name, nlen, "content-length") ||
              (nlen > 5 && memcmp(name, "grpc-", 5) == 0)) {
-    /* protocol headers, not metadata */
+    /* protocol headers, not metadata; content-length is HTTP's framing,
+     * which nghttp2 checks against the DATA received */
   } else {
     int rc = uvg__md_list_add_wire(&c->md, (const char *)name, nlen, value, vlen);
     if (rc == UVG_ENOMEM) return -1;

@@ -220,6 +220,7 @@ static void test_unary_and_metadata(void) {
                          "x-pad-bin", "AAH+/w==",       /* padded */
                          "x-nopad-bin", "AAH+/w",       /* unpadded */
                          "x-multi-bin", "YQ==,Yg",      /* comma-joined */
+                         "content-length", "9",         /* HTTP's, not metadata */
                          NULL};
   int i = unary(&c, "/test.Echo/Unary", extra, "ping", 4);
   h2c_stream_t *s = &c.streams[i];
