@@ -226,7 +226,7 @@ typedef struct {
   /* Required. The last callback of every call, exactly once, after the
    * handler called uvg_call_finish() and the status reached the socket (or
    * the call was cancelled). `status` is the final status as the client will
-   * see it. The call is freed when this returns. */
+   * see it, details included. The call is freed when this returns. */
   void (*on_done)(uvg_call_t *call, const uvg_status_t *status);
   /* Returned by uvg_call_method_data(). */
   void *method_data;
@@ -461,15 +461,25 @@ typedef void (*uvg_send_cb)(uvg_call_t *call, int status, void *user_data);
 UVG_EXTERN int uvg_call_send(uvg_call_t *call, const void *data, size_t len,
                              unsigned flags, uvg_send_cb cb, void *user_data);
 
-/* Ends the call with a status and optional trailing metadata (copied): the
- * status is sent after every queued message. A call with nothing sent yet
- * gets a trailers-only response. `message` may be NULL; it is
- * percent-encoded on the wire. on_done follows. Must be called exactly once
- * per call, also after on_cancel (then nothing is sent and it returns
- * UVG_ECANCELED, but the call is released all the same).
- * Returns 0; UVG_ECANCELED (see above); UVG_EINVAL (bad code, key or value:
- * the call ends with INTERNAL instead); UVG_ESTATE (already finished: no
- * effect). */
+/* Ends the call with `status` and optional trailing metadata, all copied:
+ * the status is sent after every queued message. A call with nothing sent
+ * yet gets a trailers-only response. status->message may be NULL; it is
+ * percent-encoded on the wire. status->details, if not NULL, holds
+ * status->details_len bytes (a serialized google.rpc.Status) sent as the
+ * grpc-status-details-bin trailer; `trailers` may carry that trailer
+ * instead, not both. on_done follows, with the status as the client gets
+ * it, details included. Must be called exactly once per call (this or
+ * uvg_call_finish()), also after on_cancel (then nothing is sent and it
+ * returns UVG_ECANCELED, but the call is released all the same).
+ * Returns 0; UVG_ECANCELED (see above); UVG_EINVAL (status NULL, bad code,
+ * key or value, details given twice: the call ends with INTERNAL instead);
+ * UVG_ESTATE (already finished: no effect). */
+UVG_EXTERN int uvg_call_finish_status(uvg_call_t *call,
+                                      const uvg_status_t *status,
+                                      const uvg_metadata_t *trailers, size_t n);
+
+/* uvg_call_finish_status() with a status of `code` and `message` and no
+ * details. */
 UVG_EXTERN int uvg_call_finish(uvg_call_t *call, uvg_status_code_t code,
                                const char *message, const uvg_metadata_t *trailers,
                                size_t n);

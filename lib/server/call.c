@@ -59,6 +59,8 @@ struct uvg_call_s {
   uint8_t intercepted; /* interceptors [0, intercepted) saw on_start ok */
   uvg_status_code_t final_code;
   char *final_msg;
+  uint8_t *final_details; /* grpc-status-details-bin as sent, or NULL */
+  size_t final_details_len;
   void *user_data;
 };
 
@@ -102,8 +104,18 @@ static void cancel_handler(uvg_call_t *c) {
 
 static void set_final(uvg_call_t *c, uvg_status_code_t code, const char *msg) {
   uvg__free(c->final_msg);
+  uvg__free(c->final_details);
+  c->final_details = NULL;
+  c->final_details_len = 0;
   c->final_code = code;
   c->final_msg = uvg__strdup(msg ? msg : "");
+}
+
+/* The final status as the client sees it, for on_cancel and on_done. */
+static uvg_status_t final_status(const uvg_call_t *c) {
+  uvg_status_t st = {c->final_code, c->final_msg ? c->final_msg : "",
+                     c->final_details, c->final_details_len};
+  return st;
 }
 
 /* ---- sending headers and status ---- */
@@ -234,7 +246,7 @@ static void run_on_cancel(void *arg, int status) {
   c->pending--;
   if (status == 0 && c->app_seen && !c->finished &&
       c->method->m.on_cancel != NULL) {
-    uvg_status_t st = {c->final_code, c->final_msg ? c->final_msg : "", NULL, 0};
+    uvg_status_t st = final_status(c);
     c->method->m.on_cancel(c, &st);
   }
   maybe_release(c);
@@ -283,6 +295,7 @@ static void free_call(uvg_call_t *c) {
   uvg__free(c->path);
   uvg__free(c->req);
   uvg__free(c->final_msg);
+  uvg__free(c->final_details);
   uvg__free(c->bad_encoding);
   s->stats.calls_open--;
   if (s->call_pool_n < CALL_POOL_MAX && !s->closing) {
@@ -298,7 +311,7 @@ static void run_release(void *arg, int status) {
   uvg_call_t *c = arg;
   (void)status;
   c->pending--;
-  uvg_status_t st = {c->final_code, c->final_msg ? c->final_msg : "", NULL, 0};
+  uvg_status_t st = final_status(c);
   for (unsigned i = c->intercepted; i-- > 0;)
     if (c->server->interceptors[i].ic.on_done != NULL)
       c->server->interceptors[i].ic.on_done(c, &st, c->server->interceptors[i].data);
@@ -742,8 +755,25 @@ int uvg_call_set_compression(uvg_call_t *c, uvg_compression_t alg) {
 
 int uvg_call_message_compressed(const uvg_call_t *c) { return c->cur_compressed; }
 
-int uvg_call_finish(uvg_call_t *c, uvg_status_code_t code, const char *message,
-                    const uvg_metadata_t *trailers, size_t n) {
+#define DETAILS_KEY "grpc-status-details-bin"
+
+/* The trailers of a finishing call: the application's, then the status's
+ * details as grpc-status-details-bin. Returns 0, UVG_EINVAL (a bad key or
+ * value, or the details given both ways) or UVG_ENOMEM. */
+static int finish_trailers(uvg__md_list_t *list, const uvg_status_t *st,
+                           const uvg_metadata_t *trailers, size_t n) {
+  if ((trailers == NULL && n > 0) ||
+      (st->details == NULL && st->details_len > 0))
+    return UVG_EINVAL;
+  int rc = uvg__md_list_add_app(list, trailers, n);
+  if (rc != 0 || st->details == NULL) return rc;
+  if (uvg__md_list_get(list, DETAILS_KEY) != NULL) return UVG_EINVAL;
+  return uvg__md_list_add(list, DETAILS_KEY, sizeof(DETAILS_KEY) - 1,
+                          st->details, st->details_len);
+}
+
+int uvg_call_finish_status(uvg_call_t *c, const uvg_status_t *status,
+                           const uvg_metadata_t *trailers, size_t n) {
   if (c == NULL) return UVG_EINVAL;
   if (c->finished) return UVG_ESTATE;
   c->finished = 1;
@@ -751,19 +781,34 @@ int uvg_call_finish(uvg_call_t *c, uvg_status_code_t code, const char *message,
   if (c->cancelled || c->ended || c->ts_closed) {
     rc = UVG_ECANCELED;
   } else {
+    uvg_status_t st = {UVG_STATUS_INTERNAL, NULL, NULL, 0};
     uvg__md_list_t list;
     uvg__md_list_init(&list);
-    if ((unsigned)code > 16 || (trailers == NULL && n > 0) ||
-        uvg__md_list_add_app(&list, trailers, n) != 0) {
+    if (status == NULL || (unsigned)status->code > 16 ||
+        finish_trailers(&list, status, trailers, n) != 0) {
       uvg__md_list_free(&list);
-      code = UVG_STATUS_INTERNAL;
-      message = "server handler returned an invalid status or trailers";
+      st.message = "server handler returned an invalid status or trailers";
       rc = UVG_EINVAL;
+    } else {
+      st = *status;
     }
-    set_final(c, code, message);
-    send_status(c, "200", code, message, &list, 0);
+    set_final(c, st.code, st.message);
+    /* on_done reports the details the client gets, however they were given */
+    const uvg_metadata_t *d = uvg__md_list_get(&list, DETAILS_KEY);
+    if (d != NULL) c->final_details = uvg__malloc(d->value_len + 1);
+    if (c->final_details != NULL) {
+      memcpy(c->final_details, d->value, d->value_len);
+      c->final_details_len = d->value_len;
+    }
+    send_status(c, "200", st.code, st.message, &list, 0);
     uvg__md_list_free(&list);
   }
   maybe_release(c);
   return rc;
+}
+
+int uvg_call_finish(uvg_call_t *c, uvg_status_code_t code, const char *message,
+                    const uvg_metadata_t *trailers, size_t n) {
+  uvg_status_t st = {code, message, NULL, 0};
+  return uvg_call_finish_status(c, &st, trailers, n);
 }

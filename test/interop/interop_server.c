@@ -57,7 +57,8 @@ static void echo_initial(uvg_call_t *call) {
 /* Finishes with `code`/`message`, echoing x-grpc-test-echo-trailing-bin. */
 static void finish(uvg_call_t *call, int code, const char *message) {
   const uvg_metadata_t *md = uvg_call_metadata_get(call, ECHO_TRAILING);
-  uvg_call_finish(call, (uvg_status_code_t)code, message, md, md ? 1 : 0);
+  uvg_status_t st = {(uvg_status_code_t)code, message, NULL, 0};
+  uvg_call_finish_status(call, &st, md, md ? 1 : 0);
 }
 
 static Grpc__Testing__Payload *make_payload(Grpc__Testing__Payload *p, int32_t size) {

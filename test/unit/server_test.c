@@ -142,6 +142,46 @@ static void bidi_half_close(uvg_call_t *call) {
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
 }
 
+/* Ends the call as the request says, with a google.rpc.Status (code 3,
+ * message "b\0\xfe\xff") in the status details. */
+static const uint8_t details[] = {0x08, 0x03, 0x12, 0x04, 'b', 0x00, 0xfe, 0xff};
+static int last_finish_rc;
+static uint8_t done_details[64];
+static size_t done_details_len;
+static int done_has_details;
+
+static void details_done(uvg_call_t *call, const uvg_status_t *st) {
+  on_done(call, st);
+  done_has_details = st->details != NULL;
+  done_details_len = st->details_len;
+  if (st->details != NULL && st->details_len <= sizeof(done_details))
+    memcpy(done_details, st->details, st->details_len);
+}
+
+static int msg_is(const uint8_t *msg, size_t len, const char *text) {
+  return len == strlen(text) && memcmp(msg, text, len) == 0;
+}
+
+static void details_unary(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  uvg_status_t st = {UVG_STATUS_INVALID_ARGUMENT, "bad request", details,
+                     sizeof(details)};
+  uvg_metadata_t trail[] = {{"x-trail", (const uint8_t *)"bye", 3},
+                            {"grpc-status-details-bin", details, sizeof(details)}};
+  n_calls++;
+  if (msg_is(msg, len, "sent")) { /* after a message: in the trailers */
+    CHECK_EQ(uvg_call_send(call, msg, len, 0, NULL, NULL), 0);
+    last_finish_rc = uvg_call_finish_status(call, &st, trail, 1);
+  } else if (msg_is(msg, len, "both")) { /* the details twice */
+    last_finish_rc = uvg_call_finish_status(call, &st, trail, 2);
+  } else if (msg_is(msg, len, "trailer")) { /* built by hand */
+    last_finish_rc = uvg_call_finish(call, UVG_STATUS_NOT_FOUND, "nf", trail + 1, 1);
+  } else if (msg_is(msg, len, "null")) {
+    last_finish_rc = uvg_call_finish_status(call, NULL, NULL, 0);
+  } else { /* trailers-only */
+    last_finish_rc = uvg_call_finish_status(call, &st, trail, 1);
+  }
+}
+
 static const uvg_method_t methods[] = {
     {.path = "/test.Echo/Unary", .on_call = echo_unary, .on_done = on_done},
     {.path = "/test.Echo/Status", .on_call = status_unary, .on_done = on_done},
@@ -158,6 +198,7 @@ static const uvg_method_t methods[] = {
      .on_call = bidi_call, .on_message = bidi_message,
      .on_half_close = bidi_half_close, .on_cancel = on_cancel,
      .on_done = on_done},
+    {.path = "/test.Echo/Details", .on_call = details_unary, .on_done = details_done},
 };
 
 static void on_log(uvg_log_level_t level, const char *line, void *data) {
@@ -264,6 +305,68 @@ static void test_status_and_trailers_only(void) {
   /* an invalid status code from the handler becomes INTERNAL */
   i = unary(&c, "/test.Echo/Status", NULL, "99:bad", 6);
   CHECK_EQ(h2c_grpc_status(&c.streams[i]), UVG_STATUS_INTERNAL);
+  h2c_close(&c);
+}
+
+/* The status's details travel as grpc-status-details-bin (un-padded
+ * base64), and on_done sees the status as the client does. */
+static int details_seen(void) {
+  return done_has_details && done_details_len == sizeof(details) &&
+         memcmp(done_details, details, sizeof(details)) == 0;
+}
+
+static void test_status_details(void) {
+  h2c_t c;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  int done0 = n_done;
+  done_has_details = 0;
+  int i = unary(&c, "/test.Echo/Details", NULL, "only", 4);
+  h2c_stream_t *s = &c.streams[i];
+  CHECK_EQ(last_finish_rc, 0);
+  CHECK(s->trailers_only);
+  CHECK_EQ(h2c_grpc_status(s), UVG_STATUS_INVALID_ARGUMENT);
+  CHECK_STR(h2c_header(s, "grpc-message"), "bad request");
+  CHECK_STR(h2c_header(s, "grpc-status-details-bin"), "CAMSBGIA/v8");
+  CHECK_STR(h2c_header(s, "x-trail"), "bye");
+  CHECK(wait_count(&n_done, done0 + 1));
+  CHECK_EQ(last_done_code, UVG_STATUS_INVALID_ARGUMENT);
+  CHECK(details_seen());
+
+  done_has_details = 0;
+  i = unary(&c, "/test.Echo/Details", NULL, "sent", 4);
+  s = &c.streams[i];
+  CHECK_EQ(last_finish_rc, 0);
+  CHECK(!s->trailers_only);
+  CHECK_EQ(s->data_len, 9);
+  CHECK_EQ(h2c_grpc_status(s), UVG_STATUS_INVALID_ARGUMENT);
+  CHECK_STR(h2c_trailer(s, "grpc-status-details-bin"), "CAMSBGIA/v8");
+  CHECK(wait_count(&n_done, done0 + 2));
+  CHECK(details_seen());
+
+  /* details in hand-built trailers reach on_done too */
+  done_has_details = 0;
+  i = unary(&c, "/test.Echo/Details", NULL, "trailer", 7);
+  s = &c.streams[i];
+  CHECK_EQ(last_finish_rc, 0);
+  CHECK_EQ(h2c_grpc_status(s), UVG_STATUS_NOT_FOUND);
+  CHECK_STR(h2c_header(s, "grpc-status-details-bin"), "CAMSBGIA/v8");
+  CHECK(wait_count(&n_done, done0 + 3));
+  CHECK(details_seen());
+
+  /* details twice, or no status at all: the call ends INTERNAL */
+  const char *bad[] = {"both", "null"};
+  for (int k = 0; k < 2; k++) {
+    done_has_details = 1;
+    i = unary(&c, "/test.Echo/Details", NULL, bad[k], 4);
+    s = &c.streams[i];
+    CHECK_EQ(last_finish_rc, UVG_EINVAL);
+    CHECK_EQ(h2c_grpc_status(s), UVG_STATUS_INTERNAL);
+    CHECK(h2c_header(s, "grpc-status-details-bin") == NULL);
+    CHECK(h2c_header(s, "x-trail") == NULL);
+    CHECK(wait_count(&n_done, done0 + 4 + k));
+    CHECK_EQ(last_done_code, UVG_STATUS_INTERNAL);
+    CHECK(!done_has_details);
+  }
   h2c_close(&c);
 }
 
@@ -1006,6 +1109,7 @@ int main(void) {
                              &port), 0);
   RUN(test_unary_and_metadata);
   RUN(test_status_and_trailers_only);
+  RUN(test_status_details);
   RUN(test_unimplemented_and_content_type);
   RUN(test_framing);
   RUN(test_compression);
