@@ -226,7 +226,12 @@ typedef struct {
   /* Required. The last callback of every call, exactly once, after the
    * handler called uvg_call_finish() and the status reached the socket (or
    * the call was cancelled). `status` is the final status as the client will
-   * see it, details included. The call is freed when this returns. */
+   * see it, details included: a client reset or a lost connection before
+   * the status left makes it CANCELLED or UNAVAILABLE, whatever the handler
+   * finished with. The call's deadline holds after uvg_call_finish() too: a
+   * status that cannot leave in time (the client stopped reading) resets
+   * the stream, and this reports DEADLINE_EXCEEDED. The call is freed when
+   * this returns. */
   void (*on_done)(uvg_call_t *call, const uvg_status_t *status);
   /* Returned by uvg_call_method_data(). */
   void *method_data;
@@ -320,13 +325,16 @@ typedef void (*uvg_server_close_cb)(uvg_server_t *server, void *user_data);
  * (their handlers see on_cancel with UNAVAILABLE; each call's on_done still
  * runs once its handler has called uvg_call_finish()). `cb` (may be NULL)
  * runs when every handle and call is released; the server is freed after
- * it returns. Calling it twice is a no-op. */
+ * it returns. Each connection is closed at most 1 s after its GOAWAY was
+ * queued, even if the client stopped reading. Calling it twice is a no-op. */
 UVG_EXTERN void uvg_server_close(uvg_server_t *server, uvg_server_close_cb cb,
                                  void *user_data);
 
 /* Shuts down gracefully: stops listening, drains every connection (a
  * heads-up GOAWAY and a PING, then the final GOAWAY once the PING returns:
- * calls in flight go on, no new ones start), and after `grace_ms` closes
+ * calls in flight go on, also those the client sent before it read the
+ * heads-up; streams above the final GOAWAY's last-stream-id are refused),
+ * and after `grace_ms` closes
  * what is left, cancelling those calls with UNAVAILABLE. `cb` (may be NULL)
  * runs when everything is released; the server is freed after it. Calling
  * it after a shutdown or close began is a no-op. */
