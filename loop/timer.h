@@ -1,9 +1,10 @@
 /*
  * One-shot timers for deadlines, keepalive and backoff, embedded in their
- * owner. All timers of a scheduler share one uv_timer_t through a min-heap,
- * so arming and disarming are synchronous and a timer needs no uv_close():
- * an owner can be freed right after uvg__timer_stop(). O(log n) per
- * start/stop, which keeps 100k concurrent deadlines cheap.
+ * owner. All timers of a scheduler share one uv_timer_t through a min-heap
+ * whose links live in the timers themselves, so arming allocates nothing
+ * and cannot fail, and a timer needs no uv_close(): an owner can be freed
+ * right after uvg__timer_stop(). O(log n) per start/stop, which keeps 100k
+ * concurrent deadlines cheap.
  */
 #ifndef UVG_LOOP_TIMER_H
 #define UVG_LOOP_TIMER_H
@@ -12,23 +13,25 @@
 
 struct uvg__timer_s {
   uvg__sched_t *sched;
-  uint64_t due;      /* uv_now() milliseconds */
-  size_t heap_index; /* SIZE_MAX while disarmed */
+  /* heap links; all NULL while disarmed (parent is NULL for the root too) */
+  struct uvg__timer_s *parent, *left, *right;
+  uint64_t due; /* uv_now() milliseconds */
+  uint64_t seq; /* start order: equal due times fire first started first */
+  int armed;
   void (*cb)(uvg__timer_t *t);
 };
 
 void uvg__timer_init(uvg__sched_t *s, uvg__timer_t *t);
 
 /* Arms `t` to call cb(t) once, `timeout_ms` from the loop's cached now.
- * Re-arming an armed timer moves it. Returns 0 or UVG_ENOMEM. */
-int uvg__timer_start(uvg__timer_t *t, void (*cb)(uvg__timer_t *t),
-                     uint64_t timeout_ms);
+ * Re-arming an armed timer moves it. Timers fire in due order; those with
+ * the same due time fire in the order they were (last) started. */
+void uvg__timer_start(uvg__timer_t *t, void (*cb)(uvg__timer_t *t),
+                      uint64_t timeout_ms);
 
 /* Disarms `t`; a no-op when it is not armed. */
 void uvg__timer_stop(uvg__timer_t *t);
 
-static inline int uvg__timer_armed(const uvg__timer_t *t) {
-  return t->heap_index != SIZE_MAX;
-}
+static inline int uvg__timer_armed(const uvg__timer_t *t) { return t->armed; }
 
 #endif

@@ -14,7 +14,8 @@ int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   uvg__list_init(&s->pool);
   s->draining = NULL;
   s->heap = NULL;
-  s->heap_len = s->heap_cap = 0;
+  s->heap_n = 0;
+  s->timer_seq = 0;
   s->closing = 0;
   s->close_cb = NULL;
   if ((err = uv_check_init(loop, &s->check)) != 0) return err;
@@ -38,8 +39,6 @@ static void on_handle_closed(uv_handle_t *h) {
     uvg__list_remove(&w->link);
     uvg__free(w);
   }
-  uvg__free(s->heap);
-  s->heap = NULL;
   if (s->close_cb != NULL) s->close_cb(s);
 }
 

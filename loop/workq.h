@@ -38,8 +38,9 @@ typedef struct uvg__sched_s {
   uvg__list_t ready; /* queues with pending closures */
   uvg__list_t pool;  /* free work nodes */
   struct uvg__workq_s *draining; /* the queue being drained, or NULL */
-  uvg__timer_t **heap; /* min-heap of armed timers by due time */
-  size_t heap_len, heap_cap;
+  uvg__timer_t *heap;  /* root of the armed timers' heap (loop/timer.c) */
+  size_t heap_n;       /* armed timers */
+  uint64_t timer_seq;  /* starts so far, to order equal due times */
   int handles_open;
   int closing;
   void (*close_cb)(struct uvg__sched_s *);

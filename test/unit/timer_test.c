@@ -62,10 +62,9 @@ static void rec_init(fixture_t *f, rec_t *r, int id) {
   uvg__timer_init(&f->sched, &r->t);
 }
 
-static int rec_start(rec_t *r, uint64_t ms) {
-  int rc = uvg__timer_start(&r->t, rec_cb, ms);
+static void rec_start(rec_t *r, uint64_t ms) {
+  uvg__timer_start(&r->t, rec_cb, ms);
   r->due = r->t.due;
-  return rc;
 }
 
 static void reset_order(void) {
@@ -86,7 +85,7 @@ static void test_many_timers_fire_in_due_order(void) {
   uint64_t start = uv_now(&f.loop);
   for (int i = 0; i < N; i++) {
     rec_init(&f, &r[i], i);
-    CHECK_EQ(rec_start(&r[i], (uint64_t)(rand() % 51)), 0);
+    rec_start(&r[i], (uint64_t)(rand() % 51));
     CHECK(uvg__timer_armed(&r[i].t));
   }
   /* Armed timers keep the loop alive; none fires inside start. */
@@ -119,9 +118,9 @@ static void test_stop_before_due(void) {
   rec_init(&f, &c, 2);
   CHECK_EQ(uvg__timer_armed(&a.t), 0);
   uvg__timer_stop(&a.t); /* stopping a disarmed timer is a no-op */
-  CHECK_EQ(rec_start(&a, 5), 0);
-  CHECK_EQ(rec_start(&b, 10), 0);
-  CHECK_EQ(rec_start(&c, 15), 0);
+  rec_start(&a, 5);
+  rec_start(&b, 10);
+  rec_start(&c, 15);
   CHECK(uvg__timer_armed(&a.t));
   uvg__timer_stop(&a.t); /* the earliest */
   uvg__timer_stop(&c.t); /* the latest */
@@ -143,7 +142,7 @@ static void test_stop_all_releases_loop(void) {
   rec_t a;
   fixture_init(&f);
   rec_init(&f, &a, 0);
-  CHECK_EQ(rec_start(&a, 1000), 0);
+  rec_start(&a, 1000);
   CHECK(uv_loop_alive(&f.loop));
   uvg__timer_stop(&a.t);
   CHECK_EQ(uv_loop_alive(&f.loop), 0);
@@ -163,11 +162,11 @@ static void test_restart_moves(void) {
   rec_init(&f, &late, 1);
   rec_init(&f, &mid, 2);
   uint64_t start = uv_now(&f.loop);
-  CHECK_EQ(rec_start(&early, 100), 0); /* moved earlier below */
-  CHECK_EQ(rec_start(&late, 1), 0);    /* moved later below */
-  CHECK_EQ(rec_start(&mid, 20), 0);
-  CHECK_EQ(rec_start(&early, 5), 0);
-  CHECK_EQ(rec_start(&late, 40), 0);
+  rec_start(&early, 100); /* moved earlier below */
+  rec_start(&late, 1);    /* moved later below */
+  rec_start(&mid, 20);
+  rec_start(&early, 5);
+  rec_start(&late, 40);
   CHECK(uvg__timer_armed(&early.t));
   CHECK(uvg__timer_armed(&late.t));
   CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
@@ -207,9 +206,9 @@ static void test_stop_from_other_callback(void) {
   uvg__timer_init(&f.sched, &s.t);
   s.fired = 0;
   s.victim = &victim.t;
-  CHECK_EQ(uvg__timer_start(&s.t, stopper_cb, 5), 0);
-  CHECK_EQ(rec_start(&victim, 15), 0);
-  CHECK_EQ(rec_start(&bystander, 25), 0);
+  uvg__timer_start(&s.t, stopper_cb, 5);
+  rec_start(&victim, 15);
+  rec_start(&bystander, 25);
   CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
   CHECK_EQ(s.fired, 1);
   CHECK_EQ(victim.fired, 0);
@@ -226,8 +225,8 @@ static void test_stop_due_peer_from_callback(void) {
   a.fired = b.fired = 0;
   a.victim = &b.t;
   b.victim = &a.t;
-  CHECK_EQ(uvg__timer_start(&a.t, stopper_cb, 0), 0);
-  CHECK_EQ(uvg__timer_start(&b.t, stopper_cb, 0), 0);
+  uvg__timer_start(&a.t, stopper_cb, 0);
+  uvg__timer_start(&b.t, stopper_cb, 0);
   CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
   CHECK_EQ(a.fired + b.fired, 1);
   CHECK_EQ(uvg__timer_armed(&a.t), 0);
@@ -253,7 +252,7 @@ static void rearm_cb(uvg__timer_t *t) {
   r->last = now;
   r->fired++;
   if (--r->left > 0) {
-    CHECK_EQ(uvg__timer_start(t, rearm_cb, 3), 0);
+    uvg__timer_start(t, rearm_cb, 3);
     if (!uvg__timer_armed(t)) r->not_armed++;
   }
 }
@@ -265,7 +264,7 @@ static void test_callback_rearms_itself(void) {
   memset(&r, 0, sizeof(r));
   uvg__timer_init(&f.sched, &r.t);
   r.left = 5;
-  CHECK_EQ(uvg__timer_start(&r.t, rearm_cb, 3), 0);
+  uvg__timer_start(&r.t, rearm_cb, 3);
   CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
   CHECK_EQ(r.fired, 5);
   CHECK_EQ(r.too_early, 0);
@@ -284,7 +283,7 @@ typedef struct {
 
 static void starter_cb(uvg__timer_t *t) {
   starter_t *s = uvg__container_of(t, starter_t, t);
-  CHECK_EQ(rec_start(s->other, s->other_ms), 0);
+  rec_start(s->other, s->other_ms);
 }
 
 static void test_start_other_from_callback(void) {
@@ -297,7 +296,7 @@ static void test_start_other_from_callback(void) {
   uvg__timer_init(&f.sched, &s.t);
   s.other = &other;
   s.other_ms = 10;
-  CHECK_EQ(uvg__timer_start(&s.t, starter_cb, 2), 0);
+  uvg__timer_start(&s.t, starter_cb, 2);
   CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
   CHECK_EQ(other.fired, 1);
   CHECK(other.fired_at >= other.due);
@@ -312,12 +311,178 @@ static void test_stop_then_free_owner(void) {
   for (int i = 0; i < 100; i++) {
     rec_t *r = malloc(sizeof(*r));
     rec_init(&f, r, i);
-    CHECK_EQ(rec_start(r, 1000 + (uint64_t)i), 0);
+    rec_start(r, 1000 + (uint64_t)i);
     uvg__timer_stop(&r->t);
     free(r);
   }
   CHECK_EQ(uv_loop_alive(&f.loop), 0);
   fixture_close(&f);
+}
+
+/* Equal due times fire in start order; restarting a timer puts it behind
+ * the others that are due at the same time. */
+static void test_equal_due_in_start_order(void) {
+  enum { N = 64 };
+  fixture_t f;
+  rec_t r[N];
+  fixture_init(&f);
+  reset_order();
+  for (int i = 0; i < N; i++) {
+    rec_init(&f, &r[i], i);
+    rec_start(&r[i], 3);
+  }
+  rec_start(&r[0], 3); /* now the last of the 64 */
+  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  int wrong = 0;
+  for (int i = 1; i < N; i++) wrong += r[i].order != i - 1;
+  CHECK_EQ(wrong, 0);
+  CHECK_EQ(r[0].order, N - 1);
+  fixture_close(&f);
+}
+
+/* Arming cannot fail: with every allocation failing, timers still arm, fire
+ * in due order, and stop. (Deadlines, keepalive, linger and the accept
+ * back-off all rely on it; none of them has a way to report a failure.) */
+static void *fail_malloc(size_t n) {
+  (void)n;
+  return NULL;
+}
+static void *fail_realloc(void *p, size_t n) {
+  (void)p;
+  (void)n;
+  return NULL;
+}
+
+static void test_start_needs_no_memory(void) {
+  enum { N = 1000 };
+  fixture_t f;
+  static rec_t r[N];
+  fixture_init(&f);
+  reset_order();
+  CHECK_EQ(uvg_set_allocator(fail_malloc, fail_realloc, free), 0);
+  int armed = 0;
+  for (int i = 0; i < N; i++) {
+    rec_init(&f, &r[i], i);
+    rec_start(&r[i], (uint64_t)(i % 7));
+    armed += uvg__timer_armed(&r[i].t) != 0;
+  }
+  CHECK_EQ(armed, N);
+  for (int i = 0; i < N; i += 2) uvg__timer_stop(&r[i].t);
+  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  int fired = 0, wrong = 0;
+  for (int i = 0; i < N; i++) {
+    fired += r[i].fired;
+    if (r[i].fired != (i % 2)) wrong++;
+  }
+  CHECK_EQ(fired, N / 2);
+  CHECK_EQ(wrong, 0);
+  CHECK_EQ(due_order_errors, 0);
+  CHECK_EQ(uvg_set_allocator(malloc, realloc, free), 0);
+  fixture_close(&f);
+}
+
+/* Randomized against a reference model: timers are started, restarted and
+ * stopped at random, from outside and from inside callbacks, and every
+ * firing must be the reference's earliest armed timer, earliest due first
+ * and, among equal due times, the one started first. */
+enum { RND_N = 512 };
+
+typedef struct {
+  uvg__timer_t t;
+  int armed;     /* reference: armed? */
+  uint64_t due;  /* reference: due time */
+  uint64_t seq;  /* reference: start order */
+} rnd_timer_t;
+
+static struct {
+  fixture_t f;
+  rnd_timer_t tm[RND_N];
+  uint64_t rng, seq;
+  long ops_left, fires, starts, stops;
+  long not_min, early, state_mismatch;
+} rnd;
+
+static uint32_t rnd_next(void) {
+  /* xorshift64*: reproducible, independent of the C library's rand() */
+  rnd.rng ^= rnd.rng >> 12;
+  rnd.rng ^= rnd.rng << 25;
+  rnd.rng ^= rnd.rng >> 27;
+  return (uint32_t)((rnd.rng * 2685821657736338717ull) >> 32);
+}
+
+static void rnd_cb(uvg__timer_t *t);
+
+static void rnd_start(rnd_timer_t *x, uint64_t ms) {
+  uvg__timer_start(&x->t, rnd_cb, ms);
+  x->armed = 1;
+  x->due = uv_now(&rnd.f.loop) + ms;
+  x->seq = rnd.seq++;
+  rnd.starts++;
+}
+
+static void rnd_stop(rnd_timer_t *x) {
+  uvg__timer_stop(&x->t);
+  x->armed = 0;
+  rnd.stops++;
+}
+
+/* A few random operations on random timers. */
+static void rnd_ops(int n) {
+  for (int k = 0; k < n && rnd.ops_left > 0; k++, rnd.ops_left--) {
+    rnd_timer_t *x = &rnd.tm[rnd_next() % RND_N];
+    if (rnd_next() % 4 == 0)
+      rnd_stop(x);
+    else
+      rnd_start(x, rnd_next() % 6); /* many equal due times */
+  }
+}
+
+static void rnd_cb(uvg__timer_t *t) {
+  rnd_timer_t *x = uvg__container_of(t, rnd_timer_t, t);
+  const rnd_timer_t *min = NULL;
+  for (int i = 0; i < RND_N; i++) {
+    const rnd_timer_t *y = &rnd.tm[i];
+    if (y->armed && (min == NULL || y->due < min->due ||
+                     (y->due == min->due && y->seq < min->seq)))
+      min = y;
+  }
+  if (min != x) rnd.not_min++;
+  if (uv_now(&rnd.f.loop) < x->due) rnd.early++;
+  if (uvg__timer_armed(t)) rnd.state_mismatch++;
+  x->armed = 0;
+  rnd.fires++;
+  rnd_ops(3);
+}
+
+static void test_random_against_reference(void) {
+  memset(&rnd, 0, sizeof(rnd));
+  fixture_init(&rnd.f);
+  rnd.rng = 0x9e3779b97f4a7c15ull;
+  rnd.ops_left = 100000;
+  for (int i = 0; i < RND_N; i++) uvg__timer_init(&rnd.f.sched, &rnd.tm[i].t);
+  for (int round = 0; round < 20; round++) {
+    rnd_ops(1000); /* from outside callbacks */
+    long armed = 0, wrong = 0;
+    for (int i = 0; i < RND_N; i++) {
+      armed += rnd.tm[i].armed;
+      if (!uvg__timer_armed(&rnd.tm[i].t) != !rnd.tm[i].armed) wrong++;
+    }
+    CHECK_EQ(wrong, 0);
+    if (armed > 0) uv_run(&rnd.f.loop, UV_RUN_ONCE);
+  }
+  CHECK_EQ(uv_run(&rnd.f.loop, UV_RUN_DEFAULT), 0);
+  long left = 0;
+  for (int i = 0; i < RND_N; i++)
+    left += rnd.tm[i].armed + (uvg__timer_armed(&rnd.tm[i].t) != 0);
+  CHECK_EQ(left, 0);
+  CHECK_EQ(rnd.not_min, 0);
+  CHECK_EQ(rnd.early, 0);
+  CHECK_EQ(rnd.state_mismatch, 0);
+  CHECK_EQ(rnd.ops_left, 0);
+  CHECK(rnd.fires > 10000);
+  fprintf(stderr, "  %ld starts, %ld stops, %ld fires\n", rnd.starts,
+          rnd.stops, rnd.fires);
+  fixture_close(&rnd.f);
 }
 
 int main(void) {
@@ -330,5 +495,8 @@ int main(void) {
   RUN(test_callback_rearms_itself);
   RUN(test_start_other_from_callback);
   RUN(test_stop_then_free_owner);
+  RUN(test_equal_due_in_start_order);
+  RUN(test_start_needs_no_memory);
+  RUN(test_random_against_reference);
   TEST_EXIT();
 }
