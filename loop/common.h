@@ -65,7 +65,8 @@ enum {
 };
 extern unsigned uvg__trace_flags;
 
-/* Parses UVG_TRACE once; later calls do nothing. */
+/* Parses UVG_TRACE once per process; later calls do nothing. Thread-safe:
+ * a call made while another thread parses returns when the flags are set. */
 void uvg__trace_init(void);
 void uvg__log(uvg_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

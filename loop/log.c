@@ -3,11 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "common.h"
 
 unsigned uvg__trace_flags;
-static int trace_parsed;
+static uv_once_t trace_once = UV_ONCE_INIT;
 static uvg_log_cb log_cb;
 static void *log_data;
 
@@ -20,9 +21,7 @@ static const struct {
     {"call", UVG__TRACE_CALL},     {"all", ~0u},
 };
 
-void uvg__trace_init(void) {
-  if (trace_parsed) return;
-  trace_parsed = 1;
+static void parse_trace(void) {
   const char *env = getenv("UVG_TRACE");
   if (env == NULL) return;
   while (*env != '\0') {
@@ -34,6 +33,12 @@ void uvg__trace_init(void) {
     env += n;
     if (*env == ',') env++;
   }
+}
+
+/* Loops on several threads may create their first servers together: each
+ * must wait until the flags are complete, not see them half parsed. */
+void uvg__trace_init(void) {
+  uv_once(&trace_once, parse_trace);
 }
 
 void uvg_set_log_cb(uvg_log_cb cb, void *user_data) {
