@@ -273,10 +273,12 @@ static void *mem_realloc(void *p, size_t n, void *ud) {
 }
 static nghttp2_mem h2_mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
 
-static nghttp2_session_callbacks *callbacks(void) {
-  static nghttp2_session_callbacks *cbs;
-  if (cbs != NULL) return cbs;
-  if (nghttp2_session_callbacks_new(&cbs) != 0) return NULL;
+/* Makes a filled-in set of callbacks and only then hands it out. nghttp2
+ * allocates it with plain calloc, not through nghttp2_mem. Returns 0 or
+ * UVG_ENOMEM. */
+static int new_callbacks(nghttp2_session_callbacks **out) {
+  nghttp2_session_callbacks *cbs;
+  if (nghttp2_session_callbacks_new(&cbs) != 0) return UVG_ENOMEM;
   nghttp2_session_callbacks_set_send_callback(cbs, on_send);
   nghttp2_session_callbacks_set_send_data_callback(cbs, on_send_data);
   nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
@@ -286,7 +288,35 @@ static nghttp2_session_callbacks *callbacks(void) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-  return cbs;
+  *out = cbs;
+  return 0;
+}
+
+/* One set for every connection of the process, made once: loops on other
+ * threads may start connections at the same moment. Never freed. NULL if
+ * making it failed; connections then make their own (see session_new). */
+static nghttp2_session_callbacks *shared_callbacks;
+static uv_once_t shared_callbacks_once = UV_ONCE_INIT;
+
+static void make_shared_callbacks(void) {
+  if (new_callbacks(&shared_callbacks) != 0) shared_callbacks = NULL;
+}
+
+/* nghttp2 copies the callbacks into the session, so a set made for one
+ * session can be freed at once. Returns 0 or UVG_ENOMEM. */
+static int session_new(uvg__conn_t *c) {
+  nghttp2_session_callbacks *own = NULL;
+  uv_once(&shared_callbacks_once, make_shared_callbacks);
+  const nghttp2_session_callbacks *cbs = shared_callbacks;
+  /* uv_once does not run twice: an out-of-memory at that moment must not
+   * refuse every later connection. */
+  if (cbs == NULL) {
+    if (new_callbacks(&own) != 0) return UVG_ENOMEM;
+    cbs = own;
+  }
+  int rv = nghttp2_session_server_new3(&c->h2, cbs, c, NULL, &h2_mem);
+  if (own != NULL) nghttp2_session_callbacks_del(own);
+  return rv == 0 ? 0 : UVG_ENOMEM;
 }
 
 /* ---- streams ---- */
@@ -531,10 +561,8 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
 }
 
 int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
-  nghttp2_session_callbacks *ncbs = callbacks();
   c->io.ops->peer_name(&c->io, c->peer, sizeof(c->peer));
-  if (ncbs == NULL || nghttp2_session_server_new3(&c->h2, ncbs, c, NULL, &h2_mem) != 0)
-    return UVG_ENOMEM;
+  if (session_new(c) != 0) return UVG_ENOMEM;
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, st->max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, st->initial_window_size},
