@@ -3,6 +3,11 @@
 
 #include "rpc.h"
 
+/* The first buffer of a message that does not arrive whole. Up to this a
+ * message gets one buffer of its exact size as soon as its bytes start to
+ * arrive; beyond it the buffer doubles as bytes arrive. */
+#define FIRST_CHUNK (16 * 1024)
+
 void uvg__deframer_init(uvg__deframer_t *d, uint32_t max_len) {
   memset(d, 0, sizeof(*d));
   d->max_len = max_len;
@@ -15,7 +20,29 @@ int uvg__deframer_partial(const uvg__deframer_t *d) {
 void uvg__deframer_free(uvg__deframer_t *d) {
   uvg__free(d->msg);
   d->msg = NULL;
+  d->msg_cap = 0;
   d->hdr_have = 0;
+}
+
+/* Makes room for `need` bytes of the message. The 5-byte prefix alone would
+ * otherwise make the peer's declared length (up to the receive limit, per
+ * stream) ours to hold, so the buffer follows the bytes received: never
+ * more than twice them or FIRST_CHUNK, and never more than the declared
+ * length. A message that is all here, or is small, gets its exact size at
+ * once and is copied once; a larger one pays for the doubling with at most
+ * about one more copy of its bytes in all. Returns 0 or UVG_ENOMEM (msg is
+ * kept; uvg__deframer_free releases it). */
+static int grow(uvg__deframer_t *d, uint32_t need) {
+  uint64_t cap = (uint64_t)d->msg_cap * 2;
+  if (cap < need) cap = need;
+  if (cap < FIRST_CHUNK) cap = FIRST_CHUNK;
+  if (cap > d->msg_len) cap = d->msg_len;
+  uint8_t *p = d->msg == NULL ? uvg__malloc((size_t)cap)
+                              : uvg__realloc(d->msg, (size_t)cap);
+  if (p == NULL) return UVG_ENOMEM;
+  d->msg = p;
+  d->msg_cap = (uint32_t)cap;
+  return 0;
 }
 
 void uvg__frame_header(uint8_t out[UVG__FRAME_HEADER_LEN], int compressed,
@@ -42,11 +69,12 @@ int uvg__deframer_feed(uvg__deframer_t *d, const uint8_t *p, size_t n,
                    (uint32_t)d->hdr[3] << 8 | d->hdr[4];
       if (d->msg_len > d->max_len) return UVG__E_TOO_LARGE;
       d->msg_have = 0;
-      if (d->msg_len > 0 && (d->msg = uvg__malloc(d->msg_len)) == NULL)
-        return UVG_ENOMEM;
     }
     size_t take = d->msg_len - d->msg_have;
     if (take > n) take = n;
+    if (d->msg_have + take > d->msg_cap &&
+        grow(d, d->msg_have + (uint32_t)take) != 0)
+      return UVG_ENOMEM;
     if (take > 0) memcpy(d->msg + d->msg_have, p, take);
     d->msg_have += (uint32_t)take;
     p += take;
@@ -55,6 +83,7 @@ int uvg__deframer_feed(uvg__deframer_t *d, const uint8_t *p, size_t n,
     uint8_t *msg = d->msg;
     int compressed = d->hdr[0] & 1;
     d->msg = NULL;
+    d->msg_cap = 0;
     d->hdr_have = 0;
     int rc = cb(arg, compressed, msg, d->msg_len);
     if (rc != 0) return rc;

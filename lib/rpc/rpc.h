@@ -17,13 +17,16 @@
 typedef struct {
   uint8_t hdr[UVG__FRAME_HEADER_LEN];
   size_t hdr_have;
-  uint8_t *msg;
-  uint32_t msg_len, msg_have;
+  uint8_t *msg;      /* grows as the message's bytes arrive */
+  uint32_t msg_len;  /* declared by the prefix */
+  uint32_t msg_have; /* received */
+  uint32_t msg_cap;  /* allocated */
   uint32_t max_len;
 } uvg__deframer_t;
 
 /* Called for each complete message. `msg` (NULL when len is 0) is allocated
- * with uvg__malloc and now belongs to the callee. Return 0 to go on, or a
+ * with the library's allocator, exactly `len` bytes, and now belongs to the
+ * callee (uvg__free). Return 0 to go on, or a
  * negative code that uvg__deframer_feed returns at once. */
 typedef int (*uvg__deframe_cb)(void *arg, int compressed, uint8_t *msg,
                                uint32_t len);

@@ -1,5 +1,6 @@
 /* Length-Prefixed-Message framing (lib/rpc/framing.c): the deframer must
  * yield the same messages however the bytes are split. */
+#include <stddef.h>
 #include <stdint.h>
 
 #include "rpc/rpc.h"
@@ -336,6 +337,132 @@ static void test_large_message_chunks(void) {
   free(payload);
 }
 
+/* ---- memory follows the bytes received, not the length declared ---- */
+
+/* An allocator that counts the bytes it has handed out and not taken back
+ * (each block carries its size in front). */
+static size_t live_bytes, n_allocs;
+typedef union {
+  size_t n;
+  max_align_t align;
+} block_head_t;
+
+static void *count_malloc(size_t n) {
+  block_head_t *h = malloc(sizeof(*h) + n);
+  if (h == NULL) return NULL;
+  h->n = n;
+  live_bytes += n;
+  n_allocs++;
+  return h + 1;
+}
+static void *count_realloc(void *p, size_t n) {
+  if (p == NULL) return count_malloc(n);
+  block_head_t *h = (block_head_t *)p - 1;
+  size_t old = h->n;
+  h = realloc(h, sizeof(*h) + n);
+  if (h == NULL) return NULL;
+  live_bytes = live_bytes - old + n;
+  h->n = n;
+  n_allocs++;
+  return h + 1;
+}
+static void count_free(void *p) {
+  if (p == NULL) return;
+  block_head_t *h = (block_head_t *)p - 1;
+  live_bytes -= h->n;
+  free(h);
+}
+
+static void counting_on(void) {
+  live_bytes = n_allocs = 0;
+  CHECK_EQ(uvg_set_allocator(count_malloc, count_realloc, count_free), 0);
+}
+static void counting_off(void) {
+  CHECK_EQ(uvg_set_allocator(malloc, realloc, free), 0);
+}
+
+/* A prefix that declares the receive limit (4 MiB) reserves nothing; the
+ * buffer then grows with the bytes that arrive, at most twice what arrived
+ * (or 16 KiB), and the message comes out whole and right. */
+static void test_memory_follows_bytes_received(void) {
+  const uint32_t len = 4u << 20;
+  uint8_t *buf = malloc(len + UVG__FRAME_HEADER_LEN);
+  uint8_t *payload = malloc(len);
+  for (uint32_t i = 0; i < len; i++) payload[i] = (uint8_t)(i * 7 + 3);
+  size_t total = frame(buf, 0, 0, payload, len);
+  uvg__deframer_t d;
+  sink_t s;
+  sink_init(&s);
+  counting_on();
+  uvg__deframer_init(&d, len);
+  CHECK_EQ(uvg__deframer_feed(&d, buf, UVG__FRAME_HEADER_LEN, collect, &s), 0);
+  CHECK_EQ(live_bytes, 0);
+  CHECK_EQ(uvg__deframer_partial(&d), 1);
+  size_t off = UVG__FRAME_HEADER_LEN, chunk = 1000, over = 0;
+  int rc = 0;
+  while (off < total && rc == 0) {
+    size_t n = chunk < total - off ? chunk : total - off;
+    rc = uvg__deframer_feed(&d, buf + off, n, collect, &s);
+    off += n;
+    size_t received = off - UVG__FRAME_HEADER_LEN;
+    size_t allowed = 2 * received > 16384 ? 2 * received : 16384;
+    if (s.n == 0 && live_bytes > allowed) over++;
+    chunk = 16384;
+  }
+  CHECK_EQ(rc, 0);
+  CHECK_EQ(over, 0);
+  CHECK_EQ(s.n, 1);
+  CHECK(s.n == 1 && s.len[0] == len && memcmp(s.msg[0], payload, len) == 0);
+  CHECK_EQ(live_bytes, len); /* the message the sink now owns, exactly */
+  sink_free(&s);
+  CHECK_EQ(live_bytes, 0);
+
+  /* The same prefix with nothing after it, then the stream ends: nothing
+   * was held. */
+  CHECK_EQ(uvg__deframer_feed(&d, buf, UVG__FRAME_HEADER_LEN, collect, &s), 0);
+  CHECK_EQ(live_bytes, 0);
+  uvg__deframer_free(&d);
+  CHECK_EQ(live_bytes, 0);
+  counting_off();
+  free(buf);
+  free(payload);
+}
+
+/* A message that arrives whole, or a small one in pieces, is one
+ * allocation of its exact size: the bytes are copied once. */
+static void test_one_allocation_when_it_costs_nothing(void) {
+  enum { BIG = 1 << 20, SMALL = 10000 };
+  uint8_t *buf = malloc(BIG + UVG__FRAME_HEADER_LEN);
+  uint8_t *payload = calloc(1, BIG);
+  uvg__deframer_t d;
+  sink_t s;
+
+  size_t total = frame(buf, 0, 0, payload, BIG);
+  sink_init(&s);
+  counting_on();
+  uvg__deframer_init(&d, BIG);
+  CHECK_EQ(uvg__deframer_feed(&d, buf, total, collect, &s), 0);
+  CHECK_EQ(s.n, 1);
+  CHECK_EQ(n_allocs, 1);
+  CHECK_EQ(live_bytes, BIG);
+  sink_free(&s);
+
+  total = frame(buf, 0, 0, payload, SMALL);
+  n_allocs = 0;
+  for (size_t off = 0; off < total; off += 1000) {
+    size_t n = total - off < 1000 ? total - off : 1000;
+    CHECK_EQ(uvg__deframer_feed(&d, buf + off, n, collect, &s), 0);
+  }
+  CHECK_EQ(s.n, 1);
+  CHECK_EQ(n_allocs, 1);
+  CHECK_EQ(live_bytes, SMALL);
+  sink_free(&s);
+  uvg__deframer_free(&d);
+  counting_off();
+  free(buf);
+  free(payload);
+}
+
 int main(void) {
   RUN(test_frame_header_big_endian);
   RUN(test_split_everywhere);
@@ -346,5 +473,7 @@ int main(void) {
   RUN(test_partial);
   RUN(test_callback_error_stops);
   RUN(test_large_message_chunks);
+  RUN(test_memory_follows_bytes_received);
+  RUN(test_one_allocation_when_it_costs_nothing);
   TEST_EXIT();
 }
