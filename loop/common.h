@@ -25,6 +25,12 @@ void uvg__free(void *p);
 char *uvg__strdup(const char *s);
 char *uvg__strndup(const char *s, size_t n);
 
+/* ---- random numbers (loop/rand.c): thread-safe ---- */
+/* A uniform 64-bit number from this thread's generator, seeded from the
+ * kernel (uv_random) at first use and again in a forked child. The C
+ * library's rand() state is not touched. For jitter, not for secrets. */
+uint64_t uvg__random(void);
+
 /* ---- intrusive doubly linked list; an empty head points at itself ---- */
 typedef struct uvg__list_s {
   struct uvg__list_s *next;

@@ -4,7 +4,6 @@
  * handshake deadline and the graceful GOAWAY. All timers are heap timers
  * embedded in the connection, so none of them needs closing.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
@@ -84,9 +83,9 @@ void uvg__conn_manage_start(uvg__conn_t *c) {
     uvg__timer_start(&c->hs_timer, on_handshake_timeout, st->handshake_timeout);
   if (st->max_age) {
     /* A9: ±10% jitter so that connections made together do not all
-     * reconnect together. */
+     * reconnect together. (Against 2^64 the modulo is as good as uniform.) */
     uint64_t tenth = st->max_age / 10;
-    uint64_t age = st->max_age - tenth + (tenth ? (uint64_t)rand() % (2 * tenth + 1) : 0);
+    uint64_t age = st->max_age - tenth + uvg__random() % (2 * tenth + 1);
     uvg__timer_start(&c->age_timer, on_age, age);
   }
   uvg__conn_on_stream_count(c);
