@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -49,6 +50,22 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   }
 }
 
+/* 1 if `un` names a socket file that nothing listens on any more (its
+ * process exited without removing it): connecting is refused. A socket
+ * something listens on, even with a full backlog (EAGAIN), or a path that
+ * is not a socket, is not stale. A live listener sees the probe as a
+ * connection that closes at once. */
+static int stale_socket_file(const struct sockaddr_un *un) {
+  struct stat st;
+  if (lstat(un->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode)) return 0;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  int refused = connect(fd, (const struct sockaddr *)un, sizeof(*un)) != 0 &&
+                errno == ECONNREFUSED;
+  close(fd);
+  return refused;
+}
+
 int uvg__listener_open(uvg__sched_t *sched, uvg__listener_t *l,
                        const struct sockaddr *addr, const char *path, int *port,
                        void (*on_accept)(uvg__listener_t *l, int fd)) {
@@ -73,7 +90,13 @@ int uvg__listener_open(uvg__sched_t *sched, uvg__listener_t *l,
   l->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (l->fd < 0) return -errno;
   if (!l->is_unix) setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(l->fd, addr, len) != 0 || listen(l->fd, SOMAXCONN) != 0) {
+  int rc = bind(l->fd, addr, len);
+  if (rc != 0 && errno == EADDRINUSE && l->is_unix && stale_socket_file(&un)) {
+    /* A server restarting after a crash finds its old socket file. */
+    unlink(un.sun_path);
+    rc = bind(l->fd, addr, len);
+  }
+  if (rc != 0 || listen(l->fd, SOMAXCONN) != 0) {
     err = -errno;
     close(l->fd);
     return err;

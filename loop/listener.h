@@ -28,9 +28,11 @@ struct uvg__listener_s {
 };
 
 /* Binds and listens on `addr` (TCP, SO_REUSEADDR) or, with addr NULL, on
- * the unix socket `path`. *port receives the bound TCP port (0 for unix).
- * Returns 0 or a libuv error (UV_EADDRINUSE, UV_EACCES, ...); on error
- * nothing needs closing. */
+ * the unix socket `path`. A socket file at `path` that nothing listens on
+ * (connecting is refused) is removed first; one something listens on, or a
+ * file that is not a socket, gives UV_EADDRINUSE. *port receives the bound
+ * TCP port (0 for unix). Returns 0 or a libuv error (UV_EADDRINUSE,
+ * UV_EACCES, ...); on error nothing needs closing. */
 int uvg__listener_open(uvg__sched_t *sched, uvg__listener_t *l,
                        const struct sockaddr *addr, const char *path, int *port,
                        void (*on_accept)(uvg__listener_t *l, int fd));

@@ -313,6 +313,10 @@ UVG_EXTERN int uvg_server_register(uvg_server_t *server,
  * uvg_insecure_server_credentials() for plaintext. If `bound_port` is not
  * NULL it receives the port actually bound (useful with port 0; 0 for unix
  * paths). May be called several times to listen on several addresses.
+ * A unix socket file left at PATH by a process that no longer listens on it
+ * is replaced; if something listens there, or PATH is not a socket, the
+ * result is UV_EADDRINUSE and the file is left alone. The file is not
+ * removed when the server closes.
  * Returns 0; UVG_ENOCREDS; UVG_EADDR; UVG_ECLOSED; UVG_ENOMEM; or a libuv
  * error from bind/listen (UV_EADDRINUSE, UV_EACCES, ...). */
 UVG_EXTERN int uvg_server_listen(uvg_server_t *server, const char *address,
