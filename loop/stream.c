@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -71,11 +72,19 @@ static void tcp_peer_name(uvg__stream_t *s, char *out, size_t len) {
   snprintf(out, len, "%s:%d", ip, port);
 }
 
+/* A unix client's socket usually has no address, and the listening path is
+ * our own name, not the peer's: the peer is named by the credentials the
+ * kernel recorded when it connected. */
 static void pipe_peer_name(uvg__stream_t *s, char *out, size_t len) {
-  char path[256];
-  size_t n = sizeof(path);
-  if (uv_pipe_getsockname(&s->h.pipe, path, &n) != 0) n = 0;
-  snprintf(out, len, "unix:%.*s", (int)n, path);
+  uv_os_fd_t fd;
+  struct ucred cred;
+  socklen_t n = sizeof(cred);
+  if (uv_fileno(&s->h.handle, &fd) == 0 &&
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &n) == 0 &&
+      n == sizeof(cred))
+    snprintf(out, len, "unix:pid=%d,uid=%u", (int)cred.pid, (unsigned)cred.uid);
+  else
+    snprintf(out, len, "unix peer");
 }
 
 static void tcp_set_user_timeout(uvg__stream_t *s, uint64_t ms) {

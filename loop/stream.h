@@ -24,8 +24,10 @@ typedef struct {
   /* Half-closes: no more writes (FIN) once pending ones are out. Returns 0
    * or a libuv error. */
   int (*shutdown)(uvg__stream_t *s);
-  /* Local or peer address as text ("127.0.0.1:5000", "[::1]:5000",
-   * "unix:/path"); writes at most len bytes with the NUL. */
+  /* The peer as text for log lines: its address ("127.0.0.1:5000",
+   * "[::1]:5000"), or for a unix socket the connecting process
+   * ("unix:pid=1234,uid=1000"; "unix peer" if the kernel cannot say);
+   * writes at most len bytes with the NUL. */
   void (*peer_name)(uvg__stream_t *s, char *out, size_t len);
   /* TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before
    * the kernel drops the connection. NULL where it does not apply. */
