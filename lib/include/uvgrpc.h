@@ -272,10 +272,12 @@ typedef struct {
   /* Close if that ping is not answered in time; default 20 s. Also set as
    * TCP_USER_TIMEOUT on the socket. */
   uint64_t keepalive_timeout_ms;
-  /* Enforcement: a client pinging more often than this earns a strike;
-   * after two, GOAWAY ENHANCE_YOUR_CALM "too_many_pings" and the
-   * connection is closed. Default 5 min. Strikes are forgiven whenever the
-   * server sends headers or data. */
+  /* Enforcement: a client PING that comes sooner than this after the
+   * client's previous PING is a strike (a connection's first PING never
+   * is). Two strikes are tolerated; the third gets GOAWAY
+   * ENHANCE_YOUR_CALM "too_many_pings" and the connection is closed, as
+   * grpc-go does (its limit of 2 strikes is exceeded). Default 5 min.
+   * Strikes are forgiven whenever the server sends headers or data. */
   uint64_t keepalive_min_time_ms;
   /* Enforcement: allow keepalive pings on connections without calls
    * (otherwise such pings are held to a 2 h minimum). Default 0. */

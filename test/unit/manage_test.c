@@ -177,6 +177,39 @@ static void test_ping_enforcement(void) {
   stop_server(s);
 }
 
+/* The count, as grpc-go counts it (maxPingStrikes = 2, GOAWAY when the
+ * strikes exceed it): a connection's first PING is no strike, the next two
+ * early ones are strikes one and two and are tolerated, the third strike
+ * gets the GOAWAY. */
+static void test_third_strike_is_out(void) {
+  uvg_server_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.keepalive_min_time_ms = 1000;
+  int port;
+  uvg_server_t *s = start_server(&o, &port);
+  h2c_t c;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  h2c_request(&c, "/m.M/Stream", NULL, NULL, NULL, 0, 0, 0);
+  h2c_run_for(loop, 20);
+  for (int k = 0; k < 3; k++) { /* the first PING, then strikes 1 and 2 */
+    nghttp2_submit_ping(c.h2, NGHTTP2_FLAG_NONE, NULL);
+    h2c_flush(&c);
+    h2c_run_for(loop, 20);
+  }
+  h2c_run_for(loop, 50);
+  CHECK_EQ(c.ping_acks, 3);
+  CHECK(!c.got_goaway);
+  CHECK(!c.eof);
+  nghttp2_submit_ping(c.h2, NGHTTP2_FLAG_NONE, NULL); /* strike 3 */
+  h2c_flush(&c);
+  CHECK(h2c_run_until(loop, is_eof, &c, 2000));
+  CHECK(c.got_goaway);
+  CHECK_EQ(c.goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
+  CHECK_STR(c.goaway_debug, "too_many_pings");
+  h2c_close(&c);
+  stop_server(s);
+}
+
 static void test_max_idle(void) {
   uvg_server_options_t o;
   memset(&o, 0, sizeof(o));
@@ -403,6 +436,7 @@ int main(void) {
   big_buf = calloc(1, BIG_LEN);
   RUN(test_keepalive_ping_and_timeout);
   RUN(test_ping_enforcement);
+  RUN(test_third_strike_is_out);
   RUN(test_max_idle);
   RUN(test_max_age_and_grace);
   RUN(test_age_jitter_leaves_rand_alone);
