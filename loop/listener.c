@@ -101,6 +101,13 @@ int uvg__listener_open(uvg__sched_t *sched, uvg__listener_t *l,
     close(l->fd);
     return err;
   }
+  l->path[0] = '\0';
+  struct stat st;
+  if (l->is_unix && lstat(un.sun_path, &st) == 0) {
+    strcpy(l->path, un.sun_path);
+    l->dev = st.st_dev;
+    l->ino = st.st_ino;
+  }
   if (port != NULL) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -119,6 +126,12 @@ int uvg__listener_open(uvg__sched_t *sched, uvg__listener_t *l,
 
 static void on_poll_closed(uv_handle_t *h) {
   uvg__listener_t *l = uvg__container_of((uv_poll_t *)h, uvg__listener_t, poll);
+  struct stat st;
+  /* As grpc-go does; the next server on the path then needs no stale-file
+   * check. A file someone put there since is not ours to remove. */
+  if (l->path[0] != '\0' && lstat(l->path, &st) == 0 && st.st_dev == l->dev &&
+      st.st_ino == l->ino)
+    unlink(l->path);
   close(l->fd);
   l->on_close(l);
 }

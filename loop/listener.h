@@ -9,6 +9,8 @@
 #define UVG_LOOP_LISTENER_H
 
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include "timer.h"
 
@@ -25,6 +27,10 @@ struct uvg__listener_s {
   void (*on_accept)(uvg__listener_t *l, int fd);
   void (*on_close)(uvg__listener_t *l);
   void *data;
+  /* the unix socket file we bound, removed at close if it is still ours */
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  dev_t dev;
+  ino_t ino;
 };
 
 /* Binds and listens on `addr` (TCP, SO_REUSEADDR) or, with addr NULL, on
@@ -38,7 +44,8 @@ int uvg__listener_open(uvg__sched_t *sched, uvg__listener_t *l,
                        void (*on_accept)(uvg__listener_t *l, int fd));
 
 /* Stops accepting and closes the socket; on_close(l) follows, after which
- * `l` may be freed. */
+ * `l` may be freed. A unix socket file is removed, unless the path has
+ * meanwhile become another file. */
 void uvg__listener_close(uvg__listener_t *l, void (*on_close)(uvg__listener_t *l));
 
 #endif

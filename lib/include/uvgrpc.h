@@ -317,8 +317,8 @@ UVG_EXTERN int uvg_server_register(uvg_server_t *server,
  * paths). May be called several times to listen on several addresses.
  * A unix socket file left at PATH by a process that no longer listens on it
  * is replaced; if something listens there, or PATH is not a socket, the
- * result is UV_EADDRINUSE and the file is left alone. The file is not
- * removed when the server closes.
+ * result is UV_EADDRINUSE and the file is left alone. The server removes
+ * its socket file when it closes (unless another file took the path).
  * Returns 0; UVG_ENOCREDS; UVG_EADDR; UVG_ECLOSED; UVG_ENOMEM; or a libuv
  * error from bind/listen (UV_EADDRINUSE, UV_EACCES, ...). */
 UVG_EXTERN int uvg_server_listen(uvg_server_t *server, const char *address,

@@ -119,10 +119,27 @@ static void test_stale_socket_file_replaced(void) {
   CHECK(lstat(path, &st) == 0 && S_ISSOCK(st.st_mode));
   listen_accept_close(&f, &l);
 
-  /* the same after a listener of ours closed: a server restarting on its
-   * own path */
-  CHECK(lstat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+  /* a listener of ours removes its file when it closes */
+  CHECK(lstat(path, &st) != 0 && errno == ENOENT);
   listen_accept_close(&f, &l);
+  CHECK(lstat(path, &st) != 0 && errno == ENOENT);
+  fixture_close(&f);
+}
+
+/* A path that became another file while we listened is left to it. */
+static void test_replaced_path_kept_at_close(void) {
+  fixture_t f;
+  uvg__listener_t l;
+  fixture_init(&f);
+  make_path();
+  CHECK_EQ(open_unix(&f, &l), 0);
+  unlink(path);
+  int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+  CHECK(fd >= 0);
+  close(fd);
+  close_listener(&f, &l);
+  struct stat st;
+  CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode));
   unlink(path);
   fixture_close(&f);
 }
@@ -165,5 +182,6 @@ int main(void) {
   RUN(test_stale_socket_file_replaced);
   RUN(test_live_socket_kept);
   RUN(test_other_file_kept);
+  RUN(test_replaced_path_kept_at_close);
   TEST_EXIT();
 }
