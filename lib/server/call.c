@@ -372,9 +372,11 @@ static int header_is(const uint8_t *name, size_t len, const char *lit) {
   return strlen(lit) == len && memcmp(name, lit, len) == 0;
 }
 
-static int on_header(uvg__tstream_t *ts, const uint8_t *name, size_t nlen,
-                     const uint8_t *value, size_t vlen) {
+static int on_header(uvg__tstream_t *ts, uvg__hblock_t kind,
+                     const uint8_t *name, size_t nlen, const uint8_t *value,
+                     size_t vlen) {
   uvg_call_t *c = call_of(ts);
+  (void)kind; /* always a request's */
   /* Past the advertised SETTINGS_MAX_HEADER_LIST_SIZE nothing more is kept;
    * the call is answered RESOURCE_EXHAUSTED when the block ends. */
   c->header_bytes += nlen + vlen + 32;
@@ -432,8 +434,9 @@ static void reject(uvg_call_t *c, const char *http_status,
   send_status(c, http_status, code, msg, NULL, accept_enc);
 }
 
-static void on_headers(uvg__tstream_t *ts, int end_stream) {
+static void on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end_stream) {
   uvg_call_t *c = call_of(ts);
+  (void)kind;
   uvg_server_t *s = c->server;
   char msg[256];
   (void)end_stream;
@@ -624,8 +627,14 @@ static void on_conn_close(uvg__conn_t *conn) {
 }
 
 const uvg__conn_cbs_t uvg__server_conn_cbs = {
-    on_stream_open, on_header,       on_headers,   on_data,
-    on_remote_end,  on_stream_close, on_conn_close};
+    .stream_open = on_stream_open,
+    .on_header = on_header,
+    .on_headers = on_headers,
+    .on_data = on_data,
+    .on_remote_end = on_remote_end,
+    .on_stream_close = on_stream_close,
+    .on_close = on_conn_close,
+};
 
 /* ---- the public call API ---- */
 

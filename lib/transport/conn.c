@@ -9,7 +9,7 @@
  * iovec entry costs the kernel more than copying a few dozen bytes. */
 #define COPY_BELOW 256
 
-static void flush(void *arg, int status);
+static void flush(uvg__conn_t *c);
 static void detach_stream(uvg__tstream_t *s, uint32_t h2_error);
 static void on_linger_over(uvg__timer_t *t);
 
@@ -154,7 +154,7 @@ static int on_begin_frame(nghttp2_session *h2, const nghttp2_frame_hd *hd,
 static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
                             void *ud) {
   uvg__conn_t *c = ud;
-  if (frame->hd.type != NGHTTP2_HEADERS ||
+  if (c->is_client || frame->hd.type != NGHTTP2_HEADERS ||
       frame->headers.cat != NGHTTP2_HCAT_REQUEST || c->closing)
     return 0;
   /* RFC 9113 6.8: a stream above the last-stream-id of the GOAWAY we sent
@@ -179,33 +179,67 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
   return 0;
 }
 
+/* The kind of a received header block, or -1 for one the upper layer does
+ * not read (a client's trailers, a server's 1xx informational headers). */
+static int block_kind(const uvg__conn_t *c, const nghttp2_frame *frame) {
+  if (frame->hd.type != NGHTTP2_HEADERS) return -1;
+  switch (frame->headers.cat) {
+  case NGHTTP2_HCAT_REQUEST:
+    return c->is_client ? -1 : UVG__HB_REQUEST;
+  case NGHTTP2_HCAT_RESPONSE:
+    return c->is_client ? UVG__HB_RESPONSE : -1;
+  case NGHTTP2_HCAT_HEADERS:
+    /* nghttp2 has checked it ends the stream (RFC 9113 8.1) */
+    return c->is_client ? UVG__HB_TRAILERS : -1;
+  default:
+    return -1;
+  }
+}
+
 static int on_header(nghttp2_session *h2, const nghttp2_frame *frame,
                      const uint8_t *name, size_t namelen, const uint8_t *value,
                      size_t valuelen, uint8_t flags, void *ud) {
   uvg__conn_t *c = ud;
   (void)flags;
-  if (frame->hd.type != NGHTTP2_HEADERS ||
-      frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-    return 0; /* trailers from a client carry nothing gRPC reads */
+  int kind = block_kind(c, frame);
+  if (kind < 0) return 0;
   uvg__tstream_t *s = stream_of(h2, frame->hd.stream_id);
   if (s == NULL) return 0;
-  if (c->cbs->on_header(s, name, namelen, value, valuelen) != 0)
+  if (c->cbs->on_header(s, (uvg__hblock_t)kind, name, namelen, value,
+                        valuelen) != 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   return 0;
+}
+
+static void on_settings_or_goaway(uvg__conn_t *c, const nghttp2_frame *frame) {
+  if (frame->hd.type == NGHTTP2_SETTINGS) {
+    if ((frame->hd.flags & NGHTTP2_FLAG_ACK) || c->ready) return;
+    c->ready = 1;
+    if (c->cbs->on_ready != NULL) c->cbs->on_ready(c);
+  } else if (frame->hd.type == NGHTTP2_GOAWAY) {
+    c->goaway_received = 1;
+    UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: GOAWAY last stream %d code %u",
+               c->peer, frame->goaway.last_stream_id, frame->goaway.error_code);
+    if (c->cbs->on_goaway != NULL)
+      c->cbs->on_goaway(c, frame->goaway.last_stream_id,
+                        frame->goaway.error_code, frame->goaway.opaque_data,
+                        frame->goaway.opaque_data_len);
+  }
 }
 
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame,
                          void *ud) {
   uvg__conn_t *c = ud;
   uvg__conn_on_frame(c, frame);
-  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) {
+    on_settings_or_goaway(c, frame);
     return 0;
+  }
   uvg__tstream_t *s = stream_of(h2, frame->hd.stream_id);
   if (s == NULL) return 0;
   int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
-  if (frame->hd.type == NGHTTP2_HEADERS &&
-      frame->headers.cat == NGHTTP2_HCAT_REQUEST)
-    c->cbs->on_headers(s, end);
+  int kind = block_kind(c, frame);
+  if (kind >= 0) c->cbs->on_headers(s, (uvg__hblock_t)kind, end);
   if (end && s->conn != NULL && !s->remote_closed) {
     s->remote_closed = 1;
     c->cbs->on_remote_end(s);
@@ -235,7 +269,7 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame,
       !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
   uvg__tstream_t *s = stream_of(h2, frame->hd.stream_id);
-  if (s == NULL) return 0;
+  if (s == NULL || c->is_client) return 0;
   /* The status is only delivered once this write completes. */
   s->end_in_write = 1;
   uvg__list_push(&c->write_streams, &s->wlink);
@@ -304,7 +338,7 @@ static void make_shared_callbacks(void) {
 
 /* nghttp2 copies the callbacks into the session, so a set made for one
  * session can be freed at once. Returns 0 or UVG_ENOMEM. */
-static int session_new(uvg__conn_t *c) {
+static int session_new(uvg__conn_t *c, int client) {
   nghttp2_session_callbacks *own = NULL;
   uv_once(&shared_callbacks_once, make_shared_callbacks);
   const nghttp2_session_callbacks *cbs = shared_callbacks;
@@ -314,7 +348,8 @@ static int session_new(uvg__conn_t *c) {
     if (new_callbacks(&own) != 0) return UVG_ENOMEM;
     cbs = own;
   }
-  int rv = nghttp2_session_server_new3(&c->h2, cbs, c, NULL, &h2_mem);
+  int rv = client ? nghttp2_session_client_new3(&c->h2, cbs, c, NULL, &h2_mem)
+                  : nghttp2_session_server_new3(&c->h2, cbs, c, NULL, &h2_mem);
   if (own != NULL) nghttp2_session_callbacks_del(own);
   return rv == 0 ? 0 : UVG_ENOMEM;
 }
@@ -346,7 +381,9 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
     s->close_code = h2_error; /* reported by complete_write() */
     return;
   }
-  if (s->end_written)
+  if (c->is_client)
+    ; /* our END_STREAM is only the half-close */
+  else if (s->end_written)
     h2_error = NGHTTP2_NO_ERROR; /* the peer has the whole response */
   else if (h2_error == NGHTTP2_NO_ERROR)
     h2_error = NGHTTP2_CANCEL; /* the peer reset before our status */
@@ -438,6 +475,8 @@ static void on_io_read(uvg__stream_t *io, ssize_t nread, const uint8_t *buf) {
   if (nread < 0) {
     UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: read ended: %s", c->peer,
                uv_strerror((int)nread));
+    uvg__conn_set_close_reason(c, nread == UV_EOF ? "connection closed by the peer"
+                                                  : "connection reset or read failed");
     close_now(c);
     return;
   }
@@ -449,6 +488,7 @@ static void on_io_read(uvg__stream_t *io, ssize_t nread, const uint8_t *buf) {
        * INTERNAL_ERROR, and it is no protocol error of the client's. */
       uvg__log(UVG_LOG_WARN, "%s: internal error: %s; closing connection",
                c->peer, nghttp2_strerror((int)rv));
+      uvg__conn_set_close_reason(c, "internal error (out of memory)");
       abort_with_goaway(c, NGHTTP2_INTERNAL_ERROR);
       return;
     }
@@ -462,6 +502,7 @@ static void on_io_read(uvg__stream_t *io, ssize_t nread, const uint8_t *buf) {
     }
     uvg__log(UVG_LOG_WARN, "%s: HTTP/2 error: %s; closing connection",
              c->peer, nghttp2_strerror((int)rv));
+    uvg__conn_set_close_reason(c, "HTTP/2 protocol error by the peer");
     abort_with_goaway(c, rv == NGHTTP2_ERR_FLOODED ||
                                  rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
                              ? NGHTTP2_ENHANCE_YOUR_CALM
@@ -513,10 +554,11 @@ static void on_io_write(uvg__stream_t *io, int status) {
   if (status < 0) {
     UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: write failed: %s", c->peer,
                uv_strerror(status));
+    uvg__conn_set_close_reason(c, "write failed");
     close_now(c);
     return;
   }
-  flush(c, 0);
+  flush(c);
 }
 
 static void on_io_close(uvg__stream_t *io) {
@@ -536,6 +578,9 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
   c->cbs = cbs;
   c->h2 = NULL;
   c->writing = c->flush_queued = c->closing = 0;
+  c->is_client = c->ready = c->goaway_received = 0;
+  c->close_reason = NULL;
+  uvg__work_init(&c->flush_node);
   uvg__workq_init(sched, &c->q);
   uvg__list_init(&c->streams);
   c->next_peer_id = 1;
@@ -562,7 +607,7 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
 
 int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
   c->io.ops->peer_name(&c->io, c->peer, sizeof(c->peer));
-  if (session_new(c) != 0) return UVG_ENOMEM;
+  if (session_new(c, 0) != 0) return UVG_ENOMEM;
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, st->max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, st->initial_window_size},
@@ -584,20 +629,73 @@ int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
   return 0;
 }
 
-void uvg__conn_schedule_flush(uvg__conn_t *c) {
-  if (c->flush_queued || c->closing) return;
-  if (uvg__workq_post(&c->q, flush, c) == 0) c->flush_queued = 1;
+int uvg__conn_start_client(uvg__conn_t *c, const uvg__conn_settings_t *st) {
+  c->is_client = 1;
+  c->io.ops->peer_name(&c->io, c->peer, sizeof(c->peer));
+  if (session_new(c, 1) != 0) return UVG_ENOMEM;
+  /* A client accepts no pushed streams (gRPC has none). */
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, st->initial_window_size},
+      {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, st->max_frame_size},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, st->max_header_list_size},
+  };
+  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 4) != 0 ||
+      nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
+                                            (int32_t)st->connection_window_size) != 0)
+    return UVG_ENOMEM;
+  c->settings = st;
+  if (st->keepalive_time && st->keepalive_timeout && c->io.ops->set_user_timeout)
+    c->io.ops->set_user_timeout(&c->io, st->keepalive_timeout); /* gRFC A18 */
+  int err = c->io.ops->read_start(&c->io);
+  if (err != 0) return err;
+  uvg__conn_manage_start(c);
+  uvg__conn_schedule_flush(c);
+  UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: client connection open", c->peer);
+  return 0;
 }
 
-static void flush(void *arg, int status) {
+int uvg__conn_request(uvg__conn_t *c, uvg__tstream_t *s, const nghttp2_nv *nv,
+                      size_t n) {
+  nghttp2_data_provider p;
+  if (c->closing || c->goaway_received || c->h2 == NULL) return UVG_ECLOSED;
+  memset(s, 0, sizeof(*s));
+  uvg__list_init(&s->sendq);
+  uvg__list_init(&s->wlink);
+  int32_t id = nghttp2_submit_request(c->h2, NULL, nv, n, provider_for(s, &p), s);
+  if (id < 0) return id == NGHTTP2_ERR_NOMEM ? UVG_ENOMEM : UVG_ECLOSED;
+  s->id = id;
+  s->conn = c;
+  s->has_provider = 1;
+  uvg__list_push(&c->streams, &s->conn_link);
+  c->nstreams++;
+  uvg__conn_on_stream_count(c);
+  uvg__conn_schedule_flush(c);
+  return 0;
+}
+
+static void run_flush(void *arg, int status) {
   uvg__conn_t *c = arg;
-  if (status != 0) return;
   c->flush_queued = 0;
+  if (status == 0) flush(c);
+}
+
+void uvg__conn_schedule_flush(uvg__conn_t *c) {
+  if (c->flush_queued || c->closing) return;
+  if (uvg__workq_post_node(&c->q, &c->flush_node, run_flush, c) == 0)
+    c->flush_queued = 1;
+}
+
+/* Serializes what is pending and writes it; from the queue, or at once
+ * when the write in flight completes (a flush still queued then finds
+ * nothing to do). */
+static void flush(uvg__conn_t *c) {
   if (c->writing || c->closing) return;
   int rv = nghttp2_session_send(c->h2);
   if (rv != 0) {
     uvg__log(UVG_LOG_WARN, "%s: HTTP/2 send failed: %s; closing connection",
              c->peer, nghttp2_strerror(rv));
+    uvg__conn_set_close_reason(c, "internal error (out of memory)");
     close_now(c);
     return;
   }
@@ -654,7 +752,12 @@ static void begin_close(uvg__conn_t *c) {
                   UVG__H2_CONN_CLOSED);
 }
 
+void uvg__conn_set_close_reason(uvg__conn_t *c, const char *reason) {
+  if (c->close_reason == NULL) c->close_reason = reason;
+}
+
 static void close_now(uvg__conn_t *c) {
+  uvg__conn_set_close_reason(c, "connection closed");
   if (!c->closing) begin_close(c);
   uvg__timer_stop(&c->drain_timer);
   c->io.ops->close(&c->io);
@@ -671,6 +774,8 @@ static void on_linger_over(uvg__timer_t *t) {
 #define LINGER_MS 1000
 static void linger(uvg__conn_t *c) {
   if (c->closing) return;
+  uvg__conn_set_close_reason(c, c->goaway_received ? "GOAWAY received"
+                                                   : "GOAWAY sent");
   /* After uvg__conn_goaway() its close deadline stands. */
   uint64_t ms = LINGER_MS;
   if (c->close_on_goaway && uvg__timer_armed(&c->drain_timer)) {

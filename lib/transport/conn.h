@@ -68,16 +68,26 @@ struct uvg__tstream_s {
 /* on_stream_close's code when the whole connection went away. */
 #define UVG__H2_CONN_CLOSED 0x100u
 
+/* What a header block is, by the role that receives it. */
+typedef enum {
+  UVG__HB_REQUEST = 0,  /* server: a request's headers */
+  UVG__HB_RESPONSE = 1, /* client: response headers (maybe trailers-only) */
+  UVG__HB_TRAILERS = 2  /* client: the trailers after the messages */
+} uvg__hblock_t;
+
 typedef struct {
-  /* A peer opened a stream: return its storage (the upper layer's), or
-   * NULL to refuse it with RST_STREAM REFUSED_STREAM. */
+  /* Server: a peer opened a stream: return its storage (the upper
+   * layer's), or NULL to refuse it with RST_STREAM REFUSED_STREAM. */
   uvg__tstream_t *(*stream_open)(uvg__conn_t *c);
-  /* One header of the stream's first header block. Return nonzero to reset
-   * the stream (PROTOCOL_ERROR). */
-  int (*on_header)(uvg__tstream_t *s, const uint8_t *name, size_t namelen,
-                   const uint8_t *value, size_t valuelen);
-  /* The header block is complete. */
-  void (*on_headers)(uvg__tstream_t *s, int end_stream);
+  /* One header of a header block the upper layer reads: a request's (the
+   * server's), a response's or its trailers (the client's); a client's
+   * trailers carry nothing gRPC reads and are not passed up. Return
+   * nonzero to reset the stream (PROTOCOL_ERROR). */
+  int (*on_header)(uvg__tstream_t *s, uvg__hblock_t kind, const uint8_t *name,
+                   size_t namelen, const uint8_t *value, size_t valuelen);
+  /* The header block is complete; with end_stream a response block is a
+   * trailers-only response. */
+  void (*on_headers)(uvg__tstream_t *s, uvg__hblock_t kind, int end_stream);
   void (*on_data)(uvg__tstream_t *s, const uint8_t *p, size_t n);
   /* The peer sent END_STREAM (after the data). */
   void (*on_remote_end)(uvg__tstream_t *s);
@@ -88,8 +98,17 @@ typedef struct {
    * write in flight is reported when that write completes. s->conn is NULL
    * from here on. */
   void (*on_stream_close)(uvg__tstream_t *s, uint32_t h2_error);
-  /* The connection is closed; it is freed when this returns. */
+  /* The connection is closed (c->close_reason says why); it is freed when
+   * this returns. */
   void (*on_close)(uvg__conn_t *c);
+  /* Optional. The peer's first SETTINGS arrived: the connection is ready
+   * for streams (a client's signal to call it READY). */
+  void (*on_ready)(uvg__conn_t *c);
+  /* Optional. The peer sent GOAWAY: no new stream may start here. Streams
+   * above last_stream_id were never processed: they close with
+   * REFUSED_STREAM, safe to retry elsewhere. */
+  void (*on_goaway)(uvg__conn_t *c, int32_t last_stream_id, uint32_t h2_error,
+                    const uint8_t *debug, size_t debug_len);
 } uvg__conn_cbs_t;
 
 /* What a connection is configured with; owned by the layer above, which
@@ -129,9 +148,14 @@ struct uvg__conn_s {
   uvg__list_t write_msgs; /* messages referenced by the write in flight */
   uvg__list_t write_streams; /* streams whose END_STREAM is in that write */
   uint64_t *stat_writes, *stat_bytes, *stat_proto; /* counters, or NULL */
+  uvg__work_t flush_node; /* the flush: posting it cannot fail */
   uint8_t writing;
   uint8_t flush_queued;
   uint8_t closing;
+  uint8_t is_client;
+  uint8_t ready;          /* the peer's first SETTINGS arrived */
+  uint8_t goaway_received;
+  const char *close_reason; /* static text: why the connection closed */
   /* connection management (manage.c) */
   const uvg__conn_settings_t *settings;
   uvg__timer_t ka_timer, idle_timer, age_timer, hs_timer, drain_timer;
@@ -160,6 +184,21 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
  * session, queues SETTINGS and starts reading. Returns 0, UVG_ENOMEM or a
  * libuv error; on failure the caller closes `c`. */
 int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *settings);
+
+/* Starts the client side of a connection whose io is open: creates the
+ * session, queues the preface and SETTINGS and starts reading; on_ready
+ * follows the server's SETTINGS. Only the HTTP/2 settings, keepalive_time
+ * and keepalive_timeout of `settings` apply. Returns 0, UVG_ENOMEM or a
+ * libuv error; on failure the caller closes `c`. */
+int uvg__conn_start_client(uvg__conn_t *c, const uvg__conn_settings_t *settings);
+
+/* Client: opens stream `s` (the caller's storage) with request headers
+ * `nv` (copied); messages follow with uvg__ts_send() and the half-close
+ * with uvg__ts_end(s, NULL, 0). Returns 0; UVG_ECLOSED (the connection is
+ * closing, got GOAWAY, or ran out of stream ids: open a new one);
+ * UVG_ENOMEM. */
+int uvg__conn_request(uvg__conn_t *c, uvg__tstream_t *s, const nghttp2_nv *nv,
+                      size_t n);
 
 /* Marks the connection dirty: one flush runs this loop turn (or when the
  * write in flight completes). */
@@ -192,6 +231,10 @@ void uvg__conn_submit_goaway(uvg__conn_t *c, uint32_t h2_error,
 #define UVG__CONN_CLOSE_MS 1000
 void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug);
 
+/* Records why the connection closes (static text), unless a reason is
+ * already recorded: the first cause wins. */
+void uvg__conn_set_close_reason(uvg__conn_t *c, const char *reason);
+
 /* Closes now: every open stream gets on_stream_close, then on_close. */
 void uvg__conn_close(uvg__conn_t *c);
 
@@ -201,8 +244,8 @@ int uvg__ts_respond(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n,
                     int end_stream);
 /* Queues a message after the response headers. Returns 0 or UVG_ECLOSED. */
 int uvg__ts_send(uvg__tstream_t *s, uvg__msg_t *m);
-/* Queues trailers (copied) to follow every queued message; END_STREAM.
- * Returns 0, UVG_ECLOSED or UVG_ENOMEM. */
+/* Queues trailers (copied; none for a client's half-close) to follow
+ * every queued message; END_STREAM. Returns 0, UVG_ECLOSED or UVG_ENOMEM. */
 int uvg__ts_end(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n);
 /* 1 while messages wait in the stream's send queue. */
 static inline int uvg__ts_has_queued(const uvg__tstream_t *s) {

@@ -31,6 +31,7 @@ static void on_keepalive(uvg__timer_t *t) {
     } else {
       uvg__log(UVG_LOG_WARN, "%s: keepalive ping not answered in %llu ms; closing",
                c->peer, (unsigned long long)st->keepalive_timeout);
+      uvg__conn_set_close_reason(c, "keepalive ping not answered");
       uvg__conn_close(c);
       return;
     }
@@ -52,6 +53,7 @@ static void on_handshake_timeout(uvg__timer_t *t) {
   uvg__conn_t *c = uvg__container_of(t, uvg__conn_t, hs_timer);
   uvg__log(UVG_LOG_WARN, "%s: no HTTP/2 preface and SETTINGS in %llu ms; closing",
            c->peer, (unsigned long long)c->settings->handshake_timeout);
+  uvg__conn_set_close_reason(c, "HTTP/2 handshake timed out");
   uvg__conn_close(c);
 }
 
