@@ -1,0 +1,70 @@
+/*
+ * Client internals shared by the files of lib/client/: the channel, its
+ * resolvers, subchannels and calls. Loop thread only unless a function says
+ * otherwise. The pure parts (backoff arithmetic) come first; they touch no
+ * socket and no loop.
+ */
+#ifndef UVG_CLIENT_CLIENT_H
+#define UVG_CLIENT_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../loop/common.h"
+
+/* ====================================================================== */
+/* ---- connection backoff (backoff.c): doc/connection-backoff.md ---- */
+
+typedef struct {
+  uint64_t initial_ms;             /* INITIAL_BACKOFF: 1000; at least 1 */
+  double multiplier;               /* MULTIPLIER: 1.6; at least 1 */
+  double jitter;                   /* JITTER: 0.2; 0 to 1 */
+  uint64_t max_ms;                 /* MAX_BACKOFF: 120000; >= initial_ms */
+  uint64_t min_connect_timeout_ms; /* MIN_CONNECT_TIMEOUT: 20000 */
+} uvg__backoff_params_t;
+
+/* The doc's values. */
+#define UVG__BACKOFF_INITIAL_MS 1000
+#define UVG__BACKOFF_MULTIPLIER 1.6
+#define UVG__BACKOFF_JITTER 0.2
+#define UVG__BACKOFF_MAX_MS 120000
+#define UVG__BACKOFF_MIN_CONNECT_TIMEOUT_MS 20000
+/* The largest max_ms accepted: 2^52 ms (about 142,000 years) keeps every
+ * value a double holds exactly and every delay far from overflowing. */
+#define UVG__BACKOFF_MAX_MS_LIMIT (UINT64_C(1) << 52)
+
+/* A source of uniform 64-bit numbers; `arg` is what uvg__backoff_init()
+ * was given. */
+typedef uint64_t (*uvg__backoff_rand_cb)(void *arg);
+
+typedef struct {
+  uvg__backoff_params_t params;
+  double current_ms; /* the attempt after this one waits this, un-jittered */
+  uvg__backoff_rand_cb rand_cb;
+  void *rand_arg;
+} uvg__backoff_t;
+
+/* Fills `p` with the doc's values. */
+void uvg__backoff_params_init(uvg__backoff_params_t *p);
+/* Copies `p` (NULL: the doc's values) and resets. `rand_cb` NULL means the
+ * library's generator (uvg__random). Returns 0, or UVG_EINVAL when a value
+ * is out of the range written beside it above (max_ms also at most
+ * UVG__BACKOFF_MAX_MS_LIMIT); `b` is then left unusable. */
+int uvg__backoff_init(uvg__backoff_t *b, const uvg__backoff_params_t *p,
+                      uvg__backoff_rand_cb rand_cb, void *rand_arg);
+/* Back to INITIAL_BACKOFF: called when a connection succeeds (the doc:
+ * "when the SETTINGS frame is received"). */
+void uvg__backoff_reset(uvg__backoff_t *b);
+/* Called as a connection attempt starts. Returns the delay, in ms, from
+ * the start of this attempt to the earliest start of the next one: the
+ * current backoff times a factor drawn uniformly from [1 - jitter,
+ * 1 + jitter], rounded to the millisecond; then the current backoff becomes
+ * min(current * multiplier, max_ms). With jitter 0: 1000, 1600, 2560, 4096,
+ * ... 120000, 120000. */
+uint64_t uvg__backoff_next(uvg__backoff_t *b);
+/* How long the attempt whose delay uvg__backoff_next() returned may take to
+ * connect: max(delay, min_connect_timeout_ms). */
+uint64_t uvg__backoff_connect_timeout(const uvg__backoff_t *b,
+                                      uint64_t delay_ms);
+
+#endif
