@@ -1,16 +1,73 @@
 /*
  * Client internals shared by the files of lib/client/: the channel, its
  * resolvers, subchannels and calls. Loop thread only unless a function says
- * otherwise. The pure parts (backoff arithmetic) come first; they touch no
- * socket and no loop.
+ * otherwise. The pure parts (target parsing, backoff arithmetic) come
+ * first; they touch no socket and no loop.
  */
 #ifndef UVG_CLIENT_CLIENT_H
 #define UVG_CLIENT_CLIENT_H
 
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "../../loop/common.h"
+
+/* ====================================================================== */
+/* ---- channel targets (target.c): doc/naming.md ---- */
+
+typedef enum {
+  UVG__TARGET_DNS,          /* dns:[//authority/]host[:port], or no scheme */
+  UVG__TARGET_IPV4,         /* ipv4:addr[:port][,addr[:port]...] */
+  UVG__TARGET_IPV6,         /* ipv6:[addr]:port,... or ipv6:addr */
+  UVG__TARGET_UNIX,         /* unix:path, unix:///absolute_path */
+  UVG__TARGET_UNIX_ABSTRACT /* unix-abstract:name */
+} uvg__target_scheme_t;
+
+/* The default port of dns, ipv4 and ipv6 targets that name none
+ * (naming.md: "If not specified, 443 is used"). */
+#define UVG__TARGET_DEFAULT_PORT 443
+
+/* A parsed channel target. Every string is NUL-terminated, allocated with
+ * the library's allocator and owned by the struct (uvg__target_free). Fields
+ * that do not apply to the scheme are NULL / 0. */
+typedef struct {
+  uvg__target_scheme_t scheme;
+  /* The :authority a call carries unless the application sets one:
+   * dns: host[:port] as written ("localhost" prefixed when the host is
+   * left out); ipv4/ipv6: the first address as written; unix and
+   * unix-abstract: "localhost". Characters RFC 3986 3.2 does not allow in
+   * an authority are percent-encoded. */
+  char *default_authority;
+
+  /* dns */
+  char *dns_authority; /* the DNS server of dns://authority/..., or NULL */
+  char *host;          /* without brackets; "localhost" for ":port" */
+  char *port_str;      /* digits as written, or "443" */
+  uint16_t port;
+
+  /* ipv4, ipv6: at least one, port set in each, in the target's order */
+  struct sockaddr_storage *addrs;
+  size_t naddrs;
+
+  /* unix: the file system path; unix-abstract: the name, without the NUL
+   * byte the socket address puts before it. */
+  char *path;
+  size_t path_len;
+} uvg__target_t;
+
+/* Parses `target` (doc/naming.md). On success fills `*out` and returns 0.
+ * On failure `*out` is left empty (uvg__target_free() on it is harmless)
+ * and the result is UVG_EADDR (the target cannot be parsed; `err` says
+ * why, e.g. `target "ipv4:1.2.3": bad IPv4 address "1.2.3"`), UVG_ENOMEM
+ * (`err` says "out of memory") or UVG_EINVAL (NULL target or out). `err`
+ * receives a NUL-terminated message, truncated to `errlen` bytes; it may be
+ * NULL when errlen is 0. Pure: no name lookup, no socket. */
+int uvg__target_parse(const char *target, uvg__target_t *out, char *err,
+                      size_t errlen);
+/* Frees what `t` owns and empties it. */
+void uvg__target_free(uvg__target_t *t);
 
 /* ====================================================================== */
 /* ---- connection backoff (backoff.c): doc/connection-backoff.md ---- */
