@@ -7,6 +7,10 @@
 static void on_check(uv_check_t *h);
 static void on_idle(uv_idle_t *h) { (void)h; }
 
+/* Its address, in a check handle's `data`, marks a shared scheduler. Never
+ * dereferenced; not const, so that storing it needs no cast. */
+static char shared_marker;
+
 int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   int err;
   s->loop = loop;
@@ -16,6 +20,7 @@ int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   s->heap = NULL;
   s->heap_n = 0;
   s->timer_seq = 0;
+  s->refs = 0;
   s->closing = 0;
   s->close_cb = NULL;
   if ((err = uv_check_init(loop, &s->check)) != 0) return err;
@@ -30,8 +35,50 @@ int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   return 0;
 }
 
+static void find_shared(uv_handle_t *h, void *arg) {
+  uvg__sched_t **found = arg;
+  if (h->type == UV_CHECK && h->data == &shared_marker && !uv_is_closing(h))
+    *found = uvg__container_of((uv_check_t *)h, uvg__sched_t, check);
+}
+
+int uvg__sched_acquire(uv_loop_t *loop, uvg__sched_t **out) {
+  uvg__sched_t *s = NULL;
+  uv_walk(loop, find_shared, &s);
+  if (s == NULL) {
+    if ((s = uvg__malloc(sizeof(*s))) == NULL) return UVG_ENOMEM;
+    int err = uvg__sched_init(loop, s);
+    if (err != 0) {
+      uvg__free(s);
+      return err;
+    }
+    s->check.data = &shared_marker;
+  }
+  s->refs++;
+  *out = s;
+  return 0;
+}
+
+static void free_shared(uvg__sched_t *s) { uvg__free(s); }
+
+void uvg__sched_release(uvg__sched_t *s) {
+  assert(s->refs > 0);
+  if (--s->refs > 0) return;
+  assert(s->heap == NULL);
+  uvg__sched_close(s, free_shared);
+}
+
+/* The check handle's `data` may be the marker: the handles' own addresses
+ * lead back to their scheduler. */
+static uvg__sched_t *sched_of(uv_handle_t *h) {
+  if (h->type == UV_CHECK)
+    return uvg__container_of((uv_check_t *)h, uvg__sched_t, check);
+  if (h->type == UV_IDLE)
+    return uvg__container_of((uv_idle_t *)h, uvg__sched_t, idle);
+  return uvg__container_of((uv_timer_t *)h, uvg__sched_t, timer);
+}
+
 static void on_handle_closed(uv_handle_t *h) {
-  uvg__sched_t *s = h->data;
+  uvg__sched_t *s = sched_of(h);
   if (--s->handles_open > 0) return;
   uvg__work_t *w;
   while (!uvg__list_empty(&s->pool)) {
@@ -126,7 +173,7 @@ void uvg__workq_close(uvg__workq_t *q) {
 size_t uvg__workq_pending(const uvg__workq_t *q) { return q->n; }
 
 static void on_check(uv_check_t *h) {
-  uvg__sched_t *s = h->data;
+  uvg__sched_t *s = uvg__container_of(h, uvg__sched_t, check);
   uvg__list_t turn;
   uvg__work_fn fn;
   void *arg;

@@ -1,7 +1,10 @@
 /*
  * Ordered closures run on the loop: the replacement for a goroutine reading
- * a channel. A scheduler (one per server or channel) owns the libuv handles;
- * any number of work queues, embedded in their owners, share it.
+ * a channel. A scheduler owns the libuv handles; any number of work queues,
+ * embedded in their owners, share it. Every server and channel on a loop
+ * shares that loop's one scheduler (uvg__sched_acquire()), so a closure of
+ * one that produces frames for a connection of another still leads to one
+ * flush of that connection per turn.
  *
  * A queue's closures run in the order they were posted, never re-entrantly
  * from inside uvg__workq_post(), in the check phase of the loop turn in which
@@ -32,7 +35,10 @@ typedef struct uvg__timer_s uvg__timer_t;
 
 typedef struct uvg__sched_s {
   uv_loop_t *loop;
-  uv_check_t check;  /* drains the ready queues after each poll */
+  /* drains the ready queues after each poll; unref'd. A shared
+   * scheduler's check handle carries a marker in `data`: that is how
+   * uvg__sched_acquire() finds it among the loop's handles. */
+  uv_check_t check;
   uv_idle_t idle;    /* active while work is pending: poll must not block */
   uv_timer_t timer;  /* due time of the earliest uvg__timer_t */
   uvg__list_t ready; /* queues with pending closures */
@@ -41,6 +47,7 @@ typedef struct uvg__sched_s {
   uvg__timer_t *heap;  /* root of the armed timers' heap (loop/timer.c) */
   size_t heap_n;       /* armed timers */
   uint64_t timer_seq;  /* starts so far, to order equal due times */
+  unsigned refs;  /* references of a shared scheduler; 0 for a private one */
   int handles_open;
   int closing;
   void (*close_cb)(struct uvg__sched_s *);
@@ -55,10 +62,34 @@ typedef struct uvg__workq_s {
   int closed;
 } uvg__workq_t;
 
-/* Initialises `s` on `loop`. Returns 0 or a libuv error. */
+/* The scheduler of `loop` that the library's servers and channels share:
+ * the first call on a loop creates it, later ones return the same one. Each
+ * successful call takes a reference that uvg__sched_release() gives back.
+ * Loop thread only; loops run by different threads never share one.
+ *
+ * The scheduler is found by walking the loop's handles for its check
+ * handle (uv_walk; the handle's `data` is a marker only this file uses),
+ * so there is no process-wide registry, no lock and nothing to get stale
+ * when a loop goes away: the loop itself is the registry. The walk costs
+ * O(handles on the loop), paid when a server or channel is created, not
+ * per call. A scheduler that is closing is never returned: an acquire
+ * after the last release creates a new one.
+ *
+ * Returns 0, UVG_ENOMEM or a libuv error (then *out is unchanged). */
+int uvg__sched_acquire(uv_loop_t *loop, uvg__sched_t **out);
+
+/* Gives back a reference taken by uvg__sched_acquire(). The last one closes
+ * the scheduler, which frees itself once its handles are closed; by then
+ * every queue on it must be closed and every timer stopped, as nothing
+ * may use it afterwards. */
+void uvg__sched_release(uvg__sched_t *s);
+
+/* Initialises a private scheduler in memory the caller owns, which
+ * uvg__sched_acquire() never returns (tests, and code that must not share
+ * its loop turns). Returns 0 or a libuv error. */
 int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s);
 
-/* Closes the scheduler's handles; every queue must be closed already.
+/* Closes a private scheduler's handles; every queue must be closed already.
  * `cb` runs once the handles are closed; then `s` may be freed. */
 void uvg__sched_close(uvg__sched_t *s, void (*cb)(uvg__sched_t *s));
 

@@ -362,7 +362,7 @@ static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
   uvg__list_init(&c->pool_link);
   uvg__md_list_init(&c->md);
   uvg__deframer_init(&c->deframer, s->opts.max_receive_message_size);
-  uvg__timer_init(&s->sched, &c->deadline);
+  uvg__timer_init(s->sched, &c->deadline);
   s->stats.calls_started++;
   s->stats.calls_open++;
   return &c->ts;

@@ -96,14 +96,15 @@ int uvg_server_new(uv_loop_t *loop, const uvg_server_options_t *opts,
   uvg__list_init(&s->conns);
   uvg__list_init(&s->call_pool);
   s->read_buf = uvg__malloc(READ_BUF_LEN);
-  int err = s->read_buf ? uvg__sched_init(loop, &s->sched) : UVG_ENOMEM;
+  int err = s->read_buf ? uvg__sched_acquire(loop, &s->sched) : UVG_ENOMEM;
   if (err != 0) {
     uvg__free(s->read_buf);
     uvg__free(s);
     return err;
   }
-  uvg__workq_init(&s->sched, &s->q);
-  uvg__timer_init(&s->sched, &s->grace_timer);
+  uvg__workq_init(s->sched, &s->q);
+  uvg__work_init(&s->w_close);
+  uvg__timer_init(s->sched, &s->grace_timer);
   *out = s;
   return 0;
 }
@@ -234,7 +235,7 @@ static void on_accept(uvg__listener_t *ll, int fd) {
     return;
   }
   c->data = s;
-  uvg__conn_init(c, &s->sched, &uvg__server_conn_cbs);
+  uvg__conn_init(c, s->sched, &uvg__server_conn_cbs);
   c->stat_writes = &s->stats.writes;
   c->stat_bytes = &s->stats.bytes_written;
   c->stat_proto = &s->stats.protocol_errors;
@@ -303,7 +304,7 @@ int uvg_server_listen(uvg_server_t *s, const char *address,
   uvg__server_listener_t *sl = uvg__calloc(1, sizeof(*sl));
   if (sl == NULL) return UVG_ENOMEM;
   sl->server = s;
-  err = uvg__listener_open(&s->sched, &sl->l, path ? NULL : (struct sockaddr *)&ss,
+  err = uvg__listener_open(s->sched, &sl->l, path ? NULL : (struct sockaddr *)&ss,
                            path, &port, on_accept);
   if (err != 0) {
     uvg__free(sl);
@@ -331,8 +332,16 @@ void uvg_server_get_stats(const uvg_server_t *s, uvg_server_stats_t *st) {
 
 /* ---- closing ---- */
 
-static void on_sched_closed(uvg__sched_t *sched) {
-  uvg_server_t *s = uvg__container_of(sched, uvg_server_t, sched);
+/* Runs from the server's own queue, so that the close callback never runs
+ * inside uvg_server_close() even when there was nothing to close: the
+ * scheduler is shared and its handles may stay open. The listeners' and
+ * connections' handles are closed by now, so the server is gone when the
+ * callback runs. */
+static void finish_close(void *arg, int status) {
+  uvg_server_t *s = arg;
+  (void)status; /* nothing but this closure closes q */
+  uvg__workq_close(&s->q);
+  uvg__sched_release(s->sched);
   uvg__server_call_pool_free(s);
   for (size_t i = 0; i < s->methods_cap; i++) uvg__free(s->methods[i]);
   uvg__free(s->methods);
@@ -342,13 +351,13 @@ static void on_sched_closed(uvg__sched_t *sched) {
 }
 
 void uvg__server_maybe_closed(uvg_server_t *s) {
-  if (!s->closing || s->sched_closing || !uvg__list_empty(&s->listeners) ||
+  if (!s->closing || s->finishing || !uvg__list_empty(&s->listeners) ||
       !uvg__list_empty(&s->conns) || s->stats.calls_open > 0)
     return;
-  s->sched_closing = 1;
+  s->finishing = 1;
   uvg__timer_stop(&s->grace_timer);
-  uvg__workq_close(&s->q);
-  uvg__sched_close(&s->sched, on_sched_closed);
+  /* Cannot fail: q is open and our reference keeps the scheduler open. */
+  uvg__workq_post_node(&s->q, &s->w_close, finish_close, s);
 }
 
 /* Stops accepting; returns 0 if the server was already closing. */

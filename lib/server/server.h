@@ -25,8 +25,9 @@ typedef struct {
 
 struct uvg_server_s {
   uv_loop_t *loop;
-  uvg__sched_t sched;
+  uvg__sched_t *sched; /* the loop's, shared (uvg__sched_acquire) */
   uvg__workq_t q; /* call notifications when a connection's queue is gone */
+  uvg__work_t w_close; /* the last step of closing, on q */
   uvg_server_options_t opts;
   uvg__conn_settings_t settings;
   /* Open addressing on the path hash; a slot holds an entry's address
@@ -47,7 +48,7 @@ struct uvg_server_s {
   } interceptors[UVG__MAX_INTERCEPTORS];
   unsigned ninterceptors;
   int closing;
-  int sched_closing;
+  int finishing; /* everything is closed; w_close is queued */
   uvg_server_close_cb close_cb;
   void *close_data;
 };

@@ -5,6 +5,7 @@
 
 #include "h2client.h"
 #include "rpc/rpc.h"
+#include "server/server.h"
 #include "test.h"
 
 static uv_loop_t *loop;
@@ -1100,6 +1101,100 @@ static void test_accept_backoff_on_emfile(void) {
   h2c_run_for(loop, 20);
 }
 
+/* ---- two servers on one loop share its scheduler ---- */
+
+static uvg_call_t *held_call;
+static int n_held, n_share_done;
+
+static void hold_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  held_call = call;
+  n_held++;
+}
+/* A handler of one server answers a call held by the other. */
+static void wake_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  CHECK(held_call != NULL);
+  if (held_call != NULL) {
+    CHECK_EQ(uvg_call_send(held_call, msg, len, 0, NULL, NULL), 0);
+    CHECK_EQ(uvg_call_finish(held_call, UVG_STATUS_OK, NULL, NULL, 0), 0);
+    held_call = NULL;
+  }
+  CHECK_EQ(uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0), 0);
+}
+static void share_done(uvg_call_t *call, const uvg_status_t *st) {
+  (void)call;
+  CHECK_EQ(st->code, UVG_STATUS_OK);
+  n_share_done++;
+}
+
+/* Checks that every connection of `s` runs on `sched`; returns how many. */
+static int conns_on(uvg_server_t *s, uvg__sched_t *sched) {
+  int n = 0;
+  for (uvg__list_t *p = s->conns.next; p != &s->conns; p = p->next, n++)
+    CHECK(uvg__container_of(p, uvg__conn_t, link)->sched == sched);
+  return n;
+}
+
+static void test_two_servers_share_scheduler(void) {
+  static const uvg_method_t hold = {.path = "/test.Share/Hold",
+                                    .on_call = hold_call, .on_done = share_done};
+  static const uvg_method_t wake = {.path = "/test.Share/Wake",
+                                    .on_call = wake_call, .on_done = share_done};
+  uvg_server_t *s2;
+  h2c_t c1, c2, c3;
+  int p2;
+  uint8_t body[64];
+  CHECK_EQ(uvg_server_new(loop, NULL, &s2), 0);
+  CHECK(s2->sched == server->sched);
+  CHECK_EQ(server->sched->refs, 2);
+  CHECK_EQ(uvg_server_register(server, &hold, 1), 0);
+  CHECK_EQ(uvg_server_register(s2, &wake, 1), 0);
+  CHECK_EQ(uvg_server_listen(s2, "127.0.0.1:0", uvg_insecure_server_credentials(), &p2), 0);
+  CHECK_EQ(h2c_connect(&c1, loop, port, 1, 0), 0);
+  CHECK_EQ(h2c_connect(&c2, loop, p2, 1, 0), 0);
+
+  /* c1's call waits on the first server until c2's call to the second
+   * one answers it: a handler writing to another server's connection. */
+  n_held = n_share_done = 0;
+  size_t n = h2c_frame(body, 0, "", 0);
+  int i1 = h2c_request(&c1, "/test.Share/Hold", NULL, NULL, body, n, 0, 1);
+  CHECK(wait_count(&n_held, 1));
+  CHECK_EQ(conns_on(server, server->sched), 1);
+  CHECK_EQ(conns_on(s2, server->sched), 1);
+  int i2 = unary(&c2, "/test.Share/Wake", NULL, "woken", 5);
+  CHECK(wait_closed(&c1, i1));
+  CHECK_EQ(h2c_grpc_status(&c1.streams[i1]), 0);
+  CHECK_EQ(h2c_grpc_status(&c2.streams[i2]), 0);
+  CHECK_EQ(c1.streams[i1].data_len, 10);
+  CHECK(c1.streams[i1].data_len == 10 &&
+        memcmp(c1.streams[i1].data + 5, "woken", 5) == 0);
+  CHECK(wait_count(&n_share_done, 2));
+
+  /* Closing one server leaves the other serving, on the same scheduler. */
+  closed_flag = 0;
+  uvg_server_close(s2, on_server_closed, &closed_flag);
+  CHECK(wait_count(&closed_flag, 1));
+  CHECK_EQ(server->sched->refs, 1);
+  CHECK(wait_count(&c2.eof, 1));
+  h2c_close(&c2);
+  int k = unary(&c1, "/test.Echo/Status", NULL, "0:", 2);
+  CHECK_EQ(h2c_grpc_status(&c1.streams[k]), 0);
+  CHECK_EQ(h2c_connect(&c3, loop, port, 1, 0), 0);
+  k = unary(&c3, "/test.Echo/Status", NULL, "0:", 2);
+  CHECK_EQ(h2c_grpc_status(&c3.streams[k]), 0);
+  h2c_close(&c3);
+  h2c_close(&c1);
+
+  /* A server that never listened closes asynchronously too, as uv_close
+   * does, though nothing of its own needs closing. */
+  CHECK_EQ(uvg_server_new(loop, NULL, &s2), 0);
+  closed_flag = 0;
+  uvg_server_close(s2, on_server_closed, &closed_flag);
+  CHECK_EQ(closed_flag, 0);
+  CHECK(wait_count(&closed_flag, 1));
+}
+
 int main(void) {
   loop = uv_default_loop();
   uvg_set_log_cb(on_log, NULL);
@@ -1127,6 +1222,7 @@ int main(void) {
   RUN(test_register_during_call);
   RUN(test_close_with_call_in_flight);
   RUN(test_accept_backoff_on_emfile);
+  RUN(test_two_servers_share_scheduler);
 
   uvg_server_stats_t st;
   uvg_server_get_stats(server, &st);

@@ -588,6 +588,132 @@ static void test_embedded_nodes_need_no_memory(void) {
   fixture_close(&f);
 }
 
+/* ---- the shared scheduler (uvg__sched_acquire / uvg__sched_release) ---- */
+
+/* Live allocations made through the library's allocator. */
+static long live_allocs;
+static void *counting_malloc(size_t n) {
+  void *p = malloc(n);
+  if (p != NULL) live_allocs++;
+  return p;
+}
+static void *counting_realloc(void *p, size_t n) {
+  void *q = realloc(p, n);
+  if (p == NULL && q != NULL) live_allocs++;
+  return q;
+}
+static void counting_free(void *p) {
+  if (p != NULL) live_allocs--;
+  free(p);
+}
+
+static void count_run(void *arg, int status) {
+  int *n = arg;
+  if (status == 0) (*n)++;
+}
+
+/* One scheduler per loop: every acquire returns it until the last release,
+ * which frees it; a private scheduler on the same loop is never returned,
+ * and an acquire after the last release gets a new, working one. */
+static void test_acquire_shares_one_per_loop(void) {
+  uv_loop_t loop;
+  uvg__sched_t priv, *a, *b, *c;
+  uvg__workq_t q;
+  int runs = 0;
+  CHECK_EQ(uv_loop_init(&loop), 0);
+  CHECK_EQ(uvg_set_allocator(counting_malloc, counting_realloc, counting_free), 0);
+  live_allocs = 0;
+  CHECK_EQ(uvg__sched_init(&loop, &priv), 0);
+
+  CHECK_EQ(uvg__sched_acquire(&loop, &a), 0);
+  CHECK_EQ(uvg__sched_acquire(&loop, &b), 0);
+  CHECK(a != &priv);
+  CHECK(a == b);
+  CHECK_EQ(a->refs, 2);
+  CHECK_EQ(live_allocs, 1);
+
+  /* One reference given back: still the loop's scheduler, still working. */
+  uvg__sched_release(b);
+  CHECK_EQ(uvg__sched_acquire(&loop, &c), 0);
+  CHECK(c == a);
+  uvg__sched_release(c);
+  uvg__workq_init(a, &q);
+  CHECK_EQ(uvg__workq_post(&q, count_run, &runs), 0);
+  CHECK_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(runs, 1);
+  uvg__workq_close(&q);
+
+  /* The last release: closing, so the next acquire makes a new one. */
+  uvg__sched_release(a);
+  CHECK_EQ(uvg__sched_acquire(&loop, &c), 0);
+  CHECK(!c->closing);
+  CHECK_EQ(c->refs, 1);
+  uvg__workq_init(c, &q);
+  CHECK_EQ(uvg__workq_post(&q, count_run, &runs), 0);
+  CHECK_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(runs, 2);
+  uvg__workq_close(&q);
+  uvg__sched_release(c);
+  uvg__sched_close(&priv, NULL);
+
+  CHECK_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  /* Both shared schedulers and their pooled work nodes are freed. */
+  CHECK_EQ(live_allocs, 0);
+  CHECK_EQ(uvg_set_allocator(malloc, realloc, free), 0);
+  CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
+/* Two threads, each with its own loop, acquire at the same time: each loop
+ * gets its own scheduler. */
+typedef struct {
+  uv_barrier_t *start, *both_held;
+  uvg__sched_t *got;
+  int same, loop_closed;
+} thread_arg_t;
+
+static void loop_thread(void *arg) {
+  thread_arg_t *t = arg;
+  uv_loop_t loop;
+  uvg__sched_t *a = NULL, *b = NULL;
+  uv_loop_init(&loop);
+  uv_barrier_wait(t->start);
+  for (int i = 0; i < 1000; i++) { /* many turns of acquire and release */
+    if (uvg__sched_acquire(&loop, &a) != 0) return;
+    uvg__sched_release(a);
+  }
+  uvg__sched_acquire(&loop, &a);
+  uvg__sched_acquire(&loop, &b);
+  t->got = a;
+  t->same = a == b;
+  /* Both are held here, so neither address can be reused by the other. */
+  uv_barrier_wait(t->both_held);
+  uvg__sched_release(b);
+  uvg__sched_release(a);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  t->loop_closed = uv_loop_close(&loop) == 0;
+}
+
+static void test_two_loops_two_threads(void) {
+  uv_barrier_t start, both_held;
+  uv_thread_t th[2];
+  thread_arg_t t[2];
+  uv_barrier_init(&start, 2);
+  uv_barrier_init(&both_held, 2);
+  for (int i = 0; i < 2; i++) {
+    memset(&t[i], 0, sizeof(t[i]));
+    t[i].start = &start;
+    t[i].both_held = &both_held;
+    CHECK_EQ(uv_thread_create(&th[i], loop_thread, &t[i]), 0);
+  }
+  for (int i = 0; i < 2; i++) uv_thread_join(&th[i]);
+  uv_barrier_destroy(&start);
+  uv_barrier_destroy(&both_held);
+  CHECK(t[0].got != NULL && t[1].got != NULL);
+  CHECK(t[0].got != t[1].got);
+  CHECK(t[0].same && t[1].same);
+  CHECK(t[0].loop_closed && t[1].loop_closed);
+}
+
 int main(void) {
   RUN(test_runs_in_post_order);
   RUN(test_posted_while_draining_runs_next_turn);
@@ -604,5 +730,7 @@ int main(void) {
   RUN(test_post_after_sched_close);
   RUN(test_many_queues_keep_order);
   RUN(test_embedded_nodes_need_no_memory);
+  RUN(test_acquire_shares_one_per_loop);
+  RUN(test_two_loops_two_threads);
   TEST_EXIT();
 }
