@@ -15,6 +15,7 @@ static void on_readable(uv_poll_t *h, int status, int events);
 
 static void on_backoff_over(uvg__timer_t *t) {
   uvg__listener_t *l = uvg__container_of(t, uvg__listener_t, backoff);
+  uvg__sched_unhold(t->sched);
   uv_poll_start(&l->poll, UV_READABLE, on_readable);
   /* The waiting connections made the socket readable long ago and epoll
    * will not say so again: try now. */
@@ -42,6 +43,10 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       uvg__log(UVG_LOG_WARN, "accept: %s; pausing %llu ms", strerror(errno),
                (unsigned long long)l->delay);
       uv_poll_stop(&l->poll);
+      /* With its socket unpolled and timers not keeping the loop alive, a
+       * server with no connection open would let uv_run() return while it
+       * is still listening. */
+      uvg__sched_hold(l->backoff.sched);
       uvg__timer_start(&l->backoff, on_backoff_over, l->delay);
       return;
     }
@@ -138,6 +143,9 @@ static void on_poll_closed(uv_handle_t *h) {
 
 void uvg__listener_close(uvg__listener_t *l, void (*on_close)(uvg__listener_t *l)) {
   l->on_close = on_close;
-  uvg__timer_stop(&l->backoff);
+  if (uvg__timer_armed(&l->backoff)) {
+    uvg__timer_stop(&l->backoff);
+    uvg__sched_unhold(l->backoff.sched);
+  }
   uv_close((uv_handle_t *)&l->poll, on_poll_closed);
 }

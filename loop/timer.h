@@ -5,6 +5,9 @@
  * and cannot fail, and a timer needs no uv_close(): an owner can be freed
  * right after uvg__timer_stop(). O(log n) per start/stop, which keeps 100k
  * concurrent deadlines cheap.
+ *
+ * An armed timer does not keep uv_run() going (see workq.h): it fires while
+ * something else keeps the loop running.
  */
 #ifndef UVG_LOOP_TIMER_H
 #define UVG_LOOP_TIMER_H

@@ -20,7 +20,7 @@ int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   s->heap = NULL;
   s->heap_n = 0;
   s->timer_seq = 0;
-  s->refs = 0;
+  s->refs = s->holds = 0;
   s->closing = 0;
   s->close_cb = NULL;
   if ((err = uv_check_init(loop, &s->check)) != 0) return err;
@@ -29,9 +29,11 @@ int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   s->handles_open = 3;
   s->check.data = s->idle.data = s->timer.data = s;
   /* The check handle runs every turn but must not keep the loop alive; the
-   * idle handle does that, and only while work is pending. */
+   * idle handle does that, and only while work is pending. Armed timers do
+   * not keep it alive either (workq.h says why). */
   uv_check_start(&s->check, on_check);
   uv_unref((uv_handle_t *)&s->check);
+  uv_unref((uv_handle_t *)&s->timer);
   return 0;
 }
 
@@ -63,8 +65,19 @@ static void free_shared(uvg__sched_t *s) { uvg__free(s); }
 void uvg__sched_release(uvg__sched_t *s) {
   assert(s->refs > 0);
   if (--s->refs > 0) return;
-  assert(s->heap == NULL);
+  assert(s->heap == NULL && s->holds == 0);
   uvg__sched_close(s, free_shared);
+}
+
+void uvg__sched_hold(uvg__sched_t *s) {
+  /* An active, referenced check handle keeps uv_run() going; unlike the
+   * idle handle it leaves poll's timeout to the timers. */
+  if (s->holds++ == 0) uv_ref((uv_handle_t *)&s->check);
+}
+
+void uvg__sched_unhold(uvg__sched_t *s) {
+  assert(s->holds > 0);
+  if (--s->holds == 0) uv_unref((uv_handle_t *)&s->check);
 }
 
 /* The check handle's `data` may be the marker: the handles' own addresses

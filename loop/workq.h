@@ -12,6 +12,15 @@
  * while queues are being drained runs in the next turn, so one turn does a
  * bounded amount of work; the scheduler keeps poll from blocking while work
  * is pending.
+ *
+ * Liveness: pending closures keep uv_run() going; armed timers do not, as
+ * grpc-js unrefs its timers. A program whose servers are closed and whose
+ * channels are idle must return from uv_run(), and what a timer of ours
+ * waits for is tied to a handle that keeps the loop alive by itself when it
+ * should: keepalive, idle, age, handshake, drain and linger timers to their
+ * connection's socket (read until it closes), a call's deadline to its
+ * connection, a shutdown's grace period to the connections it waits for. A
+ * wait that nothing but a timer ends takes a hold (uvg__sched_hold()).
  */
 #ifndef UVG_LOOP_WORKQ_H
 #define UVG_LOOP_WORKQ_H
@@ -35,12 +44,12 @@ typedef struct uvg__timer_s uvg__timer_t;
 
 typedef struct uvg__sched_s {
   uv_loop_t *loop;
-  /* drains the ready queues after each poll; unref'd. A shared
-   * scheduler's check handle carries a marker in `data`: that is how
-   * uvg__sched_acquire() finds it among the loop's handles. */
+  /* drains the ready queues after each poll; unref'd except while held.
+   * A shared scheduler's check handle carries a marker in `data`: that is
+   * how uvg__sched_acquire() finds it among the loop's handles. */
   uv_check_t check;
   uv_idle_t idle;    /* active while work is pending: poll must not block */
-  uv_timer_t timer;  /* due time of the earliest uvg__timer_t */
+  uv_timer_t timer;  /* due time of the earliest uvg__timer_t; unref'd */
   uvg__list_t ready; /* queues with pending closures */
   uvg__list_t pool;  /* free work nodes */
   struct uvg__workq_s *draining; /* the queue being drained, or NULL */
@@ -48,6 +57,7 @@ typedef struct uvg__sched_s {
   size_t heap_n;       /* armed timers */
   uint64_t timer_seq;  /* starts so far, to order equal due times */
   unsigned refs;  /* references of a shared scheduler; 0 for a private one */
+  unsigned holds; /* uvg__sched_hold() calls not yet undone */
   int handles_open;
   int closing;
   void (*close_cb)(struct uvg__sched_s *);
@@ -80,9 +90,16 @@ int uvg__sched_acquire(uv_loop_t *loop, uvg__sched_t **out);
 
 /* Gives back a reference taken by uvg__sched_acquire(). The last one closes
  * the scheduler, which frees itself once its handles are closed; by then
- * every queue on it must be closed and every timer stopped, as nothing
- * may use it afterwards. */
+ * every queue on it must be closed, every timer stopped and every hold
+ * undone, as nothing may use it afterwards. */
 void uvg__sched_release(uvg__sched_t *s);
+
+/* Keeps uv_run() from returning while held, without keeping poll from
+ * blocking: for a wait that only a timer ends and that the loop must not
+ * end first (the listener's accept back-off, while its socket is not
+ * polled). Holds nest; each needs one uvg__sched_unhold(). */
+void uvg__sched_hold(uvg__sched_t *s);
+void uvg__sched_unhold(uvg__sched_t *s);
 
 /* Initialises a private scheduler in memory the caller owns, which
  * uvg__sched_acquire() never returns (tests, and code that must not share

@@ -1,8 +1,10 @@
 /* The listening socket (loop/listener.c): unix socket files left behind by
  * a listener that is gone are replaced; a path something listens on, or
- * that is not a socket, is left alone. */
+ * that is not a socket, is left alone; the accept back-off keeps the loop
+ * alive. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -178,10 +180,74 @@ static void test_other_file_kept(void) {
   fixture_close(&f);
 }
 
+/* Connects a client to `path` (the kernel completes it from the backlog)
+ * and runs the loop until the listener has started backing off, for want
+ * of a descriptor to accept into. Returns the client's socket. */
+static int connect_until_backoff(fixture_t *f, uvg__listener_t *l) {
+  struct sockaddr_un un;
+  struct rlimit lim;
+  memset(&un, 0, sizeof(un));
+  un.sun_family = AF_UNIX;
+  strcpy(un.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  CHECK_EQ(connect(fd, (struct sockaddr *)&un, sizeof(un)), 0);
+  /* The lowest free descriptor is the next one accept would get. */
+  int lowest = dup(0);
+  close(lowest);
+  getrlimit(RLIMIT_NOFILE, &lim);
+  lim.rlim_cur = (rlim_t)lowest;
+  CHECK_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
+  for (int k = 0; k < 100 && l->delay == 0; k++) {
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    if (l->delay == 0) uv_sleep(1);
+  }
+  getrlimit(RLIMIT_NOFILE, &lim);
+  lim.rlim_cur = lim.rlim_max;
+  CHECK_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
+  return fd;
+}
+
+/* While accepting pauses, the socket is not polled and only a timer ends
+ * the pause; timers do not keep the loop alive, so the listener holds the
+ * scheduler: uv_run() does not return while a server listens. Closing in
+ * the pause lets go of the hold. */
+static void test_backoff_keeps_loop_alive(void) {
+  fixture_t f;
+  uvg__listener_t l;
+  struct rlimit saved;
+  fixture_init(&f);
+  make_path();
+  getrlimit(RLIMIT_NOFILE, &saved);
+  CHECK_EQ(open_unix(&f, &l), 0);
+  accepted = 0;
+
+  int fd = connect_until_backoff(&f, &l);
+  CHECK(l.delay > 0);
+  CHECK_EQ(accepted, 0);
+  CHECK(!uv_is_active((uv_handle_t *)&l.poll));
+  CHECK(uv_loop_alive(&f.loop));
+  /* Descriptors are back: the pause ends and the connection is taken. */
+  for (int k = 0; k < 100 && accepted == 0; k++) uv_run(&f.loop, UV_RUN_ONCE);
+  CHECK_EQ(accepted, 1);
+  CHECK_EQ(f.sched.holds, 0);
+  close(fd);
+
+  fd = connect_until_backoff(&f, &l);
+  CHECK(l.delay > 0);
+  CHECK_EQ(f.sched.holds, 1);
+  close_listener(&f, &l);
+  CHECK_EQ(f.sched.holds, 0);
+  CHECK_EQ(accepted, 1);
+  close(fd);
+  CHECK_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  fixture_close(&f);
+}
+
 int main(void) {
   RUN(test_stale_socket_file_replaced);
   RUN(test_live_socket_kept);
   RUN(test_other_file_kept);
   RUN(test_replaced_path_kept_at_close);
+  RUN(test_backoff_keeps_loop_alive);
   TEST_EXIT();
 }

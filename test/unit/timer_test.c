@@ -8,6 +8,7 @@
 typedef struct {
   uv_loop_t loop;
   uvg__sched_t sched;
+  uv_prepare_t prepare; /* ends run_timers(); unref'd */
   int sched_closed;
 } fixture_t;
 
@@ -16,6 +17,9 @@ static void fixture_init(fixture_t *f) {
   CHECK_EQ(uv_loop_init(&f->loop), 0);
   f->loop.data = f;
   CHECK_EQ(uvg__sched_init(&f->loop, &f->sched), 0);
+  CHECK_EQ(uv_prepare_init(&f->loop, &f->prepare), 0);
+  f->prepare.data = f;
+  uv_unref((uv_handle_t *)&f->prepare);
 }
 
 static void on_sched_closed(uvg__sched_t *s) {
@@ -25,9 +29,26 @@ static void on_sched_closed(uvg__sched_t *s) {
 
 static void fixture_close(fixture_t *f) {
   uvg__sched_close(&f->sched, on_sched_closed);
+  uv_close((uv_handle_t *)&f->prepare, NULL);
   CHECK_EQ(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
   CHECK_EQ(f->sched_closed, 1);
   CHECK_EQ(uv_loop_close(&f->loop), 0);
+}
+
+/* Armed timers do not keep the loop alive (workq.h), so a test that waits
+ * for them holds the scheduler until none is armed. The check comes in the
+ * prepare phase, after the turn's timers ran and before poll would block. */
+static void release_when_no_timer(uv_prepare_t *h) {
+  fixture_t *f = h->data;
+  if (f->sched.heap_n > 0) return;
+  uv_prepare_stop(h);
+  uvg__sched_unhold(&f->sched);
+}
+
+static int run_timers(fixture_t *f) {
+  uvg__sched_hold(&f->sched);
+  uv_prepare_start(&f->prepare, release_when_no_timer);
+  return uv_run(&f->loop, UV_RUN_DEFAULT);
 }
 
 /* A timer with a record of its firings. */
@@ -88,10 +109,9 @@ static void test_many_timers_fire_in_due_order(void) {
     rec_start(&r[i], (uint64_t)(rand() % 51));
     CHECK(uvg__timer_armed(&r[i].t));
   }
-  /* Armed timers keep the loop alive; none fires inside start. */
-  CHECK(uv_loop_alive(&f.loop));
+  /* None fires inside start. */
   for (int i = 0; i < N; i++) CHECK_EQ(r[i].fired, 0);
-  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(run_timers(&f), 0);
 
   int fired_once = 0, early = 0, armed = 0;
   for (int i = 0; i < N; i++) {
@@ -128,7 +148,7 @@ static void test_stop_before_due(void) {
   CHECK_EQ(uvg__timer_armed(&c.t), 0);
   uvg__timer_stop(&a.t); /* twice: no-op */
   CHECK(uvg__timer_armed(&b.t));
-  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(run_timers(&f), 0);
   CHECK_EQ(a.fired, 0);
   CHECK_EQ(b.fired, 1);
   CHECK_EQ(c.fired, 0);
@@ -136,20 +156,76 @@ static void test_stop_before_due(void) {
   fixture_close(&f);
 }
 
-/* With every timer stopped nothing keeps the loop alive. */
-static void test_stop_all_releases_loop(void) {
+static void count_work(void *arg, int status) {
+  if (status == 0) (*(int *)arg)++;
+}
+static void noop_timer(uv_timer_t *h) { (void)h; }
+static int turns;
+static void count_turn(uv_prepare_t *h) {
+  (void)h;
+  turns++;
+}
+static void unhold_cb(uvg__timer_t *t) {
+  rec_cb(t);
+  uvg__sched_unhold(t->sched);
+}
+
+/* An armed timer does not keep the loop alive: uv_run() returns at once,
+ * as a program whose channels are idle must. It fires while something else
+ * keeps the loop running; pending work does, and so does a hold. */
+static void test_armed_timer_does_not_keep_loop_alive(void) {
   fixture_t f;
-  rec_t a;
+  rec_t a, b;
   fixture_init(&f);
   rec_init(&f, &a, 0);
-  rec_start(&a, 1000);
-  CHECK(uv_loop_alive(&f.loop));
-  uvg__timer_stop(&a.t);
+  rec_init(&f, &b, 1);
+  rec_start(&a, 10 * 1000);
   CHECK_EQ(uv_loop_alive(&f.loop), 0);
   uint64_t t0 = uv_hrtime();
   CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
-  CHECK(uv_hrtime() - t0 < 500u * 1000 * 1000); /* did not wait 1 s */
+  CHECK(uv_hrtime() - t0 < 500u * 1000 * 1000); /* did not wait 10 s */
   CHECK_EQ(a.fired, 0);
+  CHECK(uvg__timer_armed(&a.t));
+
+  /* Pending work keeps the loop alive until it ran, not until the timer. */
+  uvg__workq_t q;
+  int ran = 0;
+  uvg__workq_init(&f.sched, &q);
+  CHECK_EQ(uvg__workq_post(&q, count_work, &ran), 0);
+  CHECK(uv_loop_alive(&f.loop));
+  t0 = uv_hrtime();
+  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(ran, 1);
+  CHECK(uv_hrtime() - t0 < 500u * 1000 * 1000);
+  CHECK_EQ(a.fired, 0);
+  uvg__workq_close(&q);
+
+  /* Another handle keeps the loop alive: the timer fires on time. */
+  uv_timer_t other;
+  uv_timer_init(&f.loop, &other);
+  uv_timer_start(&other, noop_timer, 60, 0);
+  rec_start(&b, 20);
+  uint64_t start = uv_now(&f.loop);
+  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(b.fired, 1);
+  CHECK(b.fired_at >= start + 20 && b.fired_at < start + 60);
+  uv_close((uv_handle_t *)&other, NULL);
+
+  /* A hold keeps the loop alive without a busy poll: a timer that ends the
+   * hold fires after a few loop turns, not thousands. */
+  uv_prepare_start(&f.prepare, count_turn);
+  turns = 0;
+  uvg__timer_start(&b.t, unhold_cb, 30);
+  uvg__sched_hold(&f.sched);
+  start = uv_now(&f.loop);
+  CHECK(uv_loop_alive(&f.loop));
+  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(b.fired, 2);
+  CHECK(uv_now(&f.loop) >= start + 30);
+  CHECK(turns <= 5);
+  uv_prepare_stop(&f.prepare);
+
+  uvg__timer_stop(&a.t);
   fixture_close(&f);
 }
 
@@ -169,7 +245,7 @@ static void test_restart_moves(void) {
   rec_start(&late, 40);
   CHECK(uvg__timer_armed(&early.t));
   CHECK(uvg__timer_armed(&late.t));
-  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(run_timers(&f), 0);
   CHECK_EQ(early.fired, 1);
   CHECK_EQ(mid.fired, 1);
   CHECK_EQ(late.fired, 1);
@@ -209,7 +285,7 @@ static void test_stop_from_other_callback(void) {
   uvg__timer_start(&s.t, stopper_cb, 5);
   rec_start(&victim, 15);
   rec_start(&bystander, 25);
-  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(run_timers(&f), 0);
   CHECK_EQ(s.fired, 1);
   CHECK_EQ(victim.fired, 0);
   CHECK_EQ(bystander.fired, 1);
@@ -227,7 +303,7 @@ static void test_stop_due_peer_from_callback(void) {
   b.victim = &a.t;
   uvg__timer_start(&a.t, stopper_cb, 0);
   uvg__timer_start(&b.t, stopper_cb, 0);
-  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(run_timers(&f), 0);
   CHECK_EQ(a.fired + b.fired, 1);
   CHECK_EQ(uvg__timer_armed(&a.t), 0);
   CHECK_EQ(uvg__timer_armed(&b.t), 0);
@@ -265,7 +341,7 @@ static void test_callback_rearms_itself(void) {
   uvg__timer_init(&f.sched, &r.t);
   r.left = 5;
   uvg__timer_start(&r.t, rearm_cb, 3);
-  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(run_timers(&f), 0);
   CHECK_EQ(r.fired, 5);
   CHECK_EQ(r.too_early, 0);
   CHECK_EQ(r.not_armed, 0);
@@ -297,7 +373,7 @@ static void test_start_other_from_callback(void) {
   s.other = &other;
   s.other_ms = 10;
   uvg__timer_start(&s.t, starter_cb, 2);
-  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(run_timers(&f), 0);
   CHECK_EQ(other.fired, 1);
   CHECK(other.fired_at >= other.due);
   fixture_close(&f);
@@ -332,7 +408,7 @@ static void test_equal_due_in_start_order(void) {
     rec_start(&r[i], 3);
   }
   rec_start(&r[0], 3); /* now the last of the 64 */
-  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(run_timers(&f), 0);
   int wrong = 0;
   for (int i = 1; i < N; i++) wrong += r[i].order != i - 1;
   CHECK_EQ(wrong, 0);
@@ -368,7 +444,7 @@ static void test_start_needs_no_memory(void) {
   }
   CHECK_EQ(armed, N);
   for (int i = 0; i < N; i += 2) uvg__timer_stop(&r[i].t);
-  CHECK_EQ(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(run_timers(&f), 0);
   int fired = 0, wrong = 0;
   for (int i = 0; i < N; i++) {
     fired += r[i].fired;
@@ -468,9 +544,13 @@ static void test_random_against_reference(void) {
       if (!uvg__timer_armed(&rnd.tm[i].t) != !rnd.tm[i].armed) wrong++;
     }
     CHECK_EQ(wrong, 0);
-    if (armed > 0) uv_run(&rnd.f.loop, UV_RUN_ONCE);
+    if (armed > 0) {
+      uvg__sched_hold(&rnd.f.sched);
+      uv_run(&rnd.f.loop, UV_RUN_ONCE);
+      uvg__sched_unhold(&rnd.f.sched);
+    }
   }
-  CHECK_EQ(uv_run(&rnd.f.loop, UV_RUN_DEFAULT), 0);
+  CHECK_EQ(run_timers(&rnd.f), 0);
   long left = 0;
   for (int i = 0; i < RND_N; i++)
     left += rnd.tm[i].armed + (uvg__timer_armed(&rnd.tm[i].t) != 0);
@@ -488,7 +568,7 @@ static void test_random_against_reference(void) {
 int main(void) {
   RUN(test_many_timers_fire_in_due_order);
   RUN(test_stop_before_due);
-  RUN(test_stop_all_releases_loop);
+  RUN(test_armed_timer_does_not_keep_loop_alive);
   RUN(test_restart_moves);
   RUN(test_stop_from_other_callback);
   RUN(test_stop_due_peer_from_callback);
