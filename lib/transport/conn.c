@@ -123,8 +123,9 @@ static int on_begin_frame(nghttp2_session *h2, const nghttp2_frame_hd *hd,
                           void *ud) {
   uvg__conn_t *c = ud;
   uint32_t id = (uint32_t)hd->stream_id;
-  /* stream 0 and even ids are nghttp2's to refuse */
-  if (hd->type != NGHTTP2_HEADERS || (id & 1) == 0) return 0;
+  /* stream 0 and even ids are nghttp2's to refuse; a client sees only
+   * responses on streams it opened itself */
+  if (c->is_client || hd->type != NGHTTP2_HEADERS || (id & 1) == 0) return 0;
   if (id >= c->next_peer_id) {
     if (id > c->next_peer_id) {
       uint32_t *r = c->skipped[c->nskipped++ % UVG__ARRAY_SIZE(c->skipped)];
@@ -348,8 +349,20 @@ static int session_new(uvg__conn_t *c, int client) {
     if (new_callbacks(&own) != 0) return UVG_ENOMEM;
     cbs = own;
   }
-  int rv = client ? nghttp2_session_client_new3(&c->h2, cbs, c, NULL, &h2_mem)
-                  : nghttp2_session_server_new3(&c->h2, cbs, c, NULL, &h2_mem);
+  int rv;
+  if (client) {
+    /* A client grants window only as the application reads
+     * (nghttp2_session_consume): reading is paced by the application. */
+    nghttp2_option *opt;
+    rv = nghttp2_option_new(&opt);
+    if (rv == 0) {
+      nghttp2_option_set_no_auto_window_update(opt, 1);
+      rv = nghttp2_session_client_new3(&c->h2, cbs, c, opt, &h2_mem);
+      nghttp2_option_del(opt);
+    }
+  } else {
+    rv = nghttp2_session_server_new3(&c->h2, cbs, c, NULL, &h2_mem);
+  }
   if (own != NULL) nghttp2_session_callbacks_del(own);
   return rv == 0 ? 0 : UVG_ENOMEM;
 }

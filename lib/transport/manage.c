@@ -41,6 +41,11 @@ static void on_keepalive(uvg__timer_t *t) {
     uvg__timer_start(t, on_keepalive, st->keepalive_time - quiet);
     return;
   }
+  /* A8: a client pings a connection without calls only when permitted */
+  if (c->is_client && c->nstreams == 0 && !st->permit_without_stream) {
+    uvg__timer_start(t, on_keepalive, st->keepalive_time);
+    return;
+  }
   UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: keepalive ping", c->peer);
   nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, keepalive_ping);
   c->ping_outstanding = 1;

@@ -151,7 +151,9 @@ static int run_until(const int *flag, int want) {
   return *flag >= want;
 }
 
-static void client_open(client_t *cl, int port) {
+static void client_open_with(client_t *cl, int port, const uvg__conn_settings_t *st);
+static void client_open(client_t *cl, int port) { client_open_with(cl, port, &settings); }
+static void client_open_with(client_t *cl, int port, const uvg__conn_settings_t *st) {
   memset(cl, 0, sizeof(*cl));
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a;
@@ -161,7 +163,7 @@ static void client_open(client_t *cl, int port) {
   CHECK_EQ(uvg__stream_open_fd(loop, &cl->c.io, fd, 0, cl->c.io.cbs, read_buf,
                                sizeof(read_buf)),
            0);
-  CHECK_EQ(uvg__conn_start_client(&cl->c, &settings), 0);
+  CHECK_EQ(uvg__conn_start_client(&cl->c, st), 0);
 }
 
 static int request(client_t *cl, stream_t *s, const char *path) {
@@ -287,6 +289,36 @@ static void test_server_gone(void) {
   CHECK(run_until(&server_closed, 1));
 }
 
+/* Keepalive (gRFC A8) from the client: without calls it pings only when
+ * permitted; a server that finds the pings too frequent says
+ * too_many_pings. */
+static void test_keepalive(void) {
+  uvg_server_t *srv;
+  int port;
+  CHECK_EQ(uvg_server_new(loop, NULL, &srv), 0);
+  CHECK_EQ(uvg_server_register(srv, methods, 2), 0);
+  CHECK_EQ(uvg_server_listen(srv, "127.0.0.1:0", uvg_insecure_server_credentials(),
+                             &port),
+           0);
+  uvg__conn_settings_t st = settings;
+  st.keepalive_time = 30;
+  st.keepalive_timeout = 100;
+  client_t quiet, eager;
+  client_open_with(&quiet, port, &st);
+  uvg__conn_settings_t st2 = st;
+  st2.permit_without_stream = 1;
+  client_open_with(&eager, port, &st2);
+  CHECK(run_until(&eager.goaways, 1));
+  CHECK_EQ(eager.goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
+  CHECK_EQ(quiet.goaways, 0);
+  CHECK(run_until(&eager.closed, 1));
+  uvg__conn_close(&quiet.c);
+  CHECK(run_until(&quiet.closed, 1));
+  server_closed = 0;
+  uvg_server_close(srv, on_server_closed, NULL);
+  CHECK(run_until(&server_closed, 1));
+}
+
 static void on_sched_closed(uvg__sched_t *s) { (void)s; }
 
 int main(void) {
@@ -295,6 +327,7 @@ int main(void) {
   CHECK_EQ(uvg__sched_init(loop, &sched), 0);
   RUN(test_unary_and_trailers_only);
   RUN(test_server_gone);
+  RUN(test_keepalive);
   uvg__sched_close(&sched, on_sched_closed);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK_EQ(uv_loop_close(loop), 0);
