@@ -498,6 +498,270 @@ UVG_EXTERN int uvg_call_finish(uvg_call_t *call, uvg_status_code_t code,
                                const char *message, const uvg_metadata_t *trailers,
                                size_t n);
 
+/* ---------------------------------------------------------------------------
+ * Channels: the client side
+ *
+ * Names: everything of the client starts uvg_channel_ or uvg_client_call_.
+ * uvg_call_* functions always act on a server call (the handler's side);
+ * a call made through a channel is a uvg_client_call_t.
+ * ------------------------------------------------------------------------- */
+
+typedef struct uvg_channel_s uvg_channel_t;
+typedef struct uvg_channel_credentials_s uvg_channel_credentials_t;
+typedef struct uvg_client_call_s uvg_client_call_t;
+
+/* Plaintext HTTP/2 (h2c), chosen explicitly: uvg_channel_new() refuses to
+ * make a channel without credentials. The object is static; never free it. */
+UVG_EXTERN uvg_channel_credentials_t *uvg_insecure_channel_credentials(void);
+
+/* Connectivity states (grpc/grpc doc/connectivity-semantics-and-api.md). */
+typedef enum {
+  UVG_STATE_IDLE = 0,
+  UVG_STATE_CONNECTING = 1,
+  UVG_STATE_READY = 2,
+  UVG_STATE_TRANSIENT_FAILURE = 3,
+  UVG_STATE_SHUTDOWN = 4
+} uvg_connectivity_t;
+
+/* Returns "IDLE", "CONNECTING", ... ("UNKNOWN" outside the enum). */
+UVG_EXTERN const char *uvg_connectivity_name(int state);
+
+/* Channel-wide settings; a field left 0 takes its default. Durations are in
+ * milliseconds. */
+typedef struct {
+  /* Per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE); default
+   * 64 KiB. Reading is paced by uvg_client_call_read(): a call holds at
+   * most one window of unread bytes. */
+  uint32_t initial_window_size;
+  /* Connection receive window; default 16 MiB. */
+  uint32_t initial_connection_window_size;
+  uint32_t max_frame_size;       /* default 16384 */
+  uint32_t max_header_list_size; /* largest response header block; 16 KiB */
+  /* Largest response message, after decompression (default 4 MiB) and
+   * largest request message (default 2^31-1); per call overridable. */
+  uint32_t max_receive_message_size;
+  uint32_t max_send_message_size;
+  /* Reconnect backoff (doc/connection-backoff.md): first delay (1 s), its
+   * growth (1.6), jitter (0.2: ±20%), cap (120 s), and the least time a
+   * connection attempt gets (20 s). */
+  uint64_t backoff_initial_ms;
+  double backoff_multiplier;
+  double backoff_jitter;
+  uint64_t backoff_max_ms;
+  uint64_t min_connect_timeout_ms;
+  /* Go IDLE (close the connection) after this long without calls; default
+   * 30 min; UVG_INFINITE: never. */
+  uint64_t idle_timeout_ms;
+  /* Keepalive (gRFC A8): ping after this long without reading from the
+   * server; default UVG_INFINITE (off); at least 10 s (a smaller value is
+   * raised to 10 s). Doubled, for the channel's later connections, when
+   * the server answers GOAWAY too_many_pings. */
+  uint64_t keepalive_time_ms;
+  /* Close the connection if the ping is not answered in time; default
+   * 20 s. Also TCP_USER_TIMEOUT on the socket. */
+  uint64_t keepalive_timeout_ms;
+  /* Ping also while the channel has no calls; default 0 (no). */
+  int keepalive_permit_without_calls;
+  /* The :authority of calls; default from the target (its host[:port], or
+   * "localhost" for unix sockets). */
+  const char *authority;
+} uvg_channel_options_t;
+
+/* Fills `opts` with the defaults. */
+UVG_EXTERN void uvg_channel_options_init(uvg_channel_options_t *opts);
+
+/* Creates a channel to `target` on `loop` (options may be NULL). Targets
+ * follow grpc/grpc doc/naming.md: "dns:[//authority/]host[:port]" (port 443
+ * by default), "host:port", "ipv4:addr[:port][,addr[:port]...]",
+ * "ipv6:[addr]:port,...", "unix:path", "unix:///abs/path",
+ * "unix-abstract:name". The channel starts IDLE and connects on its first
+ * call (or uvg_channel_state(ch, 1)); it tries the resolved addresses in
+ * order (pick_first) and reconnects with backoff after a failure.
+ * Returns 0; UVG_EINVAL (NULL argument, option out of range); UVG_ENOCREDS
+ * (creds NULL); UVG_EADDR (a malformed target; the log says why);
+ * UVG_ENOMEM. */
+UVG_EXTERN int uvg_channel_new(uv_loop_t *loop, const char *target,
+                               uvg_channel_credentials_t *creds,
+                               const uvg_channel_options_t *opts,
+                               uvg_channel_t **out);
+
+typedef void (*uvg_channel_close_cb)(uvg_channel_t *channel, void *user_data);
+
+/* Closes the channel: calls in flight and queued end with CANCELLED
+ * ("channel closed"), each through its one on_status; the state becomes
+ * SHUTDOWN; `cb` (may be NULL) runs once every call and connection is
+ * released, and the channel is freed after it. Calling it twice is a
+ * no-op. New calls fail with UVG_ECLOSED from here on. */
+UVG_EXTERN void uvg_channel_close(uvg_channel_t *channel,
+                                  uvg_channel_close_cb cb, void *user_data);
+
+/* The channel's state now; with try_to_connect an IDLE channel starts
+ * connecting. */
+UVG_EXTERN uvg_connectivity_t uvg_channel_state(uvg_channel_t *channel,
+                                                int try_to_connect);
+
+typedef void (*uvg_channel_state_cb)(uvg_channel_t *channel,
+                                     uvg_connectivity_t state, void *user_data);
+
+/* Calls `cb` once, from the loop, when the state differs from `last_seen`
+ * (at once, on the next loop turn, if it already does). Watches do not
+ * keep the loop alive. A watch still waiting when the channel closes runs
+ * with SHUTDOWN. Returns 0, UVG_ECLOSED or UVG_ENOMEM. */
+UVG_EXTERN int uvg_channel_watch_state(uvg_channel_t *channel,
+                                       uvg_connectivity_t last_seen,
+                                       uvg_channel_state_cb cb, void *user_data);
+
+/* What a client call reports. Every callback is optional except on_status.
+ * They run on the loop, never inside a uvgrpc function the application
+ * called, and `user_data` is the pointer given to uvg_client_call_start(). */
+typedef struct {
+  /* The response headers' metadata (none for a trailers-only response). */
+  void (*on_metadata)(uvg_client_call_t *call, const uvg_metadata_t *md,
+                      size_t n, void *user_data);
+  /* One response message, decompressed, after a uvg_client_call_read();
+   * valid during the callback only. */
+  void (*on_message)(uvg_client_call_t *call, const uint8_t *msg, size_t len,
+                     void *user_data);
+  /* Required. The last callback of every call, exactly once: the status
+   * and the trailing metadata (valid during the callback). The call is
+   * freed when it returns. A status the server sent arrives after every
+   * message that came before it has been read; a status of the library's
+   * own (CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE, RESOURCE_EXHAUSTED,
+   * INTERNAL) at once, dropping unread messages. */
+  void (*on_status)(uvg_client_call_t *call, const uvg_status_t *status,
+                    const uvg_metadata_t *trailers, size_t n, void *user_data);
+} uvg_client_call_cbs_t;
+
+/* Per-call settings (the struct may be NULL: all defaults). */
+typedef struct {
+  /* Deadline from now, sent as grpc-timeout; 0 = none. When it passes the
+   * call ends DEADLINE_EXCEEDED and its stream is reset (CANCEL). */
+  uint64_t timeout_ms;
+  /* Wait-for-ready: wait through TRANSIENT_FAILURE until READY or the
+   * deadline; otherwise (fail-fast) a channel in TRANSIENT_FAILURE fails
+   * the call with UNAVAILABLE, and one CONNECTING makes it wait. */
+  int wait_for_ready;
+  /* Request metadata (copied). */
+  const uvg_metadata_t *metadata;
+  size_t nmetadata;
+  /* Compression of request messages (UVG_SEND_NO_COMPRESS opts one out). */
+  uvg_compression_t compression;
+  /* 0: the channel's limits. */
+  uint32_t max_receive_message_size;
+  uint32_t max_send_message_size;
+  /* The call's :authority, instead of the channel's. */
+  const char *authority;
+} uvg_client_call_options_t;
+
+/* Starts a call of `method` ("/package.Service/Method", copied) with
+ * `opts` (copied; may be NULL). The request headers go out once the
+ * channel has a ready connection. Returns 0 with *out set: from then on
+ * on_status will run exactly once. Returns UVG_EINVAL (bad argument, bad
+ * metadata key or value, no on_status), UVG_ECLOSED (the channel is
+ * closing) or UVG_ENOMEM, and then no callback runs. */
+UVG_EXTERN int uvg_client_call_start(uvg_channel_t *channel, const char *method,
+                                     const uvg_client_call_options_t *opts,
+                                     const uvg_client_call_cbs_t *cbs,
+                                     void *user_data, uvg_client_call_t **out);
+
+typedef void (*uvg_client_send_cb)(uvg_client_call_t *call, int status,
+                                   void *user_data);
+
+/* Queues one request message, as uvg_call_send() does on the server: with
+ * `cb` NULL the bytes are copied; with `cb` they are sent without copying,
+ * must stay valid until `cb` runs (0: handed to the socket; UVG_ECANCELED:
+ * the call ended first), and `cb` is the backpressure signal. `flags`: 0
+ * or UVG_SEND_NO_COMPRESS. Returns 0; UVG_ESTATE (after the half-close);
+ * UVG_ECANCELED (the call has ended or is ending: cb will not run);
+ * UVG_E2BIG (over the send limit: the call ends RESOURCE_EXHAUSTED);
+ * UVG_ENOMEM. */
+UVG_EXTERN int uvg_client_call_send(uvg_client_call_t *call, const void *data,
+                                    size_t len, unsigned flags,
+                                    uvg_client_send_cb cb, void *user_data);
+
+/* The client sends no more messages (END_STREAM after those queued).
+ * Returns 0, UVG_ESTATE (twice) or UVG_ECANCELED. */
+UVG_EXTERN int uvg_client_call_half_close(uvg_client_call_t *call);
+
+/* Asks for the next response message: on_message follows once, when one
+ * has arrived. Until then nothing more of the call is read into memory
+ * and no flow-control window is granted beyond one window (grpc-js's
+ * startRead). Returns 0, UVG_ESTATE (a read is already pending) or
+ * UVG_ECANCELED. */
+UVG_EXTERN int uvg_client_call_read(uvg_client_call_t *call);
+
+/* Cancels the call: on_status follows with CANCELLED ("Cancelled on
+ * client") unless it already ran or is queued; the stream is reset.
+ * Returns 0 or UVG_ECANCELED (already ended). */
+UVG_EXTERN int uvg_client_call_cancel(uvg_client_call_t *call);
+
+/* The result of a unary call: `reply` (NULL unless status->code is OK) is
+ * valid during the callback. */
+typedef void (*uvg_unary_cb)(const uvg_status_t *status, const uint8_t *reply,
+                             size_t len, void *user_data);
+
+/* A unary call in one step: sends `req` (copied), half-closes, reads the
+ * one reply and calls `cb` exactly once. An OK response with no message,
+ * or more than one, ends INTERNAL, as grpc-java and grpc-go report it.
+ * Returns 0, or what uvg_client_call_start() returns (then cb never
+ * runs). */
+UVG_EXTERN int uvg_channel_unary(uvg_channel_t *channel, const char *method,
+                                 const void *req, size_t len,
+                                 const uvg_client_call_options_t *opts,
+                                 uvg_unary_cb cb, void *user_data);
+
+/* A client interceptor: sees every call of the channel, may add, change
+ * or remove its request metadata and fail it before it starts, and sees
+ * each message both ways and the final status. Every callback is
+ * optional; `data` is the pointer given to uvg_channel_add_interceptor().
+ * They run on the loop, from the channel's queue, in the order the
+ * interceptors were added (on_status in reverse order). */
+typedef struct {
+  /* The call is about to start: uvg_client_call_method() and the metadata
+   * functions below work. Return 0 to let it go on, or fill `reject` (a
+   * code other than OK; message may be NULL, copied) and return nonzero:
+   * the call ends with that status without a request being sent, and no
+   * later interceptor sees it. */
+  int (*on_start)(uvg_client_call_t *call, void *data, uvg_status_t *reject);
+  /* A request message, before compression, as uvg_client_call_send()
+   * takes it: also one sent right after uvg_client_call_start(), before
+   * on_start ran. */
+  void (*on_send_message)(uvg_client_call_t *call, const uint8_t *msg,
+                          size_t len, void *data);
+  /* A response message, decompressed, before the application gets it. */
+  void (*on_recv_message)(uvg_client_call_t *call, const uint8_t *msg,
+                          size_t len, void *data);
+  /* The final status, once per call whose on_start returned 0, before the
+   * application's on_status. */
+  void (*on_status)(uvg_client_call_t *call, const uvg_status_t *status,
+                    void *data);
+} uvg_client_interceptor_t;
+
+/* Appends an interceptor (copied) to the channel's chain; at most 16. Add
+ * interceptors before the first call: calls already started do not see
+ * later ones. Returns 0 or UVG_EINVAL. */
+UVG_EXTERN int uvg_channel_add_interceptor(uvg_channel_t *channel,
+                                           const uvg_client_interceptor_t *ic,
+                                           void *data);
+
+/* The call's method path; valid for the call's life. */
+UVG_EXTERN const char *uvg_client_call_method(const uvg_client_call_t *call);
+
+/* The request metadata as it stands (valid until it is changed). Returns
+ * the number of entries. */
+UVG_EXTERN size_t uvg_client_call_metadata(const uvg_client_call_t *call,
+                                           const uvg_metadata_t **md);
+
+/* Sets request metadata `key` to the one value given (value copied),
+ * replacing every entry of that key; value NULL removes them. Only before
+ * the request headers are sent: from an interceptor's on_start, or right
+ * after uvg_client_call_start() returns. Returns 0; UVG_EINVAL (bad or
+ * reserved key, bad ASCII value); UVG_ESTATE (the headers are sent);
+ * UVG_ENOMEM. */
+UVG_EXTERN int uvg_client_call_set_metadata(uvg_client_call_t *call,
+                                            const char *key, const void *value,
+                                            size_t len);
+
 #ifdef __cplusplus
 }
 #endif

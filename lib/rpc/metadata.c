@@ -163,18 +163,22 @@ void uvg__md_list_init(uvg__md_list_t *l) {
   l->n = l->cap = 0;
 }
 
+int uvg__md_list_reserve(uvg__md_list_t *l) {
+  if (l->n < l->cap) return 0;
+  size_t cap = l->cap ? l->cap * 2 : 4;
+  uvg_metadata_t *items = uvg__realloc(l->items, cap * sizeof(*items));
+  if (items == NULL) return UVG_ENOMEM;
+  l->items = items;
+  l->cap = cap;
+  return 0;
+}
+
 /* Appends an entry that takes ownership of key and value. */
 static int push_owned(uvg__md_list_t *l, char *key, uint8_t *value, size_t vlen) {
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 4;
-    uvg_metadata_t *items = uvg__realloc(l->items, cap * sizeof(*items));
-    if (items == NULL) {
-      uvg__free(key);
-      uvg__free(value);
-      return UVG_ENOMEM;
-    }
-    l->items = items;
-    l->cap = cap;
+  if (uvg__md_list_reserve(l) != 0) {
+    uvg__free(key);
+    uvg__free(value);
+    return UVG_ENOMEM;
   }
   l->items[l->n].key = key;
   l->items[l->n].value = value;
@@ -241,6 +245,19 @@ int uvg__md_list_add_app(uvg__md_list_t *l, const uvg_metadata_t *md, size_t n) 
     if (rc != 0) return rc;
   }
   return 0;
+}
+
+void uvg__md_list_remove(uvg__md_list_t *l, const char *key) {
+  size_t kept = 0;
+  for (size_t i = 0; i < l->n; i++) {
+    if (strcmp(l->items[i].key, key) == 0) {
+      uvg__free((void *)l->items[i].key);
+      uvg__free((void *)l->items[i].value);
+    } else {
+      l->items[kept++] = l->items[i];
+    }
+  }
+  l->n = kept;
 }
 
 const uvg_metadata_t *uvg__md_list_get(const uvg__md_list_t *l, const char *key) {

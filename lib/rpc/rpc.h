@@ -104,6 +104,10 @@ int uvg__md_list_add_wire(uvg__md_list_t *l, const char *key, size_t key_len,
  * reserved key, bad ASCII value) or UVG_ENOMEM. */
 int uvg__md_list_add_app(uvg__md_list_t *l, const uvg_metadata_t *md, size_t n);
 const uvg_metadata_t *uvg__md_list_get(const uvg__md_list_t *l, const char *key);
+/* Makes room for one more entry. Returns 0 or UVG_ENOMEM. */
+int uvg__md_list_reserve(uvg__md_list_t *l);
+/* Removes every entry named `key`, keeping the others' order. */
+void uvg__md_list_remove(uvg__md_list_t *l, const char *key);
 void uvg__md_list_free(uvg__md_list_t *l);
 
 /* Header fields for nghttp2: `fixed` fields (pointing at the caller's

@@ -388,6 +388,27 @@ static int nv_is(const nghttp2_nv *nv, const char *name, const void *value, size
          nv->valuelen == vlen && memcmp(nv->value, value, vlen) == 0;
 }
 
+static void test_md_list_remove(void) {
+  uvg__md_list_t l;
+  uvg__md_list_init(&l);
+  CHECK_EQ(uvg__md_list_add(&l, "a", 1, (const uint8_t *)"1", 1), 0);
+  CHECK_EQ(uvg__md_list_add(&l, "b", 1, (const uint8_t *)"2", 1), 0);
+  CHECK_EQ(uvg__md_list_add(&l, "a", 1, (const uint8_t *)"3", 1), 0);
+  CHECK_EQ(uvg__md_list_add(&l, "c", 1, (const uint8_t *)"4", 1), 0);
+  uvg__md_list_remove(&l, "a");
+  CHECK_EQ(l.n, 2);
+  CHECK_STR(l.items[0].key, "b");
+  CHECK_STR(l.items[1].key, "c");
+  uvg__md_list_remove(&l, "zzz");
+  CHECK_EQ(l.n, 2);
+  size_t cap = l.cap;
+  for (size_t i = l.n; i < cap; i++)
+    CHECK_EQ(uvg__md_list_add(&l, "d", 1, (const uint8_t *)"5", 1), 0);
+  CHECK_EQ(uvg__md_list_reserve(&l), 0);
+  CHECK(l.cap > l.n);
+  uvg__md_list_free(&l);
+}
+
 static void test_nv_build(void) {
   nghttp2_nv fixed[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
   uvg__md_list_t md;
@@ -524,6 +545,7 @@ int main(void) {
   RUN(test_md_list_add_and_get);
   RUN(test_md_list_add_wire);
   RUN(test_md_list_add_app);
+  RUN(test_md_list_remove);
   RUN(test_nv_build);
   RUN(test_status_parse);
   RUN(test_strerror);

@@ -1,0 +1,811 @@
+/*
+ * A client call: one RPC on one HTTP/2 stream of a channel's connection
+ * (grpc-go's clientStream over http2Client, grpc-js's Http2SubchannelCall).
+ *
+ * The call decides its status once (`done`): from the server's trailers,
+ * or from the library (cancel, deadline, reset, lost connection, a limit,
+ * a malformed response). A status from the server waits until every
+ * message before it has been read; one of the library's drops unread
+ * messages. on_status is posted only once no send callback can follow, so
+ * it is the last callback; the call is freed after it, once its stream is
+ * gone. Reading is paced: received bytes are given back to flow control
+ * only while no complete message waits for the application.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel.h"
+
+typedef struct {
+  uvg__list_t link;
+  uint8_t *data;
+  uint32_t len;
+} recv_msg_t;
+
+typedef struct {
+  uvg__msg_t m;
+  uvg__work_t w;
+  uvg__list_t early; /* in call->early before the stream exists */
+  uvg_client_call_t *call;
+  uvg_client_send_cb cb;
+  void *user_data;
+  int status;
+  uint8_t bytes[]; /* the copy, when the caller gave no callback */
+} send_msg_t;
+
+struct uvg_client_call_s {
+  uvg__tstream_t ts; /* first: the transport's stream */
+  uvg_channel_t *ch;
+  uvg__list_t link; /* ch->waiting or ch->active */
+  uvg_client_call_cbs_t cbs;
+  void *user_data;
+  char *method;
+  char *authority;
+  uvg__md_list_t md; /* request metadata */
+  uvg__timer_t deadline;
+  uint64_t deadline_at; /* uv_now() ms; 0: none */
+  uint8_t wait_for_ready;
+  uint8_t send_enc;
+  uint32_t max_send;
+  /* the response */
+  uvg__md_list_t resp_md, trailers;
+  uvg__deframer_t deframer;
+  uvg__list_t msgs;    /* complete messages the application has not read */
+  size_t unconsumed;   /* received bytes not yet given back to the window */
+  uint8_t recv_enc;
+  char *bad_encoding;
+  char http_status[4];
+  uint8_t ct_grpc;
+  int grpc_status; /* -1 until read */
+  char *grpc_message;
+  uint8_t *details;
+  size_t details_len;
+  /* the status */
+  uvg_status_code_t code;
+  char *message;
+  uint8_t done;       /* the status is decided */
+  uint8_t from_server;
+  uint8_t status_posted, status_run;
+  /* progress */
+  uvg__list_t early; /* sends queued before the stream exists */
+  uint8_t attached, ts_closed, half_close_wanted, read_pending;
+  unsigned msgs_out; /* sends whose callback has not been posted */
+  unsigned pending;  /* closures queued for this call */
+  uvg__work_t w_start, w_meta, w_msg, w_status, w_free;
+  unsigned nics;       /* interceptors the call was started with */
+  unsigned intercepted; /* [0, intercepted) accepted it in on_start */
+};
+
+#define EACH_INTERCEPTOR(c, i, n, fn)                              \
+  for (unsigned i = 0; i < (n); i++)                                \
+    if ((c)->ch->interceptors[i].ic.fn != NULL)
+#define IC(c, i) ((c)->ch->interceptors[i])
+
+static uvg_client_call_t *call_of(uvg__tstream_t *ts) {
+  return uvg__container_of(ts, uvg_client_call_t, ts);
+}
+
+static void maybe_post_status(uvg_client_call_t *c);
+static void maybe_free(uvg_client_call_t *c);
+
+static void post(uvg_client_call_t *c, uvg__work_t *w, uvg__work_fn fn) {
+  if (uvg__workq_post_node(&c->ch->q, w, fn, c) == 0) c->pending++;
+}
+
+/* ---- the status ---- */
+
+/* Decides the status once. A status of the library's drops the messages
+ * the application has not read; the stream, if any, is reset. */
+static void end_call(uvg_client_call_t *c, uvg_status_code_t code,
+                     const char *msg, int from_server) {
+  if (c->done) return;
+  c->done = 1;
+  c->code = code;
+  c->from_server = (uint8_t)from_server;
+  c->message = uvg__strdup(msg ? msg : "");
+  uvg__timer_stop(&c->deadline);
+  UVG__TRACE(UVG__TRACE_CALL, "client call %s: %s %s", c->method,
+             uvg_status_code_name(code), msg ? msg : "");
+  if (!from_server) {
+    while (!uvg__list_empty(&c->msgs)) {
+      recv_msg_t *r = uvg__container_of(c->msgs.next, recv_msg_t, link);
+      uvg__list_remove(&r->link);
+      uvg__free(r->data);
+      uvg__free(r);
+    }
+    if (c->attached && !c->ts_closed) uvg__ts_reset(&c->ts, NGHTTP2_CANCEL);
+  }
+  maybe_post_status(c);
+}
+
+static void run_status(void *arg, int status) {
+  uvg_client_call_t *c = arg;
+  (void)status;
+  c->pending--;
+  c->status_run = 1;
+  uvg_status_t st = {c->code, c->message ? c->message : "",
+                     c->from_server ? c->details : NULL,
+                     c->from_server ? c->details_len : 0};
+  for (unsigned i = c->intercepted; i-- > 0;)
+    if (IC(c, i).ic.on_status != NULL) IC(c, i).ic.on_status(c, &st, IC(c, i).data);
+  c->cbs.on_status(c, &st, c->trailers.items, c->trailers.n, c->user_data);
+  maybe_free(c);
+}
+
+/* on_status is the last callback: it waits for the messages before a
+ * server's status to be read, and for every send callback to be posted. */
+static void maybe_post_status(uvg_client_call_t *c) {
+  if (!c->done || c->status_posted || c->msgs_out > 0 ||
+      (c->from_server && !uvg__list_empty(&c->msgs)))
+    return;
+  c->status_posted = 1;
+  post(c, &c->w_status, run_status);
+}
+
+/* ---- freeing ---- */
+
+static void free_call(uvg_client_call_t *c) {
+  uvg_channel_t *ch = c->ch;
+  uvg__list_remove(&c->link);
+  uvg__md_list_free(&c->md);
+  uvg__md_list_free(&c->resp_md);
+  uvg__md_list_free(&c->trailers);
+  uvg__deframer_free(&c->deframer);
+  uvg__free(c->method);
+  uvg__free(c->authority);
+  uvg__free(c->bad_encoding);
+  uvg__free(c->grpc_message);
+  uvg__free(c->details);
+  uvg__free(c->message);
+  uvg__free(c);
+  uvg__channel_call_freed(ch);
+}
+
+static void run_free(void *arg, int status) {
+  (void)status;
+  free_call(arg);
+}
+
+static void maybe_free(uvg_client_call_t *c) {
+  if (!c->status_run || c->pending > 0 || (c->attached && !c->ts_closed) ||
+      uvg__work_queued(&c->w_free))
+    return;
+  /* after the callback that may be on the stack has returned */
+  uvg__workq_post_node(&c->ch->q, &c->w_free, run_free, c);
+}
+
+/* ---- reading, paced by the application ---- */
+
+/* Gives received bytes back to flow control while no complete message
+ * waits for the application: a call holds at most one window unread. */
+static void maybe_consume(uvg_client_call_t *c) {
+  if (c->unconsumed == 0 || !uvg__list_empty(&c->msgs)) return;
+  if (c->ts.conn != NULL) {
+    nghttp2_session_consume(c->ts.conn->h2, c->ts.id, c->unconsumed);
+    uvg__conn_schedule_flush(c->ts.conn);
+  }
+  c->unconsumed = 0;
+}
+
+static void run_message(void *arg, int status) {
+  uvg_client_call_t *c = arg;
+  (void)status;
+  c->pending--;
+  if (c->read_pending && !uvg__list_empty(&c->msgs) && !c->status_run) {
+    recv_msg_t *r = uvg__container_of(c->msgs.next, recv_msg_t, link);
+    uvg__list_remove(&r->link);
+    c->read_pending = 0; /* on_message may ask for the next one */
+    maybe_consume(c);
+    EACH_INTERCEPTOR(c, i, c->intercepted, on_recv_message)
+    IC(c, i).ic.on_recv_message(c, r->data, r->len, IC(c, i).data);
+    if (c->cbs.on_message != NULL)
+      c->cbs.on_message(c, r->data, r->len, c->user_data);
+    uvg__free(r->data);
+    uvg__free(r);
+  }
+  maybe_post_status(c);
+  maybe_free(c);
+}
+
+static void maybe_deliver(uvg_client_call_t *c) {
+  if (c->read_pending && !uvg__list_empty(&c->msgs) &&
+      !uvg__work_queued(&c->w_msg))
+    post(c, &c->w_msg, run_message);
+}
+
+static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
+  uvg_client_call_t *c = arg;
+  char text[128];
+  if (compressed) {
+    if (c->recv_enc == UVG_COMPRESS_NONE) {
+      uvg__free(msg);
+      end_call(c, UVG_STATUS_INTERNAL,
+               "grpc: compressed flag set with identity or empty grpc-encoding", 0);
+      return UVG_EPROTO;
+    }
+    uint8_t *out;
+    size_t out_len, max = c->deframer.max_len;
+    int rc = uvg__decompress(c->recv_enc, msg, len, max, &out, &out_len);
+    uvg__free(msg);
+    if (rc == UVG__E_TOO_LARGE) {
+      snprintf(text, sizeof(text),
+               "grpc: received message after decompression larger than max %zu", max);
+      end_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, text, 0);
+    } else if (rc != 0) {
+      end_call(c, UVG_STATUS_INTERNAL,
+               "grpc: failed to decompress the received message", 0);
+    }
+    if (rc != 0) return rc;
+    msg = out;
+    len = (uint32_t)out_len;
+  }
+  recv_msg_t *r = uvg__malloc(sizeof(*r));
+  if (r == NULL) {
+    uvg__free(msg);
+    end_call(c, UVG_STATUS_INTERNAL, "out of memory", 0);
+    return UVG_ENOMEM;
+  }
+  r->data = msg;
+  r->len = len;
+  uvg__list_push(&c->msgs, &r->link);
+  maybe_deliver(c);
+  return 0;
+}
+
+/* ---- transport events ---- */
+
+static int header_is(const uint8_t *name, size_t len, const char *lit) {
+  return strlen(lit) == len && memcmp(name, lit, len) == 0;
+}
+
+int uvg__ccall_on_header(uvg__tstream_t *ts, uvg__hblock_t kind,
+                         const uint8_t *name, size_t nlen, const uint8_t *value,
+                         size_t vlen) {
+  uvg_client_call_t *c = call_of(ts);
+  if (c->done) return 0;
+  if (header_is(name, nlen, ":status")) {
+    snprintf(c->http_status, sizeof(c->http_status), "%.*s",
+             (int)(vlen < 3 ? vlen : 3), (const char *)value);
+  } else if (header_is(name, nlen, "content-type")) {
+    c->ct_grpc = vlen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
+                 (vlen == 16 || value[16] == '+' || value[16] == ';');
+  } else if (header_is(name, nlen, "grpc-status")) {
+    c->grpc_status = uvg__status_parse((const char *)value, vlen);
+    if (c->grpc_status < 0) c->grpc_status = UVG_STATUS_UNKNOWN;
+  } else if (header_is(name, nlen, "grpc-message")) {
+    uvg__free(c->grpc_message);
+    c->grpc_message = uvg__percent_decode((const char *)value, vlen);
+  } else if (header_is(name, nlen, "grpc-status-details-bin")) {
+    uvg__free(c->details);
+    c->details = uvg__base64_decode((const char *)value, vlen, &c->details_len);
+    if (c->details == NULL) c->details_len = 0;
+  } else if (header_is(name, nlen, "grpc-encoding")) {
+    int enc = uvg__encoding_parse((const char *)value, vlen);
+    if (enc < 0) {
+      uvg__free(c->bad_encoding);
+      c->bad_encoding = uvg__strndup((const char *)value, vlen);
+    } else {
+      c->recv_enc = (uint8_t)enc;
+    }
+  } else if ((nlen > 0 && name[0] == ':') || header_is(name, nlen, "content-length") ||
+             header_is(name, nlen, "grpc-accept-encoding")) {
+    /* protocol headers, not metadata */
+  } else {
+    uvg__md_list_t *l = kind == UVG__HB_TRAILERS ? &c->trailers : &c->resp_md;
+    if (uvg__md_list_add_wire(l, (const char *)name, nlen, value, vlen) ==
+        UVG_ENOMEM)
+      return -1;
+  }
+  return 0;
+}
+
+static void run_metadata(void *arg, int status) {
+  uvg_client_call_t *c = arg;
+  (void)status;
+  c->pending--;
+  if (!c->status_run && c->cbs.on_metadata != NULL)
+    c->cbs.on_metadata(c, c->resp_md.items, c->resp_md.n, c->user_data);
+  maybe_free(c);
+}
+
+/* doc/http-grpc-status-mapping.md: the status of an HTTP status that is
+ * not 200. */
+static uvg_status_code_t http_status_code(int http) {
+  switch (http) {
+  case 400:
+    return UVG_STATUS_INTERNAL;
+  case 401:
+    return UVG_STATUS_UNAUTHENTICATED;
+  case 403:
+    return UVG_STATUS_PERMISSION_DENIED;
+  case 404:
+    return UVG_STATUS_UNIMPLEMENTED;
+  case 429:
+  case 502:
+  case 503:
+  case 504:
+    return UVG_STATUS_UNAVAILABLE;
+  default:
+    return UVG_STATUS_UNKNOWN;
+  }
+}
+
+/* The status a trailers block (or a trailers-only response) carries. */
+static void status_from_trailers(uvg_client_call_t *c) {
+  if (c->grpc_status < 0)
+    end_call(c, UVG_STATUS_UNKNOWN, "grpc: the server sent no grpc-status", 1);
+  else
+    end_call(c, (uvg_status_code_t)c->grpc_status, c->grpc_message, 1);
+}
+
+void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
+  uvg_client_call_t *c = call_of(ts);
+  char text[160];
+  if (c->done) return;
+  if (kind == UVG__HB_TRAILERS) {
+    status_from_trailers(c);
+    return;
+  }
+  int http = atoi(c->http_status);
+  if (http != 200) {
+    snprintf(text, sizeof(text), "grpc: unexpected HTTP status %s%s", c->http_status,
+             c->grpc_status >= 0 ? "" : " (no grpc-status)");
+    /* a gRPC server's own status wins when it sent one */
+    if (c->grpc_status >= 0 && end)
+      status_from_trailers(c);
+    else
+      end_call(c, http_status_code(http), text, 0);
+    return;
+  }
+  if (!c->ct_grpc) {
+    end_call(c, UVG_STATUS_UNKNOWN, "grpc: the response content-type is not gRPC", 0);
+    return;
+  }
+  if (end) { /* trailers-only */
+    status_from_trailers(c);
+    return;
+  }
+  if (c->bad_encoding != NULL) {
+    snprintf(text, sizeof(text), "grpc: the response grpc-encoding \"%s\" is not "
+             "supported", c->bad_encoding);
+    end_call(c, UVG_STATUS_INTERNAL, text, 0);
+    return;
+  }
+  post(c, &c->w_meta, run_metadata);
+}
+
+void uvg__ccall_on_data(uvg__tstream_t *ts, const uint8_t *p, size_t n) {
+  uvg_client_call_t *c = call_of(ts);
+  char text[128];
+  c->unconsumed += n;
+  if (!c->done) {
+    int rc = uvg__deframer_feed(&c->deframer, p, n, on_deframed, c);
+    if (rc == UVG__E_TOO_LARGE) {
+      snprintf(text, sizeof(text), "grpc: received message larger than max (%u vs. %u)",
+               c->deframer.msg_len, c->deframer.max_len);
+      end_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, text, 0);
+    } else if (rc == UVG_ENOMEM) {
+      end_call(c, UVG_STATUS_INTERNAL, "out of memory", 0);
+    }
+  }
+  maybe_consume(c);
+}
+
+void uvg__ccall_on_remote_end(uvg__tstream_t *ts) {
+  uvg_client_call_t *c = call_of(ts);
+  /* trailers end a stream through on_headers first */
+  end_call(c, UVG_STATUS_INTERNAL,
+           "grpc: the server closed the stream without sending trailers", 0);
+}
+
+/* PROTOCOL-HTTP2.md, "Errors": RST_STREAM codes as statuses. */
+void uvg__ccall_on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
+  uvg_client_call_t *c = call_of(ts);
+  c->ts_closed = 1;
+  uvg__list_remove(&c->link);
+  switch (h2_error) {
+  case NGHTTP2_NO_ERROR:
+    end_call(c, UVG_STATUS_INTERNAL, "grpc: the stream ended without a status", 0);
+    break;
+  case UVG__H2_CONN_CLOSED:
+    end_call(c, UVG_STATUS_UNAVAILABLE, "connection closed", 0);
+    break;
+  case NGHTTP2_REFUSED_STREAM:
+    end_call(c, UVG_STATUS_UNAVAILABLE, "the server refused the stream (not processed)", 0);
+    break;
+  case NGHTTP2_CANCEL:
+    end_call(c, UVG_STATUS_CANCELLED, "the server cancelled the stream", 0);
+    break;
+  case NGHTTP2_ENHANCE_YOUR_CALM:
+    end_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, "the server said ENHANCE_YOUR_CALM", 0);
+    break;
+  default: {
+    char text[64];
+    snprintf(text, sizeof(text), "stream reset with HTTP/2 error %u", h2_error);
+    end_call(c, UVG_STATUS_INTERNAL, text, 0);
+  }
+  }
+  maybe_free(c);
+}
+
+/* ---- sending ---- */
+
+static void run_send_cb(void *arg, int status) {
+  send_msg_t *sm = arg;
+  uvg_client_call_t *c = sm->call;
+  (void)status;
+  c->pending--;
+  sm->cb(c, sm->status, sm->user_data);
+  uvg__free(sm);
+  maybe_free(c);
+}
+
+static void on_msg_done(uvg__msg_t *m, int status) {
+  send_msg_t *sm = uvg__container_of(m, send_msg_t, m);
+  uvg_client_call_t *c = sm->call;
+  c->msgs_out--;
+  if (sm->cb != NULL) {
+    sm->status = status;
+    uvg__work_init(&sm->w);
+    if (uvg__workq_post_node(&c->ch->q, &sm->w, run_send_cb, sm) == 0) {
+      c->pending++;
+    } else {
+      uvg__free(sm);
+    }
+  } else {
+    uvg__free(sm);
+  }
+  maybe_post_status(c);
+}
+
+/* ---- starting ---- */
+
+void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
+  uvg_channel_t *ch = c->ch;
+  char timeout[10], ua[48];
+  const char *enc = uvg__encoding_name(c->send_enc);
+  size_t tlen = 0;
+  if (c->deadline_at) {
+    uint64_t now = uv_now(ch->loop);
+    tlen = uvg__timeout_encode(c->deadline_at > now ? c->deadline_at - now : 1,
+                               timeout);
+  }
+  int ualen = snprintf(ua, sizeof(ua), "grpc-c-uvgrpc/%d.%d.%d", UVG_VERSION_MAJOR,
+                       UVG_VERSION_MINOR, UVG_VERSION_PATCH);
+  const char *auth = c->authority ? c->authority : ch->authority;
+  nghttp2_nv fixed[10] = {
+      UVG__NV(":method", "POST", 4),
+      UVG__NV(":scheme", "http", 4),
+      UVG__NV(":path", c->method, strlen(c->method)),
+      UVG__NV(":authority", auth, strlen(auth)),
+      UVG__NV("content-type", "application/grpc", 16),
+      UVG__NV("te", "trailers", 8),
+      UVG__NV("user-agent", ua, (size_t)ualen),
+      UVG__NV("grpc-accept-encoding", UVG__ACCEPT_ENCODING,
+              sizeof(UVG__ACCEPT_ENCODING) - 1),
+  };
+  size_t nf = 8;
+  if (c->send_enc) fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-encoding", enc, strlen(enc));
+  if (tlen) fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-timeout", timeout, tlen);
+  uvg__nv_block_t b;
+  int rc = uvg__nv_build(&b, fixed, nf, &c->md);
+  if (rc == 0) {
+    rc = uvg__conn_request(&cc->c, &c->ts, b.nv, b.n);
+    uvg__nv_free(&b);
+  }
+  if (rc != 0) {
+    uvg__list_remove(&c->link);
+    uvg__ccall_fail(c, UVG_STATUS_UNAVAILABLE, "cannot start a stream");
+    return;
+  }
+  c->attached = 1;
+  uvg__list_remove(&c->link);
+  uvg__list_push(&ch->active, &c->link);
+  while (!uvg__list_empty(&c->early)) {
+    send_msg_t *sm = uvg__container_of(c->early.next, send_msg_t, early);
+    uvg__list_remove(&sm->early);
+    uvg__ts_send(&c->ts, &sm->m);
+  }
+  if (c->half_close_wanted) uvg__ts_end(&c->ts, NULL, 0);
+}
+
+void uvg__ccall_fail(uvg_client_call_t *c, uvg_status_code_t code,
+                     const char *msg) {
+  uvg__list_remove(&c->link);
+  while (!uvg__list_empty(&c->early)) {
+    send_msg_t *sm = uvg__container_of(c->early.next, send_msg_t, early);
+    uvg__list_remove(&sm->early);
+    on_msg_done(&sm->m, UVG_ECANCELED);
+  }
+  end_call(c, code, msg, 0);
+  maybe_free(c);
+}
+
+uvg_client_call_t *uvg__ccall_of_link(uvg__list_t *link) {
+  return uvg__container_of(link, uvg_client_call_t, link);
+}
+
+int uvg__ccall_wait_for_ready(const uvg_client_call_t *c) {
+  return c->wait_for_ready;
+}
+
+void uvg__ccall_cancel_all(uvg_channel_t *ch, const char *msg) {
+  while (!uvg__list_empty(&ch->waiting))
+    uvg__ccall_fail(uvg__ccall_of_link(ch->waiting.next),
+                    UVG_STATUS_CANCELLED, msg);
+  for (uvg__list_t *p = ch->active.next; p != &ch->active; p = p->next)
+    end_call(uvg__container_of(p, uvg_client_call_t, link), UVG_STATUS_CANCELLED,
+             msg, 0);
+}
+
+/* Runs the interceptors' on_start from the queue, then places the call. */
+static void run_start(void *arg, int status) {
+  uvg_client_call_t *c = arg;
+  uvg_channel_t *ch = c->ch;
+  (void)status;
+  c->pending--;
+  if (!c->done && ch->closing) uvg__ccall_fail(c, UVG_STATUS_CANCELLED, "channel closed");
+  for (unsigned i = 0; i < c->nics && !c->done; i++) {
+    uvg_status_t reject = {UVG_STATUS_OK, NULL, NULL, 0};
+    if (IC(c, i).ic.on_start != NULL &&
+        IC(c, i).ic.on_start(c, IC(c, i).data, &reject) != 0) {
+      if (reject.code == UVG_STATUS_OK || (unsigned)reject.code > 16)
+        reject.code = UVG_STATUS_UNKNOWN;
+      uvg__ccall_fail(c, reject.code, reject.message);
+      break;
+    }
+    c->intercepted = i + 1;
+  }
+  if (!c->done) uvg__channel_place(ch, c, &c->link);
+  maybe_free(c);
+}
+
+static void on_deadline(uvg__timer_t *t) {
+  uvg_client_call_t *c = uvg__container_of(t, uvg_client_call_t, deadline);
+  if (!c->attached) {
+    uvg__ccall_fail(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+    return;
+  }
+  end_call(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded", 0);
+}
+
+int uvg_client_call_start(uvg_channel_t *ch, const char *method,
+                          const uvg_client_call_options_t *opts,
+                          const uvg_client_call_cbs_t *cbs, void *user_data,
+                          uvg_client_call_t **out) {
+  static const uvg_client_call_options_t defaults;
+  if (ch == NULL || method == NULL || method[0] != '/' || cbs == NULL ||
+      cbs->on_status == NULL || out == NULL)
+    return UVG_EINVAL;
+  if (opts == NULL) opts = &defaults;
+  if ((unsigned)opts->compression > UVG_COMPRESS_DEFLATE ||
+      (opts->metadata == NULL && opts->nmetadata > 0))
+    return UVG_EINVAL;
+  if (ch->closing) return UVG_ECLOSED;
+  uvg_client_call_t *c = uvg__calloc(1, sizeof(*c));
+  if (c == NULL) return UVG_ENOMEM;
+  c->ch = ch;
+  c->cbs = *cbs;
+  c->user_data = user_data;
+  c->grpc_status = -1;
+  uvg__list_init(&c->link);
+  uvg__list_init(&c->msgs);
+  uvg__list_init(&c->early);
+  uvg__md_list_init(&c->md);
+  uvg__md_list_init(&c->resp_md);
+  uvg__md_list_init(&c->trailers);
+  uvg__work_init(&c->w_start);
+  uvg__work_init(&c->w_meta);
+  uvg__work_init(&c->w_msg);
+  uvg__work_init(&c->w_status);
+  uvg__work_init(&c->w_free);
+  uvg__timer_init(ch->sched, &c->deadline);
+  uvg__deframer_init(&c->deframer, opts->max_receive_message_size
+                                       ? opts->max_receive_message_size
+                                       : ch->opts.max_receive_message_size);
+  c->max_send = opts->max_send_message_size ? opts->max_send_message_size
+                                            : ch->opts.max_send_message_size;
+  c->send_enc = (uint8_t)opts->compression;
+  c->wait_for_ready = opts->wait_for_ready != 0;
+  int rc = uvg__md_list_add_app(&c->md, opts->metadata, opts->nmetadata);
+  c->method = uvg__strdup(method);
+  if (opts->authority != NULL) c->authority = uvg__strdup(opts->authority);
+  if (rc == 0 && (c->method == NULL || (opts->authority && c->authority == NULL)))
+    rc = UVG_ENOMEM;
+  if (rc != 0) {
+    uvg__md_list_free(&c->md);
+    uvg__free(c->method);
+    uvg__free(c->authority);
+    uvg__free(c);
+    return rc;
+  }
+  if (opts->timeout_ms) {
+    c->deadline_at = uv_now(ch->loop) + opts->timeout_ms;
+    uvg__timer_start(&c->deadline, on_deadline, opts->timeout_ms);
+  }
+  *out = c;
+  uvg__channel_call_born(ch);
+  c->nics = ch->ninterceptors;
+  if (c->nics > 0)
+    post(c, &c->w_start, run_start); /* interceptors run from the loop */
+  else
+    uvg__channel_place(ch, c, &c->link);
+  return 0;
+}
+
+const char *uvg_client_call_method(const uvg_client_call_t *c) { return c->method; }
+
+size_t uvg_client_call_metadata(const uvg_client_call_t *c, const uvg_metadata_t **md) {
+  *md = c->md.items;
+  return c->md.n;
+}
+
+int uvg_client_call_set_metadata(uvg_client_call_t *c, const char *key,
+                                 const void *value, size_t len) {
+  if (c == NULL || key == NULL) return UVG_EINVAL;
+  if (c->attached || c->done) return UVG_ESTATE;
+  uvg__md_list_t one;
+  uvg__md_list_init(&one);
+  const uvg_metadata_t md = {key, value, len};
+  int rc = value != NULL ? uvg__md_list_add_app(&one, &md, 1) : 0;
+  if (value == NULL && (!uvg__md_key_valid(key, strlen(key)) ||
+                        uvg__md_key_reserved(key, strlen(key))))
+    rc = UVG_EINVAL;
+  /* room first, so that a failure leaves the list as it was */
+  if (rc == 0 && value != NULL) rc = uvg__md_list_reserve(&c->md);
+  if (rc == 0) {
+    uvg__md_list_remove(&c->md, key);
+    if (value != NULL) {
+      c->md.items[c->md.n++] = one.items[0];
+      one.n = 0;
+    }
+  }
+  uvg__md_list_free(&one);
+  return rc;
+}
+
+int uvg_client_call_send(uvg_client_call_t *c, const void *data, size_t len,
+                         unsigned flags, uvg_client_send_cb cb, void *user_data) {
+  if (c == NULL || (data == NULL && len > 0) || len > UINT32_MAX) return UVG_EINVAL;
+  if (c->done) return UVG_ECANCELED;
+  if (c->half_close_wanted) return UVG_ESTATE;
+  if (len > c->max_send) {
+    char text[128];
+    snprintf(text, sizeof(text),
+             "grpc: trying to send message larger than max (%zu vs. %u)", len,
+             c->max_send);
+    if (c->attached) end_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, text, 0);
+    else uvg__ccall_fail(c, UVG_STATUS_RESOURCE_EXHAUSTED, text);
+    return UVG_E2BIG;
+  }
+  /* also messages sent before on_start ran (it runs from the loop) */
+  EACH_INTERCEPTOR(c, i, c->nics, on_send_message)
+  IC(c, i).ic.on_send_message(c, data, len, IC(c, i).data);
+  int compress = c->send_enc != UVG_COMPRESS_NONE && !(flags & UVG_SEND_NO_COMPRESS);
+  size_t room = compress ? uvg__compress_bound(len) : cb == NULL ? len : 0;
+  send_msg_t *sm = uvg__malloc(sizeof(*sm) + room);
+  if (sm == NULL) return UVG_ENOMEM;
+  if (compress) {
+    if (uvg__compress_into(c->send_enc, data, len, sm->bytes, &len) != 0 ||
+        len > UINT32_MAX) {
+      uvg__free(sm);
+      return UVG_ENOMEM;
+    }
+  } else if (room > 0) {
+    memcpy(sm->bytes, data, len);
+  }
+  memset(&sm->m, 0, sizeof(sm->m));
+  sm->call = c;
+  sm->cb = cb;
+  sm->user_data = user_data;
+  sm->status = 0;
+  sm->m.data = compress || cb == NULL ? sm->bytes : data;
+  sm->m.len = len;
+  sm->m.head_len = UVG__FRAME_HEADER_LEN;
+  uvg__frame_header(sm->m.head, compress, (uint32_t)len);
+  sm->m.done = on_msg_done;
+  uvg__list_init(&sm->early);
+  if (c->attached) {
+    if (uvg__ts_send(&c->ts, &sm->m) != 0) {
+      uvg__free(sm);
+      return UVG_ECANCELED;
+    }
+  } else {
+    uvg__list_push(&c->early, &sm->early);
+  }
+  c->msgs_out++;
+  return 0;
+}
+
+int uvg_client_call_half_close(uvg_client_call_t *c) {
+  if (c == NULL) return UVG_EINVAL;
+  if (c->done) return UVG_ECANCELED;
+  if (c->half_close_wanted) return UVG_ESTATE;
+  c->half_close_wanted = 1;
+  if (c->attached && uvg__ts_end(&c->ts, NULL, 0) != 0) return UVG_ECANCELED;
+  return 0;
+}
+
+int uvg_client_call_read(uvg_client_call_t *c) {
+  if (c == NULL) return UVG_EINVAL;
+  if (c->status_posted) return UVG_ECANCELED;
+  if (c->read_pending) return UVG_ESTATE;
+  c->read_pending = 1;
+  maybe_deliver(c);
+  return 0;
+}
+
+int uvg_client_call_cancel(uvg_client_call_t *c) {
+  if (c == NULL) return UVG_EINVAL;
+  if (c->done) return UVG_ECANCELED;
+  if (!c->attached)
+    uvg__ccall_fail(c, UVG_STATUS_CANCELLED, "Cancelled on client");
+  else
+    end_call(c, UVG_STATUS_CANCELLED, "Cancelled on client", 0);
+  return 0;
+}
+
+/* ---- unary ---- */
+
+typedef struct {
+  uvg_unary_cb cb;
+  void *user_data;
+  uint8_t *reply;
+  size_t len;
+  int nreplies;
+} unary_t;
+
+static void unary_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
+                          void *ud) {
+  unary_t *u = ud;
+  if (++u->nreplies == 1) {
+    u->reply = uvg__malloc(len ? len : 1);
+    if (u->reply != NULL) memcpy(u->reply, msg, len);
+    u->len = len;
+  }
+  uvg_client_call_read(call);
+}
+
+static void unary_status(uvg_client_call_t *call, const uvg_status_t *status,
+                         const uvg_metadata_t *trailers, size_t n, void *ud) {
+  unary_t *u = ud;
+  (void)call;
+  (void)trailers;
+  (void)n;
+  uvg_status_t st = *status;
+  if (st.code == UVG_STATUS_OK && u->nreplies != 1) {
+    st.code = UVG_STATUS_INTERNAL;
+    st.message = u->nreplies == 0 ? "grpc: no response message on a unary call"
+                                  : "grpc: more than one response message on a unary call";
+  } else if (st.code == UVG_STATUS_OK && u->reply == NULL) {
+    st.code = UVG_STATUS_INTERNAL;
+    st.message = "out of memory";
+  }
+  u->cb(&st, st.code == UVG_STATUS_OK ? u->reply : NULL,
+        st.code == UVG_STATUS_OK ? u->len : 0, u->user_data);
+  uvg__free(u->reply);
+  uvg__free(u);
+}
+
+int uvg_channel_unary(uvg_channel_t *ch, const char *method, const void *req,
+                      size_t len, const uvg_client_call_options_t *opts,
+                      uvg_unary_cb cb, void *user_data) {
+  static const uvg_client_call_cbs_t cbs = {NULL, unary_message, unary_status};
+  if (cb == NULL || (req == NULL && len > 0)) return UVG_EINVAL;
+  unary_t *u = uvg__calloc(1, sizeof(*u));
+  if (u == NULL) return UVG_ENOMEM;
+  u->cb = cb;
+  u->user_data = user_data;
+  uvg_client_call_t *call;
+  int rc = uvg_client_call_start(ch, method, opts, &cbs, u, &call);
+  if (rc != 0) {
+    uvg__free(u);
+    return rc;
+  }
+  /* Errors here end the call through its status. */
+  if (uvg_client_call_send(call, req, len, 0, NULL, NULL) == 0)
+    uvg_client_call_half_close(call);
+  uvg_client_call_read(call);
+  return 0;
+}
