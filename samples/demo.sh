@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main demo: builds uvgrpc, starts the greeter server on a loopback port
-# and calls it with a gRPC client, printing the replies.
+# and calls it with the C greeter client, printing the replies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/deps.sh
@@ -16,5 +16,5 @@ port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$out")
 [ -n "$port" ] || { echo "greeter_server did not start" >&2; exit 1; }
 echo "greeter_server listening on 127.0.0.1:$port"
 for name in world uvgrpc libuv; do
-  /usr/bin/python3 samples/helloworld/greeter_client.py --port "$port" --name "$name"
+  ./build/samples/helloworld/greeter_client --port "$port" --name "$name"
 done

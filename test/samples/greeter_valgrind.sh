@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Runs the greeter server under valgrind, calls it, stops it with SIGTERM and
-# fails on any memory error or leak (definite, indirect or possible).
-#   greeter_valgrind.sh GREETER_SERVER GREETER_CLIENT_PY
+# Runs the greeter server under valgrind, calls it with the Python grpcio
+# client and with the C client (itself under valgrind), stops the server
+# with SIGTERM and fails on any memory error or leak (definite, indirect or
+# possible) in either program.
+#   greeter_valgrind.sh GREETER_SERVER GREETER_CLIENT_PY GREETER_CLIENT
 set -uo pipefail
 server_bin=$1
 client=$2
+c_client=$3
 out=$(mktemp)
 log=$(mktemp)
 trap 'rm -f "$out" "$log"' EXIT
@@ -20,6 +23,9 @@ rc=0
 for name in one two three; do
   /usr/bin/python3 "$client" --port "$port" --name "$name" || rc=1
 done
+valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
+  --error-exitcode=9 "$c_client" --port "$port" --name four --count 3 || {
+  echo "greeter_client failed or leaked"; rc=1; }
 kill -TERM $vg
 wait $vg
 vrc=$?
