@@ -228,10 +228,29 @@ static void on_settings_or_goaway(uvg__conn_t *c, const nghttp2_frame *frame) {
   }
 }
 
+/* A reset of a stream whose status is in the write in flight: the peer
+ * will not read that status, although the write may still complete. The
+ * stream may be gone from nghttp2 already (both ends closed when our
+ * END_STREAM was serialized), so it is looked up in the write's list. A
+ * NO_ERROR reset is a client that had all it wanted (grpc-go sends one
+ * after the trailers). */
+static void note_reset(uvg__conn_t *c, int32_t id, uint32_t code) {
+  if (c->is_client || code == NGHTTP2_NO_ERROR) return;
+  for (uvg__list_t *p = c->write_streams.next; p != &c->write_streams; p = p->next) {
+    uvg__tstream_t *s = uvg__container_of(p, uvg__tstream_t, wlink);
+    if (s->id == id) {
+      s->reset_code = code;
+      return;
+    }
+  }
+}
+
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame,
                          void *ud) {
   uvg__conn_t *c = ud;
   uvg__conn_on_frame(c, frame);
+  if (frame->hd.type == NGHTTP2_RST_STREAM)
+    note_reset(c, frame->hd.stream_id, frame->rst_stream.error_code);
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) {
     on_settings_or_goaway(c, frame);
     return 0;
@@ -391,7 +410,9 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
   s->ntrailers = 0;
   s->conn = NULL;
   if (s->end_in_write) {
-    s->close_code = h2_error; /* reported by complete_write() */
+    /* complete_write() reports it; a reset by the peer wins */
+    if (h2_error != NGHTTP2_NO_ERROR && h2_error != UVG__H2_CONN_CLOSED)
+      s->reset_code = h2_error;
     return;
   }
   if (c->is_client)
@@ -545,10 +566,9 @@ static void complete_write(uvg__conn_t *c, int status) {
         uvg__container_of(c->write_streams.next, uvg__tstream_t, wlink);
     uvg__list_remove(&s->wlink);
     s->end_in_write = 0;
-    s->end_written = status >= 0;
+    s->end_written = status >= 0 && s->reset_code == 0;
     if (s->conn == NULL)
-      c->cbs->on_stream_close(s, status >= 0 ? NGHTTP2_NO_ERROR
-                                             : UVG__H2_CONN_CLOSED);
+      c->cbs->on_stream_close(s, status < 0 ? UVG__H2_CONN_CLOSED : s->reset_code);
   }
 }
 
@@ -738,8 +758,12 @@ static void flush(uvg__conn_t *c) {
 
 void uvg__conn_submit_goaway(uvg__conn_t *c, uint32_t h2_error,
                              const char *debug) {
+  int32_t last = nghttp2_session_get_last_proc_stream_id(c->h2);
+  /* RFC 9113 6.8: a later GOAWAY MUST NOT increase the last-stream-id;
+   * nghttp2 only clamps against one already sent, and streams refused
+   * since still count as processed there. */
+  if (!c->goaway_final || last < c->goaway_last_id) c->goaway_last_id = last;
   c->goaway_final = 1;
-  c->goaway_last_id = nghttp2_session_get_last_proc_stream_id(c->h2);
   /* Not nghttp2_session_terminate_session(): it cannot carry debug data. */
   nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, c->goaway_last_id, h2_error,
                         (const uint8_t *)debug, debug ? strlen(debug) : 0);

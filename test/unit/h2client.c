@@ -106,6 +106,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   free(buf->base);
 }
 
+void h2c_read_resume(h2c_t *c) {
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
 void h2c_hold(h2c_t *c, int hold) {
   c->hold = hold;
   if (hold || c->held_len == 0) return;

@@ -112,6 +112,8 @@ void h2c_consume(h2c_t *c, int i, size_t n);
 /* While held, what the server sends is recorded in the raw counters but
  * not given to the session, as if still on the wire; releasing feeds it. */
 void h2c_hold(h2c_t *c, int hold);
+/* Reads again after a uv_read_stop() on the client's socket. */
+void h2c_read_resume(h2c_t *c);
 /* Sends whatever nghttp2 has queued. */
 void h2c_flush(h2c_t *c);
 

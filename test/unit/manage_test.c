@@ -430,6 +430,31 @@ static void test_close_with_stuck_write(void) {
   }
 }
 
+/* RFC 9113 6.8: the last-stream-id of a later GOAWAY never exceeds an
+ * earlier one's. The drain's final GOAWAY waits behind a write the client
+ * does not take; a stream it then opens is refused; when the grace ends
+ * the closing GOAWAY still names only the first stream. */
+static void test_goaway_last_id_never_grows(void) {
+  int port;
+  uvg_server_t *s = start_server(NULL, &port);
+  h2c_t c;
+  stuck_client(&c, port); /* stream 1, a response stuck in the socket */
+  closed = 0;
+  uvg_server_shutdown(s, 1500, on_closed, NULL);
+  h2c_run_for(loop, 1200); /* the drain's PING wait is over */
+  uint8_t body[8];
+  size_t n = h2c_frame(body, 0, "", 0);
+  int j = h2c_request(&c, "/m.M/Ok", NULL, NULL, body, n, 0, 1);
+  CHECK(j >= 0);
+  h2c_run_for(loop, 400); /* the grace is over */
+  h2c_read_resume(&c);
+  CHECK(h2c_run_until(loop, is_closed_flag, NULL, 5000));
+  h2c_run_for(loop, 100);
+  CHECK(c.raw_goaways >= 2);
+  CHECK_EQ(c.raw_goaway_last_stream, c.streams[0].id);
+  h2c_close(&c);
+}
+
 int main(void) {
   loop = uv_default_loop();
   uvg_set_log_cb(NULL, NULL);
@@ -445,6 +470,7 @@ int main(void) {
   RUN(test_shutdown_grace_expires);
   RUN(test_stream_between_goaways);
   RUN(test_close_with_stuck_write);
+  RUN(test_goaway_last_id_never_grows);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK_EQ(uv_loop_close(loop), 0);
   free(big_buf);
