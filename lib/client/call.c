@@ -404,27 +404,15 @@ void uvg__ccall_on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
   uvg_client_call_t *c = call_of(ts);
   c->ts_closed = 1;
   uvg__list_remove(&c->link);
-  switch (h2_error) {
-  case NGHTTP2_NO_ERROR:
-    end_call(c, UVG_STATUS_INTERNAL, "grpc: the stream ended without a status", 0);
-    break;
-  case UVG__H2_CONN_CLOSED:
+  char text[64];
+  if (h2_error == UVG__H2_CONN_CLOSED) {
     end_call(c, UVG_STATUS_UNAVAILABLE, "connection closed", 0);
-    break;
-  case NGHTTP2_REFUSED_STREAM:
-    end_call(c, UVG_STATUS_UNAVAILABLE, "the server refused the stream (not processed)", 0);
-    break;
-  case NGHTTP2_CANCEL:
-    end_call(c, UVG_STATUS_CANCELLED, "the server cancelled the stream", 0);
-    break;
-  case NGHTTP2_ENHANCE_YOUR_CALM:
-    end_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, "the server said ENHANCE_YOUR_CALM", 0);
-    break;
-  default: {
-    char text[64];
-    snprintf(text, sizeof(text), "stream reset with HTTP/2 error %u", h2_error);
-    end_call(c, UVG_STATUS_INTERNAL, text, 0);
-  }
+  } else if (h2_error == NGHTTP2_NO_ERROR) {
+    end_call(c, UVG_STATUS_INTERNAL, "grpc: the stream ended without a status", 0);
+  } else {
+    snprintf(text, sizeof(text), "stream reset by the server (%s)",
+             nghttp2_http2_strerror(h2_error));
+    end_call(c, uvg__status_of_reset(h2_error), text, 0);
   }
   maybe_free(c);
 }

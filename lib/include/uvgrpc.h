@@ -228,10 +228,13 @@ typedef struct {
    * the call was cancelled). `status` is the final status as the client will
    * see it, details included: a client reset or a lost connection before
    * the status left makes it CANCELLED or UNAVAILABLE, whatever the handler
-   * finished with. The call's deadline holds after uvg_call_finish() too: a
-   * status that cannot leave in time (the client stopped reading) resets
-   * the stream, and this reports DEADLINE_EXCEEDED. The call is freed when
-   * this returns. */
+   * finished with, or INTERNAL for another reset code. The call's deadline
+   * holds after uvg_call_finish() too: a status stuck behind messages the
+   * client does not take (HTTP/2 flow control) when the deadline passes
+   * resets the stream, and this reports DEADLINE_EXCEEDED. A connection
+   * whose socket takes nothing at all is ended by keepalive
+   * (TCP_USER_TIMEOUT), not by the deadline. The call is freed when this
+   * returns. */
   void (*on_done)(uvg_call_t *call, const uvg_status_t *status);
   /* Returned by uvg_call_method_data(). */
   void *method_data;

@@ -149,5 +149,10 @@ int uvg__decompress(int enc, const uint8_t *in, size_t len, size_t max,
 /* ---- status ---- */
 /* Parses an ASCII decimal grpc-status; returns -1 if malformed. */
 int uvg__status_parse(const char *s, size_t n);
+/* PROTOCOL-HTTP2.md, "Errors": the status a stream reset with RST_STREAM
+ * `h2_error` ends with (CANCEL: CANCELLED, REFUSED_STREAM: UNAVAILABLE,
+ * ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED, INADEQUATE_SECURITY:
+ * PERMISSION_DENIED, any other: INTERNAL). */
+uvg_status_code_t uvg__status_of_reset(uint32_t h2_error);
 
 #endif

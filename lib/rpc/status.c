@@ -15,6 +15,16 @@ const char *uvg_status_code_name(int code) {
   return code_names[code];
 }
 
+uvg_status_code_t uvg__status_of_reset(uint32_t h2_error) {
+  switch (h2_error) {
+    case NGHTTP2_REFUSED_STREAM: return UVG_STATUS_UNAVAILABLE;
+    case NGHTTP2_CANCEL: return UVG_STATUS_CANCELLED;
+    case NGHTTP2_ENHANCE_YOUR_CALM: return UVG_STATUS_RESOURCE_EXHAUSTED;
+    case NGHTTP2_INADEQUATE_SECURITY: return UVG_STATUS_PERMISSION_DENIED;
+    default: return UVG_STATUS_INTERNAL;
+  }
+}
+
 const char *uvg_strerror(int err) {
   switch (err) {
     case 0: return "success";

@@ -606,12 +606,18 @@ static void on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
   if (h2_error != NGHTTP2_NO_ERROR) {
     /* Our status, if any, never reached the client: it sees the reset,
      * the lost connection, or its own deadline. */
+    char text[64];
     if (c->deadline_passed)
       set_final(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
     else if (h2_error == UVG__H2_CONN_CLOSED)
       set_final(c, UVG_STATUS_UNAVAILABLE, "connection closed");
-    else
+    else if (h2_error == NGHTTP2_CANCEL)
       set_final(c, UVG_STATUS_CANCELLED, "call cancelled by the client");
+    else {
+      snprintf(text, sizeof(text), "stream reset (%s)",
+               nghttp2_http2_strerror(h2_error));
+      set_final(c, uvg__status_of_reset(h2_error), text);
+    }
     c->ended = 1;
     cancel_handler(c);
   }

@@ -104,7 +104,7 @@ static void test_ok_after_the_status_left(void) {
 }
 
 /* The handler finished OK, the client reset before the trailers left. */
-static void test_reset_after_finish(void) {
+static void reset_after_finish(uint32_t code, uvg_status_code_t want) {
   int port;
   uvg_server_t *s = start("127.0.0.1:0", &port);
   h2c_t c;
@@ -112,12 +112,19 @@ static void test_reset_after_finish(void) {
   int i = blocked_call(&c, port, NULL);
   h2c_run_for(loop, 50);
   CHECK_EQ(n_done, done0); /* the status has not left */
-  h2c_reset(&c, i, NGHTTP2_CANCEL);
+  h2c_reset(&c, i, code);
   CHECK(h2c_run_until(loop, done_changed, &done0, 2000));
-  CHECK_EQ(last_done_code, UVG_STATUS_CANCELLED);
+  CHECK_EQ(last_done_code, want);
   CHECK_EQ(last_sent_status, UVG_ECANCELED);
   h2c_close(&c);
   stop(s);
+}
+
+/* A reset's code is the status, as PROTOCOL-HTTP2.md maps it. */
+static void test_reset_after_finish(void) {
+  reset_after_finish(NGHTTP2_CANCEL, UVG_STATUS_CANCELLED);
+  reset_after_finish(NGHTTP2_INTERNAL_ERROR, UVG_STATUS_INTERNAL);
+  reset_after_finish(NGHTTP2_ENHANCE_YOUR_CALM, UVG_STATUS_RESOURCE_EXHAUSTED);
 }
 
 /* The handler finished OK, the connection died before the trailers left. */
@@ -168,6 +175,37 @@ static void test_release_waits_for_the_socket(void) {
   stop(s);
 }
 
+/* The client resets the stream while the status sits in a write that has
+ * not completed: when the write then completes, the client has reset and
+ * never sees the status, and on_done says CANCELLED. */
+static void test_reset_while_status_in_write(void) {
+  char addr[64];
+  snprintf(addr, sizeof(addr), "unix:/tmp/uvg-call-test-%d.sock",
+           (int)uv_os_getpid());
+  uvg_server_t *s = start(addr, NULL);
+  h2c_t c;
+  int done0 = n_done;
+  CHECK_EQ(h2c_connect_unix(&c, loop, addr + 5), 0);
+  nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24};
+  nghttp2_submit_settings(c.h2, NGHTTP2_FLAG_NONE, &iv, 1);
+  nghttp2_session_set_local_window_size(c.h2, NGHTTP2_FLAG_NONE, 0, 1 << 24);
+  h2c_flush(&c);
+  h2c_run_for(loop, 20);
+  uv_read_stop((uv_stream_t *)&c.pipe);
+  uint8_t body[8];
+  size_t n = h2c_frame(body, 0, "", 0);
+  int i = h2c_request(&c, "/c.C/Reply", NULL, NULL, body, n, 0, 1);
+  h2c_run_for(loop, 200);
+  CHECK_EQ(n_done, done0); /* the status is stuck */
+  h2c_reset(&c, i, NGHTTP2_CANCEL);
+  h2c_run_for(loop, 100);
+  h2c_read_resume(&c); /* the write completes */
+  CHECK(h2c_run_until(loop, done_changed, &done0, 2000));
+  CHECK_EQ(last_done_code, UVG_STATUS_CANCELLED);
+  h2c_close(&c);
+  stop(s);
+}
+
 /* Finished, but the client reads nothing more: the deadline still ends
  * the call, resets the stream and gives the application its buffer back. */
 static void test_deadline_after_finish(void) {
@@ -198,6 +236,7 @@ int main(void) {
   RUN(test_reset_after_finish);
   RUN(test_connection_lost_after_finish);
   RUN(test_release_waits_for_the_socket);
+  RUN(test_reset_while_status_in_write);
   RUN(test_deadline_after_finish);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK_EQ(uv_loop_close(loop), 0);

@@ -388,6 +388,17 @@ static int nv_is(const nghttp2_nv *nv, const char *name, const void *value, size
          nv->valuelen == vlen && memcmp(nv->value, value, vlen) == 0;
 }
 
+static void test_status_of_reset(void) {
+  CHECK_EQ(uvg__status_of_reset(NGHTTP2_CANCEL), UVG_STATUS_CANCELLED);
+  CHECK_EQ(uvg__status_of_reset(NGHTTP2_REFUSED_STREAM), UVG_STATUS_UNAVAILABLE);
+  CHECK_EQ(uvg__status_of_reset(NGHTTP2_ENHANCE_YOUR_CALM),
+           UVG_STATUS_RESOURCE_EXHAUSTED);
+  CHECK_EQ(uvg__status_of_reset(NGHTTP2_INADEQUATE_SECURITY),
+           UVG_STATUS_PERMISSION_DENIED);
+  CHECK_EQ(uvg__status_of_reset(NGHTTP2_PROTOCOL_ERROR), UVG_STATUS_INTERNAL);
+  CHECK_EQ(uvg__status_of_reset(NGHTTP2_NO_ERROR), UVG_STATUS_INTERNAL);
+}
+
 static void test_md_list_remove(void) {
   uvg__md_list_t l;
   uvg__md_list_init(&l);
@@ -546,6 +557,7 @@ int main(void) {
   RUN(test_md_list_add_wire);
   RUN(test_md_list_add_app);
   RUN(test_md_list_remove);
+  RUN(test_status_of_reset);
   RUN(test_nv_build);
   RUN(test_status_parse);
   RUN(test_strerror);
