@@ -52,7 +52,6 @@ struct uvg_client_call_s {
   uvg__md_list_t resp_md, trailers;
   uvg__deframer_t deframer;
   uvg__list_t msgs;    /* complete messages the application has not read */
-  size_t unconsumed;   /* received bytes not yet given back to the window */
   uint8_t recv_enc;
   char *bad_encoding;
   char http_status[4];
@@ -180,12 +179,7 @@ static void maybe_free(uvg_client_call_t *c) {
 /* Gives received bytes back to flow control while no complete message
  * waits for the application: a call holds at most one window unread. */
 static void maybe_consume(uvg_client_call_t *c) {
-  if (c->unconsumed == 0 || !uvg__list_empty(&c->msgs)) return;
-  if (c->ts.conn != NULL) {
-    nghttp2_session_consume(c->ts.conn->h2, c->ts.id, c->unconsumed);
-    uvg__conn_schedule_flush(c->ts.conn);
-  }
-  c->unconsumed = 0;
+  if (uvg__list_empty(&c->msgs)) uvg__ts_consume(&c->ts);
 }
 
 static void run_message(void *arg, int status) {
@@ -378,7 +372,6 @@ void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
 void uvg__ccall_on_data(uvg__tstream_t *ts, const uint8_t *p, size_t n) {
   uvg_client_call_t *c = call_of(ts);
   char text[128];
-  c->unconsumed += n;
   if (!c->done) {
     int rc = uvg__deframer_feed(&c->deframer, p, n, on_deframed, c);
     if (rc == UVG__E_TOO_LARGE) {

@@ -455,6 +455,16 @@ UVG_EXTERN int uvg_call_set_compression(uvg_call_t *call, uvg_compression_t alg)
  * always handed over decompressed. */
 UVG_EXTERN int uvg_call_message_compressed(const uvg_call_t *call);
 
+/* CLIENT_STREAMING and BIDI_STREAMING: with `paused` nonzero no more
+ * on_message (or on_half_close) is delivered, and no flow-control window is
+ * granted for the call beyond what it already had, until it is called
+ * again with 0: the handler paces reading (a client sending faster than it
+ * can handle is held back by HTTP/2 flow control, and the call holds at
+ * most one stream window of unread bytes). Without it, messages are given
+ * to the handler as they arrive and window is granted as they are.
+ * Returns 0 or UVG_EINVAL. */
+UVG_EXTERN int uvg_call_pause_reading(uvg_call_t *call, int paused);
+
 /* uvg_call_send() flags. */
 #define UVG_SEND_NO_COMPRESS 1u /* send this message uncompressed */
 

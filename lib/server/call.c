@@ -34,7 +34,11 @@ struct uvg_call_s {
   uint32_t req_len, req_count;
   unsigned msgs_out; /* messages queued on the transport */
   unsigned pending;  /* closures queued for this call */
-  uvg__work_t w_call, w_half, w_cancel, w_release; /* each posted once */
+  /* streaming requests: messages (and the half-close) wait here until the
+   * handler takes them; nothing is given back to flow control meanwhile */
+  uvg__list_t inbox;
+  uint8_t half_close_due, read_paused;
+  uvg__work_t w_call, w_deliver, w_cancel, w_release;
   /* request headers as parsed */
   uint8_t is_post, ct_ok, timeout_bad, md_bad, has_deadline;
   char *bad_encoding;    /* a grpc-encoding we lack */
@@ -65,8 +69,7 @@ struct uvg_call_s {
 };
 
 typedef struct {
-  uvg__work_t w;
-  uvg_call_t *call;
+  uvg__list_t link; /* in call->inbox */
   uint8_t *data;
   uint32_t len;
   int compressed;
@@ -219,25 +222,53 @@ static void run_on_call(void *arg, int status) {
   maybe_release(c);
 }
 
-static void run_on_message(void *arg, int status) {
-  recv_msg_t *r = arg;
-  uvg_call_t *c = r->call;
-  c->pending--;
-  if (status == 0 && c->app_seen && !c->finished && !c->cancelled) {
-    intercept_recv(c, r->data, r->len);
-    c->cur_compressed = (uint8_t)r->compressed;
-    c->method->m.on_message(c, r->data, r->len);
+static void free_inbox(uvg_call_t *c) {
+  while (!uvg__list_empty(&c->inbox)) {
+    recv_msg_t *r = uvg__container_of(c->inbox.next, recv_msg_t, link);
+    uvg__list_remove(&r->link);
+    uvg__free(r->data);
+    uvg__free(r);
   }
-  uvg__free(r->data);
-  uvg__free(r);
-  maybe_release(c);
 }
 
-static void run_half_close(void *arg, int status) {
+/* Received bytes go back to flow control only while the handler has taken
+ * every message that arrived and has not paused reading. */
+static void maybe_consume(uvg_call_t *c) {
+  if (uvg__list_empty(&c->inbox) && !c->read_paused) uvg__ts_consume(&c->ts);
+}
+
+static void run_deliver(void *arg, int status);
+
+static void schedule_deliver(uvg_call_t *c) {
+  if (!c->read_paused && (!uvg__list_empty(&c->inbox) || c->half_close_due) &&
+      !uvg__work_queued(&c->w_deliver))
+    post(c, &c->w_deliver, run_deliver, c);
+}
+
+/* Hands the handler what arrived, in order, until it pauses: the
+ * messages, then the half-close. */
+static void run_deliver(void *arg, int status) {
   uvg_call_t *c = arg;
   c->pending--;
-  if (status == 0 && c->app_seen && !c->finished && !c->cancelled)
-    c->method->m.on_half_close(c);
+  while (status == 0 && !c->read_paused && c->app_seen && !c->finished &&
+         !c->cancelled) {
+    if (!uvg__list_empty(&c->inbox)) {
+      recv_msg_t *r = uvg__container_of(c->inbox.next, recv_msg_t, link);
+      uvg__list_remove(&r->link);
+      intercept_recv(c, r->data, r->len);
+      c->cur_compressed = (uint8_t)r->compressed;
+      c->method->m.on_message(c, r->data, r->len);
+      uvg__free(r->data);
+      uvg__free(r);
+    } else if (c->half_close_due) {
+      c->half_close_due = 0;
+      c->method->m.on_half_close(c);
+    } else {
+      break;
+    }
+  }
+  if (c->finished || c->cancelled || status != 0) free_inbox(c);
+  maybe_consume(c);
   maybe_release(c);
 }
 
@@ -290,6 +321,7 @@ static void on_deadline(uvg__timer_t *t) {
 
 static void free_call(uvg_call_t *c) {
   uvg_server_t *s = c->server;
+  free_inbox(c);
   uvg__md_list_free(&c->md);
   uvg__deframer_free(&c->deframer);
   uvg__free(c->path);
@@ -355,7 +387,8 @@ static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
   }
   memset(c, 0, sizeof(*c));
   uvg__work_init(&c->w_call);
-  uvg__work_init(&c->w_half);
+  uvg__work_init(&c->w_deliver);
+  uvg__list_init(&c->inbox);
   uvg__work_init(&c->w_cancel);
   uvg__work_init(&c->w_release);
   c->server = s;
@@ -555,27 +588,31 @@ static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
     fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
     return UVG_ENOMEM;
   }
-  r->call = c;
   r->data = msg;
   r->len = len;
   r->compressed = compressed;
-  uvg__work_init(&r->w);
-  post(c, &r->w, run_on_message, r);
+  uvg__list_push(&c->inbox, &r->link);
+  schedule_deliver(c);
   return 0;
 }
 
+/* Reading is paced: received bytes are given back to flow control only
+ * while no request message waits for the handler, so a handler that is
+ * behind holds at most one message and one stream window. */
 static void on_data(uvg__tstream_t *ts, const uint8_t *p, size_t n) {
   uvg_call_t *c = call_of(ts);
   char msg[128];
-  if (c->ended || c->finished || c->method == NULL) return;
-  int rc = uvg__deframer_feed(&c->deframer, p, n, on_deframed, c);
-  if (rc == UVG__E_TOO_LARGE) {
-    snprintf(msg, sizeof(msg), "grpc: received message larger than max (%u vs. %u)",
-             c->deframer.msg_len, c->deframer.max_len);
-    fail_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, msg);
-  } else if (rc == UVG_ENOMEM) {
-    fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
+  if (!c->ended && !c->finished && c->method != NULL) {
+    int rc = uvg__deframer_feed(&c->deframer, p, n, on_deframed, c);
+    if (rc == UVG__E_TOO_LARGE) {
+      snprintf(msg, sizeof(msg), "grpc: received message larger than max (%u vs. %u)",
+               c->deframer.msg_len, c->deframer.max_len);
+      fail_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, msg);
+    } else if (rc == UVG_ENOMEM) {
+      fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
+    }
   }
+  maybe_consume(c);
 }
 
 static void on_remote_end(uvg__tstream_t *ts) {
@@ -595,7 +632,8 @@ static void on_remote_end(uvg__tstream_t *ts) {
     c->started = 1;
     post(c, &c->w_call, run_on_call, c);
   } else {
-    post(c, &c->w_half, run_half_close, c);
+    c->half_close_due = 1;
+    schedule_deliver(c);
   }
 }
 
@@ -769,6 +807,16 @@ int uvg_call_set_compression(uvg_call_t *c, uvg_compression_t alg) {
 }
 
 int uvg_call_message_compressed(const uvg_call_t *c) { return c->cur_compressed; }
+
+int uvg_call_pause_reading(uvg_call_t *c, int paused) {
+  if (c == NULL) return UVG_EINVAL;
+  c->read_paused = paused != 0;
+  if (!c->read_paused) {
+    schedule_deliver(c);
+    maybe_consume(c);
+  }
+  return 0;
+}
 
 #define DETAILS_KEY "grpc-status-details-bin"
 

@@ -272,7 +272,13 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
   uvg__conn_t *c = ud;
   (void)flags;
   uvg__tstream_t *s = stream_of(h2, id);
-  if (s != NULL) c->cbs->on_data(s, data, len);
+  if (s == NULL) {
+    /* nobody reads it: the windows must not shrink for good */
+    nghttp2_session_consume(h2, id, len);
+    return 0;
+  }
+  s->unconsumed += len;
+  c->cbs->on_data(s, data, len);
   return 0;
 }
 
@@ -368,19 +374,15 @@ static int session_new(uvg__conn_t *c, int client) {
     if (new_callbacks(&own) != 0) return UVG_ENOMEM;
     cbs = own;
   }
-  int rv;
-  if (client) {
-    /* A client grants window only as the application reads
-     * (nghttp2_session_consume): reading is paced by the application. */
-    nghttp2_option *opt;
-    rv = nghttp2_option_new(&opt);
-    if (rv == 0) {
-      nghttp2_option_set_no_auto_window_update(opt, 1);
-      rv = nghttp2_session_client_new3(&c->h2, cbs, c, opt, &h2_mem);
-      nghttp2_option_del(opt);
-    }
-  } else {
-    rv = nghttp2_session_server_new3(&c->h2, cbs, c, NULL, &h2_mem);
+  /* Window is granted by hand (uvg__ts_consume) as the application takes
+   * messages: reading is paced by the application, on both sides. */
+  nghttp2_option *opt;
+  int rv = nghttp2_option_new(&opt);
+  if (rv == 0) {
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    rv = client ? nghttp2_session_client_new3(&c->h2, cbs, c, opt, &h2_mem)
+                : nghttp2_session_server_new3(&c->h2, cbs, c, opt, &h2_mem);
+    nghttp2_option_del(opt);
   }
   if (own != NULL) nghttp2_session_callbacks_del(own);
   return rv == 0 ? 0 : UVG_ENOMEM;
@@ -408,6 +410,9 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
   uvg__free(s->trailers);
   s->trailers = NULL;
   s->ntrailers = 0;
+  if (s->unconsumed > 0 && c->h2 != NULL)
+    nghttp2_session_consume_connection(c->h2, s->unconsumed);
+  s->unconsumed = 0;
   s->conn = NULL;
   if (s->end_in_write) {
     /* complete_write() reports it; a reset by the peer wins */
@@ -485,6 +490,14 @@ int uvg__ts_end(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n) {
   s->end_queued = 1;
   resume(s);
   return 0;
+}
+
+void uvg__ts_consume(uvg__tstream_t *s) {
+  uvg__conn_t *c = s->conn;
+  if (c == NULL || s->unconsumed == 0 || c->closing) return;
+  nghttp2_session_consume(c->h2, s->id, s->unconsumed);
+  s->unconsumed = 0;
+  uvg__conn_schedule_flush(c);
 }
 
 void uvg__ts_reset(uvg__tstream_t *s, uint32_t h2_error) {

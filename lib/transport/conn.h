@@ -55,6 +55,7 @@ struct uvg__tstream_s {
   uvg__list_t sendq;
   uvg__list_t wlink;     /* in conn->write_streams while end_in_write */
   uint32_t reset_code;   /* the peer's RST_STREAM while end_in_write, or 0 */
+  size_t unconsumed;     /* DATA received, not yet given back to the window */
   uint8_t end_in_write;  /* our END_STREAM is in a write not yet complete */
   uint8_t end_written;   /* our END_STREAM reached the socket */
   uint8_t deferred;      /* nghttp2 waits for uvg__conn_resume */
@@ -247,6 +248,12 @@ int uvg__ts_send(uvg__tstream_t *s, uvg__msg_t *m);
 /* Queues trailers (copied; none for a client's half-close) to follow
  * every queued message; END_STREAM. Returns 0, UVG_ECLOSED or UVG_ENOMEM. */
 int uvg__ts_end(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n);
+/* Gives the DATA received on `s` so far back to flow control (the stream's
+ * and the connection's windows): the upper layer calls it when it is ready
+ * for more. Bytes of a stream that closes are given back to the connection
+ * by the transport. */
+void uvg__ts_consume(uvg__tstream_t *s);
+
 /* 1 while messages wait in the stream's send queue. */
 static inline int uvg__ts_has_queued(const uvg__tstream_t *s) {
   return !uvg__list_empty(&s->sendq);

@@ -367,6 +367,45 @@ static void test_read_pacing(void) {
   server_stop(s);
 }
 
+/* Calls cancelled with unread data give their bytes back to the
+ * connection's window: later calls on the connection still flow. */
+static void test_cancelled_calls_free_the_window(void) {
+  static const uvg_method_t fm = {.path = "/t.T/Flood",
+                                  .type = UVG_METHOD_SERVER_STREAMING,
+                                  .on_call = flood, .on_done = srv_done_cb};
+  int port = 0;
+  uvg_server_t *s = server_on(&port);
+  CHECK_EQ(uvg_server_register(s, &fm, 1), 0);
+  uvg_channel_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.initial_connection_window_size = 131072; /* two stream windows */
+  uvg_channel_t *ch = channel_to(port, &o);
+  for (int k = 0; k < 8; k++) {
+    rec_t r;
+    memset(&r, 0, sizeof(r));
+    uvg_client_call_t *c;
+    CHECK_EQ(uvg_client_call_start(ch, "/t.T/Flood", NULL, &rec_cbs, &r, &c), 0);
+    uvg_client_call_send(c, "", 0, 0, NULL, NULL);
+    uvg_client_call_half_close(c);
+    uvg_client_call_read(c);
+    CHECK(run_until(&r.messages, 1, 3000));
+    int flag = 0;
+    run_until(&flag, 1, 30); /* a window's worth arrives unread */
+    uvg_client_call_cancel(c);
+    CHECK(run_until(&r.statuses, 1, 3000));
+  }
+  rec_t r;
+  uvg_client_call_options_t co = {.timeout_ms = 3000};
+  uvg_client_call_t *c = start(ch, "/t.T/Flood", &r, &co);
+  uvg_client_call_send(c, "", 0, 0, NULL, NULL);
+  uvg_client_call_half_close(c);
+  CHECK(run_until(&r.statuses, 1, 4000));
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  CHECK_EQ(r.messages, 64);
+  channel_close(ch);
+  server_stop(s);
+}
+
 static void test_deadline_and_cancel(void) {
   int port = 0;
   uvg_server_t *s = server_on(&port);
@@ -721,6 +760,7 @@ int main(void) {
   RUN(test_unary);
   RUN(test_four_kinds_and_metadata);
   RUN(test_read_pacing);
+  RUN(test_cancelled_calls_free_the_window);
   RUN(test_deadline_and_cancel);
   RUN(test_states_and_reconnect);
   RUN(test_wait_for_ready_deadline);

@@ -1,5 +1,7 @@
 /* The server end to end over loopback, driven by a raw HTTP/2 client so
  * every frame the server sends or receives can be checked. */
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <uvgrpc.h>
 
@@ -1032,14 +1034,13 @@ static void test_close_with_call_in_flight(void) {
 
 /* Out of file descriptors, the server pauses accepting and picks the
  * waiting connections up later, instead of dropping them. */
-static int count_open_fds(void) {
-  int n = 0;
-  uv_fs_t req;
-  uv_dirent_t ent;
-  if (uv_fs_scandir(NULL, &req, "/proc/self/fd", 0, NULL) < 0) return -1;
-  while (uv_fs_scandir_next(&req, &ent) != UV_EOF) n++;
-  uv_fs_req_cleanup(&req);
-  return n - 1; /* the directory's own descriptor while it was read */
+/* The RLIMIT_NOFILE that leaves room for exactly `n` more descriptors: the
+ * limit bounds descriptor numbers, and new ones take the lowest free
+ * numbers, wherever the inherited ones sit. */
+static int limit_for(int n) {
+  for (int fd = 0; fd < 65536; fd++)
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF && --n == 0) return fd + 1;
+  return -1;
 }
 
 static int emfile_connected, emfile_eof;
@@ -1068,13 +1069,13 @@ static void test_accept_backoff_on_emfile(void) {
   uvg_server_stats_t st0, st1;
   getrlimit(RLIMIT_NOFILE, &old);
   uv_ip4_addr("127.0.0.1", port, &a);
-  int open_fds = count_open_fds();
-  CHECK(open_fds > 0);
+  int limit = limit_for(N);
+  CHECK(limit > 0);
   uvg_server_get_stats(server, &st0);
   int lines0 = log_lines;
   /* exactly room for the clients' sockets: none for accepting them */
   low = old;
-  low.rlim_cur = (rlim_t)open_fds + N;
+  low.rlim_cur = (rlim_t)limit;
   CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
   emfile_connected = emfile_eof = 0;
   for (int k = 0; k < N; k++) {
@@ -1195,6 +1196,65 @@ static void test_two_servers_share_scheduler(void) {
   CHECK(wait_count(&closed_flag, 1));
 }
 
+/* A handler that pauses reading takes no message and grants no window
+ * until it resumes: the client can send only one stream window; then
+ * everything arrives, in order, and the half-close after it. */
+static int paced_msgs, paced_half;
+static uvg_call_t *paced_call;
+static void paced_start(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  paced_call = call;
+  CHECK_EQ(uvg_call_pause_reading(call, 1), 0);
+}
+static void paced_msg(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)call;
+  CHECK_EQ(len, 16000);
+  CHECK_EQ(msg[0], (uint8_t)paced_msgs);
+  paced_msgs++;
+}
+static void paced_end(uvg_call_t *call) {
+  CHECK_EQ(paced_msgs, 40);
+  paced_half++;
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+static void test_pause_reading(void) {
+  uvg_server_t *s;
+  uvg_server_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.initial_window_size = 65535;
+  CHECK_EQ(uvg_server_new(loop, &o, &s), 0);
+  uvg_method_t m = {.path = "/p.P/Paced", .type = UVG_METHOD_CLIENT_STREAMING,
+                    .on_call = paced_start, .on_message = paced_msg,
+                    .on_half_close = paced_end, .on_cancel = finish_on_cancel,
+                    .on_done = on_done};
+  CHECK_EQ(uvg_server_register(s, &m, 1), 0);
+  int p;
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &p), 0);
+  static uint8_t body[40 * 16005], one[16000];
+  size_t n = 0;
+  for (int k = 0; k < 40; k++) {
+    memset(one, k, sizeof(one));
+    n = h2c_frame(body, n, one, sizeof(one));
+  }
+  h2c_t c;
+  CHECK_EQ(h2c_connect(&c, loop, p, 1, 0), 0);
+  paced_msgs = paced_half = 0;
+  int i = h2c_request(&c, "/p.P/Paced", NULL, NULL, body, n, 16384, 1);
+  h2c_run_for(loop, 200);
+  CHECK_EQ(paced_msgs, 0);
+  CHECK(c.streams[i].body_off <= 65535);
+  CHECK_EQ(uvg_call_pause_reading(paced_call, 0), 0);
+  for (int k = 0; k < 400 && !c.streams[i].closed; k++) h2c_run_for(loop, 5);
+  CHECK_EQ(paced_msgs, 40);
+  CHECK_EQ(paced_half, 1);
+  CHECK_EQ(h2c_grpc_status(&c.streams[i]), 0);
+  h2c_close(&c);
+  closed_flag = 0;
+  uvg_server_close(s, on_server_closed, &closed_flag);
+  while (!closed_flag) uv_run(loop, UV_RUN_ONCE);
+}
+
 int main(void) {
   loop = uv_default_loop();
   uvg_set_log_cb(on_log, NULL);
@@ -1223,6 +1283,7 @@ int main(void) {
   RUN(test_close_with_call_in_flight);
   RUN(test_accept_backoff_on_emfile);
   RUN(test_two_servers_share_scheduler);
+  RUN(test_pause_reading);
 
   uvg_server_stats_t st;
   uvg_server_get_stats(server, &st);
