@@ -380,6 +380,9 @@ static int session_new(uvg__conn_t *c, int client) {
   int rv = nghttp2_option_new(&opt);
   if (rv == 0) {
     nghttp2_option_set_no_auto_window_update(opt, 1);
+    /* gRPC values may begin or end with a space (a grpc-message, ASCII
+     * metadata); RFC 9113 8.2.1's check would reset such streams. */
+    nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(opt, 1);
     rv = client ? nghttp2_session_client_new3(&c->h2, cbs, c, opt, &h2_mem)
                 : nghttp2_session_server_new3(&c->h2, cbs, c, opt, &h2_mem);
     nghttp2_option_del(opt);

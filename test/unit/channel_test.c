@@ -27,7 +27,7 @@ static void echo(uvg_call_t *call, const uint8_t *msg, size_t len) {
 static void fail(uvg_call_t *call, const uint8_t *msg, size_t len) {
   (void)msg;
   (void)len;
-  const uvg_status_t st = {UVG_STATUS_NOT_FOUND, "no such thing: 100%",
+  const uvg_status_t st = {UVG_STATUS_NOT_FOUND, " no such thing: 100% ",
                            (const uint8_t *)"\x01\x02\x00", 3};
   uvg_call_finish_status(call, &st, NULL, 0);
 }
@@ -264,7 +264,7 @@ static void test_unary(void) {
   uvg_client_call_half_close(c);
   CHECK(run_until(&r.statuses, 1, 3000));
   CHECK_EQ(r.code, UVG_STATUS_NOT_FOUND);
-  CHECK_STR(r.message, "no such thing: 100%");
+  CHECK_STR(r.message, " no such thing: 100% ");
   CHECK_EQ(r.details_len, 3);
   CHECK(memcmp(r.details, "\x01\x02\x00", 3) == 0);
   /* unknown method */
