@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """Runs one interop test case against a freshly started interop server.
 
-    run_case.py --server=PATH --pb_dir=DIR --test_case=NAME
+    run_case.py --server=PATH [--server_arg=ARG ...]
+                --client=PATH [--client_arg=ARG ...] --test_case=NAME
 
-Starts `SERVER --port=0`, reads the port from its "listening on port N"
-stdout line, runs interop_client.py (next to this file) against it, then
-stops the server with SIGTERM.  Exits with the client's exit code, or 1 if
-the server failed to start, crashed, or exited with an error.  The server's
-stderr goes straight to ours; its stdout is echoed with a "[server]" prefix.
+Starts `SERVER --port=0 ARG...`, reads the port from its "listening on
+port N" stdout line, runs `CLIENT --server_host=127.0.0.1
+--server_port=N --test_case=NAME ARG...` against it, then stops the server
+with SIGTERM.  A PATH ending in ".py" runs under this interpreter.  Exits
+with the client's exit code, or 1 if the server failed to start, crashed,
+or exited with an error.  The server's stderr goes straight to ours; its
+stdout is echoed with a "[server]" prefix.
 """
 
 import argparse
-import os
 import queue
 import re
 import signal
@@ -24,8 +26,13 @@ CLIENT_TIMEOUT = 60   # seconds for the whole client run
 SHUTDOWN_TIMEOUT = 5  # seconds between SIGTERM and SIGKILL
 
 LISTENING_RE = re.compile(rb'listening on port (\d+)')
-CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      'interop_client.py')
+
+
+def command(path, args):
+    """The command line that runs `path` with `args`."""
+    if path.endswith('.py'):
+        return [sys.executable, path] + args
+    return [path] + args
 
 
 def log(message):
@@ -84,10 +91,11 @@ def stop_server(server):
 
 
 def run_client(port, args):
-    command = [sys.executable, CLIENT, f'--server_port={port}',
-               f'--test_case={args.test_case}', f'--pb_dir={args.pb_dir}']
+    client = command(args.client, [
+        '--server_host=127.0.0.1', f'--server_port={port}',
+        f'--test_case={args.test_case}'] + args.client_arg)
     try:
-        code = subprocess.run(command, timeout=CLIENT_TIMEOUT,
+        code = subprocess.run(client, timeout=CLIENT_TIMEOUT,
                               check=False).returncode
     except subprocess.TimeoutExpired:
         log(f'FAIL: client did not finish within {CLIENT_TIMEOUT} s')
@@ -100,7 +108,8 @@ def run_client(port, args):
 
 def run(args):
     try:
-        server = subprocess.Popen([args.server, '--port=0'],
+        server = subprocess.Popen(command(args.server,
+                                          ['--port=0'] + args.server_arg),
                                   stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE)
     except OSError as err:
@@ -133,9 +142,13 @@ def run(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--server', required=True,
-                        help='interop server executable')
-    parser.add_argument('--pb_dir', required=True,
-                        help='directory with the generated *_pb2.py modules')
+                        help='interop server executable or .py script')
+    parser.add_argument('--server_arg', action='append', default=[],
+                        help='one more argument for the server')
+    parser.add_argument('--client', required=True,
+                        help='interop client executable or .py script')
+    parser.add_argument('--client_arg', action='append', default=[],
+                        help='one more argument for the client')
     parser.add_argument('--test_case', required=True)
     args = parser.parse_args()
     # meson stops a test that runs too long with SIGTERM; turn that into an
