@@ -126,15 +126,21 @@ def echo_status(context, message):
                       status.message)
 
 
+def compress_responses(context, message):
+    """Gzip for the call if a response asks to be compressed.  It is
+    announced in the response headers, so it has effect until they are
+    sent.  Returns whether it asked for it."""
+    compressing = any(p.compressed.value for p in message.response_parameters)
+    if compressing:
+        context.set_compression(grpc.Compression.Gzip)
+    return compressing
+
+
 def streamed_responses(context, message):
     """One response per ResponseParameters: interval_us as a sleep before
     it, compressed per message (CompressedResponse)."""
-    params = message.response_parameters
-    compressing = any(p.compressed.value for p in params)
-    if compressing:
-        # Announced in the response headers: effective until they are sent.
-        context.set_compression(grpc.Compression.Gzip)
-    for p in params:
+    compressing = compress_responses(context, message)
+    for p in message.response_parameters:
         if p.interval_us > 0:
             time.sleep(p.interval_us / 1e6)
         if compressing and not p.compressed.value:
@@ -161,6 +167,7 @@ def unary_call(request, context):
 
 
 def streaming_output_call(request, context):
+    compress_responses(context, request.message)  # before the headers
     echo_metadata(context)
     yield from streamed_responses(context, request.message)
     echo_status(context, request.message)
