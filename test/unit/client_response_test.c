@@ -3,8 +3,8 @@
  * interop cases a client can meet (grpc/grpc
  * doc/negative-http2-interop-test-descriptions.md), RST_STREAM codes as
  * statuses (doc/PROTOCOL-HTTP2.md, "Errors"), HTTP statuses without
- * grpc-status (doc/http-grpc-status-mapping.md) and what trailers carry.
- * Every call ends with exactly one on_status. */
+ * grpc-status (doc/http-grpc-status-mapping.md), what trailers carry and
+ * malformed responses. Every call ends with exactly one on_status. */
 #include <uvgrpc.h>
 
 #include "h2server.h"
@@ -632,6 +632,143 @@ static void test_status_details(void) {
   close_pair(ch);
 }
 
+/* ---- messages ---- */
+
+/* An encoding the client does not know: INTERNAL. */
+static void unknown_encoding(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  static const char *const head[] = {
+      ":status",   "200", "content-type", "application/grpc", "grpc-encoding",
+      "x-unknown", NULL};
+  h2s_headers(st, head, 0);
+  h2s_message(st, 1, "\x01\x02\x03", 3);
+  h2s_headers(st, ok_trailers, 1);
+}
+static void test_unknown_encoding(void) {
+  uvg_channel_t *ch = open_pair(unknown_encoding);
+  rec_t r;
+  call_and_wait(ch, &r, NULL);
+  CHECK_EQ(r.code, UVG_STATUS_INTERNAL);
+  CHECK_EQ(r.messages, 0);
+  close_pair(ch);
+}
+
+/* The compressed flag with no grpc-encoding: "If the Message-Encoding
+ * header is omitted then the Compressed-Flag must be 0". */
+static void compressed_without_encoding(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  h2s_headers(st, grpc_head, 0);
+  h2s_message(st, 1, "hi", 2);
+  h2s_headers(st, ok_trailers, 1);
+}
+static void test_compressed_without_encoding(void) {
+  uvg_channel_t *ch = open_pair(compressed_without_encoding);
+  rec_t r;
+  call_and_wait(ch, &r, NULL);
+  CHECK_EQ(r.code, UVG_STATUS_INTERNAL);
+  CHECK_EQ(r.messages, 0);
+  close_pair(ch);
+}
+
+/* A message over the call's max_receive_message_size: RESOURCE_EXHAUSTED
+ * and the stream reset, also when only the prefix has arrived. */
+static void too_large(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  h2s_headers(st, grpc_head, 0);
+  if (st->index == 0) {
+    h2s_message(st, 0, zeros, 1024); /* no trailers: the client must reset */
+  } else {
+    static const uint8_t prefix[5] = {0, 0x7f, 0xff, 0xff, 0xff};
+    h2s_data(st, prefix, 5, 0);
+  }
+}
+static void test_message_too_large(void) {
+  uvg_channel_t *ch = open_pair(too_large);
+  uvg_client_call_options_t o = {.max_receive_message_size = 1000};
+  for (int i = 0; i < 2; i++) {
+    rec_t r;
+    call_and_wait(ch, &r, &o);
+    CHECK_EQ(r.code, UVG_STATUS_RESOURCE_EXHAUSTED);
+    CHECK_EQ(r.messages, 0);
+    CHECK(run_until(&srv.streams[i].got_rst, 1, 1000));
+    CHECK_EQ(srv.streams[i].rst_code, NGHTTP2_CANCEL);
+  }
+  close_pair(ch);
+}
+
+/* DATA that ends in the middle of a message, then trailers with OK: the
+ * response is incomplete, INTERNAL. */
+static void cut_message(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  static const uint8_t part[5 + 4] = {0, 0, 0, 0, 10, 'a', 'b', 'c', 'd'};
+  h2s_headers(st, grpc_head, 0);
+  h2s_data(st, part, sizeof(part), 0);
+  h2s_headers(st, ok_trailers, 1);
+}
+static void test_data_ends_mid_message(void) {
+  uvg_channel_t *ch = open_pair(cut_message);
+  rec_t r;
+  call_and_wait(ch, &r, NULL);
+  CHECK_EQ(r.messages, 0);
+  if (r.code != UVG_STATUS_INTERNAL)
+    fprintf(stderr, "  cut message: %s (%s)\n", uvg_status_code_name(r.code),
+            r.message);
+  /* KNOWN: the trailers' OK is taken as it is: lib/client/call.c
+   * status_from_trailers() (from uvg__ccall_on_headers) never asks
+   * uvg__deframer_partial() whether a message was cut, as the server
+   * side does (lib/server/call.c). */
+  KNOWN_EQ(r.code, UVG_STATUS_INTERNAL);
+  close_pair(ch);
+}
+
+/* END_STREAM on DATA, no trailers: INTERNAL. */
+static void no_trailers(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  static const uint8_t msg[5 + 2] = {0, 0, 0, 0, 2, 'h', 'i'};
+  h2s_headers(st, grpc_head, 0);
+  h2s_data(st, msg, sizeof(msg), 1);
+}
+static void test_end_stream_without_trailers(void) {
+  uvg_channel_t *ch = open_pair(no_trailers);
+  rec_t r;
+  call_and_wait(ch, &r, NULL);
+  CHECK_EQ(r.code, UVG_STATUS_INTERNAL);
+  close_pair(ch);
+}
+
+/* Response headers without :status break HTTP/2 (RFC 9113 8.3.2): nghttp2
+ * resets the stream with PROTOCOL_ERROR, and the call ends INTERNAL. */
+static void no_status(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  static const char *const head[] = {"content-type", "application/grpc", NULL};
+  h2s_headers(st, head, 0);
+}
+static void test_missing_http_status(void) {
+  uvg_channel_t *ch = open_pair(no_status);
+  rec_t r;
+  call_and_wait(ch, &r, NULL);
+  CHECK_EQ(r.code, UVG_STATUS_INTERNAL);
+  CHECK(run_until(&srv.streams[0].got_rst, 1, 1000));
+  CHECK_EQ(srv.streams[0].rst_code, NGHTTP2_PROTOCOL_ERROR);
+  close_pair(ch);
+}
+
+/* The connection lost in the middle of a response: UNAVAILABLE. */
+static void drop_mid_response(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  static const uint8_t part[5 + 2] = {0, 0, 0, 0, 10, 'a', 'b'};
+  h2s_headers(st, grpc_head, 0);
+  h2s_data(st, part, sizeof(part), 0);
+  h2s_drop(st->conn);
+}
+static void test_connection_lost(void) {
+  uvg_channel_t *ch = open_pair(drop_mid_response);
+  rec_t r;
+  call_and_wait(ch, &r, NULL);
+  CHECK_EQ(r.code, UVG_STATUS_UNAVAILABLE);
+  close_pair(ch);
+}
+
 int main(void) {
   loop = uv_default_loop();
   uvg_set_log_cb(NULL, NULL);
@@ -651,6 +788,13 @@ int main(void) {
   RUN(test_trailers_without_status);
   RUN(test_grpc_message_decoded);
   RUN(test_status_details);
+  RUN(test_unknown_encoding);
+  RUN(test_compressed_without_encoding);
+  RUN(test_message_too_large);
+  RUN(test_data_ends_mid_message);
+  RUN(test_end_stream_without_trailers);
+  RUN(test_missing_http_status);
+  RUN(test_connection_lost);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK_EQ(uv_loop_close(loop), 0);
   TEST_EXIT();
