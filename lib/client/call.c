@@ -53,6 +53,7 @@ struct uvg_client_call_s {
   uvg__deframer_t deframer;
   uvg__list_t msgs;    /* complete messages the application has not read */
   uint8_t recv_enc;
+  uint8_t got_response; /* the (final) response headers arrived */
   char *bad_encoding;
   char http_status[4];
   uint8_t ct_grpc;
@@ -258,6 +259,8 @@ int uvg__ccall_on_header(uvg__tstream_t *ts, uvg__hblock_t kind,
                          size_t vlen) {
   uvg_client_call_t *c = call_of(ts);
   if (c->done) return 0;
+  /* after a 1xx, nghttp2 files the final response as a trailers block */
+  if (kind == UVG__HB_TRAILERS && !c->got_response) kind = UVG__HB_RESPONSE;
   if (header_is(name, nlen, ":status")) {
     snprintf(c->http_status, sizeof(c->http_status), "%.*s",
              (int)(vlen < 3 ? vlen : 3), (const char *)value);
@@ -308,6 +311,7 @@ static void run_metadata(void *arg, int status) {
 static uvg_status_code_t http_status_code(int http) {
   switch (http) {
   case 400:
+  case 431:
     return UVG_STATUS_INTERNAL;
   case 401:
     return UVG_STATUS_UNAUTHENTICATED;
@@ -327,7 +331,9 @@ static uvg_status_code_t http_status_code(int http) {
 
 /* The status a trailers block (or a trailers-only response) carries. */
 static void status_from_trailers(uvg_client_call_t *c) {
-  if (c->grpc_status < 0)
+  if (uvg__deframer_partial(&c->deframer))
+    end_call(c, UVG_STATUS_INTERNAL, "grpc: the stream ended inside a message", 0);
+  else if (c->grpc_status < 0)
     end_call(c, UVG_STATUS_UNKNOWN, "grpc: the server sent no grpc-status", 1);
   else
     end_call(c, (uvg_status_code_t)c->grpc_status, c->grpc_message, 1);
@@ -337,11 +343,21 @@ void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
   uvg_client_call_t *c = call_of(ts);
   char text[160];
   if (c->done) return;
+  if (kind == UVG__HB_TRAILERS && !c->got_response) kind = UVG__HB_RESPONSE;
   if (kind == UVG__HB_TRAILERS) {
     status_from_trailers(c);
     return;
   }
   int http = atoi(c->http_status);
+  if (http >= 100 && http < 200 && !end) {
+    /* http-grpc-status-mapping.md: informational headers are skipped */
+    c->http_status[0] = '\0';
+    c->ct_grpc = 0;
+    c->grpc_status = -1;
+    uvg__md_list_free(&c->resp_md);
+    return;
+  }
+  c->got_response = 1;
   if (http != 200) {
     snprintf(text, sizeof(text), "grpc: unexpected HTTP status %s%s", c->http_status,
              c->grpc_status >= 0 ? "" : " (no grpc-status)");
@@ -402,6 +418,10 @@ void uvg__ccall_on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
     end_call(c, UVG_STATUS_UNAVAILABLE, "connection closed", 0);
   } else if (h2_error == NGHTTP2_NO_ERROR) {
     end_call(c, UVG_STATUS_INTERNAL, "grpc: the stream ended without a status", 0);
+  } else if (h2_error == NGHTTP2_CANCEL && c->deadline_at &&
+             uv_now(c->ch->loop) >= c->deadline_at) {
+    /* PROTOCOL-HTTP2.md: CANCEL past the deadline is DEADLINE_EXCEEDED */
+    end_call(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded", 0);
   } else {
     snprintf(text, sizeof(text), "stream reset by the server (%s)",
              nghttp2_http2_strerror(h2_error));

@@ -181,7 +181,8 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
 }
 
 /* The kind of a received header block, or -1 for one the upper layer does
- * not read (a client's trailers, a server's 1xx informational headers). */
+ * not read (a client's trailers). A server's 1xx informational headers
+ * come as a response block; the client call skips them. */
 static int block_kind(const uvg__conn_t *c, const nghttp2_frame *frame) {
   if (frame->hd.type != NGHTTP2_HEADERS) return -1;
   switch (frame->headers.cat) {

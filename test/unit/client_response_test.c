@@ -10,17 +10,6 @@
 #include "h2server.h"
 #include "test.h"
 
-/* A check that fails because the library is wrong (see the KNOWN comment
- * above it): printed but not counted, so the suite stays green and the
- * output shows when the library is fixed. */
-#define KNOWN_EQ(a, b)                                                        \
-  do {                                                                        \
-    long long ka_ = (long long)(a), kb_ = (long long)(b);                     \
-    fprintf(stderr, "%s:%d: KNOWN, %s: %s == %s (%lld vs %lld)\n", __FILE__,  \
-            __LINE__, ka_ == kb_ ? "now passes" : "still fails", #a, #b, ka_, \
-            kb_);                                                             \
-  } while (0)
-
 static uv_loop_t *loop;
 static h2s_t srv;
 
@@ -326,13 +315,6 @@ static void test_rst_codes(void) {
     if (r.code != table[i].code)
       fprintf(stderr, "  RST_STREAM %u: %s (%s)\n", table[i].h2,
               uvg_status_code_name(r.code), r.message);
-    if (table[i].h2 == NGHTTP2_INADEQUATE_SECURITY) {
-      /* KNOWN: PROTOCOL-HTTP2.md maps INADEQUATE_SECURITY to
-       * PERMISSION_DENIED; lib/client/call.c uvg__ccall_on_stream_close
-       * has no case for it and reports INTERNAL. */
-      KNOWN_EQ(r.code, table[i].code);
-      continue;
-    }
     CHECK_EQ(r.code, table[i].code);
   }
   /* the connection outlived every reset */
@@ -466,13 +448,6 @@ static void test_http_status_mapping(void) {
     if (r.code != table[i].code)
       fprintf(stderr, "  HTTP %s: %s (%s)\n", table[i].http,
               uvg_status_code_name(r.code), r.message);
-    if (strcmp(table[i].http, "431") == 0) {
-      /* KNOWN: the mapping table has "431 Request Header Fields Too Large
-       * -> INTERNAL"; lib/client/call.c http_status_code() lacks it and
-       * reports UNKNOWN. */
-      KNOWN_EQ(r.code, table[i].code);
-      continue;
-    }
     CHECK_EQ(r.code, table[i].code);
   }
   close_pair(ch);
@@ -521,13 +496,8 @@ static void test_informational_headers(void) {
   if (r.code != UVG_STATUS_OK)
     fprintf(stderr, "  100 then 200: %s (%s)\n", uvg_status_code_name(r.code),
             r.message);
-  /* KNOWN: the 100 is taken for the response: lib/client/call.c
-   * uvg__ccall_on_headers sees http_status "100" and ends the call
-   * UNKNOWN; lib/transport/conn.c block_kind() promises to skip a
-   * server's 1xx headers but returns UVG__HB_RESPONSE for them (nghttp2
-   * gives them category NGHTTP2_HCAT_RESPONSE). */
-  KNOWN_EQ(r.code, UVG_STATUS_OK);
-  KNOWN_EQ(r.messages, 1);
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  CHECK_EQ(r.messages, 1);
   close_pair(ch);
 }
 
@@ -713,11 +683,7 @@ static void test_data_ends_mid_message(void) {
   if (r.code != UVG_STATUS_INTERNAL)
     fprintf(stderr, "  cut message: %s (%s)\n", uvg_status_code_name(r.code),
             r.message);
-  /* KNOWN: the trailers' OK is taken as it is: lib/client/call.c
-   * status_from_trailers() (from uvg__ccall_on_headers) never asks
-   * uvg__deframer_partial() whether a message was cut, as the server
-   * side does (lib/server/call.c). */
-  KNOWN_EQ(r.code, UVG_STATUS_INTERNAL);
+  CHECK_EQ(r.code, UVG_STATUS_INTERNAL);
   close_pair(ch);
 }
 
@@ -826,9 +792,7 @@ static void test_deadline_server_cancels(void) {
   if (r.code != UVG_STATUS_DEADLINE_EXCEEDED)
     fprintf(stderr, "  CANCEL past the deadline: %s (%s)\n",
             uvg_status_code_name(r.code), r.message);
-  /* KNOWN: lib/client/call.c uvg__ccall_on_stream_close maps CANCEL to
-   * CANCELLED without looking at the call's deadline_at. */
-  KNOWN_EQ(r.code, UVG_STATUS_DEADLINE_EXCEEDED);
+  CHECK_EQ(r.code, UVG_STATUS_DEADLINE_EXCEEDED);
   uv_close((uv_handle_t *)&before_poll, NULL);
   close_pair(ch);
 }
