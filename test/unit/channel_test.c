@@ -3,6 +3,9 @@
  * deadlines, cancellation, read pacing, connectivity states, reconnection,
  * fail-fast and wait-for-ready, close, and a loop that an idle channel does
  * not keep alive. */
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <uvgrpc.h>
 
 #include "test.h"
@@ -754,6 +757,79 @@ static void test_interceptors(void) {
   server_stop(s);
 }
 
+/* A server in a child process, on its own loop, at `port` (0: any); the
+ * bound port comes back through a pipe. */
+static pid_t server_process(int *port) {
+  int fds[2];
+  CHECK_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    uv_loop_t child;
+    uv_loop_init(&child);
+    loop = &child;
+    uvg_server_t *s = server_on(port);
+    if (write(fds[1], port, sizeof(*port)) != (ssize_t)sizeof(*port)) _exit(1);
+    (void)s;
+    uv_run(&child, UV_RUN_DEFAULT);
+    _exit(0);
+  }
+  close(fds[1]);
+  CHECK_EQ(read(fds[0], port, sizeof(*port)), (ssize_t)sizeof(*port));
+  close(fds[0]);
+  return pid;
+}
+
+/* The server process is killed under calls in flight: each ends once,
+ * UNAVAILABLE. A server started again on the port is found by the
+ * channel's backoff and later calls succeed. */
+static void test_server_killed_and_restarted(void) {
+  enum { N = 20 };
+  int port = 0;
+  pid_t pid = server_process(&port);
+  uvg_channel_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.backoff_initial_ms = 20;
+  o.backoff_max_ms = 100;
+  uvg_channel_t *ch = channel_to(port, &o);
+  static rec_t r[N];
+  int echoed = 0;
+  for (int i = 0; i < N; i++) {
+    uvg_client_call_t *c = start(ch, "/t.T/Bidi", &r[i], NULL);
+    uvg_client_call_send(c, "x", 1, 0, NULL, NULL);
+  }
+  for (int k = 0; k < 400 && echoed < N; k++) {
+    int flag = 0;
+    run_until(&flag, 1, 5);
+    echoed = 0;
+    for (int i = 0; i < N; i++) echoed += r[i].messages;
+  }
+  CHECK_EQ(echoed, N); /* every call is under way */
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  int ended = 0;
+  for (int k = 0; k < 400 && ended < N; k++) {
+    int flag = 0;
+    run_until(&flag, 1, 5);
+    ended = 0;
+    for (int i = 0; i < N; i++) ended += r[i].statuses;
+  }
+  for (int i = 0; i < N; i++) {
+    CHECK_EQ(r[i].statuses, 1);
+    CHECK_EQ(r[i].code, UVG_STATUS_UNAVAILABLE);
+  }
+  pid = server_process(&port);
+  unary_t u = {0};
+  uvg_client_call_options_t wfr = {.wait_for_ready = 1, .timeout_ms = 3000};
+  CHECK_EQ(uvg_channel_unary(ch, "/t.T/Echo", "again", 5, &wfr, on_unary, &u), 0);
+  CHECK(run_until(&u.calls, 1, 4000));
+  CHECK_EQ(u.code, UVG_STATUS_OK);
+  CHECK_STR(u.reply, "again");
+  channel_close(ch);
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+}
+
 int main(void) {
   loop = uv_default_loop();
   uvg_set_log_cb(NULL, NULL);
@@ -770,6 +846,7 @@ int main(void) {
   RUN(test_max_concurrent_streams_queue);
   RUN(test_interceptors);
   RUN(test_stress_exactly_once);
+  RUN(test_server_killed_and_restarted);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK_EQ(uv_loop_close(loop), 0);
   TEST_EXIT();
