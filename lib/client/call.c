@@ -683,28 +683,17 @@ int uvg_client_call_send(uvg_client_call_t *c, const void *data, size_t len,
   /* also messages sent before on_start ran (it runs from the loop) */
   EACH_INTERCEPTOR(c, i, c->nics, on_send_message)
   IC(c, i).ic.on_send_message(c, data, len, IC(c, i).data);
-  int compress = c->send_enc != UVG_COMPRESS_NONE && !(flags & UVG_SEND_NO_COMPRESS);
-  size_t room = compress ? uvg__compress_bound(len) : cb == NULL ? len : 0;
-  send_msg_t *sm = uvg__malloc(sizeof(*sm) + room);
+  int enc = flags & UVG_SEND_NO_COMPRESS ? UVG_COMPRESS_NONE : c->send_enc;
+  send_msg_t *sm = uvg__malloc(sizeof(*sm) + uvg__msg_room(len, enc, cb == NULL));
   if (sm == NULL) return UVG_ENOMEM;
-  if (compress) {
-    if (uvg__compress_into(c->send_enc, data, len, sm->bytes, &len) != 0 ||
-        len > UINT32_MAX) {
-      uvg__free(sm);
-      return UVG_ENOMEM;
-    }
-  } else if (room > 0) {
-    memcpy(sm->bytes, data, len);
+  if (uvg__msg_fill(&sm->m, sm->bytes, data, len, enc, cb == NULL) != 0) {
+    uvg__free(sm);
+    return UVG_ENOMEM;
   }
-  memset(&sm->m, 0, sizeof(sm->m));
   sm->call = c;
   sm->cb = cb;
   sm->user_data = user_data;
   sm->status = 0;
-  sm->m.data = compress || cb == NULL ? sm->bytes : data;
-  sm->m.len = len;
-  sm->m.head_len = UVG__FRAME_HEADER_LEN;
-  uvg__frame_header(sm->m.head, compress, (uint32_t)len);
   sm->m.done = on_msg_done;
   uvg__list_init(&sm->early);
   if (c->attached) {

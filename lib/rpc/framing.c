@@ -45,6 +45,30 @@ static int grow(uvg__deframer_t *d, uint32_t need) {
   return 0;
 }
 
+size_t uvg__msg_room(size_t len, int enc, int copy) {
+  return enc != UVG_COMPRESS_NONE ? uvg__compress_bound(len) : copy ? len : 0;
+}
+
+int uvg__msg_fill(uvg__msg_t *m, uint8_t *storage, const void *data, size_t len,
+                  int enc, int copy) {
+  memset(m, 0, sizeof(*m));
+  if (enc != UVG_COMPRESS_NONE) {
+    /* compressed straight into its own storage: no second copy */
+    if (uvg__compress_into(enc, data, len, storage, &len) != 0 || len > UINT32_MAX)
+      return UVG_ENOMEM;
+    m->data = storage;
+  } else if (copy) {
+    if (len > 0) memcpy(storage, data, len);
+    m->data = storage;
+  } else {
+    m->data = data;
+  }
+  m->len = len;
+  m->head_len = UVG__FRAME_HEADER_LEN;
+  uvg__frame_header(m->head, enc != UVG_COMPRESS_NONE, (uint32_t)len);
+  return 0;
+}
+
 void uvg__frame_header(uint8_t out[UVG__FRAME_HEADER_LEN], int compressed,
                        uint32_t len) {
   out[0] = compressed ? 1 : 0;

@@ -10,6 +10,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "../../loop/buf.h"
+#include "../transport/conn.h"
 
 /* ---- Length-Prefixed-Message: 1-byte Compressed-Flag, 4-byte length ---- */
 #define UVG__FRAME_HEADER_LEN 5
@@ -41,6 +42,16 @@ int uvg__deframer_feed(uvg__deframer_t *d, const uint8_t *p, size_t n,
 int uvg__deframer_partial(const uvg__deframer_t *d);
 void uvg__deframer_free(uvg__deframer_t *d);
 #define UVG__E_TOO_LARGE (-30100)
+
+/* An outgoing message's bytes, as both sides send them: compressed with
+ * `enc` into `storage`, copied into it (`copy`), or referenced where they
+ * are (the caller keeps them until the message is done).
+ * uvg__msg_room() is how many bytes `storage` needs (it lives in the
+ * message's holder, after the uvg__msg_t); uvg__msg_fill() fills m->data,
+ * len, head and head_len. Returns 0 or UVG_ENOMEM. */
+size_t uvg__msg_room(size_t len, int enc, int copy);
+int uvg__msg_fill(uvg__msg_t *m, uint8_t *storage, const void *data, size_t len,
+                  int enc, int copy);
 
 /* Writes the 5-byte prefix for a message of `len` bytes. */
 void uvg__frame_header(uint8_t out[UVG__FRAME_HEADER_LEN], int compressed,

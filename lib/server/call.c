@@ -752,19 +752,12 @@ int uvg_call_send(uvg_call_t *c, const void *data, size_t len, unsigned flags,
   EACH_INTERCEPTOR(c, i, on_send_message)
   c->server->interceptors[i].ic.on_send_message(c, data, len,
                                                 c->server->interceptors[i].data);
-  int compress = c->send_enc != UVG_COMPRESS_NONE && !(flags & UVG_SEND_NO_COMPRESS);
-  /* A compressed message is compressed straight into its own storage. */
-  size_t room = compress ? uvg__compress_bound(len) : cb == NULL ? len : 0;
-  send_msg_t *sm = uvg__malloc(sizeof(*sm) + room);
+  int enc = flags & UVG_SEND_NO_COMPRESS ? UVG_COMPRESS_NONE : c->send_enc;
+  send_msg_t *sm = uvg__malloc(sizeof(*sm) + uvg__msg_room(len, enc, cb == NULL));
   if (sm == NULL) return UVG_ENOMEM;
-  if (compress) {
-    if (uvg__compress_into(c->send_enc, data, len, sm->bytes, &len) != 0 ||
-        len > UINT32_MAX) {
-      uvg__free(sm);
-      return UVG_ENOMEM;
-    }
-  } else if (room > 0) {
-    memcpy(sm->bytes, data, len);
+  if (uvg__msg_fill(&sm->m, sm->bytes, data, len, enc, cb == NULL) != 0) {
+    uvg__free(sm);
+    return UVG_ENOMEM;
   }
   int rc = c->headers_sent ? 0 : respond_headers(c, NULL);
   if (rc != 0) {
@@ -775,10 +768,6 @@ int uvg_call_send(uvg_call_t *c, const void *data, size_t len, unsigned flags,
   sm->cb = cb;
   sm->user_data = user_data;
   sm->status = 0;
-  sm->m.data = compress || cb == NULL ? sm->bytes : data;
-  sm->m.len = len;
-  sm->m.head_len = UVG__FRAME_HEADER_LEN;
-  uvg__frame_header(sm->m.head, compress, (uint32_t)len);
   sm->m.done = on_msg_done;
   if (uvg__ts_send(&c->ts, &sm->m) != 0) {
     uvg__free(sm);

@@ -655,11 +655,16 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
   uvg__timer_init(sched, &c->drain_timer);
 }
 
-int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
+/* The first SETTINGS says what this side accepts: the server its stream
+ * limit, the client that it takes no pushed streams (gRPC has none). */
+static int start(uvg__conn_t *c, const uvg__conn_settings_t *st, int client) {
+  c->is_client = (uint8_t)client;
   c->io.ops->peer_name(&c->io, c->peer, sizeof(c->peer));
-  if (session_new(c, 0) != 0) return UVG_ENOMEM;
+  if (session_new(c, client) != 0) return UVG_ENOMEM;
   nghttp2_settings_entry iv[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, st->max_concurrent_streams},
+      client ? (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0}
+             : (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                                        st->max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, st->initial_window_size},
       {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, st->max_frame_size},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, st->max_header_list_size},
@@ -675,34 +680,17 @@ int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
   if (err != 0) return err;
   uvg__conn_manage_start(c);
   uvg__conn_schedule_flush(c);
-  UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: connection open", c->peer);
+  UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: %s connection open", c->peer,
+             client ? "client" : "server");
   return 0;
 }
 
+int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
+  return start(c, st, 0);
+}
+
 int uvg__conn_start_client(uvg__conn_t *c, const uvg__conn_settings_t *st) {
-  c->is_client = 1;
-  c->io.ops->peer_name(&c->io, c->peer, sizeof(c->peer));
-  if (session_new(c, 1) != 0) return UVG_ENOMEM;
-  /* A client accepts no pushed streams (gRPC has none). */
-  nghttp2_settings_entry iv[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, st->initial_window_size},
-      {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, st->max_frame_size},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, st->max_header_list_size},
-  };
-  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 4) != 0 ||
-      nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
-                                            (int32_t)st->connection_window_size) != 0)
-    return UVG_ENOMEM;
-  c->settings = st;
-  if (st->keepalive_time && st->keepalive_timeout && c->io.ops->set_user_timeout)
-    c->io.ops->set_user_timeout(&c->io, st->keepalive_timeout); /* gRFC A18 */
-  int err = c->io.ops->read_start(&c->io);
-  if (err != 0) return err;
-  uvg__conn_manage_start(c);
-  uvg__conn_schedule_flush(c);
-  UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: client connection open", c->peer);
-  return 0;
+  return start(c, st, 1);
 }
 
 int uvg__conn_request(uvg__conn_t *c, uvg__tstream_t *s, const nghttp2_nv *nv,
