@@ -140,24 +140,32 @@ static void test_connection_lost_after_finish(void) {
   stop(s);
 }
 
+/* A server on a unix socket and a client with large windows that reads
+ * nothing: a response larger than the socket's buffer stays in a write
+ * that does not complete. */
+static uvg_server_t *unix_server_and_deaf_client(h2c_t *c) {
+  char addr[64];
+  snprintf(addr, sizeof(addr), "unix:/tmp/uvg-call-test-%d.sock",
+           (int)uv_os_getpid());
+  uvg_server_t *s = start(addr, NULL);
+  CHECK_EQ(h2c_connect_unix(c, loop, addr + 5), 0);
+  nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24};
+  nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, &iv, 1);
+  nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 1 << 24);
+  h2c_flush(c);
+  h2c_run_for(loop, 20);
+  uv_read_stop((uv_stream_t *)&c->pipe);
+  return s;
+}
+
 /* A trailers-only status is serialized into a write the client never lets
  * complete (beside another call's response, larger than a unix socket's
  * buffer): that call is not released while the write is in flight, and
  * the connection's loss then decides its status. */
 static void test_release_waits_for_the_socket(void) {
-  char addr[64];
-  snprintf(addr, sizeof(addr), "unix:/tmp/uvg-call-test-%d.sock",
-           (int)uv_os_getpid());
-  uvg_server_t *s = start(addr, NULL);
   h2c_t c;
   int done0 = n_done;
-  CHECK_EQ(h2c_connect_unix(&c, loop, addr + 5), 0);
-  nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24};
-  nghttp2_submit_settings(c.h2, NGHTTP2_FLAG_NONE, &iv, 1);
-  nghttp2_session_set_local_window_size(c.h2, NGHTTP2_FLAG_NONE, 0, 1 << 24);
-  h2c_flush(&c);
-  h2c_run_for(loop, 20);
-  uv_read_stop((uv_stream_t *)&c.pipe);
+  uvg_server_t *s = unix_server_and_deaf_client(&c);
   uint8_t body[8];
   size_t n = h2c_frame(body, 0, "", 0);
   int fail0 = n_fail_done;
@@ -179,19 +187,9 @@ static void test_release_waits_for_the_socket(void) {
  * not completed: when the write then completes, the client has reset and
  * never sees the status, and on_done says CANCELLED. */
 static void test_reset_while_status_in_write(void) {
-  char addr[64];
-  snprintf(addr, sizeof(addr), "unix:/tmp/uvg-call-test-%d.sock",
-           (int)uv_os_getpid());
-  uvg_server_t *s = start(addr, NULL);
   h2c_t c;
   int done0 = n_done;
-  CHECK_EQ(h2c_connect_unix(&c, loop, addr + 5), 0);
-  nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24};
-  nghttp2_submit_settings(c.h2, NGHTTP2_FLAG_NONE, &iv, 1);
-  nghttp2_session_set_local_window_size(c.h2, NGHTTP2_FLAG_NONE, 0, 1 << 24);
-  h2c_flush(&c);
-  h2c_run_for(loop, 20);
-  uv_read_stop((uv_stream_t *)&c.pipe);
+  uvg_server_t *s = unix_server_and_deaf_client(&c);
   uint8_t body[8];
   size_t n = h2c_frame(body, 0, "", 0);
   int i = h2c_request(&c, "/c.C/Reply", NULL, NULL, body, n, 0, 1);
