@@ -26,7 +26,8 @@ typedef struct {
 typedef struct {
   uvg__msg_t m;
   uvg__work_t w;
-  uvg__list_t early; /* in call->early before the stream exists */
+  uvg__list_t early; /* in call->early before the stream exists, or in
+                      * call->kept once gone, for a transparent retry */
   uvg_client_call_t *call;
   uvg_client_send_cb cb;
   void *user_data;
@@ -69,6 +70,13 @@ struct uvg_client_call_s {
   uint8_t status_posted, status_run;
   /* progress */
   uvg__list_t early; /* sends queued before the stream exists */
+  /* Copied messages kept until the response headers arrive, so that a
+   * stream the server never processed can be sent again, once (gRPC's
+   * transparent retry). A zero-copy message the socket took, or more than
+   * RETRY_KEEP_MAX bytes, makes the call not replayable. */
+  uvg__list_t kept;
+  size_t kept_bytes;
+  uint8_t replayable, retried;
   uint8_t attached, ts_closed, half_close_wanted, read_pending;
   unsigned msgs_out; /* sends whose callback has not been posted */
   unsigned pending;  /* closures queued for this call */
@@ -81,6 +89,8 @@ struct uvg_client_call_s {
   for (unsigned i = 0; i < (n); i++)                                \
     if ((c)->ch->interceptors[i].ic.fn != NULL)
 #define IC(c, i) ((c)->ch->interceptors[i])
+
+#define RETRY_KEEP_MAX (64 * 1024)
 
 static uvg_client_call_t *call_of(uvg__tstream_t *ts) {
   return uvg__container_of(ts, uvg_client_call_t, ts);
@@ -145,8 +155,19 @@ static void maybe_post_status(uvg_client_call_t *c) {
 
 /* ---- freeing ---- */
 
+static void free_kept(uvg_client_call_t *c) {
+  while (!uvg__list_empty(&c->kept)) {
+    uvg__list_t *p = c->kept.next;
+    uvg__list_remove(p);
+    uvg__free(uvg__container_of(p, send_msg_t, early));
+  }
+  c->kept_bytes = 0;
+  c->replayable = 0;
+}
+
 static void free_call(uvg_client_call_t *c) {
   uvg_channel_t *ch = c->ch;
+  free_kept(c);
   uvg__list_remove(&c->link);
   uvg__md_list_free(&c->md);
   uvg__md_list_free(&c->resp_md);
@@ -358,6 +379,7 @@ void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
     return;
   }
   c->got_response = 1;
+  free_kept(c); /* the server has the request */
   if (http != 200) {
     snprintf(text, sizeof(text), "grpc: unexpected HTTP status %s%s", c->http_status,
              c->grpc_status >= 0 ? "" : " (no grpc-status)");
@@ -409,8 +431,53 @@ void uvg__ccall_on_remote_end(uvg__tstream_t *ts) {
 }
 
 /* PROTOCOL-HTTP2.md, "Errors": RST_STREAM codes as statuses. */
+static void run_replace(void *arg, int status) {
+  uvg_client_call_t *c = arg;
+  (void)status;
+  c->pending--;
+  if (!c->done) uvg__channel_place(c->ch, c, &c->link);
+  maybe_free(c);
+}
+
+/* A stream the server never processed (REFUSED_STREAM, or above a GOAWAY's
+ * last-stream-id) is sent again once on another connection, with every
+ * message it had sent, when nothing of it reached the application and all
+ * its messages are at hand. */
+static int retry(uvg_client_call_t *c, uint32_t h2_error) {
+  if (h2_error != NGHTTP2_REFUSED_STREAM || c->done || c->retried ||
+      !c->replayable || c->got_response || c->msgs_out > 0 || c->ch->closing)
+    return 0;
+  UVG__TRACE(UVG__TRACE_CALL, "client call %s: not processed; retrying", c->method);
+  c->retried = 1;
+  c->attached = 0;
+  c->ts_closed = 0;
+  c->http_status[0] = '\0';
+  c->ct_grpc = 0;
+  c->grpc_status = -1;
+  uvg__md_list_free(&c->resp_md);
+  uvg__md_list_free(&c->trailers);
+  uvg__deframer_free(&c->deframer);
+  /* the sent messages go first, in their order */
+  uvg__list_t later;
+  uvg__list_init(&later);
+  uvg__list_move(&c->early, &later);
+  uvg__list_move(&c->kept, &c->early);
+  uvg__list_move(&later, &c->early);
+  for (uvg__list_t *p = c->early.next; p != &c->early; p = p->next) {
+    send_msg_t *sm = uvg__container_of(p, send_msg_t, early);
+    sm->m.off = 0;
+    c->msgs_out++;
+  }
+  c->kept_bytes = 0;
+  uvg__list_remove(&c->link);
+  /* placed from the queue: nghttp2 is still closing the old stream */
+  post(c, &c->w_start, run_replace);
+  return 1;
+}
+
 void uvg__ccall_on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
   uvg_client_call_t *c = call_of(ts);
+  if (retry(c, h2_error)) return;
   c->ts_closed = 1;
   uvg__list_remove(&c->link);
   char text[64];
@@ -447,6 +514,9 @@ static void on_msg_done(uvg__msg_t *m, int status) {
   uvg_client_call_t *c = sm->call;
   c->msgs_out--;
   if (sm->cb != NULL) {
+    /* the socket took its bytes, or the application hears it was dropped:
+     * either way it cannot be sent again */
+    free_kept(c);
     sm->status = status;
     uvg__work_init(&sm->w);
     if (uvg__workq_post_node(&c->ch->q, &sm->w, run_send_cb, sm) == 0) {
@@ -454,7 +524,12 @@ static void on_msg_done(uvg__msg_t *m, int status) {
     } else {
       uvg__free(sm);
     }
+  } else if (c->replayable && !c->done &&
+             c->kept_bytes + sm->m.len <= RETRY_KEEP_MAX) {
+    c->kept_bytes += sm->m.len;
+    uvg__list_push(&c->kept, &sm->early);
   } else {
+    free_kept(c);
     uvg__free(sm);
   }
   maybe_post_status(c);
@@ -593,6 +668,8 @@ int uvg_client_call_start(uvg_channel_t *ch, const char *method,
   uvg__list_init(&c->link);
   uvg__list_init(&c->msgs);
   uvg__list_init(&c->early);
+  uvg__list_init(&c->kept);
+  c->replayable = 1;
   uvg__md_list_init(&c->md);
   uvg__md_list_init(&c->resp_md);
   uvg__md_list_init(&c->trailers);

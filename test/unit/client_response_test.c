@@ -231,6 +231,48 @@ static void test_goaway_excludes_later_streams(void) {
   close_pair(ch);
 }
 
+/* gRPC's transparent retry: a stream the server never processed is sent
+ * again once, with its message, on a new connection; refused twice, the
+ * call fails UNAVAILABLE. */
+static void small_unary(uvg_channel_t *ch, unary_t *u) {
+  memset(u, 0, sizeof(*u));
+  CHECK_EQ(uvg_channel_unary(ch, "/t.T/M", "hello", 5, NULL, on_unary, u), 0);
+}
+static void goaway_on_first_conn(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  if (st->conn->index == 0) {
+    h2s_goaway(st->conn, 0, NGHTTP2_NO_ERROR); /* nothing processed */
+    return;
+  }
+  answer_1024(st);
+}
+static void refuse_always(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  h2s_rst(st, NGHTTP2_REFUSED_STREAM);
+}
+static void test_transparent_retry(void) {
+  uvg_channel_t *ch = open_pair(goaway_on_first_conn);
+  unary_t u;
+  small_unary(ch, &u);
+  CHECK(run_until(&u.calls, 1, 3000));
+  run_for(20);
+  CHECK_EQ(u.calls, 1);
+  CHECK_EQ(u.code, UVG_STATUS_OK);
+  CHECK_EQ(u.len, 1024);
+  CHECK_EQ(srv.nconns, 2);
+  CHECK_EQ(srv.nstreams, 2);
+  CHECK_EQ(srv.streams[1].body_len, 5 + 5); /* the message went again */
+  close_pair(ch);
+  ch = open_pair(refuse_always);
+  small_unary(ch, &u);
+  CHECK(run_until(&u.calls, 1, 3000));
+  run_for(20);
+  CHECK_EQ(u.calls, 1);
+  CHECK_EQ(u.code, UVG_STATUS_UNAVAILABLE);
+  CHECK_EQ(srv.nstreams, 2); /* once again, no more */
+  close_pair(ch);
+}
+
 /* rst_after_header, rst_during_data, rst_after_data: RST_STREAM NO_ERROR
  * instead of the trailers. The call fails: INTERNAL (NO_ERROR "might be
  * used to aggressively lameduck"; an OK must come as grpc-status). */
@@ -802,6 +844,7 @@ int main(void) {
   uvg_set_log_cb(NULL, NULL);
   RUN(test_goaway);
   RUN(test_goaway_excludes_later_streams);
+  RUN(test_transparent_retry);
   RUN(test_rst_after_header);
   RUN(test_rst_during_data);
   RUN(test_rst_after_data);
