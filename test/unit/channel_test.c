@@ -500,6 +500,42 @@ static void test_states_and_reconnect(void) {
   server_stop(s);
 }
 
+/* After idle_timeout_ms without calls the channel closes its connection
+ * and is IDLE; the next call connects again. */
+static void test_idle_timeout(void) {
+  int port = 0;
+  uvg_server_t *s = server_on(&port);
+  uvg_channel_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.idle_timeout_ms = 50;
+  uvg_channel_t *ch = channel_to(port, &o);
+  unary_t u = {0};
+  uvg_channel_unary(ch, "/t.T/Echo", "a", 1, NULL, on_unary, &u);
+  CHECK(run_until(&u.calls, 1, 3000));
+  CHECK_EQ(uvg_channel_state(ch, 0), UVG_STATE_READY);
+  nseen = 0;
+  CHECK_EQ(uvg_channel_watch_state(ch, UVG_STATE_READY, on_state, NULL), 0);
+  uv_update_time(loop);
+  uint64_t t0 = uv_now(loop);
+  CHECK(run_until(&nseen, 1, 3000));
+  CHECK_EQ(seen[0], UVG_STATE_IDLE);
+  CHECK(uv_now(loop) - t0 >= 40);
+  uvg_server_stats_t st0, st1;
+  uvg_server_get_stats(s, &st0);
+  int flag = 0;
+  run_until(&flag, 1, 50);
+  uvg_server_get_stats(s, &st1);
+  CHECK_EQ(st1.connections_open, 0); /* the connection is gone */
+  unary_t v = {0};
+  uvg_channel_unary(ch, "/t.T/Echo", "b", 1, NULL, on_unary, &v);
+  CHECK(run_until(&v.calls, 1, 3000));
+  CHECK_EQ(v.code, UVG_STATUS_OK);
+  uvg_server_get_stats(s, &st1);
+  CHECK_EQ(st1.connections_accepted, st0.connections_accepted + 1);
+  channel_close(ch);
+  server_stop(s);
+}
+
 /* A wait-for-ready call to nothing ends at its deadline. */
 static void test_wait_for_ready_deadline(void) {
   uvg_channel_t *ch = channel_to(1, NULL); /* nothing listens on port 1 */
@@ -840,6 +876,7 @@ int main(void) {
   RUN(test_deadline_and_cancel);
   RUN(test_states_and_reconnect);
   RUN(test_wait_for_ready_deadline);
+  RUN(test_idle_timeout);
   RUN(test_idle_channel_does_not_keep_loop_alive);
   RUN(test_waiting_call_keeps_loop_alive);
   RUN(test_bad_arguments);
