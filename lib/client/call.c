@@ -21,6 +21,7 @@ typedef struct {
   uvg__list_t link;
   uint8_t *data;
   uint32_t len;
+  uint8_t compressed; /* it arrived compressed */
 } recv_msg_t;
 
 typedef struct {
@@ -55,6 +56,7 @@ struct uvg_client_call_s {
   uvg__list_t msgs;    /* complete messages the application has not read */
   uint8_t recv_enc;
   uint8_t got_response; /* the (final) response headers arrived */
+  uint8_t cur_compressed; /* the message on_message is handing over */
   char *bad_encoding;
   char http_status[4];
   uint8_t ct_grpc;
@@ -213,6 +215,7 @@ static void run_message(void *arg, int status) {
     uvg__list_remove(&r->link);
     c->read_pending = 0; /* on_message may ask for the next one */
     maybe_consume(c);
+    c->cur_compressed = r->compressed;
     EACH_INTERCEPTOR(c, i, c->intercepted, on_recv_message)
     IC(c, i).ic.on_recv_message(c, r->data, r->len, IC(c, i).data);
     if (c->cbs.on_message != NULL)
@@ -264,6 +267,7 @@ static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
   }
   r->data = msg;
   r->len = len;
+  r->compressed = (uint8_t)compressed;
   uvg__list_push(&c->msgs, &r->link);
   maybe_deliver(c);
   return 0;
@@ -713,6 +717,10 @@ int uvg_client_call_start(uvg_channel_t *ch, const char *method,
 }
 
 const char *uvg_client_call_method(const uvg_client_call_t *c) { return c->method; }
+
+int uvg_client_call_message_compressed(const uvg_client_call_t *c) {
+  return c->cur_compressed;
+}
 
 size_t uvg_client_call_metadata(const uvg_client_call_t *c, const uvg_metadata_t **md) {
   *md = c->md.items;

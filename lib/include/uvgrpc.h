@@ -692,6 +692,10 @@ UVG_EXTERN int uvg_client_call_send(uvg_client_call_t *call, const void *data,
                                     size_t len, unsigned flags,
                                     uvg_client_send_cb cb, void *user_data);
 
+/* During on_message: 1 if the message being delivered arrived compressed,
+ * else 0 (messages are always handed over decompressed). */
+UVG_EXTERN int uvg_client_call_message_compressed(const uvg_client_call_t *call);
+
 /* The client sends no more messages (END_STREAM after those queued).
  * Returns 0, UVG_ESTATE (twice) or UVG_ECANCELED. */
 UVG_EXTERN int uvg_client_call_half_close(uvg_client_call_t *call);

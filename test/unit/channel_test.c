@@ -27,6 +27,12 @@ static void echo(uvg_call_t *call, const uint8_t *msg, size_t len) {
   const uvg_metadata_t tr = {"x-trail", (const uint8_t *)"t", 1};
   uvg_call_finish(call, UVG_STATUS_OK, NULL, &tr, 1);
 }
+static void zip(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  CHECK_EQ(uvg_call_set_compression(call, UVG_COMPRESS_GZIP), 0);
+  uvg_call_send(call, msg, len, 0, NULL, NULL);
+  uvg_call_send(call, msg, len, UVG_SEND_NO_COMPRESS, NULL, NULL);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
 static void fail(uvg_call_t *call, const uint8_t *msg, size_t len) {
   (void)msg;
   (void)len;
@@ -96,6 +102,8 @@ static void srv_done_cb(uvg_call_t *call, const uvg_status_t *st) {
 static const uvg_method_t methods[] = {
     {.path = "/t.T/Echo", .on_call = echo, .on_done = srv_done_cb},
     {.path = "/t.T/Fail", .on_call = fail, .on_done = srv_done_cb},
+    {.path = "/t.T/Zip", .type = UVG_METHOD_SERVER_STREAMING, .on_call = zip,
+     .on_done = srv_done_cb},
     {.path = "/t.T/Never", .on_call = never, .on_cancel = on_srv_cancel,
      .on_done = srv_done_cb},
     {.path = "/t.T/Many", .type = UVG_METHOD_SERVER_STREAMING, .on_call = many,
@@ -120,7 +128,7 @@ static uvg_server_t *server_on(int *port) {
   char addr[32];
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", *port);
   CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
-  CHECK_EQ(uvg_server_register(s, methods, 6), 0);
+  CHECK_EQ(uvg_server_register(s, methods, 7), 0);
   CHECK_EQ(uvg_server_listen(s, addr, uvg_insecure_server_credentials(), port), 0);
   return s;
 }
@@ -179,6 +187,7 @@ typedef struct {
   size_t details_len;
   char last[64];
   size_t bytes;
+  int compressed[4];
   int auto_read;
 } rec_t;
 
@@ -195,6 +204,7 @@ static void r_metadata(uvg_client_call_t *call, const uvg_metadata_t *md, size_t
 static void r_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
                       void *ud) {
   rec_t *r = ud;
+  if (r->messages < 4) r->compressed[r->messages] = uvg_client_call_message_compressed(call);
   r->messages++;
   r->bytes += len;
   snprintf(r->last, sizeof(r->last), "%.*s", (int)(len < 63 ? len : 63),
@@ -309,6 +319,16 @@ static void test_four_kinds_and_metadata(void) {
   CHECK(run_until(&r.statuses, 1, 3000));
   CHECK_EQ(r.code, UVG_STATUS_OK);
   CHECK_STR(r.last, "10/1000");
+  /* compressed responses, one message opting out */
+  c = start(ch, "/t.T/Zip", &r, NULL);
+  uvg_client_call_send(c, "zzzzzzzz", 8, 0, NULL, NULL);
+  uvg_client_call_half_close(c);
+  CHECK(run_until(&r.statuses, 1, 3000));
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  CHECK_EQ(r.messages, 2);
+  CHECK_STR(r.last, "zzzzzzzz");
+  CHECK_EQ(r.compressed[0], 1);
+  CHECK_EQ(r.compressed[1], 0);
   /* bidi, with compression */
   uvg_client_call_options_t o = {.compression = UVG_COMPRESS_GZIP};
   c = start(ch, "/t.T/Bidi", &r, &o);
@@ -699,7 +719,7 @@ static void test_max_concurrent_streams_queue(void) {
   uvg_server_t *s;
   int port;
   CHECK_EQ(uvg_server_new(loop, &so, &s), 0);
-  CHECK_EQ(uvg_server_register(s, methods, 6), 0);
+  CHECK_EQ(uvg_server_register(s, methods, 7), 0);
   CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &port), 0);
   uvg_channel_t *ch = channel_to(port, NULL);
   /* settle the connection first so the SETTINGS limit is known */
