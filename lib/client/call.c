@@ -40,6 +40,7 @@ struct uvg_client_call_s {
   uvg__tstream_t ts; /* first: the transport's stream */
   uvg_channel_t *ch;
   uvg__list_t link; /* ch->waiting or ch->active */
+  uvg__list_t all_link; /* ch->calls, for the call's whole life */
   uvg_client_call_cbs_t cbs;
   void *user_data;
   char *method;
@@ -80,7 +81,8 @@ struct uvg_client_call_s {
   size_t kept_bytes;
   uint8_t replayable, retried;
   uint8_t attached, ts_closed, half_close_wanted, read_pending;
-  unsigned msgs_out; /* sends whose callback has not been posted */
+  unsigned msgs_out; /* sends the transport still holds */
+  unsigned cbs_out;  /* ... of them, those with a send callback */
   unsigned pending;  /* closures queued for this call */
   uvg__work_t w_start, w_meta, w_msg, w_status, w_free;
   unsigned nics;       /* interceptors the call was started with */
@@ -93,6 +95,7 @@ struct uvg_client_call_s {
 #define IC(c, i) ((c)->ch->interceptors[i])
 
 #define RETRY_KEEP_MAX (64 * 1024)
+#define UVG__CLIENT_TIMEOUT_MAX_MS (99999999ull * 3600 * 1000)
 
 static uvg_client_call_t *call_of(uvg__tstream_t *ts) {
   return uvg__container_of(ts, uvg_client_call_t, ts);
@@ -100,6 +103,7 @@ static uvg_client_call_t *call_of(uvg__tstream_t *ts) {
 
 static void maybe_post_status(uvg_client_call_t *c);
 static void maybe_free(uvg_client_call_t *c);
+static void on_msg_done(uvg__msg_t *m, int status);
 
 static void post(uvg_client_call_t *c, uvg__work_t *w, uvg__work_fn fn) {
   if (uvg__workq_post_node(&c->ch->q, w, fn, c) == 0) c->pending++;
@@ -109,6 +113,15 @@ static void post(uvg_client_call_t *c, uvg__work_t *w, uvg__work_fn fn) {
 
 /* Decides the status once. A status of the library's drops the messages
  * the application has not read; the stream, if any, is reset. */
+static void drop_unread(uvg_client_call_t *c) {
+  while (!uvg__list_empty(&c->msgs)) {
+    recv_msg_t *r = uvg__container_of(c->msgs.next, recv_msg_t, link);
+    uvg__list_remove(&r->link);
+    uvg__free(r->data);
+    uvg__free(r);
+  }
+}
+
 static void end_call(uvg_client_call_t *c, uvg_status_code_t code,
                      const char *msg, int from_server) {
   if (c->done) return;
@@ -120,15 +133,36 @@ static void end_call(uvg_client_call_t *c, uvg_status_code_t code,
   UVG__TRACE(UVG__TRACE_CALL, "client call %s: %s %s", c->method,
              uvg_status_code_name(code), msg ? msg : "");
   if (!from_server) {
-    while (!uvg__list_empty(&c->msgs)) {
-      recv_msg_t *r = uvg__container_of(c->msgs.next, recv_msg_t, link);
-      uvg__list_remove(&r->link);
-      uvg__free(r->data);
-      uvg__free(r);
-    }
+    drop_unread(c);
     if (c->attached && !c->ts_closed) uvg__ts_reset(&c->ts, NGHTTP2_CANCEL);
+    /* messages that never reached a stream end here */
+    while (!c->attached && !uvg__list_empty(&c->early)) {
+      send_msg_t *sm = uvg__container_of(c->early.next, send_msg_t, early);
+      uvg__list_remove(&sm->early);
+      on_msg_done(&sm->m, UVG_ECANCELED);
+    }
+  } else if (c->attached && !c->ts_closed && c->ts.conn != NULL &&
+             !nghttp2_session_get_stream_local_close(c->ts.conn->h2, c->ts.id)) {
+    /* the server has ended the call while we still send: our side ends
+     * too (RFC 9113 8.1), or the stream would stay half-open for good */
+    uvg__ts_reset(&c->ts, NGHTTP2_NO_ERROR);
   }
   maybe_post_status(c);
+}
+
+/* A cancel or a channel close after the server's status, while messages
+ * before it wait to be read: the application will not read them. */
+static void abandon(uvg_client_call_t *c, const char *msg) {
+  if (!c->done) {
+    end_call(c, UVG_STATUS_CANCELLED, msg, 0);
+  } else if (!c->status_posted) {
+    drop_unread(c);
+    c->from_server = 0;
+    c->code = UVG_STATUS_CANCELLED;
+    uvg__free(c->message);
+    c->message = uvg__strdup(msg);
+    maybe_post_status(c);
+  }
 }
 
 static void run_status(void *arg, int status) {
@@ -148,7 +182,7 @@ static void run_status(void *arg, int status) {
 /* on_status is the last callback: it waits for the messages before a
  * server's status to be read, and for every send callback to be posted. */
 static void maybe_post_status(uvg_client_call_t *c) {
-  if (!c->done || c->status_posted || c->msgs_out > 0 ||
+  if (!c->done || c->status_posted || c->cbs_out > 0 ||
       (c->from_server && !uvg__list_empty(&c->msgs)))
     return;
   c->status_posted = 1;
@@ -171,6 +205,7 @@ static void free_call(uvg_client_call_t *c) {
   uvg_channel_t *ch = c->ch;
   free_kept(c);
   uvg__list_remove(&c->link);
+  uvg__list_remove(&c->all_link);
   uvg__md_list_free(&c->md);
   uvg__md_list_free(&c->resp_md);
   uvg__md_list_free(&c->trailers);
@@ -191,7 +226,8 @@ static void run_free(void *arg, int status) {
 }
 
 static void maybe_free(uvg_client_call_t *c) {
-  if (!c->status_run || c->pending > 0 || (c->attached && !c->ts_closed) ||
+  if (!c->status_run || c->pending > 0 || c->msgs_out > 0 ||
+      (c->attached && !c->ts_closed) ||
       uvg__work_queued(&c->w_free))
     return;
   /* after the callback that may be on the stack has returned */
@@ -364,6 +400,14 @@ static void status_from_trailers(uvg_client_call_t *c) {
     end_call(c, (uvg_status_code_t)c->grpc_status, c->grpc_message, 1);
 }
 
+/* A response that is only headers: they are its trailers. */
+static void trailers_only(uvg_client_call_t *c) {
+  uvg__md_list_t md = c->trailers;
+  c->trailers = c->resp_md;
+  c->resp_md = md;
+  status_from_trailers(c);
+}
+
 void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
   uvg_client_call_t *c = call_of(ts);
   char text[160];
@@ -389,7 +433,7 @@ void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
              c->grpc_status >= 0 ? "" : " (no grpc-status)");
     /* a gRPC server's own status wins when it sent one */
     if (c->grpc_status >= 0 && end)
-      status_from_trailers(c);
+      trailers_only(c);
     else
       end_call(c, http_status_code(http), text, 0);
     return;
@@ -398,8 +442,8 @@ void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
     end_call(c, UVG_STATUS_UNKNOWN, "grpc: the response content-type is not gRPC", 0);
     return;
   }
-  if (end) { /* trailers-only */
-    status_from_trailers(c);
+  if (end) {
+    trailers_only(c);
     return;
   }
   if (c->bad_encoding != NULL) {
@@ -470,7 +514,7 @@ static int retry(uvg_client_call_t *c, uint32_t h2_error) {
   for (uvg__list_t *p = c->early.next; p != &c->early; p = p->next) {
     send_msg_t *sm = uvg__container_of(p, send_msg_t, early);
     sm->m.off = 0;
-    c->msgs_out++;
+    c->msgs_out++; /* kept ones have no callback */
   }
   c->kept_bytes = 0;
   uvg__list_remove(&c->link);
@@ -517,6 +561,7 @@ static void on_msg_done(uvg__msg_t *m, int status) {
   send_msg_t *sm = uvg__container_of(m, send_msg_t, m);
   uvg_client_call_t *c = sm->call;
   c->msgs_out--;
+  if (sm->cb != NULL) c->cbs_out--;
   if (sm->cb != NULL) {
     /* the socket took its bytes, or the application hears it was dropped:
      * either way it cannot be sent again */
@@ -537,6 +582,7 @@ static void on_msg_done(uvg__msg_t *m, int status) {
     uvg__free(sm);
   }
   maybe_post_status(c);
+  maybe_free(c);
 }
 
 /* ---- starting ---- */
@@ -574,6 +620,12 @@ void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
     rc = uvg__conn_request(&cc->c, &c->ts, b.nv, b.n);
     uvg__nv_free(&b);
   }
+  if (rc == UVG_ECLOSED) {
+    /* the connection is going (closing, GOAWAY, stream ids used up): the
+     * call waits for the next one */
+    uvg__channel_conn_unusable(ch, cc);
+    return;
+  }
   if (rc != 0) {
     uvg__list_remove(&c->link);
     uvg__ccall_fail(c, UVG_STATUS_UNAVAILABLE, "cannot start a stream");
@@ -593,11 +645,6 @@ void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
 void uvg__ccall_fail(uvg_client_call_t *c, uvg_status_code_t code,
                      const char *msg) {
   uvg__list_remove(&c->link);
-  while (!uvg__list_empty(&c->early)) {
-    send_msg_t *sm = uvg__container_of(c->early.next, send_msg_t, early);
-    uvg__list_remove(&sm->early);
-    on_msg_done(&sm->m, UVG_ECANCELED);
-  }
   end_call(c, code, msg, 0);
   maybe_free(c);
 }
@@ -614,9 +661,10 @@ void uvg__ccall_cancel_all(uvg_channel_t *ch, const char *msg) {
   while (!uvg__list_empty(&ch->waiting))
     uvg__ccall_fail(uvg__ccall_of_link(ch->waiting.next),
                     UVG_STATUS_CANCELLED, msg);
-  for (uvg__list_t *p = ch->active.next; p != &ch->active; p = p->next)
-    end_call(uvg__container_of(p, uvg_client_call_t, link), UVG_STATUS_CANCELLED,
-             msg, 0);
+  /* also calls on no list: ended by the server with messages unread,
+   * starting (interceptors) or about to be retried */
+  for (uvg__list_t *p = ch->calls.next; p != &ch->calls; p = p->next)
+    abandon(uvg__container_of(p, uvg_client_call_t, all_link), msg);
 }
 
 /* Runs the interceptors' on_start from the queue, then places the call. */
@@ -670,6 +718,7 @@ int uvg_client_call_start(uvg_channel_t *ch, const char *method,
   c->user_data = user_data;
   c->grpc_status = -1;
   uvg__list_init(&c->link);
+  uvg__list_init(&c->all_link);
   uvg__list_init(&c->msgs);
   uvg__list_init(&c->early);
   uvg__list_init(&c->kept);
@@ -702,11 +751,13 @@ int uvg_client_call_start(uvg_channel_t *ch, const char *method,
     uvg__free(c);
     return rc;
   }
-  if (opts->timeout_ms) {
+  /* a deadline past what grpc-timeout can say (99999999 hours) is none */
+  if (opts->timeout_ms && opts->timeout_ms < UVG__CLIENT_TIMEOUT_MAX_MS) {
     c->deadline_at = uv_now(ch->loop) + opts->timeout_ms;
     uvg__timer_start(&c->deadline, on_deadline, opts->timeout_ms);
   }
   *out = c;
+  uvg__list_push(&ch->calls, &c->all_link);
   uvg__channel_call_born(ch);
   c->nics = ch->ninterceptors;
   if (c->nics > 0)
@@ -790,6 +841,7 @@ int uvg_client_call_send(uvg_client_call_t *c, const void *data, size_t len,
     uvg__list_push(&c->early, &sm->early);
   }
   c->msgs_out++;
+  if (cb != NULL) c->cbs_out++;
   return 0;
 }
 
@@ -813,11 +865,11 @@ int uvg_client_call_read(uvg_client_call_t *c) {
 
 int uvg_client_call_cancel(uvg_client_call_t *c) {
   if (c == NULL) return UVG_EINVAL;
-  if (c->done) return UVG_ECANCELED;
-  if (!c->attached)
+  if (c->status_posted) return UVG_ECANCELED;
+  if (!c->attached && !c->done)
     uvg__ccall_fail(c, UVG_STATUS_CANCELLED, "Cancelled on client");
   else
-    end_call(c, UVG_STATUS_CANCELLED, "Cancelled on client", 0);
+    abandon(c, "Cancelled on client");
   return 0;
 }
 

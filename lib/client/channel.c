@@ -103,8 +103,7 @@ static void update_ref(uvg_channel_t *ch) {
 
 static void attach_waiting(uvg_channel_t *ch) {
   while (ch->conn != NULL && !uvg__list_empty(&ch->waiting))
-    uvg__ccall_attach(uvg__ccall_of_link(ch->waiting.next),
-                      ch->conn);
+    uvg__ccall_attach(uvg__ccall_of_link(ch->waiting.next), ch->conn);
 }
 
 static void fail_fast_waiting(uvg_channel_t *ch) {
@@ -205,7 +204,10 @@ static const uvg__conn_cbs_t client_conn_cbs = {
 static void round_failed(uvg_channel_t *ch) {
   set_state(ch, UVG_STATE_TRANSIENT_FAILURE);
   fail_fast_waiting(ch);
-  /* the backoff timer armed at the round's start starts the next one */
+  /* The backoff timer armed at the round's start starts the next one; an
+   * attempt can outlast it (it gets max(backoff, min_connect_timeout)),
+   * and then the next round starts now. */
+  if (!uvg__timer_armed(&ch->backoff_timer)) start_round(ch);
 }
 
 static void on_backoff_over(uvg__timer_t *t) {
@@ -411,7 +413,7 @@ uvg_connectivity_t uvg_channel_state(uvg_channel_t *ch, int try_to_connect) {
 int uvg_channel_watch_state(uvg_channel_t *ch, uvg_connectivity_t last_seen,
                             uvg_channel_state_cb cb, void *user_data) {
   if (ch == NULL || cb == NULL) return UVG_EINVAL;
-  if (ch->released) return UVG_ECLOSED;
+  if (ch->closing) return UVG_ECLOSED;
   watch_t *w = uvg__malloc(sizeof(*w));
   if (w == NULL) return UVG_ENOMEM;
   w->last_seen = last_seen;
@@ -442,8 +444,17 @@ void uvg__channel_call_born(uvg_channel_t *ch) {
   update_ref(ch);
 }
 
+void uvg__channel_conn_unusable(uvg_channel_t *ch, uvg__cconn_t *cc) {
+  cc->draining = 1;
+  leave_conn(ch, cc);
+}
+
 void uvg__channel_place(uvg_channel_t *ch, uvg_client_call_t *call,
                         uvg__list_t *link) {
+  if (ch->closing) { /* closed while the call was on its way here */
+    uvg__ccall_fail(call, UVG_STATUS_CANCELLED, "channel closed");
+    return;
+  }
   uvg__list_push(&ch->waiting, link);
   if (ch->conn != NULL) {
     uvg__ccall_attach(call, ch->conn);
@@ -545,6 +556,7 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
   uvg__list_init(&ch->conns);
   uvg__list_init(&ch->waiting);
   uvg__list_init(&ch->active);
+  uvg__list_init(&ch->calls);
   uvg__list_init(&ch->watches);
   *out = ch;
   return 0;

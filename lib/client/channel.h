@@ -64,6 +64,7 @@ struct uvg_channel_s {
   uvg__list_t conns;          /* every open connection (c.link) */
   uvg__list_t waiting;        /* calls without a stream yet */
   uvg__list_t active;         /* calls with a stream */
+  uvg__list_t calls;          /* every call not yet freed */
   uvg__list_t watches;
 #define UVG__MAX_CLIENT_INTERCEPTORS 16
   struct {
@@ -113,6 +114,9 @@ void uvg__channel_call_born(uvg_channel_t *ch);
  * IDLE channel starts connecting), or fails fast. */
 void uvg__channel_place(uvg_channel_t *ch, uvg_client_call_t *call,
                         uvg__list_t *link);
+/* `cc` cannot start streams any more: the channel stops using it and
+ * connects again for the waiting calls. */
+void uvg__channel_conn_unusable(uvg_channel_t *ch, uvg__cconn_t *cc);
 /* A call is freed. */
 void uvg__channel_call_freed(uvg_channel_t *ch);
 

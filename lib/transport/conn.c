@@ -273,9 +273,12 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
   uvg__conn_t *c = ud;
   (void)flags;
   uvg__tstream_t *s = stream_of(h2, id);
+  /* The connection's window comes back at once, as grpc-go does: only the
+   * stream's waits for the application, so one unread call cannot starve
+   * the others. */
+  nghttp2_session_consume_connection(h2, len);
   if (s == NULL) {
-    /* nobody reads it: the windows must not shrink for good */
-    nghttp2_session_consume(h2, id, len);
+    nghttp2_session_consume_stream(h2, id, len); /* nobody reads it */
     return 0;
   }
   s->unconsumed += len;
@@ -414,8 +417,6 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
   uvg__free(s->trailers);
   s->trailers = NULL;
   s->ntrailers = 0;
-  if (s->unconsumed > 0 && c->h2 != NULL)
-    nghttp2_session_consume_connection(c->h2, s->unconsumed);
   s->unconsumed = 0;
   s->conn = NULL;
   if (s->end_in_write) {
@@ -499,7 +500,7 @@ int uvg__ts_end(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n) {
 void uvg__ts_consume(uvg__tstream_t *s) {
   uvg__conn_t *c = s->conn;
   if (c == NULL || s->unconsumed == 0 || c->closing) return;
-  nghttp2_session_consume(c->h2, s->id, s->unconsumed);
+  nghttp2_session_consume_stream(c->h2, s->id, s->unconsumed);
   s->unconsumed = 0;
   uvg__conn_schedule_flush(c);
 }

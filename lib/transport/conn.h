@@ -248,10 +248,9 @@ int uvg__ts_send(uvg__tstream_t *s, uvg__msg_t *m);
 /* Queues trailers (copied; none for a client's half-close) to follow
  * every queued message; END_STREAM. Returns 0, UVG_ECLOSED or UVG_ENOMEM. */
 int uvg__ts_end(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n);
-/* Gives the DATA received on `s` so far back to flow control (the stream's
- * and the connection's windows): the upper layer calls it when it is ready
- * for more. Bytes of a stream that closes are given back to the connection
- * by the transport. */
+/* Gives the DATA received on `s` so far back to the stream's flow-control
+ * window: the upper layer calls it when it is ready for more. The
+ * connection's window is given back as DATA arrives. */
 void uvg__ts_consume(uvg__tstream_t *s);
 
 /* 1 while messages wait in the stream's send queue. */

@@ -92,6 +92,8 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f,
   h2s_stream_t *st = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
   if (st != NULL && nl == 5 && memcmp(name, ":path", 5) == 0)
     snprintf(st->path, sizeof(st->path), "%.*s", (int)vl, (const char *)value);
+  if (st != NULL && nl == 12 && memcmp(name, "grpc-timeout", 12) == 0)
+    snprintf(st->timeout, sizeof(st->timeout), "%.*s", (int)vl, (const char *)value);
   return 0;
 }
 
@@ -133,8 +135,11 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f,
       /* the behaviour runs once nghttp2 has returned (feed) */
       if (st != NULL && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         st->half_closed = 1;
-        st->answer_due = 1;
+        if (!c->srv->answer_on_headers) st->answer_due = 1;
       }
+      if (st != NULL && c->srv->answer_on_headers && f->hd.type == NGHTTP2_HEADERS &&
+          f->headers.cat == NGHTTP2_HCAT_REQUEST)
+        st->answer_due = 1;
       break;
   }
   return 0;

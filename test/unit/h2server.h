@@ -33,6 +33,7 @@ struct h2s_stream_s {
   int index; /* arrival order over the server's life, from 0 */
   int32_t id;
   char path[128];
+  char timeout[16]; /* grpc-timeout as received */
   uint8_t *body; /* the request's DATA bytes */
   size_t body_len;
   int half_closed; /* the client's END_STREAM arrived */
@@ -71,6 +72,7 @@ struct h2s_s {
   /* SETTINGS_MAX_CONCURRENT_STREAMS in the first SETTINGS of each
    * connection; -1 (the default) sends none. Set before clients connect. */
   int64_t max_concurrent_streams;
+  int answer_on_headers; /* answer at the request headers, not the half-close */
   h2s_behaviour_fn behaviour;
   void *ud;
   h2s_conn_t *conns; /* H2S_MAX_CONNS, on the heap */
