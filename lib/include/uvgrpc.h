@@ -647,7 +647,8 @@ typedef struct {
 
 /* Per-call settings (the struct may be NULL: all defaults). */
 typedef struct {
-  /* Deadline from now, sent as grpc-timeout; 0 = none. When it passes the
+  /* Deadline from now, sent as grpc-timeout; 0 = none, and so is a value
+   * past what grpc-timeout can say (UVG_INFINITE, say). When it passes the
    * call ends DEADLINE_EXCEEDED and its stream is reset (CANCEL). */
   uint64_t timeout_ms;
   /* Wait-for-ready: wait through TRANSIENT_FAILURE until READY or the
