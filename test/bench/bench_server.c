@@ -1,0 +1,299 @@
+/*
+ * bench_server: the server of the client benchmark (test/bench/client_run.sh),
+ * on 127.0.0.1 only. It serves what every client of that benchmark can call:
+ *
+ *   /helloworld.Greeter/SayHello              "Hello " + name, exactly as
+ *       samples/helloworld/greeter_server does (h2load, grpc-go and our
+ *       client all send the same HelloRequest bytes)
+ *   /grpc.testing.BenchmarkService/UnaryCall  SimpleRequest -> SimpleResponse
+ *   /grpc.testing.BenchmarkService/StreamingCall        ping-pong: one
+ *       SimpleResponse for each SimpleRequest, as they come
+ *   /grpc.testing.BenchmarkService/StreamingFromServer  one SimpleRequest,
+ *       then SimpleResponses without end until the client cancels
+ *
+ * A SimpleResponse carries a payload of the request's response_size zero
+ * bytes (grpc/testing/benchmark_service.proto). The streamed responses are
+ * packed once per call and sent without copying, a few at a time: each send
+ * callback queues the next, so at most AHEAD messages wait per call.
+ *
+ *   bench_server [--port N]
+ *
+ * Prints "listening on port N" once listening (--port 0 picks a port) and
+ * stops cleanly on SIGINT or SIGTERM.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uvgrpc.h>
+
+#include "grpc/testing/messages.pb-c.h"
+#include "helloworld.pb-c.h"
+
+/* Streamed responses queued per call before the first send callback. */
+#define AHEAD 8
+
+static void on_done(uvg_call_t *call, const uvg_status_t *status) {
+  (void)call;
+  (void)status;
+}
+
+/* ---- helloworld.Greeter/SayHello, as the sample greeter ---- */
+
+static void on_say_hello(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  Helloworld__HelloRequest *req =
+      helloworld__hello_request__unpack(NULL, len, msg);
+  if (req == NULL) {
+    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT,
+                    "cannot parse HelloRequest", NULL, 0);
+    return;
+  }
+  size_t n = strlen(req->name);
+  char *text = malloc(n + 7);
+  Helloworld__HelloReply reply = HELLOWORLD__HELLO_REPLY__INIT;
+  reply.message = text;
+  uint8_t *buf = text ? malloc(n + 16) : NULL; /* the reply's wire size */
+  if (buf == NULL) {
+    free(text);
+    helloworld__hello_request__free_unpacked(req, NULL);
+    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL,
+                    0);
+    return;
+  }
+  memcpy(text, "Hello ", 6);
+  memcpy(text + 6, req->name, n + 1);
+  helloworld__hello_request__free_unpacked(req, NULL);
+  size_t size = helloworld__hello_reply__pack(&reply, buf);
+  uvg_call_send(call, buf, size, 0, NULL, NULL); /* no callback: copied */
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+  free(buf);
+  free(text);
+}
+
+/* ---- BenchmarkService ---- */
+
+/* A packed SimpleResponse with `size` zero bytes of payload, or NULL. */
+static uint8_t *pack_response(int32_t size, size_t *len) {
+  if (size < 0) size = 0;
+  uint8_t *body = calloc(1, (size_t)size + 1);
+  if (body == NULL) return NULL;
+  Grpc__Testing__Payload payload = GRPC__TESTING__PAYLOAD__INIT;
+  payload.body.data = body;
+  payload.body.len = (size_t)size;
+  Grpc__Testing__SimpleResponse resp = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
+  resp.payload = &payload;
+  *len = grpc__testing__simple_response__get_packed_size(&resp);
+  uint8_t *buf = malloc(*len ? *len : 1);
+  if (buf != NULL) grpc__testing__simple_response__pack(&resp, buf);
+  free(body);
+  return buf;
+}
+
+/* The response_size a SimpleRequest asks for, or -1 if it does not parse. */
+static int32_t response_size(const uint8_t *msg, size_t len) {
+  Grpc__Testing__SimpleRequest *req =
+      grpc__testing__simple_request__unpack(NULL, len, msg);
+  if (req == NULL) return -1;
+  int32_t size = req->response_size < 0 ? 0 : req->response_size;
+  grpc__testing__simple_request__free_unpacked(req, NULL);
+  return size;
+}
+
+static void on_unary_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  int32_t size = response_size(msg, len);
+  size_t n;
+  uint8_t *buf = size < 0 ? NULL : pack_response(size, &n);
+  if (buf == NULL) {
+    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad SimpleRequest",
+                    NULL, 0);
+    return;
+  }
+  uvg_call_send(call, buf, n, 0, NULL, NULL);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+  free(buf);
+}
+
+/* A streaming call's packed response, kept for as long as the call sends
+ * the same size; freed in on_done, after every send callback has run. */
+typedef struct {
+  uint8_t *resp;
+  size_t resp_len;
+  int32_t resp_size;
+  unsigned in_flight; /* StreamingFromServer: sends not yet called back */
+  int finished;
+} stream_t;
+
+static stream_t *stream_of(uvg_call_t *call) {
+  stream_t *s = uvg_call_get_data(call);
+  if (s == NULL && (s = calloc(1, sizeof(*s))) != NULL) {
+    s->resp_size = -1;
+    uvg_call_set_data(call, s);
+  }
+  return s;
+}
+
+static void finish_stream(uvg_call_t *call, stream_t *s, uvg_status_code_t code,
+                          const char *msg) {
+  if (s != NULL) {
+    if (s->finished) return;
+    s->finished = 1;
+  }
+  uvg_call_finish(call, code, msg, NULL, 0);
+}
+
+static void on_stream_done(uvg_call_t *call, const uvg_status_t *status) {
+  (void)status;
+  stream_t *s = uvg_call_get_data(call);
+  if (s != NULL) {
+    free(s->resp);
+    free(s);
+  }
+}
+
+static void on_stream_cancel(uvg_call_t *call, const uvg_status_t *status) {
+  (void)status;
+  finish_stream(call, uvg_call_get_data(call), UVG_STATUS_CANCELLED, NULL);
+}
+
+/* Sets the call's packed response to `size` payload bytes. */
+static int set_response(stream_t *s, int32_t size) {
+  if (s->resp != NULL && s->resp_size == size) return 0;
+  free(s->resp);
+  s->resp = pack_response(size, &s->resp_len);
+  s->resp_size = size;
+  return s->resp != NULL ? 0 : -1;
+}
+
+/* StreamingCall: ping-pong. */
+
+static void on_pingpong_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  if (stream_of(call) == NULL)
+    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL,
+                    0);
+}
+
+static void on_pingpong_message(uvg_call_t *call, const uint8_t *msg,
+                                size_t len) {
+  stream_t *s = uvg_call_get_data(call);
+  if (s == NULL || s->finished) return;
+  int32_t size = response_size(msg, len);
+  if (size < 0 || set_response(s, size) != 0) {
+    finish_stream(call, s, UVG_STATUS_INVALID_ARGUMENT, "bad SimpleRequest");
+    return;
+  }
+  /* copied: the next request may ask for another size */
+  uvg_call_send(call, s->resp, s->resp_len, 0, NULL, NULL);
+}
+
+static void on_pingpong_half_close(uvg_call_t *call) {
+  finish_stream(call, uvg_call_get_data(call), UVG_STATUS_OK, NULL);
+}
+
+/* StreamingFromServer: responses until the client cancels. */
+
+static void send_more(uvg_call_t *call, stream_t *s);
+
+static void on_stream_sent(uvg_call_t *call, int status, void *data) {
+  stream_t *s = data;
+  s->in_flight--;
+  if (status == 0) send_more(call, s);
+}
+
+static void send_more(uvg_call_t *call, stream_t *s) {
+  while (!s->finished && s->in_flight < AHEAD) {
+    if (uvg_call_send(call, s->resp, s->resp_len, 0, on_stream_sent, s) != 0) {
+      finish_stream(call, s, UVG_STATUS_INTERNAL, "send failed");
+      return;
+    }
+    s->in_flight++;
+  }
+}
+
+static void on_server_stream_call(uvg_call_t *call, const uint8_t *msg,
+                                  size_t len) {
+  stream_t *s = stream_of(call);
+  int32_t size = response_size(msg, len);
+  if (s == NULL || size < 0 || set_response(s, size) != 0) {
+    finish_stream(call, s, UVG_STATUS_INVALID_ARGUMENT, "bad SimpleRequest");
+    return;
+  }
+  send_more(call, s);
+}
+
+/* ---- main ---- */
+
+static uvg_server_t *server;
+static uv_signal_t sigint, sigterm;
+
+static void on_closed(uvg_server_t *srv, void *data) {
+  (void)srv;
+  (void)data;
+  uv_close((uv_handle_t *)&sigint, NULL);
+  uv_close((uv_handle_t *)&sigterm, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  (void)signum;
+  uvg_server_close(server, on_closed, h); /* a second signal is a no-op */
+}
+
+int main(int argc, char **argv) {
+  const char *port = "50051";
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
+      port = argv[++i];
+    else if (strncmp(argv[i], "--port=", 7) == 0)
+      port = argv[i] + 7;
+    else {
+      fprintf(stderr, "usage: %s [--port N]\n", argv[0]);
+      return 2;
+    }
+  }
+#define SVC "/grpc.testing.BenchmarkService/"
+  static const uvg_method_t methods[] = {
+      {.path = "/helloworld.Greeter/SayHello",
+       .type = UVG_METHOD_UNARY,
+       .on_call = on_say_hello,
+       .on_done = on_done},
+      {.path = SVC "UnaryCall",
+       .type = UVG_METHOD_UNARY,
+       .on_call = on_unary_call,
+       .on_done = on_done},
+      {.path = SVC "StreamingCall",
+       .type = UVG_METHOD_BIDI_STREAMING,
+       .on_call = on_pingpong_call,
+       .on_message = on_pingpong_message,
+       .on_half_close = on_pingpong_half_close,
+       .on_cancel = on_stream_cancel,
+       .on_done = on_stream_done},
+      {.path = SVC "StreamingFromServer",
+       .type = UVG_METHOD_SERVER_STREAMING,
+       .on_call = on_server_stream_call,
+       .on_cancel = on_stream_cancel,
+       .on_done = on_stream_done},
+  };
+  /* A client that goes away mid-write must not kill the process. */
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_t *loop = uv_default_loop();
+  char addr[64];
+  int bound, err;
+  snprintf(addr, sizeof(addr), "127.0.0.1:%s", port);
+  if ((err = uvg_server_new(loop, NULL, &server)) != 0 ||
+      (err = uvg_server_register(server, methods,
+                                 sizeof(methods) / sizeof(methods[0]))) != 0 ||
+      (err = uvg_server_listen(server, addr, uvg_insecure_server_credentials(),
+                               &bound)) != 0) {
+    fprintf(stderr, "bench_server: %s: %s\n", addr, uvg_strerror(err));
+    return 1;
+  }
+  uv_signal_init(loop, &sigint);
+  uv_signal_init(loop, &sigterm);
+  uv_signal_start(&sigint, on_signal, SIGINT);
+  uv_signal_start(&sigterm, on_signal, SIGTERM);
+  printf("listening on port %d\n", bound);
+  fflush(stdout);
+  uv_run(loop, UV_RUN_DEFAULT);
+  return uv_loop_close(loop) == 0 ? 0 : 1;
+}
