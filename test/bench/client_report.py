@@ -225,7 +225,7 @@ def plot(res, png):
             f.write(f'"{short[k[0]]}{k[1]}x{k[2]} {sz.get(k[3], k[3])}" '
                     f"{uv / go if uv and go else 0:.3f} {uv / h2 if uv and h2 else 0:.3f}\n")
     script = [
-        "set terminal pngcairo size 1500,560 font 'sans,10'", f"set output '{png}'",
+        "set terminal pngcairo size 1500,560 font 'sans,10' noenhanced", f"set output '{png}'",
         "set multiplot layout 1,2 title 'uvgrpc client benchmark "
         "(each client on one core, the uvgrpc bench_server on the other)'",
         "set style data histogram", "set style histogram clustered gap 1",
@@ -270,25 +270,25 @@ def main():
            f"Measured {datetime.date.today().isoformat()} with `bash test/bench/client_run.sh` "
            f"({args.rounds} rounds of {args.seconds} s per run after a {args.warmup} s warm-up, "
            f"best round shown), on {versions()}.", "",
-           "#### Calls per second (server streams: messages per second)", "",
+           "### Calls per second (server streams: messages per second)", "",
            thr, "", spr, "",
            f"![calls/s and ratios per scenario]({os.path.basename(args.png)})", "",
-           "#### Latency", "",
+           "### Latency", "",
            "Our client and the grpc-go client from their histograms (log-linear, 1.6% "
            "buckets), per call (unary) or per ping (ping-pong); h2load reports a mean only.",
            "", lat, "",
-           "#### CPU", "",
+           "### CPU", "",
            "Client CPU (user + system) per call over the measured seconds, then how busy "
            "the client's core was over the whole process (warm-up included) and how busy the "
            "server's core was over the measured seconds. A server core near 100% means the "
            "server, not the client, set the pace.", "", cpu, "",
-           "#### Our client against its targets", "", tgt, "",
-           "#### Notes from the run", ""]
+           "### Our client against its targets", "", tgt, "",
+           "### Notes from the run", ""]
     gen += [f"- {n}" for n in notes] if notes else [
         "- none: no failed call, every server start and stop clean"]
     gen.append("")
     if prof.strip():
-        gen += ["#### Profile of our client (unary 1 x 100, 18 B)", "", "```", prof.rstrip(), "```", ""]
+        gen += ["### Profile of our client (unary 1 x 100, 18 B)", "", "```", prof.rstrip(), "```", ""]
     gen.append(END)
     block = "\n".join(gen)
     doc = open(args.md).read() if os.path.exists(args.md) else "# Benchmarks\n"
