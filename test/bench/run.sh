@@ -132,30 +132,7 @@ done
 
 # --- servers -----------------------------------------------------------------
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-# Every background process this script starts is tracked by pid, and dropped
-# from the list once reaped, so that the exit trap ends only our own.
-PIDS=()
-track() { PIDS+=("$1"); }
-untrack() {
-  local p keep=()
-  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-# alive PID: running (an exited child stays a zombie until waited for).
-alive() {
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)
-  [ -n "$st" ] && [ "$st" != Z ]
-}
-cleanup() {
-  local p
-  [ ${#PIDS[@]} -gt 0 ] || return 0
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$BENCH/procs.sh"
 
 free_port() {
   "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
