@@ -95,6 +95,12 @@ struct uvg_client_call_s {
 #define IC(c, i) ((c)->ch->interceptors[i])
 
 #define RETRY_KEEP_MAX (64 * 1024)
+#define STR_(x) #x
+#define STR(x) STR_(x)
+/* gRPC's user-agent form, "grpc-<language>-<name>/<version>" */
+#define USER_AGENT                                                       \
+  "grpc-c-uvgrpc/" STR(UVG_VERSION_MAJOR) "." STR(UVG_VERSION_MINOR) "." \
+      STR(UVG_VERSION_PATCH)
 #define UVG__CLIENT_TIMEOUT_MAX_MS (99999999ull * 3600 * 1000)
 
 static uvg_client_call_t *call_of(uvg__tstream_t *ts) {
@@ -323,8 +329,9 @@ int uvg__ccall_on_header(uvg__tstream_t *ts, uvg__hblock_t kind,
   /* after a 1xx, nghttp2 files the final response as a trailers block */
   if (kind == UVG__HB_TRAILERS && !c->got_response) kind = UVG__HB_RESPONSE;
   if (header_is(name, nlen, ":status")) {
-    snprintf(c->http_status, sizeof(c->http_status), "%.*s",
-             (int)(vlen < 3 ? vlen : 3), (const char *)value);
+    size_t n = vlen < 3 ? vlen : 3;
+    memcpy(c->http_status, value, n);
+    c->http_status[n] = '\0';
   } else if (header_is(name, nlen, "content-type")) {
     c->ct_grpc = vlen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
                  (vlen == 16 || value[16] == '+' || value[16] == ';');
@@ -589,7 +596,7 @@ static void on_msg_done(uvg__msg_t *m, int status) {
 
 void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
   uvg_channel_t *ch = c->ch;
-  char timeout[10], ua[48];
+  char timeout[10];
   const char *enc = uvg__encoding_name(c->send_enc);
   size_t tlen = 0;
   if (c->deadline_at) {
@@ -597,8 +604,6 @@ void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
     tlen = uvg__timeout_encode(c->deadline_at > now ? c->deadline_at - now : 1,
                                timeout);
   }
-  int ualen = snprintf(ua, sizeof(ua), "grpc-c-uvgrpc/%d.%d.%d", UVG_VERSION_MAJOR,
-                       UVG_VERSION_MINOR, UVG_VERSION_PATCH);
   const char *auth = c->authority ? c->authority : ch->authority;
   nghttp2_nv fixed[10] = {
       UVG__NV(":method", "POST", 4),
@@ -607,7 +612,7 @@ void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
       UVG__NV(":authority", auth, strlen(auth)),
       UVG__NV("content-type", "application/grpc", 16),
       UVG__NV("te", "trailers", 8),
-      UVG__NV("user-agent", ua, (size_t)ualen),
+      UVG__NV("user-agent", USER_AGENT, sizeof(USER_AGENT) - 1),
       UVG__NV("grpc-accept-encoding", UVG__ACCEPT_ENCODING,
               sizeof(UVG__ACCEPT_ENCODING) - 1),
   };

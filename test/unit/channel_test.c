@@ -15,12 +15,15 @@ static uv_loop_t *loop;
 /* ---- the server ---- */
 
 static int srv_cancels, srv_done;
-static char srv_seen_md[32];
+static char srv_seen_md[32], srv_seen_ua[64];
 
 static void echo(uvg_call_t *call, const uint8_t *msg, size_t len) {
   const uvg_metadata_t *m = uvg_call_metadata_get(call, "x-req");
   snprintf(srv_seen_md, sizeof(srv_seen_md), "%.*s", m ? (int)m->value_len : 0,
            m ? (const char *)m->value : "");
+  const uvg_metadata_t *ua = uvg_call_metadata_get(call, "user-agent");
+  snprintf(srv_seen_ua, sizeof(srv_seen_ua), "%.*s", ua ? (int)ua->value_len : 0,
+           ua ? (const char *)ua->value : "");
   const uvg_metadata_t hd = {"x-head", (const uint8_t *)"h", 1};
   uvg_call_send_headers(call, &hd, 1);
   uvg_call_send(call, msg, len, 0, NULL, NULL);
@@ -269,6 +272,7 @@ static void test_unary(void) {
   CHECK_EQ(u.code, UVG_STATUS_OK);
   CHECK_STR(u.reply, "hello");
   CHECK_STR(srv_seen_md, "abc");
+  CHECK_STR(srv_seen_ua, "grpc-c-uvgrpc/0.1.0");
   CHECK_EQ(uvg_channel_state(ch, 0), UVG_STATE_READY);
   /* an error status with its message and details */
   rec_t r;
