@@ -125,6 +125,8 @@ static void fail_fast_waiting(uvg_channel_t *ch) {
   uvg__list_move(&keep, &ch->waiting);
 }
 
+static void on_idle(uvg__timer_t *t);
+
 static void on_conn_ready(uvg__conn_t *c) {
   uvg__cconn_t *cc = (uvg__cconn_t *)c;
   uvg_channel_t *ch = cc->ch;
@@ -137,6 +139,9 @@ static void on_conn_ready(uvg__conn_t *c) {
   ch->last_error[0] = '\0';
   UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: channel READY", c->peer);
   set_state(ch, UVG_STATE_READY);
+  /* connected without a call (uvg_channel_state(ch, 1)): idle from now */
+  if (ch->ncalls == 0 && ch->opts.idle_timeout_ms != UVG_INFINITE)
+    uvg__timer_start(&ch->idle_timer, on_idle, ch->opts.idle_timeout_ms);
 }
 
 /* The connection carries no new calls: the channel goes IDLE and the next

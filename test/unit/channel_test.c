@@ -556,6 +556,21 @@ static void test_idle_timeout(void) {
   CHECK_EQ(v.code, UVG_STATUS_OK);
   uvg_server_get_stats(s, &st1);
   CHECK_EQ(st1.connections_accepted, st0.connections_accepted + 1);
+  /* connected without a call, it goes idle too */
+  nseen = 0;
+  CHECK_EQ(uvg_channel_watch_state(ch, UVG_STATE_READY, on_state, NULL), 0);
+  CHECK(run_until(&nseen, 1, 3000)); /* idle again after the call */
+  CHECK_EQ(seen[0], UVG_STATE_IDLE);
+  CHECK_EQ(uvg_channel_state(ch, 1), UVG_STATE_CONNECTING);
+  int was_ready = 0, idle_after = 0;
+  for (int k = 0; k < 300 && !idle_after; k++) {
+    run_until(&flag, 1, 5);
+    uvg_connectivity_t now = uvg_channel_state(ch, 0);
+    if (now == UVG_STATE_READY) was_ready = 1;
+    if (was_ready && now == UVG_STATE_IDLE) idle_after = 1;
+  }
+  CHECK(was_ready);
+  CHECK(idle_after);
   channel_close(ch);
   server_stop(s);
 }
