@@ -58,6 +58,7 @@ struct uvg_client_call_s {
   uint8_t recv_enc;
   uint8_t got_response; /* the (final) response headers arrived */
   uint8_t cur_compressed; /* the message on_message is handing over */
+  uint8_t delivering;     /* run_message is handing messages over */
   char *bad_encoding;
   char http_status[4];
   uint8_t ct_grpc;
@@ -248,11 +249,14 @@ static void maybe_consume(uvg_client_call_t *c) {
   if (uvg__list_empty(&c->msgs)) uvg__ts_consume(&c->ts);
 }
 
+/* Hands over, in this turn, every message that has arrived for as long as
+ * the application keeps reading from on_message (not one per loop turn). */
 static void run_message(void *arg, int status) {
   uvg_client_call_t *c = arg;
   (void)status;
   c->pending--;
-  if (c->read_pending && !uvg__list_empty(&c->msgs) && !c->status_run) {
+  c->delivering = 1;
+  while (c->read_pending && !uvg__list_empty(&c->msgs) && !c->status_run) {
     recv_msg_t *r = uvg__container_of(c->msgs.next, recv_msg_t, link);
     uvg__list_remove(&r->link);
     c->read_pending = 0; /* on_message may ask for the next one */
@@ -265,6 +269,7 @@ static void run_message(void *arg, int status) {
     uvg__free(r->data);
     uvg__free(r);
   }
+  c->delivering = 0;
   maybe_post_status(c);
   maybe_free(c);
 }
@@ -864,7 +869,7 @@ int uvg_client_call_read(uvg_client_call_t *c) {
   if (c->status_posted) return UVG_ECANCELED;
   if (c->read_pending) return UVG_ESTATE;
   c->read_pending = 1;
-  maybe_deliver(c);
+  if (!c->delivering) maybe_deliver(c); /* else run_message goes on */
   return 0;
 }
 
