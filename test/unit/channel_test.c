@@ -9,6 +9,7 @@
 #include <uvgrpc.h>
 
 #include "test.h"
+#include "loop_wait.h"
 
 static uv_loop_t *loop;
 
@@ -144,19 +145,8 @@ static void server_stop(uvg_server_t *s) {
 
 /* ---- running the loop ---- */
 
-static void on_tick(uv_timer_t *t) { (void)t; }
-
-/* Runs the loop until *flag >= want or ms pass. */
 static int run_until(const int *flag, int want, int ms) {
-  uv_timer_t tick;
-  uv_timer_init(loop, &tick);
-  uv_timer_start(&tick, on_tick, 5, 5);
-  uv_update_time(loop);
-  uint64_t end = uv_now(loop) + (uint64_t)ms;
-  while (*flag < want && uv_now(loop) < end) uv_run(loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return *flag >= want;
+  return wait_count(loop, flag, want, ms);
 }
 
 static uvg_channel_t *channel_to(int port, const uvg_channel_options_t *o) {

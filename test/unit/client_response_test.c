@@ -9,33 +9,17 @@
 
 #include "h2server.h"
 #include "test.h"
+#include "loop_wait.h"
 
 static uv_loop_t *loop;
 static h2s_t srv;
 
 /* ---- running the loop ---- */
 
-static void on_tick(uv_timer_t *t) {
-  (void)t;
-}
-
-/* Runs the loop until *flag >= want or ms pass. */
 static int run_until(const int *flag, int want, int ms) {
-  uv_timer_t tick;
-  uv_timer_init(loop, &tick);
-  uv_timer_start(&tick, on_tick, 5, 5);
-  uv_update_time(loop);
-  uint64_t end = uv_now(loop) + (uint64_t)ms;
-  while (*flag < want && uv_now(loop) < end) uv_run(loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return *flag >= want;
+  return wait_count(loop, flag, want, ms);
 }
-
-static void run_for(int ms) {
-  int never = 0;
-  run_until(&never, 1, ms);
-}
+static void run_for(int ms) { wait_ms(loop, ms); }
 
 /* ---- the channel and the server ---- */
 

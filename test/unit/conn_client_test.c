@@ -9,6 +9,7 @@
 
 #include "rpc/rpc.h"
 #include "test.h"
+#include "loop_wait.h"
 #include "transport/conn.h"
 
 static uv_loop_t *loop;
@@ -136,19 +137,9 @@ static const uvg__conn_settings_t settings = {
     .max_header_list_size = 16384,
 };
 
-static void on_tick(uv_timer_t *t) { (void)t; }
-
 /* Runs the loop until *flag reaches `want` or 2 s pass. */
 static int run_until(const int *flag, int want) {
-  uv_timer_t tick;
-  uv_timer_init(loop, &tick);
-  uv_timer_start(&tick, on_tick, 5, 5);
-  uv_update_time(loop);
-  uint64_t end = uv_now(loop) + 2000;
-  while (*flag < want && uv_now(loop) < end) uv_run(loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return *flag >= want;
+  return wait_count(loop, flag, want, 2000);
 }
 
 static void client_open_with(client_t *cl, int port, const uvg__conn_settings_t *st);
