@@ -666,7 +666,7 @@ static void on_conn_close(uvg__conn_t *conn) {
   uvg_server_t *s = conn->data;
   uvg__list_remove(&conn->link);
   s->stats.connections_open--;
-  uvg__free(conn);
+  uvg__free(uvg__container_of(conn, uvg__srvconn_t, c));
   uvg__server_maybe_closed(s);
 }
 

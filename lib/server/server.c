@@ -229,26 +229,27 @@ int uvg_server_register(uvg_server_t *s, const uvg_method_t *methods, size_t n) 
 static void on_accept(uvg__listener_t *ll, int fd) {
   uvg__server_listener_t *sl = uvg__container_of(ll, uvg__server_listener_t, l);
   uvg_server_t *s = sl->server;
-  uvg__conn_t *c = uvg__calloc(1, sizeof(*c));
-  if (c == NULL) {
+  uvg__srvconn_t *sc = uvg__calloc(1, sizeof(*sc));
+  if (sc == NULL) {
     close(fd); /* refused rather than left to wait */
     return;
   }
+  uvg__conn_t *c = &sc->c;
   c->data = s;
-  uvg__conn_init(c, s->sched, &uvg__server_conn_cbs);
+  uvg__srvconn_init(sc, s->sched, &uvg__server_conn_cbs);
   c->stat_writes = &s->stats.writes;
   c->stat_bytes = &s->stats.bytes_written;
   c->stat_proto = &s->stats.protocol_errors;
   int err = uvg__stream_open_fd(s->loop, &c->io, fd, ll->is_unix, c->io.cbs,
                                 s->read_buf, READ_BUF_LEN);
   if (c->io.ops == NULL) {
-    uvg__free(c);
+    uvg__free(sc);
     return;
   }
   uvg__list_push(&s->conns, &c->link);
   s->stats.connections_accepted++;
   s->stats.connections_open++;
-  if (err == 0) err = uvg__conn_start_server(c, &s->settings);
+  if (err == 0) err = uvg__conn_start_server(sc, &s->settings);
   if (err != 0) {
     uvg__log(UVG_LOG_WARN, "cannot start connection: %s", uvg_strerror(err));
     uvg__conn_close(c);

@@ -108,48 +108,11 @@ static uvg__tstream_t *stream_of(nghttp2_session *h2, int32_t id) {
   return nghttp2_session_get_stream_user_data(h2, id);
 }
 
-/* RFC 9113 5.1.1: "The identifier of a newly established stream MUST be
- * numerically greater than all streams that the initiating endpoint has
- * opened", and the first use of an id closes every idle stream below it.
- * So a HEADERS on an id the client skipped is a connection error
- * PROTOCOL_ERROR. nghttp2 ignores it: it keeps no record of ids below the
- * highest, and cannot tell a skipped id from one whose stream is closed
- * and forgotten, where a HEADERS may be innocent (trailers that crossed
- * our RST_STREAM, 5.1 and 6.4). Clients open ids in sequence, so a skip is
- * rare: the connection remembers the last few skipped ranges and leaves
- * any other id below the highest to nghttp2. Called for every frame
- * before nghttp2 acts on it. */
+/* Called for every frame before nghttp2 acts on it. */
 static int on_begin_frame(nghttp2_session *h2, const nghttp2_frame_hd *hd,
                           void *ud) {
-  uvg__conn_t *c = ud;
-  uint32_t id = (uint32_t)hd->stream_id;
-  /* stream 0 and even ids are nghttp2's to refuse; a client sees only
-   * responses on streams it opened itself */
-  if (c->is_client || hd->type != NGHTTP2_HEADERS || (id & 1) == 0) return 0;
-  if (id >= c->next_peer_id) {
-    if (id > c->next_peer_id) {
-      uint32_t *r = c->skipped[c->nskipped++ % UVG__ARRAY_SIZE(c->skipped)];
-      r[0] = c->next_peer_id;
-      r[1] = id - 2;
-    }
-    c->next_peer_id = id + 2;
-    return 0;
-  }
-  size_t n = UVG__ARRAY_SIZE(c->skipped);
-  if (c->nskipped < n) n = c->nskipped;
-  for (size_t i = 0; i < n; i++) {
-    if (id >= c->skipped[i][0] && id <= c->skipped[i][1]) {
-      if (c->stat_proto) (*c->stat_proto)++;
-      uvg__log(UVG_LOG_WARN, "%s: HTTP/2 error: HEADERS on stream %u, an id "
-               "the client skipped; closing connection", c->peer, id);
-      /* nghttp2 ignores the rest of the input and closes once the
-       * GOAWAY is out, as for the protocol errors it finds itself */
-      if (nghttp2_session_terminate_session(h2, NGHTTP2_PROTOCOL_ERROR) != 0)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-      break;
-    }
-  }
-  return 0;
+  (void)h2;
+  return uvg__srv_on_begin_frame(ud, hd);
 }
 
 static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
@@ -158,10 +121,7 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
   if (c->is_client || frame->hd.type != NGHTTP2_HEADERS ||
       frame->headers.cat != NGHTTP2_HCAT_REQUEST || c->closing)
     return 0;
-  /* RFC 9113 6.8: a stream above the last-stream-id of the GOAWAY we sent
-   * is not processed; the peer may retry it elsewhere. Streams opened
-   * before it, also after a heads-up GOAWAY, are served. */
-  uvg__tstream_t *s = c->goaway_final && frame->hd.stream_id > c->goaway_last_id
+  uvg__tstream_t *s = uvg__srv_refuses(c, frame->hd.stream_id)
                           ? NULL
                           : c->cbs->stream_open(c);
   if (s == NULL) {
@@ -176,7 +136,7 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
   uvg__list_push(&c->streams, &s->conn_link);
   nghttp2_session_set_stream_user_data(h2, s->id, s);
   c->nstreams++;
-  uvg__conn_on_stream_count(c);
+  uvg__srv_on_stream_count(c);
   return 0;
 }
 
@@ -294,7 +254,7 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame,
     return 0;
   }
   if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)
-    uvg__conn_on_headers_or_data_sent(ud);
+    uvg__srv_on_headers_or_data_sent(c);
   if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
       !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
@@ -411,7 +371,7 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
   if (c->h2 != NULL) nghttp2_session_set_stream_user_data(c->h2, s->id, NULL);
   uvg__list_remove(&s->conn_link);
   c->nstreams--;
-  if (!c->closing) uvg__conn_on_stream_count(c);
+  if (!c->closing) uvg__srv_on_stream_count(c);
   while (!uvg__list_empty(&s->sendq))
     drop_msg(uvg__container_of(s->sendq.next, uvg__msg_t, link));
   uvg__free(s->trailers);
@@ -634,26 +594,20 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
   uvg__work_init(&c->flush_node);
   uvg__workq_init(sched, &c->q);
   uvg__list_init(&c->streams);
-  c->next_peer_id = 1;
-  c->nskipped = 0;
   uvg__list_init(&c->write_msgs);
   uvg__list_init(&c->write_streams);
-  c->goaway_final = 0;
-  c->goaway_last_id = 0;
   uvg__iovs_init(&c->out);
   c->io.cbs = &io_cbs;
   c->peer[0] = '\0';
+  c->srv = NULL;
   c->settings = NULL;
   c->nstreams = 0;
-  c->ping_outstanding = c->ping_strikes = c->reset_strikes = 0;
-  c->draining = c->drained = 0;
+  c->ping_outstanding = 0;
   c->close_on_goaway = c->close_after_write = c->lingering = 0;
-  c->last_read = c->ping_sent_at = c->last_ping_at = 0;
+  c->last_read = c->ping_sent_at = 0;
   uvg__timer_init(sched, &c->ka_timer);
-  uvg__timer_init(sched, &c->idle_timer);
-  uvg__timer_init(sched, &c->age_timer);
   uvg__timer_init(sched, &c->hs_timer);
-  uvg__timer_init(sched, &c->drain_timer);
+  uvg__timer_init(sched, &c->close_timer);
 }
 
 /* The first SETTINGS says what this side accepts: the server its stream
@@ -686,8 +640,8 @@ static int start(uvg__conn_t *c, const uvg__conn_settings_t *st, int client) {
   return 0;
 }
 
-int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *st) {
-  return start(c, st, 0);
+int uvg__conn_start_server(uvg__srvconn_t *sc, const uvg__conn_settings_t *st) {
+  return start(&sc->c, st, 0);
 }
 
 int uvg__conn_start_client(uvg__conn_t *c, const uvg__conn_settings_t *st) {
@@ -708,7 +662,6 @@ int uvg__conn_request(uvg__conn_t *c, uvg__tstream_t *s, const nghttp2_nv *nv,
   s->has_provider = 1;
   uvg__list_push(&c->streams, &s->conn_link);
   c->nstreams++;
-  uvg__conn_on_stream_count(c);
   uvg__conn_schedule_flush(c);
   return 0;
 }
@@ -742,7 +695,7 @@ static void flush(uvg__conn_t *c) {
     /* Done when nghttp2 is (GOAWAY exchanged, no streams left), unless a
      * drain still waits for its PING before the final GOAWAY. */
     if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
-        (!c->draining || c->drained))
+        !uvg__srv_draining(c))
       linger(c);
     return;
   }
@@ -764,14 +717,11 @@ static void flush(uvg__conn_t *c) {
 
 void uvg__conn_submit_goaway(uvg__conn_t *c, uint32_t h2_error,
                              const char *debug) {
-  int32_t last = nghttp2_session_get_last_proc_stream_id(c->h2);
-  /* RFC 9113 6.8: a later GOAWAY MUST NOT increase the last-stream-id;
-   * nghttp2 only clamps against one already sent, and streams refused
-   * since still count as processed there. */
-  if (!c->goaway_final || last < c->goaway_last_id) c->goaway_last_id = last;
-  c->goaway_final = 1;
+  /* RFC 9113 6.8: a later GOAWAY MUST NOT increase the last-stream-id. */
+  int32_t last = uvg__srv_goaway_last_id(
+      c, nghttp2_session_get_last_proc_stream_id(c->h2));
   /* Not nghttp2_session_terminate_session(): it cannot carry debug data. */
-  nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, c->goaway_last_id, h2_error,
+  nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, last, h2_error,
                         (const uint8_t *)debug, debug ? strlen(debug) : 0);
   uvg__conn_schedule_flush(c);
 }
@@ -782,7 +732,7 @@ void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug) {
   c->close_on_goaway = 1;
   /* The GOAWAY waits behind the write in flight, and a peer that stops
    * reading never lets that write complete: the close has a deadline. */
-  uvg__timer_start(&c->drain_timer, on_linger_over, UVG__CONN_CLOSE_MS);
+  uvg__timer_start(&c->close_timer, on_linger_over, UVG__CONN_CLOSE_MS);
 }
 
 /* Ends every stream and stops everything but the socket. */
@@ -802,12 +752,12 @@ void uvg__conn_set_close_reason(uvg__conn_t *c, const char *reason) {
 static void close_now(uvg__conn_t *c) {
   uvg__conn_set_close_reason(c, "connection closed");
   if (!c->closing) begin_close(c);
-  uvg__timer_stop(&c->drain_timer);
+  uvg__timer_stop(&c->close_timer);
   c->io.ops->close(&c->io);
 }
 
 static void on_linger_over(uvg__timer_t *t) {
-  close_now(uvg__container_of(t, uvg__conn_t, drain_timer));
+  close_now(uvg__container_of(t, uvg__conn_t, close_timer));
 }
 
 /* Closes after a GOAWAY without losing it: closing a socket with unread
@@ -821,9 +771,9 @@ static void linger(uvg__conn_t *c) {
                                                    : "GOAWAY sent");
   /* After uvg__conn_goaway() its close deadline stands. */
   uint64_t ms = LINGER_MS;
-  if (c->close_on_goaway && uvg__timer_armed(&c->drain_timer)) {
+  if (c->close_on_goaway && uvg__timer_armed(&c->close_timer)) {
     uint64_t now = uv_now(c->sched->loop);
-    ms = c->drain_timer.due > now ? c->drain_timer.due - now : 0;
+    ms = c->close_timer.due > now ? c->close_timer.due - now : 0;
   }
   begin_close(c);
   if (c->io.ops->shutdown == NULL || c->io.ops->shutdown(&c->io) != 0) {
@@ -831,7 +781,7 @@ static void linger(uvg__conn_t *c) {
     return;
   }
   c->lingering = 1;
-  uvg__timer_start(&c->drain_timer, on_linger_over, ms);
+  uvg__timer_start(&c->close_timer, on_linger_over, ms);
 }
 
 /* nghttp2 gave up on the session (a flood, a fatal protocol error): its

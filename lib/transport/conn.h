@@ -131,6 +131,26 @@ typedef struct {
   uint64_t handshake_timeout;  /* close if no SETTINGS by then */
 } uvg__conn_settings_t;
 
+/* What only a server's connection carries (srvpolicy.c): the RFC 9113
+ * stream-id bookkeeping of a peer that opens streams, ping enforcement
+ * (gRFC A8), max idle and max age (A9), the graceful drain and the
+ * last-stream-id of the GOAWAY it sent. A client's connection has none. */
+typedef struct {
+  /* RFC 9113 5.1.1: the next stream id the client may open, and the last
+   * ranges of ids it skipped (never opened, closed for good) */
+  uint32_t next_peer_id;
+  uint32_t skipped[4][2]; /* [first, last]; the oldest is overwritten */
+  unsigned nskipped;      /* ranges ever recorded */
+  uvg__timer_t idle_timer, age_timer, drain_timer;
+  uint64_t last_ping_at;
+  uint8_t ping_strikes;
+  uint8_t reset_strikes;
+  uint8_t draining; /* the first (heads-up) GOAWAY is out */
+  uint8_t drained;  /* the final GOAWAY is out */
+  uint8_t goaway_final; /* a GOAWAY with goaway_last_id is submitted */
+  int32_t goaway_last_id; /* streams above it are refused */
+} uvg__conn_srv_t;
+
 struct uvg__conn_s {
   uvg__stream_t io; /* first: the byte stream */
   uvg__sched_t *sched;
@@ -140,16 +160,12 @@ struct uvg__conn_s {
   void *data; /* the upper layer's */
   uvg__list_t link; /* the upper layer's list of connections */
   uvg__list_t streams;
-  /* RFC 9113 5.1.1: the next stream id the client may open, and the last
-   * ranges of ids it skipped (never opened, closed for good) */
-  uint32_t next_peer_id;
-  uint32_t skipped[4][2]; /* [first, last]; the oldest is overwritten */
-  unsigned nskipped;      /* ranges ever recorded */
   uvg__iovs_t out;
   uvg__list_t write_msgs; /* messages referenced by the write in flight */
   uvg__list_t write_streams; /* streams whose END_STREAM is in that write */
   uint64_t *stat_writes, *stat_bytes, *stat_proto; /* counters, or NULL */
   uvg__work_t flush_node; /* the flush: posting it cannot fail */
+  uvg__conn_srv_t *srv;   /* the server's policy, in uvg__srvconn_t; or NULL */
   uint8_t writing;
   uint8_t flush_queued;
   uint8_t closing;
@@ -157,18 +173,14 @@ struct uvg__conn_s {
   uint8_t ready;          /* the peer's first SETTINGS arrived */
   uint8_t goaway_received;
   const char *close_reason; /* static text: why the connection closed */
-  /* connection management (manage.c) */
+  /* keepalive and the handshake deadline (manage.c), both roles */
   const uvg__conn_settings_t *settings;
-  uvg__timer_t ka_timer, idle_timer, age_timer, hs_timer, drain_timer;
-  uint64_t last_read, ping_sent_at, last_ping_at;
+  uvg__timer_t ka_timer, hs_timer;
+  uint64_t last_read, ping_sent_at;
   unsigned nstreams;
   uint8_t ping_outstanding;
-  uint8_t ping_strikes;
-  uint8_t reset_strikes;
-  uint8_t draining; /* the first (heads-up) GOAWAY is out */
-  uint8_t drained;  /* the final GOAWAY is out */
-  uint8_t goaway_final; /* a GOAWAY with goaway_last_id is submitted */
-  int32_t goaway_last_id; /* streams above it are refused */
+  /* closing after a GOAWAY */
+  uvg__timer_t close_timer;  /* the close deadline, then the linger */
   uint8_t close_on_goaway;   /* uvg__conn_goaway: close once it is sent */
   uint8_t close_after_write; /* ... and it is in the write in flight */
   uint8_t lingering;         /* half-closed, waiting for the peer's EOF */
@@ -176,15 +188,26 @@ struct uvg__conn_s {
   char peer[64];
 };
 
+/* A server's connection: the common part and the server's policy. */
+typedef struct {
+  uvg__conn_t c;
+  uvg__conn_srv_t srv;
+} uvg__srvconn_t;
+
 /* Prepares `c` before its io is opened; sets c->io.cbs, which the byte
  * stream must be opened with. From here on uvg__conn_close() is valid. */
 void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
                     const uvg__conn_cbs_t *cbs);
 
+/* uvg__conn_init() for a server's connection, with its policy. */
+void uvg__srvconn_init(uvg__srvconn_t *sc, uvg__sched_t *sched,
+                       const uvg__conn_cbs_t *cbs);
+
 /* Starts the server side of a connection whose io is open: creates the
  * session, queues SETTINGS and starts reading. Returns 0, UVG_ENOMEM or a
  * libuv error; on failure the caller closes `c`. */
-int uvg__conn_start_server(uvg__conn_t *c, const uvg__conn_settings_t *settings);
+int uvg__conn_start_server(uvg__srvconn_t *sc,
+                           const uvg__conn_settings_t *settings);
 
 /* Starts the client side of a connection whose io is open: creates the
  * session, queues the preface and SETTINGS and starts reading; on_ready
@@ -205,17 +228,35 @@ int uvg__conn_request(uvg__conn_t *c, uvg__tstream_t *s, const nghttp2_nv *nv,
  * write in flight completes). */
 void uvg__conn_schedule_flush(uvg__conn_t *c);
 
-/* ---- connection management (manage.c): gRFC A8, A9, doc/keepalive.md ---- */
+/* ---- keepalive and handshake deadline (manage.c): gRFC A8 ---- */
 
-/* Arms the keepalive, handshake and age timers. */
+/* Arms the keepalive and handshake timers (and the server's). */
 void uvg__conn_manage_start(uvg__conn_t *c);
 /* Disarms every timer; at close. */
 void uvg__conn_manage_stop(uvg__conn_t *c);
 /* Events from conn.c. */
 void uvg__conn_on_read(uvg__conn_t *c);
 void uvg__conn_on_frame(uvg__conn_t *c, const nghttp2_frame *frame);
-void uvg__conn_on_headers_or_data_sent(uvg__conn_t *c);
-void uvg__conn_on_stream_count(uvg__conn_t *c);
+
+/* ---- the server's policy (srvpolicy.c): RFC 9113 5.1.1, gRFC A8, A9 ----
+ * Each does nothing on a client's connection (c->srv == NULL). */
+
+void uvg__srv_start(uvg__conn_t *c);
+void uvg__srv_stop(uvg__conn_t *c);
+/* Before nghttp2 acts on a frame: a HEADERS on a stream id the client
+ * skipped ends the connection. Returns 0 or an nghttp2 error. */
+int uvg__srv_on_begin_frame(uvg__conn_t *c, const nghttp2_frame_hd *hd);
+/* 1 if a new stream `id` must be refused: it is above the last-stream-id
+ * of the final GOAWAY sent. */
+int uvg__srv_refuses(const uvg__conn_t *c, int32_t id);
+void uvg__srv_on_frame(uvg__conn_t *c, const nghttp2_frame *frame);
+void uvg__srv_on_headers_or_data_sent(uvg__conn_t *c);
+void uvg__srv_on_stream_count(uvg__conn_t *c);
+/* 1 between the heads-up GOAWAY and the final one. */
+int uvg__srv_draining(const uvg__conn_t *c);
+/* The last-stream-id for a GOAWAY to send now, given nghttp2's last
+ * processed stream; records it (RFC 9113 6.8: it never grows). */
+int32_t uvg__srv_goaway_last_id(uvg__conn_t *c, int32_t last_processed);
 /* Graceful GOAWAY: a heads-up GOAWAY (last stream 2^31-1) and a PING; on
  * the ack (or after a second) the final GOAWAY with the last stream id
  * processed. Streams in flight finish; the connection then closes. */
