@@ -33,7 +33,7 @@ const char *uvg_connectivity_name(int state) {
 
 void uvg_channel_options_init(uvg_channel_options_t *o) {
   memset(o, 0, sizeof(*o));
-  o->initial_window_size = 65535;
+  o->initial_window_size = 0; /* dynamic */
   o->initial_connection_window_size = 16 * 1024 * 1024;
   o->max_frame_size = 16384;
   o->max_header_list_size = 16384;
@@ -536,6 +536,11 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
   ch->state = UVG_STATE_IDLE;
   ch->settings.initial_window_size = ch->opts.initial_window_size;
   ch->settings.connection_window_size = ch->opts.initial_connection_window_size;
+  /* As grpc-go: a window the application chose stays as it is. */
+  if (ch->opts.initial_window_size == 0) {
+    ch->settings.initial_window_size = UVG__CHANNEL_WINDOW;
+    ch->settings.bdp_limit = UVG__CHANNEL_BDP_LIMIT;
+  }
   ch->settings.max_frame_size = ch->opts.max_frame_size;
   ch->settings.max_header_list_size = ch->opts.max_header_list_size;
   ch->settings.handshake_timeout = ch->opts.min_connect_timeout_ms;

@@ -20,6 +20,10 @@
 
 /* gRFC A8: the least keepalive time a client may use. */
 #define UVG__CLIENT_KEEPALIVE_MIN_MS 10000u
+/* The stream window a channel starts with (HTTP/2's default), and
+ * grpc-go's bdpLimit: the window grows up to this. */
+#define UVG__CHANNEL_WINDOW 65535u
+#define UVG__CHANNEL_BDP_LIMIT (16u * 1024 * 1024)
 
 struct uvg_channel_credentials_s {
   int insecure;

@@ -542,9 +542,11 @@ UVG_EXTERN const char *uvg_connectivity_name(int state);
 /* Channel-wide settings; a field left 0 takes its default. Durations are in
  * milliseconds. */
 typedef struct {
-  /* Per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE); default
-   * 64 KiB. Reading is paced by uvg_client_call_read(): a call holds at
-   * most one window of unread bytes. */
+  /* Per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE). Left 0 (as
+   * uvg_channel_options_init() leaves it), it starts at 64 KiB and grows with the measured bandwidth-delay product
+   * up to 16 MiB (as grpc-go's dynamic window); set, it stays as set.
+   * Reading is paced by uvg_client_call_read(): a call holds at most one
+   * window of unread bytes. */
   uint32_t initial_window_size;
   /* Connection receive window; default 16 MiB. */
   uint32_t initial_connection_window_size;

@@ -237,6 +237,7 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
    * stream's waits for the application, so one unread call cannot starve
    * the others. */
   nghttp2_session_consume_connection(h2, len);
+  uvg__conn_on_data_received(c, len);
   if (s == NULL) {
     nghttp2_session_consume_stream(h2, id, len); /* nobody reads it */
     return 0;

@@ -25,6 +25,7 @@
 #include "../../loop/stream.h"
 #include "../../loop/timer.h"
 #include "../../loop/workq.h"
+#include "bdp.h"
 
 typedef struct uvg__conn_s uvg__conn_t;
 typedef struct uvg__tstream_s uvg__tstream_t;
@@ -129,6 +130,9 @@ typedef struct {
   uint64_t max_age;            /* drain at this age (±10% jitter) */
   uint64_t age_grace;          /* then close this long after draining */
   uint64_t handshake_timeout;  /* close if no SETTINGS by then */
+  /* Nonzero: the stream window starts at initial_window_size and grows
+   * with the bandwidth-delay estimate (bdp.h) up to this. */
+  uint32_t bdp_limit;
 } uvg__conn_settings_t;
 
 /* What only a server's connection carries (srvpolicy.c): the RFC 9113
@@ -179,6 +183,7 @@ struct uvg__conn_s {
   uint64_t last_read, ping_sent_at;
   unsigned nstreams;
   uint8_t ping_outstanding;
+  uvg__bdp_t bdp; /* when settings->bdp_limit */
   /* closing after a GOAWAY */
   uvg__timer_t close_timer;  /* the close deadline, then the linger */
   uint8_t close_on_goaway;   /* uvg__conn_goaway: close once it is sent */
@@ -237,6 +242,7 @@ void uvg__conn_manage_stop(uvg__conn_t *c);
 /* Events from conn.c. */
 void uvg__conn_on_read(uvg__conn_t *c);
 void uvg__conn_on_frame(uvg__conn_t *c, const nghttp2_frame *frame);
+void uvg__conn_on_data_received(uvg__conn_t *c, size_t len);
 
 /* ---- the server's policy (srvpolicy.c): RFC 9113 5.1.1, gRFC A8, A9 ----
  * Each does nothing on a client's connection (c->srv == NULL). */

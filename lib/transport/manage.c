@@ -9,6 +9,7 @@
 #include "conn.h"
 
 static const uint8_t keepalive_ping[8] = {'u', 'v', 'g', 'k', 'e', 'e', 'p', 0};
+static const uint8_t bdp_ping[8] = {'u', 'v', 'g', 'b', 'd', 'p', 0, 0};
 
 static uint64_t now_of(uvg__conn_t *c) { return uv_now(c->sched->loop); }
 
@@ -55,6 +56,7 @@ static void on_handshake_timeout(uvg__timer_t *t) {
 
 void uvg__conn_manage_start(uvg__conn_t *c) {
   const uvg__conn_settings_t *st = c->settings;
+  uvg__bdp_init(&c->bdp, st->initial_window_size, st->bdp_limit);
   c->last_read = now_of(c);
   if (st->keepalive_time && st->keepalive_timeout)
     uvg__timer_start(&c->ka_timer, on_keepalive, st->keepalive_time);
@@ -69,15 +71,38 @@ void uvg__conn_manage_stop(uvg__conn_t *c) {
   uvg__srv_stop(c);
 }
 
+/* ---- the receive window that grows with the bandwidth-delay product ---- */
+
+void uvg__conn_on_data_received(uvg__conn_t *c, size_t len) {
+  if (c->settings->bdp_limit && uvg__bdp_on_data(&c->bdp, len, uv_hrtime()))
+    nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, bdp_ping);
+}
+
+/* The new initial window applies to every stream, open ones included
+ * (RFC 9113 6.9.2): the peer adds the difference to each stream's send
+ * window when it reads the SETTINGS, so no WINDOW_UPDATE is needed. */
+static void grow_window(uvg__conn_t *c, uint32_t w) {
+  if (w == 0) return;
+  UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: stream window %u (bdp)", c->peer, w);
+  nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, w};
+  nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, &iv, 1);
+  if (w > c->settings->connection_window_size)
+    nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, (int32_t)w);
+  uvg__conn_schedule_flush(c);
+}
+
 void uvg__conn_on_read(uvg__conn_t *c) { c->last_read = now_of(c); }
 
 void uvg__conn_on_frame(uvg__conn_t *c, const nghttp2_frame *f) {
   if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
     uvg__timer_stop(&c->hs_timer);
   } else if (f->hd.type == NGHTTP2_PING) {
-    if ((f->hd.flags & NGHTTP2_FLAG_ACK) &&
-        memcmp(f->ping.opaque_data, keepalive_ping, 8) == 0)
+    if (!(f->hd.flags & NGHTTP2_FLAG_ACK))
+      ;
+    else if (memcmp(f->ping.opaque_data, keepalive_ping, 8) == 0)
       c->ping_outstanding = 0;
+    else if (memcmp(f->ping.opaque_data, bdp_ping, 8) == 0)
+      grow_window(c, uvg__bdp_on_ack(&c->bdp, uv_hrtime()));
   }
   uvg__srv_on_frame(c, f);
 }

@@ -360,7 +360,10 @@ static void test_read_pacing(void) {
   int port = 0;
   uvg_server_t *s = server_on(&port);
   CHECK_EQ(uvg_server_register(s, &fm, 1), 0);
-  uvg_channel_t *ch = channel_to(port, NULL); /* 64 KiB stream window */
+  uvg_channel_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.initial_window_size = 65535; /* fixed: no growth with the bdp */
+  uvg_channel_t *ch = channel_to(port, &o);
   rec_t r;
   memset(&r, 0, sizeof(r));
   uvg_client_call_t *c;

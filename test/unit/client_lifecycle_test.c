@@ -392,6 +392,39 @@ static void test_conn_window_starved(void) {
   CHECK(run_until(&ch_closed, 1, 3000));
   h2s_close(&srv);
 }
+/* The stream window a channel asks for grows with what one round trip
+ * carries (the bandwidth-delay product), unless the application set it. */
+static uint32_t window_after_big_read(const uvg_channel_options_t *o) {
+  CHECK_EQ(h2s_start(&srv, loop, big_or_small, NULL), 0);
+  uvg_channel_t *ch = channel_opts(srv.port, o);
+  rec_t a = {0};
+  uvg_client_call_t *c;
+  CHECK_EQ(uvg_client_call_start(ch, "/t.T/Big", NULL, &rec_cbs, &a, &c), 0);
+  uvg_client_call_half_close(c);
+  uvg_client_call_read(c);
+  CHECK(run_until(&a.messages, 20, 10000));
+  run_for(50); /* the last SETTINGS, if any, arrives */
+  uint32_t w = nghttp2_session_get_remote_settings(
+      srv.conns[0].h2, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+  fprintf(stderr, "  stream window %u after 20 MiB, %d pings\n", w,
+          srv.conns[0].pings_received);
+  uvg_client_call_cancel(c);
+  CHECK(run_until(&a.statuses, 1, 3000));
+  uvg_channel_close(ch, on_ch_closed, NULL);
+  CHECK(run_until(&ch_closed, 1, 3000));
+  h2s_close(&srv);
+  return w;
+}
+static void test_window_grows(void) {
+  /* How far it grows depends on the round trips measured (a busy machine
+   * makes them noisy); that it grows does not. */
+  CHECK(window_after_big_read(NULL) > 65535u);
+  ch_closed = 0;
+  uvg_channel_options_t o;
+  uvg_channel_options_init(&o);
+  o.initial_window_size = 65535;
+  CHECK_EQ(window_after_big_read(&o), 65535u);
+}
 /* trailers-only: its metadata is the trailers */
 static char g_trail[16];
 static size_t g_ntr;
@@ -525,6 +558,7 @@ int main(int argc, char **argv) {
   CASE(close_in_last_status);
   CASE(close_in_watch);
   CASE(conn_window_starved);
+  CASE(window_grows);
   CASE(trailers_only_metadata);
   CASE(close_during_retry);
   CASE(deadline_hung_peer);
