@@ -210,6 +210,7 @@ def plot(res, png):
     short = {"unary": "", "pingpong": "pp ", "stream": "strm "}
     sz = {"18": "18B", "1024": "1K", "65536": "64K"}
     unary = os.path.join(tmp, "unary.dat")
+    has_unary = any(k[0] == "unary" for k in keys(res))
     with open(unary, "w") as f:
         f.write("scenario " + " ".join(f'"{c}"' for c in CLIENTS) + "\n")
         for k in keys(res):
@@ -232,8 +233,10 @@ def plot(res, png):
         "set style fill solid 0.85 border -1", "set boxwidth 0.9", "set grid ytics",
         "set yrange [0:*]", "set xtics rotate by -30", "set key top right",
         "set title 'unary calls/s'", "set ylabel 'calls/s'", "set format y '%.0f'",
-        "plot " + ", ".join(f"'{unary}' using {i + 2}:xtic(1) title columnheader({i + 2}) lc rgb '{c}'"
-                            for i, c in enumerate(["#1b9e77", "#7570b3", "#999999"])),
+        ("plot " + ", ".join(f"'{unary}' using {i + 2}:xtic(1) title columnheader({i + 2}) lc rgb '{c}'"
+                             for i, c in enumerate(["#1b9e77", "#7570b3", "#999999"]))
+         if has_unary else "set label 1 'no unary scenario in this run' at graph 0.5,0.5 center\n"
+                           "plot [0:1][0:1] 2 notitle\nunset label 1"),
         "set title 'uvgrpc client: ratio to the peer in the same run (dashed: targets)'",
         "set ylabel 'ratio'", "set format y '%.1f'",
         f"plot '{ratios}' using 2:xtic(1) title columnheader(2) lc rgb '#7570b3', "
@@ -245,8 +248,8 @@ def plot(res, png):
     p = os.path.join(tmp, "plot.gp")
     open(p, "w").write("\n".join(script) + "\n")
     r = subprocess.run(["gnuplot", p], capture_output=True, text=True)
-    if r.returncode != 0:
-        print("gnuplot failed:", r.stderr)
+    if r.returncode != 0 or "warning" in r.stderr:
+        print("gnuplot failed:", r.returncode, r.stderr, "script:", p)
 
 
 def main():
