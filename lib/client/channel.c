@@ -252,13 +252,18 @@ static void on_connected(uvg__connect_t *req, int status) {
     return;
   }
   /* READY when the server's SETTINGS arrive (on_conn_ready); a server
-   * that never sends them is closed by the handshake timeout. */
+   * that never sends them is closed when the attempt's time, max(backoff,
+   * min_connect_timeout) from its start (connection-backoff.md), is up. */
+  uint64_t now = uv_now(ch->loop);
+  uvg__conn_handshake_within(&cc->c, ch->attempt_deadline > now
+                                         ? ch->attempt_deadline - now : 0);
   ch->pending_conn = cc;
   update_ref(ch);
 }
 
 static void attempt(uvg_channel_t *ch) {
   uint64_t timeout = uvg__backoff_connect_timeout(&ch->backoff, ch->round_delay);
+  ch->attempt_deadline = uv_now(ch->loop) + timeout;
   uvg__cconn_t *cc = uvg__calloc(1, sizeof(*cc));
   if (cc == NULL) {
     snprintf(ch->last_error, sizeof(ch->last_error), "out of memory");

@@ -57,6 +57,7 @@ struct uvg_channel_s {
   uint8_t resolving;
   uvg__backoff_t backoff;
   uint64_t round_delay;       /* this round's backoff delay */
+  uint64_t attempt_deadline;  /* loop time the attempt must be READY by */
   uvg__timer_t backoff_timer; /* the next round of attempts */
   uvg__timer_t idle_timer;
   uvg__connect_t connect_req;

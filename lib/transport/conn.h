@@ -237,6 +237,10 @@ void uvg__conn_schedule_flush(uvg__conn_t *c);
 
 /* Arms the keepalive and handshake timers (and the server's). */
 void uvg__conn_manage_start(uvg__conn_t *c);
+/* The handshake (the peer's SETTINGS) must be done `ms` from now, whatever
+ * settings->handshake_timeout says: a client's connect deadline covers
+ * the connect and the handshake together. */
+void uvg__conn_handshake_within(uvg__conn_t *c, uint64_t ms);
 /* Disarms every timer; at close. */
 void uvg__conn_manage_stop(uvg__conn_t *c);
 /* Events from conn.c. */

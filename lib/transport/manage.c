@@ -48,10 +48,15 @@ static void on_keepalive(uvg__timer_t *t) {
 
 static void on_handshake_timeout(uvg__timer_t *t) {
   uvg__conn_t *c = uvg__container_of(t, uvg__conn_t, hs_timer);
-  uvg__log(UVG_LOG_WARN, "%s: no HTTP/2 preface and SETTINGS in %llu ms; closing",
-           c->peer, (unsigned long long)c->settings->handshake_timeout);
+  uvg__log(UVG_LOG_WARN, "%s: no HTTP/2 preface and SETTINGS in time; closing",
+           c->peer);
   uvg__conn_set_close_reason(c, "HTTP/2 handshake timed out");
   uvg__conn_close(c);
+}
+
+void uvg__conn_handshake_within(uvg__conn_t *c, uint64_t ms) {
+  if (c->ready || c->closing) return;
+  uvg__timer_start(&c->hs_timer, on_handshake_timeout, ms ? ms : 1);
 }
 
 void uvg__conn_manage_start(uvg__conn_t *c) {

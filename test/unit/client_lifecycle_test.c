@@ -81,9 +81,13 @@ static void on_mute_read_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) {
   (void)s;
   *b = uv_buf_init(buf, sizeof(buf));
 }
+static uint64_t mute_first_eof; /* loop time the client first hung up */
 static void on_mute_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   (void)b;
-  if (n < 0) uv_close((uv_handle_t *)s, NULL);
+  if (n < 0) {
+    if (mute_first_eof == 0) mute_first_eof = uv_now(loop);
+    uv_close((uv_handle_t *)s, NULL);
+  }
 }
 static void on_mute_conn(uv_stream_t *l, int status) {
   if (status != 0 || mute_accepts == 64) return;
@@ -92,7 +96,7 @@ static void on_mute_conn(uv_stream_t *l, int status) {
   uv_accept(l, (uv_stream_t *)c);
   uv_read_start((uv_stream_t *)c, on_mute_read_alloc, on_mute_read);
 }
-static void test_stuck_tf(void) {
+static int mute_listen(void) {
   struct sockaddr_in a;
   struct sockaddr_storage bound;
   int len = sizeof(bound);
@@ -101,7 +105,19 @@ static void test_stuck_tf(void) {
   uv_tcp_bind(&mute_listener, (struct sockaddr *)&a, 0);
   uv_listen((uv_stream_t *)&mute_listener, 64, on_mute_conn);
   uv_tcp_getsockname(&mute_listener, (struct sockaddr *)&bound, &len);
-  int port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  mute_accepts = 0;
+  mute_first_eof = 0;
+  return ntohs(((struct sockaddr_in *)&bound)->sin_port);
+}
+static void mute_close(void) {
+  for (int i = 0; i < mute_accepts; i++)
+    if (!uv_is_closing((uv_handle_t *)&mute_conns[i]))
+      uv_close((uv_handle_t *)&mute_conns[i], NULL);
+  uv_close((uv_handle_t *)&mute_listener, NULL);
+  run_for(20); /* the handles are closed before they are used again */
+}
+static void test_stuck_tf(void) {
+  int port = mute_listen();
   uvg_channel_options_t o;
   uvg_channel_options_init(&o);
   o.backoff_initial_ms = 50;
@@ -118,10 +134,39 @@ static void test_stuck_tf(void) {
   CHECK(mute_accepts >= 3); /* ~300 ms per round */
   uvg_channel_close(ch, on_ch_closed, NULL);
   CHECK(run_until(&ch_closed, 1, 3000));
-  for (int i = 0; i < mute_accepts; i++)
-    if (!uv_is_closing((uv_handle_t *)&mute_conns[i]))
-      uv_close((uv_handle_t *)&mute_conns[i], NULL);
-  uv_close((uv_handle_t *)&mute_listener, NULL);
+  mute_close();
+}
+
+/* An attempt has max(backoff, min_connect_timeout) for the connect and
+ * the HTTP/2 handshake together (connection-backoff.md): a server that
+ * accepts and never answers is left after that long, not after
+ * min_connect_timeout. */
+static uint64_t first_attempt_ms(uint32_t backoff_ms, uint32_t min_connect_ms) {
+  int port = mute_listen();
+  uvg_channel_options_t o;
+  uvg_channel_options_init(&o);
+  o.backoff_initial_ms = backoff_ms;
+  o.backoff_jitter = 0.0001; /* 0 takes the default */
+  o.min_connect_timeout_ms = min_connect_ms;
+  uvg_channel_t *ch = channel_opts(port, &o);
+  uint64_t t0 = uv_now(loop);
+  CHECK_EQ(uvg_channel_state(ch, 1), UVG_STATE_CONNECTING);
+  int never = 0;
+  while (mute_first_eof == 0 && uv_now(loop) - t0 < 3000) run_until(&never, 1, 10);
+  uint64_t took = mute_first_eof - t0;
+  fprintf(stderr, "  backoff %u, min connect %u: first attempt left after %llu ms\n",
+          backoff_ms, min_connect_ms, (unsigned long long)took);
+  uvg_channel_close(ch, on_ch_closed, NULL);
+  CHECK(run_until(&ch_closed, 1, 3000));
+  mute_close();
+  return took;
+}
+static void test_attempt_deadline(void) {
+  uint64_t a = first_attempt_ms(800, 200);
+  CHECK(a >= 750 && a < 1300);
+  ch_closed = 0;
+  uint64_t b = first_attempt_ms(100, 400);
+  CHECK(b >= 350 && b < 800);
 }
 
 /* ---- 2: a call started from on_status of a call the lost connection
@@ -548,6 +593,7 @@ int main(int argc, char **argv) {
   const char *t = argc > 1 ? argv[1] : "";
 #define CASE(n) if (*t == '\0' || strcmp(t, #n) == 0) { ch_closed = 0; RUN(test_##n); }
   CASE(stuck_tf);
+  CASE(attempt_deadline);
   CASE(retry_in_on_status);
   CASE(unread_then_close);
   CASE(status_before_half_close);
