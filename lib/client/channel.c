@@ -519,6 +519,14 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
   if (rc == 0) rc = uvg__backoff_init(&ch->backoff, &bp, NULL, NULL);
   if (rc == 0) {
     rc = uvg__target_parse(target, &ch->target, err, sizeof(err));
+    if (rc == 0 && ch->target.dns_authority != NULL) {
+      /* uv_getaddrinfo asks the system's resolver; it cannot be pointed at
+       * another server, and quietly using the system's would be wrong */
+      snprintf(err, sizeof(err), "target \"%s\": a DNS server in the "
+               "authority is not supported (names are resolved by the "
+               "system resolver): use \"dns:///host\"", target);
+      rc = UVG_EADDR;
+    }
     if (rc == UVG_EADDR) uvg__log(UVG_LOG_WARN, "%s", err);
   }
   if (rc == 0) {

@@ -586,8 +586,10 @@ typedef struct {
 UVG_EXTERN void uvg_channel_options_init(uvg_channel_options_t *opts);
 
 /* Creates a channel to `target` on `loop` (options may be NULL). Targets
- * follow grpc/grpc doc/naming.md: "dns:[//authority/]host[:port]" (port 443
- * by default), "host:port", "ipv4:addr[:port][,addr[:port]...]",
+ * follow grpc/grpc doc/naming.md: "dns:[///]host[:port]" (port 443 by
+ * default; names are resolved by the system's getaddrinfo, so a DNS server
+ * named in the authority, "dns://8.8.8.8/host", is refused with UVG_EADDR,
+ * as gRPC C++'s native resolver does), "host:port", "ipv4:addr[:port][,addr[:port]...]",
  * "ipv6:[addr]:port,...", "unix:path", "unix:///abs/path",
  * "unix-abstract:name". The channel starts IDLE and connects on its first
  * call (or uvg_channel_state(ch, 1)); it tries the resolved addresses in

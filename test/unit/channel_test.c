@@ -623,6 +623,13 @@ static void test_bad_arguments(void) {
   CHECK_EQ(uvg_channel_new(loop, "ipv4:1.2.3", uvg_insecure_channel_credentials(),
                            NULL, &ch),
            UVG_EADDR);
+  /* names go to the system resolver: a DNS server of its own is refused */
+  CHECK_EQ(uvg_channel_new(loop, "dns://127.0.0.1:53/localhost:1",
+                           uvg_insecure_channel_credentials(), NULL, &ch),
+           UVG_EADDR);
+  CHECK_EQ(uvg_channel_new(loop, "dns:///localhost:1",
+                           uvg_insecure_channel_credentials(), NULL, &ch), 0);
+  uvg_channel_close(ch, NULL, NULL);
   ch = channel_to(1, NULL);
   uvg_client_call_t *c;
   uvg_client_call_cbs_t none = {0};
