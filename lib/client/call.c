@@ -663,6 +663,12 @@ uvg_client_call_t *uvg__ccall_of_link(uvg__list_t *link) {
   return uvg__container_of(link, uvg_client_call_t, link);
 }
 
+void uvg__ccall_pick_info(const uvg_client_call_t *c, uvg_pick_info_t *info) {
+  info->method = c->method;
+  info->metadata = c->md.items;
+  info->nmetadata = c->md.n;
+}
+
 int uvg__ccall_wait_for_ready(const uvg_client_call_t *c) {
   return c->wait_for_ready;
 }

@@ -1,15 +1,15 @@
 /*
- * The channel: target, resolution, one pick_first subchannel folded in
- * (grpc-go's ClientConn + addrConn.resetTransport), connectivity state and
- * its watchers, the waiting calls (pickerWrapper), the idle timer, close.
+ * The channel (grpc-go's ClientConn): options, the connectivity state and
+ * its watchers, idleness, the calls waiting for a pick (pickerWrapper) and
+ * close. What it connects to is decided by its resolver (resolver.c) and
+ * its LB policy (lb.c, pick_first.c, round_robin.c); the connections
+ * belong to subchannels (subchannel.c).
  *
- * Connecting (doc/connection-backoff.md): a round tries the resolved
- * addresses in order, each attempt bounded by max(backoff, 20 s); when the
- * round fails the channel is TRANSIENT_FAILURE and the next round starts
- * when the backoff delay, counted from the round's start, has passed. The
- * backoff resets when a connection receives the server's SETTINGS.
- * TRANSIENT_FAILURE is sticky (gRFC A62): only READY ends it.
+ * Idle (grpc-go's idleness manager): a new channel, and one without calls
+ * for idle_timeout_ms, has no resolver and no policy. The first call, or
+ * uvg_channel_state(ch, 1), starts them; the state is then the policy's.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
@@ -17,8 +17,8 @@
 #include "channel.h"
 
 static void set_state(uvg_channel_t *ch, uvg_connectivity_t st);
-static void start_round(uvg_channel_t *ch);
-static void maybe_released(uvg_channel_t *ch);
+static void want_connection(uvg_channel_t *ch);
+static void arm_idle_timer(uvg_channel_t *ch);
 
 uvg_channel_credentials_t *uvg_insecure_channel_credentials(void) {
   static uvg_channel_credentials_t insecure = {1};
@@ -70,12 +70,19 @@ static int merge_options(uvg_channel_options_t *o, const uvg_channel_options_t *
     TAKE(keepalive_timeout_ms);
     TAKE(keepalive_permit_without_calls);
     TAKE(authority);
+    TAKE(lb_policy);
 #undef TAKE
   }
   if (o->initial_window_size > 0x7fffffff ||
       o->initial_connection_window_size > 0x7fffffff ||
       o->max_frame_size < 16384 || o->max_frame_size > 16777215)
     return UVG_EINVAL;
+  /* the subchannels' backoff: checked once here */
+  uvg__backoff_t b;
+  uvg__backoff_params_t bp = {o->backoff_initial_ms, o->backoff_multiplier,
+                              o->backoff_jitter, o->backoff_max_ms,
+                              o->min_connect_timeout_ms};
+  if (uvg__backoff_init(&b, &bp, NULL, NULL) != 0) return UVG_EINVAL;
   /* A8: "clients MUST NOT be configured with a keepalive time less than
    * 10 seconds" */
   if (o->keepalive_time_ms < UVG__CLIENT_KEEPALIVE_MIN_MS) {
@@ -90,7 +97,7 @@ static int merge_options(uvg_channel_options_t *o, const uvg_channel_options_t *
 
 /* An idle client connection must not keep the application's loop alive
  * (grpc-js unrefs its sockets the same way). */
-static void update_ref(uvg_channel_t *ch) {
+void uvg__channel_update_ref(uvg_channel_t *ch) {
   for (uvg__list_t *p = ch->conns.next; p != &ch->conns; p = p->next) {
     uvg__conn_t *c = uvg__container_of(p, uvg__conn_t, link);
     if (c->closing) continue;
@@ -101,273 +108,19 @@ static void update_ref(uvg_channel_t *ch) {
   }
 }
 
-static void attach_waiting(uvg_channel_t *ch) {
-  while (ch->conn != NULL && !uvg__list_empty(&ch->waiting))
-    uvg__ccall_attach(uvg__ccall_of_link(ch->waiting.next), ch->conn);
+void uvg__channel_set_error(uvg_channel_t *ch, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ch->last_error, sizeof(ch->last_error), fmt, ap);
+  va_end(ap);
 }
 
-static void fail_fast_waiting(uvg_channel_t *ch) {
-  char msg[192];
-  snprintf(msg, sizeof(msg), "no connection: %s",
-           ch->last_error[0] ? ch->last_error : "connection failed");
-  uvg__list_t keep;
-  uvg__list_init(&keep);
-  while (!uvg__list_empty(&ch->waiting)) {
-    uvg__list_t *p = ch->waiting.next;
-    uvg_client_call_t *call = uvg__ccall_of_link(p);
-    if (uvg__ccall_wait_for_ready(call)) {
-      uvg__list_remove(p);
-      uvg__list_push(&keep, p);
-    } else {
-      uvg__ccall_fail(call, UVG_STATUS_UNAVAILABLE, msg);
-    }
-  }
-  uvg__list_move(&keep, &ch->waiting);
-}
-
-static void on_idle(uvg__timer_t *t);
-
-static void on_conn_ready(uvg__conn_t *c) {
-  uvg__cconn_t *cc = (uvg__cconn_t *)c;
-  uvg_channel_t *ch = cc->ch;
-  if (ch->closing || cc->draining) return;
-  if (ch->pending_conn == cc) ch->pending_conn = NULL;
-  /* connection-backoff.md: reset once the SETTINGS frame is received */
-  uvg__backoff_reset(&ch->backoff);
-  uvg__timer_stop(&ch->backoff_timer);
-  ch->conn = cc;
-  ch->last_error[0] = '\0';
-  UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: channel READY", c->peer);
-  set_state(ch, UVG_STATE_READY);
-  /* connected without a call (uvg_channel_state(ch, 1)): idle from now */
-  if (ch->ncalls == 0 && ch->opts.idle_timeout_ms != UVG_INFINITE)
-    uvg__timer_start(&ch->idle_timer, on_idle, ch->opts.idle_timeout_ms);
-}
-
-/* The connection carries no new calls: the channel goes IDLE and the next
- * call (or a waiting one) connects again. */
-static void leave_conn(uvg_channel_t *ch, uvg__cconn_t *cc) {
-  if (ch->conn != cc) return;
-  ch->conn = NULL;
-  if (ch->closing) return;
-  set_state(ch, UVG_STATE_IDLE);
-  if (!uvg__list_empty(&ch->waiting)) start_round(ch);
-}
-
-static void on_conn_goaway(uvg__conn_t *c, int32_t last, uint32_t code,
-                           const uint8_t *debug, size_t len) {
-  uvg__cconn_t *cc = (uvg__cconn_t *)c;
-  (void)last;
+void uvg__channel_too_many_pings(uvg_channel_t *ch, const char *peer) {
   /* gRFC A8: the server finds our pings too frequent */
-  if (code == NGHTTP2_ENHANCE_YOUR_CALM && len == 14 &&
-      memcmp(debug, "too_many_pings", 14) == 0 && cc->ch->settings.keepalive_time) {
-    uvg_channel_t *ch = cc->ch;
-    if (ch->settings.keepalive_time < UINT64_MAX / 2) ch->settings.keepalive_time *= 2;
-    uvg__log(UVG_LOG_WARN, "%s: GOAWAY too_many_pings: keepalive time doubled to "
-             "%llu ms", c->peer, (unsigned long long)ch->settings.keepalive_time);
-  }
-  cc->draining = 1;
-  leave_conn(cc->ch, cc);
-}
-
-static void attempt(uvg_channel_t *ch);
-static void round_failed(uvg_channel_t *ch);
-
-static void on_conn_close(uvg__conn_t *c) {
-  uvg__cconn_t *cc = (uvg__cconn_t *)c;
-  uvg_channel_t *ch = cc->ch;
-  uvg__list_remove(&c->link);
-  if (c->close_reason != NULL && ch->conn != cc)
-    snprintf(ch->last_error, sizeof(ch->last_error), "%s", c->close_reason);
-  leave_conn(ch, cc);
-  int was_pending = ch->pending_conn == cc;
-  uvg__free(cc);
-  if (was_pending) {
-    /* connected, but no HTTP/2 from the server: the next address */
-    ch->pending_conn = NULL;
-    if (!ch->closing && ++ch->next_addr < ch->naddrs)
-      attempt(ch);
-    else if (!ch->closing)
-      round_failed(ch);
-  }
-  maybe_released(ch);
-}
-
-static const uvg__conn_cbs_t client_conn_cbs = {
-    .on_header = uvg__ccall_on_header,
-    .on_headers = uvg__ccall_on_headers,
-    .on_data = uvg__ccall_on_data,
-    .on_remote_end = uvg__ccall_on_remote_end,
-    .on_stream_close = uvg__ccall_on_stream_close,
-    .on_close = on_conn_close,
-    .on_ready = on_conn_ready,
-    .on_goaway = on_conn_goaway,
-};
-
-/* ---- connecting ---- */
-
-static void round_failed(uvg_channel_t *ch) {
-  set_state(ch, UVG_STATE_TRANSIENT_FAILURE);
-  fail_fast_waiting(ch);
-  /* The backoff timer armed at the round's start starts the next one; an
-   * attempt can outlast it (it gets max(backoff, min_connect_timeout)),
-   * and then the next round starts now. */
-  if (!uvg__timer_armed(&ch->backoff_timer)) start_round(ch);
-}
-
-static void on_backoff_over(uvg__timer_t *t) {
-  uvg_channel_t *ch = uvg__container_of(t, uvg_channel_t, backoff_timer);
-  if (ch->connecting == NULL && ch->conn == NULL && !ch->closing &&
-      ch->state == UVG_STATE_TRANSIENT_FAILURE)
-    start_round(ch);
-}
-
-static void on_connected(uvg__connect_t *req, int status) {
-  uvg_channel_t *ch = req->data;
-  uvg__cconn_t *cc = ch->attempt_conn;
-  ch->connecting = NULL;
-  ch->attempt_conn = NULL;
-  if (status != 0) {
-    uvg__free(cc); /* nothing of it is open */
-    if (ch->closing) {
-      maybe_released(ch);
-      return;
-    }
-    snprintf(ch->last_error, sizeof(ch->last_error), "connect: %s",
-             uv_strerror(status));
-    UVG__TRACE(UVG__TRACE_TRANSPORT, "channel: %s", ch->last_error);
-    if (++ch->next_addr < ch->naddrs)
-      attempt(ch);
-    else
-      round_failed(ch);
-    return;
-  }
-  uvg__list_push(&ch->conns, &cc->c.link);
-  int err = ch->closing ? UVG_ECLOSED : uvg__conn_start_client(&cc->c, &ch->settings);
-  if (err != 0) {
-    if (!ch->closing)
-      snprintf(ch->last_error, sizeof(ch->last_error), "%s", uvg_strerror(err));
-    ch->pending_conn = cc; /* its close moves on to the next address */
-    uvg__conn_close(&cc->c);
-    return;
-  }
-  /* READY when the server's SETTINGS arrive (on_conn_ready); a server
-   * that never sends them is closed when the attempt's time, max(backoff,
-   * min_connect_timeout) from its start (connection-backoff.md), is up. */
-  uint64_t now = uv_now(ch->loop);
-  uvg__conn_handshake_within(&cc->c, ch->attempt_deadline > now
-                                         ? ch->attempt_deadline - now : 0);
-  ch->pending_conn = cc;
-  update_ref(ch);
-}
-
-static void attempt(uvg_channel_t *ch) {
-  uint64_t timeout = uvg__backoff_connect_timeout(&ch->backoff, ch->round_delay);
-  ch->attempt_deadline = uv_now(ch->loop) + timeout;
-  uvg__cconn_t *cc = uvg__calloc(1, sizeof(*cc));
-  if (cc == NULL) {
-    snprintf(ch->last_error, sizeof(ch->last_error), "out of memory");
-    round_failed(ch);
-    return;
-  }
-  cc->ch = ch;
-  uvg__conn_init(&cc->c, ch->sched, &client_conn_cbs);
-  cc->c.io.read_buf = ch->read_buf;
-  cc->c.io.read_buf_len = UVG__CHANNEL_READ_BUF;
-  int rc;
-  if (ch->target.scheme == UVG__TARGET_UNIX ||
-      ch->target.scheme == UVG__TARGET_UNIX_ABSTRACT) {
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    size_t n = 0;
-    if (ch->target.scheme == UVG__TARGET_UNIX_ABSTRACT) path[n++] = '\0';
-    memcpy(path + n, ch->target.path, ch->target.path_len);
-    n += ch->target.path_len;
-    rc = uvg__connect_unix(&ch->connect_req, ch->sched, path, n, timeout,
-                           &cc->c.io, on_connected);
-  } else {
-    rc = uvg__connect_tcp(&ch->connect_req, ch->sched,
-                          (struct sockaddr *)&ch->addrs[ch->next_addr], timeout,
-                          &cc->c.io, on_connected);
-  }
-  if (rc != 0) {
-    uvg__free(cc);
-    snprintf(ch->last_error, sizeof(ch->last_error), "connect: %s", uv_strerror(rc));
-    round_failed(ch);
-    return;
-  }
-  ch->connect_req.data = ch;
-  ch->connecting = &ch->connect_req;
-  ch->attempt_conn = cc;
-}
-
-/* ---- resolution ---- */
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  uvg_channel_t *ch = req->data;
-  ch->resolving = 0;
-  size_t n = 0;
-  for (struct addrinfo *a = res; status == 0 && a != NULL; a = a->ai_next)
-    if (a->ai_family == AF_INET || a->ai_family == AF_INET6) n++;
-  uvg__free(ch->addrs);
-  ch->addrs = n ? uvg__calloc(n, sizeof(*ch->addrs)) : NULL;
-  ch->naddrs = 0;
-  for (struct addrinfo *a = res; ch->addrs != NULL && a != NULL; a = a->ai_next)
-    if (a->ai_family == AF_INET || a->ai_family == AF_INET6)
-      memcpy(&ch->addrs[ch->naddrs++], a->ai_addr, a->ai_addrlen);
-  if (res != NULL) uv_freeaddrinfo(res);
-  if (ch->closing) {
-    maybe_released(ch);
-    return;
-  }
-  if (ch->naddrs == 0) {
-    snprintf(ch->last_error, sizeof(ch->last_error), "DNS resolution of %s: %s",
-             ch->target.host, status ? uv_strerror(status) : "no addresses");
-    round_failed(ch);
-    return;
-  }
-  ch->resolved_at = uv_now(ch->loop);
-  ch->next_addr = 0;
-  attempt(ch);
-}
-
-/* The addresses a round tries: fixed for ipv4/ipv6/unix targets; for dns
- * resolved again after 30 s (grpc-go's minimum between re-resolutions). */
-#define RERESOLVE_MIN_MS 30000
-static void resolve_and_attempt(uvg_channel_t *ch) {
-  ch->next_addr = 0;
-  if (ch->target.scheme != UVG__TARGET_DNS) {
-    attempt(ch);
-    return;
-  }
-  if (ch->naddrs > 0 && uv_now(ch->loop) - ch->resolved_at < RERESOLVE_MIN_MS) {
-    attempt(ch);
-    return;
-  }
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  ch->resolve_req.data = ch;
-  int rc = uv_getaddrinfo(ch->loop, &ch->resolve_req, on_resolved, ch->target.host,
-                          ch->target.port_str, &hints);
-  if (rc != 0) {
-    snprintf(ch->last_error, sizeof(ch->last_error), "DNS resolution of %s: %s",
-             ch->target.host, uv_strerror(rc));
-    round_failed(ch);
-    return;
-  }
-  ch->resolving = 1;
-}
-
-static void start_round(uvg_channel_t *ch) {
-  if (ch->closing || ch->connecting != NULL || ch->resolving ||
-      ch->pending_conn != NULL || ch->conn != NULL)
-    return;
-  if (ch->state != UVG_STATE_TRANSIENT_FAILURE) set_state(ch, UVG_STATE_CONNECTING);
-  /* the next round may start this long after this one started */
-  ch->round_delay = uvg__backoff_next(&ch->backoff);
-  uvg__timer_start(&ch->backoff_timer, on_backoff_over, ch->round_delay);
-  resolve_and_attempt(ch);
+  if (!ch->settings.keepalive_time) return;
+  if (ch->settings.keepalive_time < UINT64_MAX / 2) ch->settings.keepalive_time *= 2;
+  uvg__log(UVG_LOG_WARN, "%s: GOAWAY too_many_pings: keepalive time doubled to "
+           "%llu ms", peer, (unsigned long long)ch->settings.keepalive_time);
 }
 
 /* ---- state and watchers ---- */
@@ -398,7 +151,7 @@ static void run_watches(void *arg, int status) {
     w->cb(ch, ch->state, w->user_data);
     uvg__free(w);
   }
-  maybe_released(ch);
+  uvg__channel_maybe_released(ch);
 }
 
 static void post_watches(uvg_channel_t *ch) {
@@ -412,11 +165,13 @@ static void set_state(uvg_channel_t *ch, uvg_connectivity_t st) {
              uvg_connectivity_name(st));
   ch->state = st;
   post_watches(ch);
-  if (st == UVG_STATE_READY) attach_waiting(ch);
 }
 
 uvg_connectivity_t uvg_channel_state(uvg_channel_t *ch, int try_to_connect) {
-  if (try_to_connect && ch->state == UVG_STATE_IDLE) start_round(ch);
+  if (try_to_connect && (ch->idle_mode || ch->state == UVG_STATE_IDLE)) {
+    want_connection(ch);
+    arm_idle_timer(ch); /* connected without a call: idle again later */
+  }
   return ch->state;
 }
 
@@ -434,29 +189,144 @@ int uvg_channel_watch_state(uvg_channel_t *ch, uvg_connectivity_t last_seen,
   return 0;
 }
 
-/* ---- calls ---- */
+/* ---- idleness ---- */
+
+static void on_idle(uvg__timer_t *t);
+
+static void run_exit_idle(void *arg, int status);
+
+/* Starts the resolver (and so, with its first result, the policy). */
+static void exit_idle_mode(uvg_channel_t *ch) {
+  if (!ch->idle_mode || ch->closing) return;
+  ch->idle_mode = 0;
+  UVG__TRACE(UVG__TRACE_API, "channel leaves idle");
+  set_state(ch, UVG_STATE_CONNECTING);
+  int rc = uvg__resolver_start(ch);
+  if (rc != 0) {
+    uvg__channel_set_error(ch, "resolver: %s", uvg_strerror(rc));
+    uvg__channel_set_picker(ch, UVG_STATE_TRANSIENT_FAILURE, NULL, NULL, NULL);
+  }
+}
+
+static void enter_idle_mode(uvg_channel_t *ch) {
+  if (ch->idle_mode || ch->closing) return;
+  UVG__TRACE(UVG__TRACE_API, "channel idle: resolver and LB policy stopped");
+  ch->idle_mode = 1;
+  uvg__resolver_stop(ch);
+  uvg__lb_destroy(ch);
+  uvg__channel_set_picker(ch, UVG_STATE_IDLE, NULL, NULL, NULL);
+}
+
+/* A call needs a connection: leave idle mode, or wake an IDLE policy. */
+static void want_connection(uvg_channel_t *ch) {
+  if (ch->idle_mode) {
+    exit_idle_mode(ch);
+  } else if (ch->state == UVG_STATE_IDLE && ch->lb.type != NULL &&
+             ch->lb.type->exit_idle != NULL && !uvg__work_queued(&ch->w_exit_idle)) {
+    /* from the queue: the policy may be the caller */
+    if (uvg__workq_post_node(&ch->q, &ch->w_exit_idle, run_exit_idle, ch) == 0)
+      ch->pending++;
+  }
+}
+
+static void run_exit_idle(void *arg, int status) {
+  uvg_channel_t *ch = arg;
+  ch->pending--;
+  if (status == 0 && !ch->closing && ch->state == UVG_STATE_IDLE &&
+      ch->lb.type != NULL && ch->lb.type->exit_idle != NULL)
+    ch->lb.type->exit_idle(ch->lb.state);
+  uvg__channel_maybe_released(ch);
+}
 
 static void on_idle(uvg__timer_t *t) {
   uvg_channel_t *ch = uvg__container_of(t, uvg_channel_t, idle_timer);
-  if (ch->ncalls > 0 || ch->conn == NULL) return;
-  UVG__TRACE(UVG__TRACE_API, "channel idle; closing its connection");
-  uvg__cconn_t *cc = ch->conn;
-  cc->draining = 1;
-  leave_conn(ch, cc);
-  uvg__conn_goaway(&cc->c, NGHTTP2_NO_ERROR, "idle");
+  if (ch->ncalls > 0) return;
+  enter_idle_mode(ch);
 }
+
+static void arm_idle_timer(uvg_channel_t *ch) {
+  if (ch->ncalls == 0 && !ch->idle_mode && !ch->closing &&
+      ch->opts.idle_timeout_ms != UVG_INFINITE)
+    uvg__timer_start(&ch->idle_timer, on_idle, ch->opts.idle_timeout_ms);
+}
+
+/* ---- picking ---- */
+
+/* Picks for a waiting call: it starts on the chosen connection, fails, or
+ * stays in ch->waiting. */
+static void pick_for(uvg_channel_t *ch, uvg_client_call_t *call) {
+  uvg_subchannel_t *sc = NULL;
+  uvg_status_t st = {UVG_STATUS_UNAVAILABLE, NULL, NULL, 0};
+  uvg_pick_result_t r = UVG_PICK_QUEUE;
+  if (ch->pick != NULL) {
+    uvg_pick_info_t info;
+    uvg__ccall_pick_info(call, &info);
+    r = ch->pick(ch->picker, &info, &sc, &st);
+  } else if (ch->state == UVG_STATE_TRANSIENT_FAILURE) {
+    r = UVG_PICK_FAIL; /* no policy yet: the resolver failed */
+  }
+  if (r == UVG_PICK_COMPLETE) {
+    uvg__cconn_t *cc = sc != NULL ? uvg__subchannel_conn(sc) : NULL;
+    if (cc != NULL) uvg__ccall_attach(call, cc);
+    return; /* a subchannel that is not READY now: wait */
+  }
+  if (r == UVG_PICK_FAIL && !uvg__ccall_wait_for_ready(call)) {
+    char msg[192];
+    if (st.message == NULL)
+      snprintf(msg, sizeof(msg), "no connection: %s",
+               ch->last_error[0] ? ch->last_error : "connection failed");
+    uvg__ccall_fail(call, (unsigned)st.code <= 16 && st.code != UVG_STATUS_OK
+                              ? st.code : UVG_STATUS_UNAVAILABLE,
+                    st.message != NULL ? st.message : msg);
+  }
+}
+
+/* Every waiting call is picked again (grpc-go's pickerWrapper wakes its
+ * blocked picks on a new picker). */
+static void repick(uvg_channel_t *ch) {
+  uvg__list_t todo;
+  uvg__list_init(&todo);
+  uvg__list_move(&ch->waiting, &todo);
+  while (!uvg__list_empty(&todo)) {
+    uvg__list_t *p = todo.next;
+    uvg__list_remove(p);
+    uvg__list_push(&ch->waiting, p);
+    pick_for(ch, uvg__ccall_of_link(p));
+  }
+}
+
+void uvg__channel_set_picker(uvg_channel_t *ch, uvg_connectivity_t st,
+                             uvg_pick_fn pick, void *picker,
+                             void (*free_picker)(void *)) {
+  if (ch->free_picker != NULL) ch->free_picker(ch->picker);
+  ch->pick = pick;
+  ch->picker = picker;
+  ch->free_picker = free_picker;
+  if (ch->closing) {
+    if (free_picker != NULL) free_picker(picker);
+    ch->pick = NULL;
+    ch->free_picker = NULL;
+    return;
+  }
+  set_state(ch, st);
+  repick(ch);
+  if (st == UVG_STATE_IDLE && !uvg__list_empty(&ch->waiting)) want_connection(ch);
+}
+
+/* ---- calls ---- */
 
 void uvg__channel_call_born(uvg_channel_t *ch) {
   /* A call keeps the loop alive until it ends, also while it only waits
    * (backoff, wait-for-ready): those timers alone would not. */
   if (ch->ncalls++ == 0) uvg__sched_hold(ch->sched);
   uvg__timer_stop(&ch->idle_timer);
-  update_ref(ch);
+  uvg__channel_update_ref(ch);
 }
 
 void uvg__channel_conn_unusable(uvg_channel_t *ch, uvg__cconn_t *cc) {
+  (void)ch;
   cc->draining = 1;
-  leave_conn(ch, cc);
+  if (cc->sc != NULL) uvg__subchannel_conn_unusable(cc->sc, cc);
 }
 
 void uvg__channel_place(uvg_channel_t *ch, uvg_client_call_t *call,
@@ -466,28 +336,18 @@ void uvg__channel_place(uvg_channel_t *ch, uvg_client_call_t *call,
     return;
   }
   uvg__list_push(&ch->waiting, link);
-  if (ch->conn != NULL) {
-    uvg__ccall_attach(call, ch->conn);
-  } else if (ch->state == UVG_STATE_TRANSIENT_FAILURE &&
-             !uvg__ccall_wait_for_ready(call)) {
-    char msg[192];
-    snprintf(msg, sizeof(msg), "no connection: %s",
-             ch->last_error[0] ? ch->last_error : "connection failed");
-    uvg__ccall_fail(call, UVG_STATUS_UNAVAILABLE, msg);
-  } else if (ch->state == UVG_STATE_IDLE) {
-    start_round(ch);
-  }
+  if (ch->idle_mode || ch->state == UVG_STATE_IDLE) want_connection(ch);
+  pick_for(ch, call);
 }
 
 void uvg__channel_call_freed(uvg_channel_t *ch) {
   ch->ncalls--;
   if (ch->ncalls == 0) {
     uvg__sched_unhold(ch->sched);
-    update_ref(ch);
-    if (ch->conn != NULL && ch->opts.idle_timeout_ms != UVG_INFINITE)
-      uvg__timer_start(&ch->idle_timer, on_idle, ch->opts.idle_timeout_ms);
+    uvg__channel_update_ref(ch);
+    arm_idle_timer(ch);
   }
-  maybe_released(ch);
+  uvg__channel_maybe_released(ch);
 }
 
 int uvg_channel_add_interceptor(uvg_channel_t *ch, const uvg_client_interceptor_t *ic,
@@ -505,7 +365,6 @@ int uvg_channel_add_interceptor(uvg_channel_t *ch, const uvg_client_interceptor_
 int uvg_channel_new(uv_loop_t *loop, const char *target,
                     uvg_channel_credentials_t *creds,
                     const uvg_channel_options_t *opts, uvg_channel_t **out) {
-  char err[192];
   if (loop == NULL || target == NULL || out == NULL) return UVG_EINVAL;
   if (creds == NULL) return UVG_ENOCREDS;
   if (!creds->insecure) return UVG_EINVAL;
@@ -513,22 +372,13 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
   uvg_channel_t *ch = uvg__calloc(1, sizeof(*ch));
   if (ch == NULL) return UVG_ENOMEM;
   int rc = merge_options(&ch->opts, opts);
-  uvg__backoff_params_t bp = {ch->opts.backoff_initial_ms, ch->opts.backoff_multiplier,
-                              ch->opts.backoff_jitter, ch->opts.backoff_max_ms,
-                              ch->opts.min_connect_timeout_ms};
-  if (rc == 0) rc = uvg__backoff_init(&ch->backoff, &bp, NULL, NULL);
-  if (rc == 0) {
-    rc = uvg__target_parse(target, &ch->target, err, sizeof(err));
-    if (rc == 0 && ch->target.dns_authority != NULL) {
-      /* uv_getaddrinfo asks the system's resolver; it cannot be pointed at
-       * another server, and quietly using the system's would be wrong */
-      snprintf(err, sizeof(err), "target \"%s\": a DNS server in the "
-               "authority is not supported (names are resolved by the "
-               "system resolver): use \"dns:///host\"", target);
-      rc = UVG_EADDR;
-    }
-    if (rc == UVG_EADDR) uvg__log(UVG_LOG_WARN, "%s", err);
+  const char *lb = ch->opts.lb_policy ? ch->opts.lb_policy : "pick_first";
+  ch->opts.lb_policy = NULL; /* the caller's string is not kept */
+  if (rc == 0 && (ch->lb_default = uvg__lb_find(lb)) == NULL) {
+    uvg__log(UVG_LOG_WARN, "LB policy \"%s\" is not registered", lb);
+    rc = UVG_EINVAL;
   }
+  if (rc == 0) rc = uvg__resolver_prepare(ch, target);
   if (rc == 0) {
     const char *auth = ch->opts.authority ? ch->opts.authority
                                           : ch->target.default_authority;
@@ -540,6 +390,7 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
   if (rc == 0) rc = uvg__sched_acquire(loop, &ch->sched);
   if (rc != 0) {
     uvg__target_free(&ch->target);
+    uvg__resolver_free(ch);
     uvg__free(ch->authority);
     uvg__free(ch->read_buf);
     uvg__free(ch);
@@ -547,6 +398,9 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
   }
   ch->loop = loop;
   ch->state = UVG_STATE_IDLE;
+  ch->idle_mode = 1;
+  ch->resolver.ch = ch;
+  ch->lb.ch = ch;
   ch->settings.initial_window_size = ch->opts.initial_window_size;
   ch->settings.connection_window_size = ch->opts.initial_connection_window_size;
   /* As grpc-go: a window the application chose stays as it is. */
@@ -562,20 +416,12 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
     ch->settings.keepalive_timeout = ch->opts.keepalive_timeout_ms;
     ch->settings.permit_without_stream = ch->opts.keepalive_permit_without_calls;
   }
-  /* fixed addresses are known at once */
-  if (ch->target.scheme == UVG__TARGET_IPV4 || ch->target.scheme == UVG__TARGET_IPV6) {
-    ch->addrs = ch->target.addrs;
-    ch->naddrs = ch->target.naddrs;
-    ch->target.addrs = NULL;
-    ch->target.naddrs = 0;
-  } else if (ch->target.scheme != UVG__TARGET_DNS) {
-    ch->naddrs = 1; /* the unix path */
-  }
   uvg__workq_init(ch->sched, &ch->q);
-  uvg__timer_init(ch->sched, &ch->backoff_timer);
   uvg__timer_init(ch->sched, &ch->idle_timer);
   uvg__work_init(&ch->w_watch);
   uvg__work_init(&ch->w_release);
+  uvg__work_init(&ch->w_exit_idle);
+  uvg__list_init(&ch->subchannels);
   uvg__list_init(&ch->conns);
   uvg__list_init(&ch->waiting);
   uvg__list_init(&ch->active);
@@ -591,16 +437,16 @@ static void run_release(void *arg, int status) {
   uvg__workq_close(&ch->q);
   uvg__sched_release(ch->sched);
   uvg__target_free(&ch->target);
-  uvg__free(ch->addrs);
+  uvg__resolver_free(ch);
   uvg__free(ch->authority);
   uvg__free(ch->read_buf);
   if (ch->close_cb != NULL) ch->close_cb(ch, ch->close_data);
   uvg__free(ch);
 }
 
-static void maybe_released(uvg_channel_t *ch) {
-  if (!ch->closing || ch->released || ch->ncalls > 0 || ch->connecting != NULL ||
-      ch->resolving || !uvg__list_empty(&ch->conns) ||
+void uvg__channel_maybe_released(uvg_channel_t *ch) {
+  if (!ch->closing || ch->released || ch->ncalls > 0 || ch->pending > 0 ||
+      !uvg__list_empty(&ch->subchannels) || !uvg__list_empty(&ch->conns) ||
       !uvg__list_empty(&ch->watches))
     return;
   ch->released = 1;
@@ -610,19 +456,17 @@ static void maybe_released(uvg_channel_t *ch) {
 
 void uvg_channel_close(uvg_channel_t *ch, uvg_channel_close_cb cb, void *user_data) {
   if (ch == NULL || ch->closing) return;
-  ch->closing = 1;
   ch->close_cb = cb;
   ch->close_data = user_data;
-  uvg__timer_stop(&ch->backoff_timer);
   uvg__timer_stop(&ch->idle_timer);
-  if (ch->resolving) uv_cancel((uv_req_t *)&ch->resolve_req);
-  if (ch->connecting != NULL) uvg__connect_cancel(ch->connecting);
+  uvg__resolver_stop(ch);
+  ch->closing = 1;
+  uvg__lb_destroy(ch); /* the subchannels' connections get GOAWAY */
+  uvg__channel_set_picker(ch, UVG_STATE_SHUTDOWN, NULL, NULL, NULL);
   uvg__ccall_cancel_all(ch, "channel closed");
-  ch->conn = NULL;
-  ch->pending_conn = NULL;
   for (uvg__list_t *p = ch->conns.next; p != &ch->conns; p = p->next)
     uvg__conn_goaway(uvg__container_of(p, uvg__conn_t, link), NGHTTP2_NO_ERROR,
                      "channel closed");
   set_state(ch, UVG_STATE_SHUTDOWN);
-  maybe_released(ch);
+  uvg__channel_maybe_released(ch);
 }

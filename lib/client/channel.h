@@ -1,14 +1,19 @@
 /*
- * The channel and its calls (channel.c, call.c): grpc-go's ClientConn with
- * one policy, pick_first, over the addresses its target resolves to.
+ * The channel and its calls: grpc-go's ClientConn, on the loop.
  *
- * One connection at a time carries new calls (ch->conn, READY). A
- * connection that received GOAWAY leaves that place and lives on in
- * ch->conns until its streams end. Calls wait in ch->waiting until the
- * channel has a ready connection (grpc-go's pickerWrapper: re-picked on
- * every state change), and every notification to the application is a
- * closure on the channel's work queue (ch->q), so no application code runs
- * inside nghttp2 or inside a uvgrpc function the application called.
+ *   resolver (resolver.c)  --addresses, service config-->  channel
+ *   channel --addresses-->  LB policy (pick_first.c, round_robin.c, or
+ *                           the application's; lb.c is its side of it)
+ *   LB policy --makes-->    subchannels (subchannel.c: grpc-go's addrConn:
+ *                           one address, its backoff, its connections)
+ *   LB policy --picker-->   channel: waiting calls are picked again
+ *
+ * Resolver results, subchannel state changes and everything the
+ * application is told are closures on the channel's work queue (ch->q):
+ * delivered in order, from the loop, never inside nghttp2 or inside a
+ * uvgrpc function the caller is in (grpc-go's serializer and update
+ * buffers). Calls wait in ch->waiting until a pick gives them a READY
+ * subchannel (grpc-go's pickerWrapper).
  */
 #ifndef UVG_CLIENT_CHANNEL_H
 #define UVG_CLIENT_CHANNEL_H
@@ -29,16 +34,107 @@ struct uvg_channel_credentials_s {
   int insecure;
 };
 
-/* A client connection: the transport's connection and its channel. */
+/* A client connection: the transport's connection, its channel, and the
+ * subchannel it belongs to (NULL once the subchannel is released: it then
+ * only finishes its calls). */
 typedef struct {
   uvg__conn_t c;
   uvg_channel_t *ch;
-  uint8_t draining; /* GOAWAY received: no new calls */
+  uvg_subchannel_t *sc;
+  uint8_t draining; /* GOAWAY received or sent: no new calls */
 } uvg__cconn_t;
 
 /* Reads of the channel's connections land here: the transport consumes
  * every read at once, so one buffer serves them all. */
 #define UVG__CHANNEL_READ_BUF (64 * 1024)
+
+/* ---- subchannel.c ---- */
+
+struct uvg_subchannel_s {
+  uvg_channel_t *ch;
+  uvg__list_t link; /* ch->subchannels */
+  uvg_address_t addr; /* attrs owned */
+  char name[64];      /* the address as text, for logs */
+  uvg_connectivity_t state;
+  uvg_connectivity_t reported; /* the last state the policy was told */
+  uvg_connectivity_t pend[4];  /* states it is yet to be told, in order */
+  unsigned npend;
+  uvg__work_t w_state;         /* tells the policy (lb.c) */
+  void *lb_data;
+  unsigned refs;      /* the policy's, a queued w_state's, the attempt's */
+  uint8_t released;   /* by the policy */
+  uvg__backoff_t backoff;
+  uvg__timer_t backoff_timer; /* TRANSIENT_FAILURE -> IDLE */
+  uint64_t attempt_started;
+  uint64_t attempt_delay;     /* this attempt's backoff delay */
+  uint64_t attempt_deadline;  /* loop time it must be READY by */
+  uvg__connect_t connect_req;
+  uvg__connect_t *connecting; /* the connect in progress, or NULL */
+  uvg__cconn_t *attempt_conn; /* the connection being connected */
+  uvg__cconn_t *pending_conn; /* connected, waiting for the SETTINGS */
+  uvg__cconn_t *conn;         /* READY: where picked calls go */
+  char last_error[128];
+};
+
+/* Makes a subchannel (IDLE) for the channel's policy. */
+int uvg__subchannel_new(uvg_channel_t *ch, const uvg_address_t *addr,
+                        uvg_subchannel_t **out);
+/* The connection picked calls start on, or NULL when not READY. */
+uvg__cconn_t *uvg__subchannel_conn(uvg_subchannel_t *sc);
+/* A connection of it cannot take new streams: it is left (IDLE). */
+void uvg__subchannel_conn_unusable(uvg_subchannel_t *sc, uvg__cconn_t *cc);
+/* Drops a reference; the last one frees it. */
+void uvg__subchannel_unref(uvg_subchannel_t *sc);
+
+/* ---- resolver.c ---- */
+
+struct uvg_resolver_s {
+  uvg_channel_t *ch;
+  const uvg_resolver_type_t *type;
+  void *state;
+  unsigned generation; /* results of an older instance are dropped */
+  uint8_t running;
+};
+
+/* Splits `target` and finds its resolver: a registered scheme, else
+ * dns:///target (naming.md). Fills ch->target / ch->tinfo. Returns 0,
+ * UVG_EADDR (logged) or UVG_ENOMEM. */
+int uvg__resolver_prepare(uvg_channel_t *ch, const char *target);
+/* Starts (leaving idle) and stops (idle, close) the channel's resolver. */
+int uvg__resolver_start(uvg_channel_t *ch);
+void uvg__resolver_stop(uvg_channel_t *ch);
+void uvg__resolver_resolve_now(uvg_channel_t *ch);
+void uvg__resolver_free(uvg_channel_t *ch);
+
+/* ---- lb.c ---- */
+
+struct uvg_lb_s {
+  uvg_channel_t *ch;
+  const uvg_lb_policy_type_t *type;
+  void *state;
+};
+
+const uvg_lb_policy_type_t *uvg__lb_find(const char *name);
+/* The built-in policies. */
+extern const uvg_lb_policy_type_t uvg__pick_first;
+extern const uvg_lb_policy_type_t uvg__round_robin;
+/* Applies a resolution: creates the policy if there is none, hands it the
+ * addresses. */
+void uvg__lb_resolved(uvg_channel_t *ch, const uvg_address_t *addrs, size_t n,
+                      const char *service_config);
+void uvg__lb_resolver_error(uvg_channel_t *ch, const char *message);
+/* Destroys the policy (idle, close) and drops its picker. */
+void uvg__lb_destroy(uvg_channel_t *ch);
+/* A subchannel changed state: the policy hears of it from the queue, every
+ * change in order (should more than four wait, the last is replaced). */
+void uvg__lb_post_subchannel_state(uvg_subchannel_t *sc);
+/* Copies an address with its attributes; frees such a copy. */
+int uvg__address_copy(uvg_address_t *dst, const uvg_address_t *src);
+void uvg__address_free(uvg_address_t *a);
+/* The address as text ("127.0.0.1:50051", "[::1]:1", "unix:/p"). */
+void uvg__address_name(const uvg_address_t *a, char *out, size_t len);
+
+/* ---- channel.c ---- */
 
 struct uvg_channel_s {
   uv_loop_t *loop;
@@ -46,25 +142,28 @@ struct uvg_channel_s {
   uvg__workq_t q; /* the application's notifications, in order */
   uvg_channel_options_t opts;
   uvg__conn_settings_t settings;
-  uvg__target_t target;
   char *authority;
   uvg_connectivity_t state;
-  /* resolved addresses; pick_first tries them in order */
-  struct sockaddr_storage *addrs;
-  size_t naddrs, next_addr;
-  uint64_t resolved_at;
-  uv_getaddrinfo_t resolve_req;
-  uint8_t resolving;
-  uvg__backoff_t backoff;
-  uint64_t round_delay;       /* this round's backoff delay */
-  uint64_t attempt_deadline;  /* loop time the attempt must be READY by */
-  uvg__timer_t backoff_timer; /* the next round of attempts */
+  /* the target and its resolver */
+  uvg_target_info_t tinfo; /* strings owned */
+  uvg__target_t target;    /* parsed, for the built-in schemes */
+  uvg_resolver_t resolver;
+  struct { /* the "manual" scheme: the last push, given again on start */
+    uvg_address_t *addrs;
+    size_t n;
+    char *config;
+    uint8_t on;
+  } manual;
+  /* the LB policy and its latest picker */
+  uvg_lb_t lb;
+  const uvg_lb_policy_type_t *lb_default;
+  uvg_pick_fn pick;
+  void *picker;
+  void (*free_picker)(void *picker);
+  uint8_t idle_mode;   /* no resolver, no policy: the next call starts them */
+  uint8_t exit_idle_queued;
+  uvg__list_t subchannels;
   uvg__timer_t idle_timer;
-  uvg__connect_t connect_req;
-  uvg__connect_t *connecting; /* the attempt in progress, or NULL */
-  uvg__cconn_t *attempt_conn; /* the connection being connected */
-  uvg__cconn_t *pending_conn; /* connected, waiting for the SETTINGS */
-  uvg__cconn_t *conn;         /* READY: where new calls go */
   uint8_t *read_buf;
   uvg__list_t conns;          /* every open connection (c.link) */
   uvg__list_t waiting;        /* calls without a stream yet */
@@ -78,14 +177,30 @@ struct uvg_channel_s {
   } interceptors[UVG__MAX_CLIENT_INTERCEPTORS];
   unsigned ninterceptors;
   unsigned ncalls;            /* calls not yet freed */
+  unsigned pending;           /* queued closures that use the channel */
   uvg__work_t w_watch;        /* runs the watches after a state change */
   uvg__work_t w_release;
+  uvg__work_t w_exit_idle;
   uint8_t closing;
   uint8_t released;
   uvg_channel_close_cb close_cb;
   void *close_data;
-  char last_error[128]; /* why the last connection attempt failed */
+  char last_error[128]; /* why the channel has no connection */
 };
+
+/* The policy's state and picker: the channel's state; waiting calls are
+ * picked again. */
+void uvg__channel_set_picker(uvg_channel_t *ch, uvg_connectivity_t st,
+                             uvg_pick_fn pick, void *picker,
+                             void (*free_picker)(void *));
+/* Records why the channel has no connection (for fail-fast calls). */
+void uvg__channel_set_error(uvg_channel_t *ch, const char *fmt, ...);
+/* An open connection's loop reference follows whether calls need it. */
+void uvg__channel_update_ref(uvg_channel_t *ch);
+/* A closure of a resolver or subchannel ran: the channel may be done. */
+void uvg__channel_maybe_released(uvg_channel_t *ch);
+/* The keepalive time doubles after GOAWAY too_many_pings (gRFC A8). */
+void uvg__channel_too_many_pings(uvg_channel_t *ch, const char *peer);
 
 /* ---- call.c: the calls' side of the channel ---- */
 
@@ -119,9 +234,11 @@ void uvg__channel_call_born(uvg_channel_t *ch);
  * IDLE channel starts connecting), or fails fast. */
 void uvg__channel_place(uvg_channel_t *ch, uvg_client_call_t *call,
                         uvg__list_t *link);
-/* `cc` cannot start streams any more: the channel stops using it and
- * connects again for the waiting calls. */
+/* `cc` cannot start streams any more: its subchannel leaves it, and the
+ * call waits for the next pick. */
 void uvg__channel_conn_unusable(uvg_channel_t *ch, uvg__cconn_t *cc);
+/* What a pick sees of a call. */
+void uvg__ccall_pick_info(const uvg_client_call_t *call, uvg_pick_info_t *info);
 /* A call is freed. */
 void uvg__channel_call_freed(uvg_channel_t *ch);
 

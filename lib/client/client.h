@@ -68,6 +68,9 @@ int uvg__target_parse(const char *target, uvg__target_t *out, char *err,
                       size_t errlen);
 /* Frees what `t` owns and empties it. */
 void uvg__target_free(uvg__target_t *t);
+/* The length of the RFC 3986 scheme `target` starts with (before its
+ * ':'), or 0 when it has none. */
+size_t uvg__target_scheme_len(const char *target);
 
 /* ====================================================================== */
 /* ---- connection backoff (backoff.c): doc/connection-backoff.md ---- */

@@ -129,6 +129,8 @@ static size_t measure_scheme(const char *s) {
   return s[i] == ':' ? i : 0;
 }
 
+size_t uvg__target_scheme_len(const char *target) { return measure_scheme(target); }
+
 static int find_scheme(span_t s, uvg__target_scheme_t *out) {
   static const struct {
     const char *name;

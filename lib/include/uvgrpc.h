@@ -580,6 +580,9 @@ typedef struct {
   /* The :authority of calls; default from the target (its host[:port], or
    * "localhost" for unix sockets). */
   const char *authority;
+  /* The LB policy when the service config names none; default
+   * "pick_first". Must be registered (uvg_lb_policy_register). */
+  const char *lb_policy;
 } uvg_channel_options_t;
 
 /* Fills `opts` with the defaults. */
@@ -783,6 +786,168 @@ UVG_EXTERN size_t uvg_client_call_metadata(const uvg_client_call_t *call,
 UVG_EXTERN int uvg_client_call_set_metadata(uvg_client_call_t *call,
                                             const char *key, const void *value,
                                             size_t len);
+
+/* ---------------------------------------------------------------------------
+ * Name resolution and load balancing: plug-ins (docs/resolvers.md)
+ *
+ * A channel asks a resolver, chosen by the target's scheme, for addresses;
+ * a load-balancing (LB) policy, chosen by name, makes subchannels for them
+ * and publishes a picker that chooses one for each call (grpc-go's
+ * resolver.Builder and balancer.Builder). Both run on the channel's loop,
+ * and every event they receive is delivered from the loop in order, never
+ * from inside a uvgrpc function the plug-in called: a plug-in may call any
+ * function of this section from its callbacks. Register plug-ins before the
+ * channels that use them are made; registration is not thread-safe.
+ * ------------------------------------------------------------------------- */
+
+/* An attribute of an address: for the LB policy (a weight, a zone). */
+typedef struct {
+  const char *key;
+  const char *value;
+} uvg_attribute_t;
+
+/* An address: a socket address (struct sockaddr_in, sockaddr_in6 or
+ * sockaddr_un; an abstract unix name has sun_path[0] == '\0' and addrlen
+ * says its length) and attributes. Whoever receives one copies it. */
+typedef struct {
+  struct sockaddr_storage addr;
+  uint32_t addrlen;
+  const uvg_attribute_t *attrs;
+  size_t nattrs;
+} uvg_address_t;
+
+/* A channel's target, split as an RFC 3986 URI (doc/naming.md). */
+typedef struct {
+  const char *target;    /* as given to uvg_channel_new() */
+  const char *scheme;    /* "dns", "unix", a registered scheme */
+  const char *authority; /* "" when there is none */
+  const char *endpoint;  /* the path without its first '/' */
+} uvg_target_info_t;
+
+/* The channel's side of one resolver instance. */
+typedef struct uvg_resolver_s uvg_resolver_t;
+
+typedef struct {
+  const char *scheme; /* the target scheme it serves; not copied */
+  /* Starts resolving `t` for a channel; results go to
+   * uvg_resolver_update() or uvg_resolver_error(), now or later. Sets
+   * *state (passed to the others). Returns 0, or an error that fails
+   * uvg_channel_new() (UVG_EADDR for a target it cannot serve). */
+  int (*start)(uvg_resolver_t *r, const uvg_target_info_t *t, void **state);
+  /* The channel would like fresh results (a connection was lost): a hint
+   * the resolver may rate-limit. May be NULL. */
+  void (*resolve_now)(void *state);
+  /* Stops: no update may be pushed after it returns; free what is yours
+   * (an operation in flight may finish later and free then). */
+  void (*stop)(void *state);
+} uvg_resolver_type_t;
+
+/* Registers a resolver for `type->scheme` (the struct is kept, not
+ * copied), replacing the one registered before, built-in ones included.
+ * Returns 0, UVG_EINVAL, or UVG_ENOMEM (at most 32 schemes). */
+UVG_EXTERN int uvg_resolver_register(const uvg_resolver_type_t *type);
+
+/* Pushes a resolution: addresses (copied) and a service config (JSON,
+ * copied; NULL for none: the channel's default applies). An update with no
+ * address is an error like uvg_resolver_error(). Returns 0, UVG_EINVAL or
+ * UVG_ENOMEM. The channel applies it from its loop, in order. */
+UVG_EXTERN int uvg_resolver_update(uvg_resolver_t *r, const uvg_address_t *addrs,
+                                   size_t n, const char *service_config);
+/* Resolution failed (message copied): the LB policy is told; a channel
+ * without addresses becomes TRANSIENT_FAILURE with this message. The
+ * resolver retries by itself (with backoff) when it can. Returns 0 or
+ * UVG_ENOMEM. */
+UVG_EXTERN int uvg_resolver_error(uvg_resolver_t *r, const char *message);
+/* The loop the resolver runs on. */
+UVG_EXTERN uv_loop_t *uvg_resolver_loop(const uvg_resolver_t *r);
+
+/* The "manual" scheme: a channel made with target "manual:NAME" resolves
+ * nothing by itself; the application pushes addresses into the resolver
+ * this returns (for tests, and for applications with their own
+ * discovery). NULL for other channels. Valid until the channel closes. */
+UVG_EXTERN uvg_resolver_t *uvg_channel_manual_resolver(uvg_channel_t *channel);
+
+/* The channel's side of one LB policy instance, and a subchannel: one
+ * address the channel connects to, reconnecting with its own backoff. */
+typedef struct uvg_lb_s uvg_lb_t;
+typedef struct uvg_subchannel_s uvg_subchannel_t;
+
+/* What a pick decided for one call. */
+typedef enum {
+  UVG_PICK_QUEUE = 0,    /* wait for the next picker */
+  UVG_PICK_COMPLETE = 1, /* *sc: a READY subchannel */
+  UVG_PICK_FAIL = 2      /* *status; wait-for-ready calls keep waiting */
+} uvg_pick_result_t;
+
+typedef struct {
+  const char *method; /* "/package.Service/Method" */
+  const uvg_metadata_t *metadata;
+  size_t nmetadata;
+} uvg_pick_info_t;
+
+/* Chooses for one call. It runs synchronously inside the channel: it must
+ * not call other uvgrpc functions. status->message must stay valid until
+ * the next picker replaces this one. */
+typedef uvg_pick_result_t (*uvg_pick_fn)(void *picker, const uvg_pick_info_t *info,
+                                         uvg_subchannel_t **sc,
+                                         uvg_status_t *status);
+
+typedef struct {
+  const char *name; /* as service configs name it; not copied */
+  /* A channel needs this policy. Sets *state. Returns 0 or an error. */
+  int (*create)(uvg_lb_t *lb, void **state);
+  /* New addresses from the resolver (at least one), with this policy's
+   * configuration from the service config (JSON text, "{}" when none).
+   * Returns 0, or UVG_EINVAL for a configuration it rejects. */
+  int (*update)(void *state, const uvg_address_t *addrs, size_t n,
+                const char *config);
+  /* The resolver failed; the policy keeps what it has, or reports
+   * TRANSIENT_FAILURE if it has nothing. */
+  void (*resolver_error)(void *state, const char *message);
+  /* A subchannel of this policy changed state (error: why, for
+   * TRANSIENT_FAILURE; else ""). In order; none after its release. */
+  void (*subchannel_state)(void *state, uvg_subchannel_t *sc,
+                           uvg_connectivity_t st, const char *error);
+  /* A call arrived while the policy reported IDLE: connect. May be NULL. */
+  void (*exit_idle)(void *state);
+  /* The channel is done with the policy: release its subchannels (their
+   * connections finish their calls) and free the state. */
+  void (*destroy)(void *state);
+} uvg_lb_policy_type_t;
+
+/* Registers a policy under `type->name` (kept, not copied), replacing one
+ * of the same name. "pick_first" and "round_robin" are built in. Returns 0,
+ * UVG_EINVAL or UVG_ENOMEM (at most 32 policies). */
+UVG_EXTERN int uvg_lb_policy_register(const uvg_lb_policy_type_t *type);
+
+/* Makes a subchannel for `addr` (copied), IDLE; the policy owns it until
+ * uvg_subchannel_release(). Returns 0, UVG_EINVAL or UVG_ENOMEM. */
+UVG_EXTERN int uvg_lb_subchannel_new(uvg_lb_t *lb, const uvg_address_t *addr,
+                                     uvg_subchannel_t **out);
+/* Publishes the policy's state (the channel's connectivity state) and a
+ * picker. The channel calls free_picker(picker) (may be NULL) when a newer
+ * picker replaces it or the policy is destroyed; calls waiting for a pick
+ * are picked again with the new one. */
+UVG_EXTERN void uvg_lb_update_state(uvg_lb_t *lb, uvg_connectivity_t state,
+                                    uvg_pick_fn pick, void *picker,
+                                    void (*free_picker)(void *picker));
+/* Asks the resolver for fresh results (uvg_resolver_type_t.resolve_now). */
+UVG_EXTERN void uvg_lb_request_resolution(uvg_lb_t *lb);
+UVG_EXTERN uv_loop_t *uvg_lb_loop(const uvg_lb_t *lb);
+
+/* Starts connecting an IDLE subchannel (no-op in other states). It goes
+ * CONNECTING, then READY or TRANSIENT_FAILURE; from TRANSIENT_FAILURE it
+ * goes IDLE once its backoff delay is over, and from READY IDLE when the
+ * connection is lost or the server sends GOAWAY. */
+UVG_EXTERN void uvg_subchannel_connect(uvg_subchannel_t *sc);
+/* The policy is done with it: no more events; its connection receives no
+ * new calls and closes once its calls end. */
+UVG_EXTERN void uvg_subchannel_release(uvg_subchannel_t *sc);
+UVG_EXTERN uvg_connectivity_t uvg_subchannel_state(const uvg_subchannel_t *sc);
+UVG_EXTERN const uvg_address_t *uvg_subchannel_address(const uvg_subchannel_t *sc);
+/* The policy's own pointer on a subchannel. */
+UVG_EXTERN void uvg_subchannel_set_data(uvg_subchannel_t *sc, void *data);
+UVG_EXTERN void *uvg_subchannel_get_data(const uvg_subchannel_t *sc);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,188 @@
+/*
+ * The channel's side of its LB policy (grpc-go's ccBalancerWrapper): the
+ * registry of policies, the functions a policy calls (uvg_lb_*), and the
+ * delivery of subchannel states to it from the channel's queue, so that a
+ * policy never runs inside the transport or inside its own calls.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "channel.h"
+
+#define MAX_POLICIES 32
+
+static const uvg_lb_policy_type_t *policies[MAX_POLICIES] = {&uvg__pick_first,
+                                                             &uvg__round_robin};
+static size_t npolicies = 2;
+
+int uvg_lb_policy_register(const uvg_lb_policy_type_t *t) {
+  if (t == NULL || t->name == NULL || t->name[0] == '\0' || t->create == NULL ||
+      t->update == NULL || t->subchannel_state == NULL || t->destroy == NULL)
+    return UVG_EINVAL;
+  for (size_t i = 0; i < npolicies; i++) {
+    if (strcmp(policies[i]->name, t->name) == 0) {
+      policies[i] = t;
+      return 0;
+    }
+  }
+  if (npolicies == MAX_POLICIES) return UVG_ENOMEM;
+  policies[npolicies++] = t;
+  return 0;
+}
+
+const uvg_lb_policy_type_t *uvg__lb_find(const char *name) {
+  for (size_t i = 0; i < npolicies; i++)
+    if (strcmp(policies[i]->name, name) == 0) return policies[i];
+  return NULL;
+}
+
+/* ---- addresses ---- */
+
+int uvg__address_copy(uvg_address_t *dst, const uvg_address_t *src) {
+  *dst = *src;
+  dst->attrs = NULL;
+  dst->nattrs = 0;
+  if (src->nattrs == 0) return 0;
+  /* one block: the array, then the strings */
+  size_t size = src->nattrs * sizeof(uvg_attribute_t);
+  for (size_t i = 0; i < src->nattrs; i++)
+    size += strlen(src->attrs[i].key) + strlen(src->attrs[i].value) + 2;
+  uvg_attribute_t *a = uvg__malloc(size);
+  if (a == NULL) return UVG_ENOMEM;
+  char *p = (char *)(a + src->nattrs);
+  for (size_t i = 0; i < src->nattrs; i++) {
+    size_t k = strlen(src->attrs[i].key) + 1, v = strlen(src->attrs[i].value) + 1;
+    a[i].key = memcpy(p, src->attrs[i].key, k);
+    a[i].value = memcpy(p + k, src->attrs[i].value, v);
+    p += k + v;
+  }
+  dst->attrs = a;
+  dst->nattrs = src->nattrs;
+  return 0;
+}
+
+void uvg__address_free(uvg_address_t *a) {
+  uvg__free((void *)a->attrs);
+  a->attrs = NULL;
+  a->nattrs = 0;
+}
+
+void uvg__address_name(const uvg_address_t *a, char *out, size_t len) {
+  const struct sockaddr *sa = (const struct sockaddr *)&a->addr;
+  char host[64] = "?";
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    uv_ip4_name(in, host, sizeof(host));
+    snprintf(out, len, "%s:%u", host, ntohs(in->sin_port));
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    uv_ip6_name(in6, host, sizeof(host));
+    snprintf(out, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+  } else if (sa->sa_family == AF_UNIX) {
+    const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+    if (un->sun_path[0] == '\0')
+      snprintf(out, len, "unix-abstract:%.*s",
+               (int)strnlen(un->sun_path + 1, sizeof(un->sun_path) - 1),
+               un->sun_path + 1);
+    else
+      snprintf(out, len, "unix:%.*s", (int)strnlen(un->sun_path, sizeof(un->sun_path)),
+               un->sun_path);
+  } else {
+    snprintf(out, len, "(family %d)", sa->sa_family);
+  }
+}
+
+/* ---- the policy's instance ---- */
+
+static int current(const uvg_lb_t *lb) { return lb->type != NULL; }
+
+void uvg__lb_resolved(uvg_channel_t *ch, const uvg_address_t *addrs, size_t n,
+                      const char *service_config) {
+  (void)service_config;
+  uvg_lb_t *lb = &ch->lb;
+  if (!current(lb)) {
+    lb->ch = ch;
+    lb->type = ch->lb_default;
+    int rc = lb->type->create(lb, &lb->state);
+    if (rc != 0) {
+      lb->type = NULL;
+      uvg__channel_set_error(ch, "LB policy %s: %s", ch->lb_default->name,
+                             uvg_strerror(rc));
+      uvg__channel_set_picker(ch, UVG_STATE_TRANSIENT_FAILURE, NULL, NULL, NULL);
+      return;
+    }
+  }
+  int rc = lb->type->update(lb->state, addrs, n, "{}");
+  if (rc != 0)
+    uvg__log(UVG_LOG_WARN, "LB policy %s refused its update: %s", lb->type->name,
+             uvg_strerror(rc));
+}
+
+void uvg__lb_resolver_error(uvg_channel_t *ch, const char *message) {
+  uvg__channel_set_error(ch, "%s", message);
+  if (current(&ch->lb) && ch->lb.type->resolver_error != NULL) {
+    ch->lb.type->resolver_error(ch->lb.state, message);
+    return;
+  }
+  if (!current(&ch->lb))
+    uvg__channel_set_picker(ch, UVG_STATE_TRANSIENT_FAILURE, NULL, NULL, NULL);
+}
+
+void uvg__lb_destroy(uvg_channel_t *ch) {
+  uvg_lb_t *lb = &ch->lb;
+  if (!current(lb)) return;
+  const uvg_lb_policy_type_t *t = lb->type;
+  lb->type = NULL;
+  t->destroy(lb->state);
+  lb->state = NULL;
+}
+
+static void run_subchannel_state(void *arg, int status) {
+  uvg_subchannel_t *sc = arg;
+  uvg_channel_t *ch = sc->ch;
+  /* the policy may change the state again as it hears (a connect): those
+   * changes are appended and told in this same loop */
+  while (status == 0 && sc->npend > 0 && !sc->released && current(&ch->lb)) {
+    uvg_connectivity_t st = sc->pend[0];
+    memmove(sc->pend, sc->pend + 1, --sc->npend * sizeof(sc->pend[0]));
+    if (st == sc->reported) continue;
+    sc->reported = st;
+    ch->lb.type->subchannel_state(ch->lb.state, sc, st,
+                                  st == UVG_STATE_TRANSIENT_FAILURE ? sc->last_error
+                                                                    : "");
+  }
+  uvg__subchannel_unref(sc);
+}
+
+void uvg__lb_post_subchannel_state(uvg_subchannel_t *sc) {
+  size_t max = UVG__ARRAY_SIZE(sc->pend);
+  if (sc->npend == max) sc->npend--;
+  sc->pend[sc->npend++] = sc->state;
+  if (uvg__work_queued(&sc->w_state)) return;
+  if (uvg__workq_post_node(&sc->ch->q, &sc->w_state, run_subchannel_state, sc) == 0)
+    sc->refs++;
+}
+
+/* ---- what a policy calls ---- */
+
+int uvg_lb_subchannel_new(uvg_lb_t *lb, const uvg_address_t *addr,
+                          uvg_subchannel_t **out) {
+  if (lb == NULL || addr == NULL || out == NULL || !current(lb)) return UVG_EINVAL;
+  return uvg__subchannel_new(lb->ch, addr, out);
+}
+
+void uvg_lb_update_state(uvg_lb_t *lb, uvg_connectivity_t state, uvg_pick_fn pick,
+                         void *picker, void (*free_picker)(void *picker)) {
+  if (!current(lb)) { /* destroyed: nothing listens any more */
+    if (free_picker != NULL) free_picker(picker);
+    return;
+  }
+  uvg__channel_set_picker(lb->ch, state, pick, picker, free_picker);
+}
+
+void uvg_lb_request_resolution(uvg_lb_t *lb) {
+  if (current(lb)) uvg__resolver_resolve_now(lb->ch);
+}
+
+uv_loop_t *uvg_lb_loop(const uvg_lb_t *lb) { return lb->ch->loop; }
