@@ -96,12 +96,14 @@ static int merge_options(uvg_channel_options_t *o, const uvg_channel_options_t *
 /* ---- connections ---- */
 
 /* An idle client connection must not keep the application's loop alive
- * (grpc-js unrefs its sockets the same way). */
+ * (grpc-js unrefs its sockets the same way); one that is closing does, for
+ * the second at most that its close may take, so that a program that
+ * closed its channel exits with every connection closed. */
 void uvg__channel_update_ref(uvg_channel_t *ch) {
   for (uvg__list_t *p = ch->conns.next; p != &ch->conns; p = p->next) {
     uvg__conn_t *c = uvg__container_of(p, uvg__conn_t, link);
-    if (c->closing) continue;
-    if (c->nstreams > 0 || ch->ncalls > 0)
+    if (c->closing || c->close_on_goaway || c->close_when_idle || ch->closing ||
+        c->nstreams > 0 || ch->ncalls > 0)
       uv_ref(&c->io.h.handle);
     else
       uv_unref(&c->io.h.handle);
@@ -468,5 +470,6 @@ void uvg_channel_close(uvg_channel_t *ch, uvg_channel_close_cb cb, void *user_da
     uvg__conn_goaway(uvg__container_of(p, uvg__conn_t, link), NGHTTP2_NO_ERROR,
                      "channel closed");
   set_state(ch, UVG_STATE_SHUTDOWN);
+  uvg__channel_update_ref(ch);
   uvg__channel_maybe_released(ch);
 }

@@ -267,8 +267,10 @@ void uvg_subchannel_release(uvg_subchannel_t *sc) {
     if (cc->sc != sc) continue;
     cc->sc = NULL;
     cc->draining = 1;
-    uvg__conn_goaway(&cc->c, NGHTTP2_NO_ERROR, ch->closing ? "channel closed"
-                                                           : "subchannel released");
+    if (ch->closing)
+      uvg__conn_goaway(&cc->c, NGHTTP2_NO_ERROR, "channel closed");
+    else
+      uvg__conn_close_when_idle(&cc->c, "subchannel released");
   }
   sc->conn = sc->pending_conn = NULL;
   uvg__subchannel_unref(sc);

@@ -373,6 +373,8 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
   uvg__list_remove(&s->conn_link);
   c->nstreams--;
   if (!c->closing) uvg__srv_on_stream_count(c);
+  if (c->close_when_idle && c->nstreams == 0 && !c->closing)
+    uvg__conn_goaway(c, NGHTTP2_NO_ERROR, c->close_reason);
   while (!uvg__list_empty(&s->sendq))
     drop_msg(uvg__container_of(s->sendq.next, uvg__msg_t, link));
   uvg__free(s->trailers);
@@ -605,6 +607,7 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
   c->nstreams = 0;
   c->ping_outstanding = 0;
   c->close_on_goaway = c->close_after_write = c->lingering = 0;
+  c->close_when_idle = 0;
   c->last_read = c->ping_sent_at = 0;
   uvg__timer_init(sched, &c->ka_timer);
   uvg__timer_init(sched, &c->hs_timer);
@@ -734,6 +737,15 @@ void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug) {
   /* The GOAWAY waits behind the write in flight, and a peer that stops
    * reading never lets that write complete: the close has a deadline. */
   uvg__timer_start(&c->close_timer, on_linger_over, UVG__CONN_CLOSE_MS);
+}
+
+void uvg__conn_close_when_idle(uvg__conn_t *c, const char *debug) {
+  if (c->closing || c->close_on_goaway) return;
+  uvg__conn_set_close_reason(c, debug);
+  if (c->nstreams == 0)
+    uvg__conn_goaway(c, NGHTTP2_NO_ERROR, debug);
+  else
+    c->close_when_idle = 1;
 }
 
 /* Ends every stream and stops everything but the socket. */

@@ -187,6 +187,7 @@ struct uvg__conn_s {
   /* closing after a GOAWAY */
   uvg__timer_t close_timer;  /* the close deadline, then the linger */
   uint8_t close_on_goaway;   /* uvg__conn_goaway: close once it is sent */
+  uint8_t close_when_idle;   /* uvg__conn_close_when_idle: when streams end */
   uint8_t close_after_write; /* ... and it is in the write in flight */
   uint8_t lingering;         /* half-closed, waiting for the peer's EOF */
   uint8_t abort_frame[17];   /* a GOAWAY written when nghttp2 gave up */
@@ -282,6 +283,11 @@ void uvg__conn_submit_goaway(uvg__conn_t *c, uint32_t h2_error,
  * (a peer that stops reading cannot hold it open). */
 #define UVG__CONN_CLOSE_MS 1000
 void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug);
+
+/* Closes gracefully: uvg__conn_goaway(NO_ERROR, debug) once no stream is
+ * open (at once if none is); the streams open now finish. The caller
+ * opens no new stream on it. `debug` is static text. */
+void uvg__conn_close_when_idle(uvg__conn_t *c, const char *debug);
 
 /* Records why the connection closes (static text), unless a reason is
  * already recorded: the first cause wins. */
