@@ -803,44 +803,159 @@ static void free_config(uvg__service_config_t *sc) {
   uvg__free(sc);
 }
 
-int uvg__service_config_parse(const char *json, size_t len,
-                              uvg__lb_supported_cb supported, void *arg,
-                              uvg__service_config_t **out, char *err,
-                              size_t errlen) {
-  parser_t p = {.err = err, .errlen = errlen};
-  if (errlen > 0) err[0] = '\0';
-  if (out == NULL) return UVG_EINVAL;
-  *out = NULL;
-  if (json == NULL || supported == NULL) {
-    if (errlen > 0)
-      snprintf(err, errlen, "no service config or no policy check");
-    return UVG_EINVAL;
-  }
-  uvg__service_config_t *sc = uvg__calloc(1, sizeof(*sc));
-  if (sc == NULL) return out_of_memory(&p);
-  sc->refs = 1;
-
+/* Loads `len` bytes of JSON; on failure sets the message and *rc. */
+static json_t *load_json(parser_t *p, const char *json, size_t len, int *rc) {
   json_error_t jerr;
   json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
   if (root == NULL) {
     /* jansson reports its own allocation failures as syntax errors of a
      * kind of their own. */
-    int rc = json_error_code(&jerr) == json_error_out_of_memory
-                 ? out_of_memory(&p)
-                 : fail(&p, "invalid JSON at line %d, column %d: %s", jerr.line,
-                        jerr.column, jerr.text);
-    free_config(sc);
-    return rc;
+    *rc = json_error_code(&jerr) == json_error_out_of_memory
+              ? out_of_memory(p)
+              : fail(p, "invalid JSON at line %d, column %d: %s", jerr.line,
+                     jerr.column, jerr.text);
   }
-  int rc = read_service_config(&p, root, supported, arg, sc);
-  json_decref(root);
+  return root;
+}
+
+/* Reads the service config object `v` into a new config. */
+static int new_config(parser_t *p, const json_t *v,
+                      uvg__lb_supported_cb supported, void *arg,
+                      uvg__service_config_t **out) {
+  uvg__service_config_t *sc = uvg__calloc(1, sizeof(*sc));
+  if (sc == NULL) return out_of_memory(p);
+  sc->refs = 1;
+  int rc = read_service_config(p, v, supported, arg, sc);
   if (rc != 0) {
     free_config(sc);
     return rc;
   }
-  if (errlen > 0) err[0] = '\0';
   *out = sc;
   return 0;
+}
+
+/* The checks both entry points make; 0 to go on. */
+static int check_arguments(parser_t *p, const char *json,
+                           uvg__lb_supported_cb supported,
+                           uvg__service_config_t **out) {
+  if (p->errlen > 0) p->err[0] = '\0';
+  if (out == NULL) return UVG_EINVAL;
+  *out = NULL;
+  if (json == NULL || supported == NULL) {
+    if (p->errlen > 0)
+      snprintf(p->err, p->errlen, "no service config or no policy check");
+    return UVG_EINVAL;
+  }
+  return 0;
+}
+
+int uvg__service_config_parse(const char *json, size_t len,
+                              uvg__lb_supported_cb supported, void *arg,
+                              uvg__service_config_t **out, char *err,
+                              size_t errlen) {
+  parser_t p = {.err = err, .errlen = errlen};
+  int rc = check_arguments(&p, json, supported, out);
+  if (rc != 0) return rc;
+  json_t *root = load_json(&p, json, len, &rc);
+  if (root == NULL) return rc;
+  rc = new_config(&p, root, supported, arg, out);
+  json_decref(root);
+  return rc;
+}
+
+/* ====================================================================== */
+/* gRFC A2 service config choices */
+
+/* A list of strings, any of which may equal `want` (NULL: none does);
+ * an absent or empty list matches every client (A2: "If a field is
+ * absent or empty, it matches all clients"). Sets *match. */
+static int read_criterion(parser_t *p, const json_t *v, const char *want,
+                          int ignore_case, int *match) {
+  if (!json_is_array(v)) return fail(p, "must be a list of strings");
+  *match = json_array_size(v) == 0;
+  for (size_t i = 0; i < json_array_size(v); i++) {
+    const json_t *e = json_array_get(v, i);
+    if (!json_is_string(e)) {
+      push_index(p, i);
+      return fail(p, "must be a string");
+    }
+    const char *s = json_string_value(e);
+    if (want != NULL &&
+        (ignore_case ? strcasecmp(s, want) : strcmp(s, want)) == 0)
+      *match = 1;
+  }
+  return 0;
+}
+
+/* A2: "Percentage: integer from 0 to 100 indicating the percentage of
+ * clients that should use this choice"; a client with draw d (0..99)
+ * is among the first `percentage` of 100. */
+static int read_percentage(parser_t *p, const json_t *v, unsigned draw,
+                           int *match) {
+  if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+      json_integer_value(v) > 100)
+    return fail(p, "must be an integer from 0 to 100");
+  *match = draw < (unsigned)json_integer_value(v);
+  return 0;
+}
+
+/* One choice: whether it matches this client. "If any unexpected field
+ * name is present in this object, the entire config is considered
+ * invalid"; its serviceConfig must be an object even when not chosen. */
+static int read_choice(parser_t *p, const json_t *v, const char *hostname,
+                       unsigned draw, int *match) {
+  if (!json_is_object(v)) return fail(p, "must be an object");
+  const char *key;
+  json_t *value;
+  json_object_foreach((json_t *)v, key, value) {
+    if (strcmp(key, "clientLanguage") != 0 && strcmp(key, "percentage") != 0 &&
+        strcmp(key, "clientHostname") != 0 && strcmp(key, "serviceConfig") != 0)
+      return fail(p, "unexpected field \"%s\"", key);
+  }
+  const json_t *sc = json_object_get(v, "serviceConfig");
+  if (sc == NULL || !json_is_object(sc)) {
+    push_field(p, "serviceConfig");
+    return fail(p, sc == NULL ? "is required" : "must be an object");
+  }
+  int language = 1, percentage = 1, host = 1;
+  OPTIONAL_FIELD(p, v, "clientLanguage", read_criterion,
+                 UVG__SERVICE_CONFIG_LANGUAGE, 1, &language);
+  OPTIONAL_FIELD(p, v, "percentage", read_percentage, draw, &percentage);
+  OPTIONAL_FIELD(p, v, "clientHostname", read_criterion, hostname, 0, &host);
+  *match = language && percentage && host;
+  return 0;
+}
+
+int uvg__service_config_parse_choices(const char *json, size_t len,
+                                      const char *hostname, unsigned draw,
+                                      uvg__lb_supported_cb supported, void *arg,
+                                      uvg__service_config_t **out, char *err,
+                                      size_t errlen) {
+  parser_t p = {.err = err, .errlen = errlen};
+  int rc = check_arguments(&p, json, supported, out);
+  if (rc != 0) return rc;
+  json_t *root = load_json(&p, json, len, &rc);
+  if (root == NULL) return rc;
+  if (!json_is_array(root)) {
+    rc = fail(&p, "the service config choices must be a JSON list");
+  } else {
+    for (size_t i = 0; i < json_array_size(root); i++) {
+      const json_t *choice = json_array_get(root, i);
+      int match = 0;
+      size_t mark = push_index(&p, i);
+      if ((rc = read_choice(&p, choice, hostname, draw, &match)) != 0) break;
+      if (match) {
+        /* A21: "Only the chosen service config affects the validation". */
+        push_field(&p, "serviceConfig");
+        rc = new_config(&p, json_object_get(choice, "serviceConfig"), supported,
+                        arg, out);
+        break;
+      }
+      pop(&p, mark);
+    }
+  }
+  json_decref(root);
+  return rc;
 }
 
 uvg__service_config_t *uvg__service_config_ref(uvg__service_config_t *sc) {

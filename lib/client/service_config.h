@@ -163,6 +163,34 @@ int uvg__service_config_parse(const char *json, size_t len,
                               uvg__service_config_t **out, char *err,
                               size_t errlen);
 
+/* The client language service config choices name: gRFC A2's
+ * clientLanguage lists strings such as "c++", "java", "go". */
+#define UVG__SERVICE_CONFIG_LANGUAGE "c"
+
+/* Reads gRFC A2's list of service config choices: the value of a DNS TXT
+ * record's grpc_config attribute, its strings joined and "grpc_config="
+ * removed by the caller. Picks the first choice whose criteria all match
+ * this client: clientLanguage holds UVG__SERVICE_CONFIG_LANGUAGE (any
+ * case), clientHostname holds `hostname` (exactly; NULL matches no
+ * name), percentage is above `draw`, a number the caller draws once per
+ * channel uniformly from 0..99 (so percentage 0 matches no client, 100
+ * every one); an absent or empty criterion matches. Then parses that
+ * choice's serviceConfig as uvg__service_config_parse() does.
+ *
+ * Returns 0 with *out set, or with *out NULL when no choice matches (A21:
+ * the channel then uses its default config). UVG_EINVAL when the list is
+ * invalid, which a choice before the chosen one can make it (not a list,
+ * a choice not an object, an unexpected field, a criterion of the wrong
+ * type, a serviceConfig missing or not an object) and the chosen
+ * serviceConfig can; choices after the chosen one are not read. Messages
+ * name the path from the list ("[1].serviceConfig.methodConfig[0]
+ * .timeout: ..."). UVG_ENOMEM as uvg__service_config_parse(). */
+int uvg__service_config_parse_choices(const char *json, size_t len,
+                                      const char *hostname, unsigned draw,
+                                      uvg__lb_supported_cb supported, void *arg,
+                                      uvg__service_config_t **out, char *err,
+                                      size_t errlen);
+
 /* Adds a reference; returns `sc`. */
 uvg__service_config_t *uvg__service_config_ref(uvg__service_config_t *sc);
 /* Drops a reference; the last one frees the config and every pointer

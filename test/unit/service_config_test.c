@@ -1044,6 +1044,145 @@ static void test_bad_json(void) {
                 "expected near 'null'");
 }
 
+/* gRFC A2's list of choices. `want` is the timeout in seconds of the
+ * chosen config, or -1 for none chosen. */
+static void check_choice(const char *json, const char *host, unsigned draw,
+                         int want) {
+  uvg__service_config_t *sc = (uvg__service_config_t *)&err;
+  int rc = uvg__service_config_parse_choices(json, strlen(json), host, draw,
+                                             known_policy, &asked, &sc, err,
+                                             sizeof(err));
+  if (rc != 0) fprintf(stderr, "  %s\n  -> %d %s\n", json, rc, err);
+  CHECK_EQ(rc, 0);
+  CHECK_STR(err, "");
+  if (want < 0) {
+    CHECK(sc == NULL);
+    return;
+  }
+  const uvg__method_config_t *m =
+      sc ? uvg__service_config_method(sc, "/a/b") : NULL;
+  CHECK(m != NULL && m->timeout.seconds == (uint64_t)want);
+  uvg__service_config_unref(sc);
+}
+
+#define CHOICE(criteria, secs)                               \
+  "{" criteria                                               \
+  "\"serviceConfig\": {\"methodConfig\": [{\"name\": [{}], " \
+  "\"timeout\": \"" #secs "s\"}]}}"
+
+static void test_choices(void) {
+  /* A2's TXT record for "myserver", as the resolver hands it over. */
+  uvg__service_config_t *sc = NULL;
+  const char *a2 =
+      "[{\"serviceConfig\":{\"loadBalancingPolicy\":\"round_robin\","
+      "\"methodConfig\":[{\"name\":[{\"service\":\"MyService\",\"method\":"
+      "\"Foo\"}],\"waitForReady\":true}]}}]";
+  CHECK_EQ(
+      uvg__service_config_parse_choices(a2, strlen(a2), "h", 0, known_policy,
+                                        &asked, &sc, err, sizeof(err)),
+      0);
+  CHECK(sc != NULL && strcmp(sc->lb_policy, "round_robin") == 0);
+  CHECK(sc != NULL &&
+        uvg__service_config_method(sc, "/MyService/Foo")->wait_for_ready == 1);
+  uvg__service_config_unref(sc);
+
+  /* "The first matching entry wins." */
+  check_choice("[" CHOICE("", 1) ", " CHOICE("", 2) "]", "h", 0, 1);
+  /* Language: ours is "c", in any case; others are skipped. */
+  check_choice(
+      "[" CHOICE("\"clientLanguage\": [\"go\", \"java\"],", 1) ", " CHOICE(
+          "\"clientLanguage\": [\"python\", \"C\"],", 2) "]",
+      "h", 0, 2);
+  check_choice("[" CHOICE("\"clientLanguage\": [\"c++\"],", 1) "]", "h", 0, -1);
+  check_choice("[" CHOICE("\"clientLanguage\": [],", 1) "]", "h", 0, 1);
+  check_choice("[" CHOICE("\"clientLanguage\": null,", 1) "]", "h", 0, 1);
+  /* Hostname: exact. */
+  check_choice("[" CHOICE("\"clientHostname\": [\"Host1\"],", 1) ", " CHOICE(
+                   "\"clientHostname\": [\"host2\", \"host1\"],", 2) "]",
+               "host1", 0, 2);
+  check_choice("[" CHOICE("\"clientHostname\": [\"host1\"],", 1) "]", NULL, 0,
+               -1);
+  check_choice("[" CHOICE("\"clientHostname\": [],", 1) "]", NULL, 0, 1);
+  /* Percentage: the first `percentage` draws of 100. */
+  const char *pct = "[" CHOICE("\"percentage\": 30,", 1) ", " CHOICE("", 2) "]";
+  check_choice(pct, "h", 0, 1);
+  check_choice(pct, "h", 29, 1);
+  check_choice(pct, "h", 30, 2);
+  check_choice(pct, "h", 99, 2);
+  check_choice("[" CHOICE("\"percentage\": 0,", 1) "]", "h", 0, -1);
+  check_choice("[" CHOICE("\"percentage\": 100,", 1) "]", "h", 99, 1);
+  /* All criteria must match. */
+  const char *all = "[" CHOICE(
+      "\"clientLanguage\": [\"c\"], \"percentage\": "
+      "50, \"clientHostname\": [\"h\"],",
+      1) "]";
+  check_choice(all, "h", 49, 1);
+  check_choice(all, "h", 50, -1);
+  check_choice(all, "x", 0, -1);
+  /* None chosen, or none at all: valid, no config. */
+  check_choice("[]", "h", 0, -1);
+  /* Choices after the chosen one are not read; the ones before are
+   * checked but their serviceConfig is not parsed (A21: "Only the chosen
+   * service config affects the validation"). */
+  check_choice("[" CHOICE("", 3) ", 5, {\"bogus\": 1}]", "h", 0, 3);
+  check_choice(
+      "[{\"percentage\": 0, \"serviceConfig\": {\"methodConfig\": "
+      "7}}, " CHOICE("", 4) "]",
+      "h", 0, 4);
+
+  static const struct {
+    const char *json, *msg;
+  } bad[] = {
+      {"{}", "the service config choices must be a JSON list"},
+      {"[3]", "[0]: must be an object"},
+      {"[{}]", "[0].serviceConfig: is required"},
+      {"[{\"serviceConfig\": []}]", "[0].serviceConfig: must be an object"},
+      {"[{\"serviceConfig\": null}]", "[0].serviceConfig: must be an object"},
+      {"[{\"serviceConfig\": {}, \"clientLanguages\": [\"c\"]}]",
+       "[0]: unexpected field \"clientLanguages\""},
+      {"[{\"percentage\": 0, \"serviceConfig\": {}}, {\"serviceConfig\": {}, "
+       "\"x\": 1}]",
+       "[1]: unexpected field \"x\""},
+      {"[{\"serviceConfig\": {}, \"clientLanguage\": \"c\"}]",
+       "[0].clientLanguage: must be a list of strings"},
+      {"[{\"serviceConfig\": {}, \"clientHostname\": [\"a\", 1]}]",
+       "[0].clientHostname[1]: must be a string"},
+      {"[{\"serviceConfig\": {}, \"percentage\": 101}]",
+       "[0].percentage: must be an integer from 0 to 100"},
+      {"[{\"serviceConfig\": {}, \"percentage\": -1}]",
+       "[0].percentage: must be an integer from 0 to 100"},
+      {"[{\"serviceConfig\": {}, \"percentage\": 50.5}]",
+       "[0].percentage: must be an integer from 0 to 100"},
+      {"[{\"serviceConfig\": {}, \"percentage\": \"50\"}]",
+       "[0].percentage: must be an integer from 0 to 100"},
+      {"[{\"clientLanguage\": [\"go\"], \"serviceConfig\": {}}, "
+       "{\"serviceConfig\": {\"methodConfig\": [{\"timeout\": \"1\"}]}}]",
+       "[1].serviceConfig.methodConfig[0].timeout: \"1\" must end in 's'"},
+      {"[{\"serviceConfig\": {\"loadBalancingPolicy\": \"nope\"}}]",
+       "[0].serviceConfig.loadBalancingPolicy: unknown policy \"nope\""},
+  };
+  for (size_t i = 0; i < UVG__ARRAY_SIZE(bad); i++) {
+    sc = (uvg__service_config_t *)&err;
+    CHECK_EQ(uvg__service_config_parse_choices(bad[i].json, strlen(bad[i].json),
+                                               "h", 0, known_policy, &asked,
+                                               &sc, err, sizeof(err)),
+             UVG_EINVAL);
+    CHECK(sc == NULL);
+    CHECK_STR(err, bad[i].msg);
+  }
+  sc = (uvg__service_config_t *)&err;
+  CHECK_EQ(uvg__service_config_parse_choices("[", 1, "h", 0, known_policy,
+                                             &asked, &sc, err, sizeof(err)),
+           UVG_EINVAL);
+  CHECK(sc == NULL && strncmp(err, "invalid JSON at line 1", 22) == 0);
+  CHECK_EQ(uvg__service_config_parse_choices(NULL, 0, "h", 0, known_policy,
+                                             &asked, &sc, err, sizeof(err)),
+           UVG_EINVAL);
+  CHECK_EQ(uvg__service_config_parse_choices("[]", 2, "h", 0, known_policy,
+                                             &asked, NULL, err, sizeof(err)),
+           UVG_EINVAL);
+}
+
 static void test_arguments_and_messages(void) {
   uvg__service_config_t *sc = (uvg__service_config_t *)&err;
   CHECK_EQ(uvg__service_config_parse(NULL, 0, known_policy, &asked, &sc, err,
@@ -1187,9 +1326,34 @@ static void test_allocation_failure(void) {
     }
     CHECK_EQ(n_live, 0);
   }
-  CHECK_EQ(uvg_set_allocator(malloc, realloc, free), 0);
   CHECK(succeeded);
   CHECK(failures >= 8);
+
+  /* The same through a list of choices. */
+  static char choices[5000];
+  snprintf(choices, sizeof(choices),
+           "[{\"percentage\": 0, \"serviceConfig\": {}}, {\"serviceConfig\": "
+           "%s}]",
+           json);
+  succeeded = 0;
+  for (fail_at = 0; fail_at < 200 && !succeeded; fail_at++) {
+    n_alloc = n_live = 0;
+    uvg__service_config_t *sc = (uvg__service_config_t *)&err;
+    int rc = uvg__service_config_parse_choices(choices, strlen(choices), "h",
+                                               50, known_policy, &asked, &sc,
+                                               err, sizeof(err));
+    if (rc == 0) {
+      succeeded = 1;
+      CHECK(sc != NULL && sc->nnames == 13);
+      uvg__service_config_unref(sc);
+    } else {
+      CHECK_EQ(rc, UVG_ENOMEM);
+      CHECK(sc == NULL);
+    }
+    CHECK_EQ(n_live, 0);
+  }
+  CHECK(succeeded);
+  CHECK_EQ(uvg_set_allocator(malloc, realloc, free), 0);
   fail_at = -1;
 }
 
@@ -1213,6 +1377,7 @@ int main(void) {
   RUN(test_lb_config);
   RUN(test_lb_policy);
   RUN(test_bad_json);
+  RUN(test_choices);
   RUN(test_arguments_and_messages);
   RUN(test_status_code_names);
   RUN(test_refcount);
