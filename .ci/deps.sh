@@ -9,7 +9,8 @@ set -euo pipefail
 
 packages=(
   gcc g++ pkg-config meson ninja-build valgrind
-  libuv1-dev libnghttp2-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler
+  libuv1-dev libnghttp2-dev zlib1g-dev libjansson-dev libprotobuf-c-dev
+  protobuf-c-compiler
   # the interop tests and the demo's client: Python grpcio and its messages
   grpc-proto python3-grpcio python3-protobuf protobuf-compiler
   "$@"
