@@ -48,7 +48,12 @@ struct uvg_client_call_s {
   uvg__md_list_t md; /* request metadata */
   uvg__timer_t deadline;
   uint64_t deadline_at; /* uv_now() ms; 0: none */
+  uint64_t started_at;
   uint8_t wait_for_ready;
+  uint8_t wfr_chosen;     /* the caller said; the service config does not */
+  uint8_t config_applied;
+  uvg__service_config_t *sc; /* holds mc */
+  const uvg__method_config_t *mc;
   uint8_t send_enc;
   uint32_t max_send;
   /* the response */
@@ -217,6 +222,7 @@ static void free_call(uvg_client_call_t *c) {
   uvg__md_list_free(&c->resp_md);
   uvg__md_list_free(&c->trailers);
   uvg__deframer_free(&c->deframer);
+  if (c->sc != NULL) uvg__service_config_unref(c->sc);
   uvg__free(c->method);
   uvg__free(c->authority);
   uvg__free(c->bad_encoding);
@@ -663,6 +669,37 @@ uvg_client_call_t *uvg__ccall_of_link(uvg__list_t *link) {
   return uvg__container_of(link, uvg_client_call_t, link);
 }
 
+static void on_deadline(uvg__timer_t *t);
+
+int uvg__ccall_config_applied(const uvg_client_call_t *c) { return c->config_applied; }
+
+static uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+/* service_config.md: the method's timeout bounds the call's deadline; a
+ * waitForReady applies unless the call chose; the message limits are the
+ * smaller of the call's and the config's (grpc-go's rules). */
+void uvg__ccall_apply_config(uvg_client_call_t *c, const uvg__method_config_t *mc) {
+  uvg_channel_t *ch = c->ch;
+  c->config_applied = 1;
+  if (mc == NULL) return;
+  c->sc = uvg__service_config_ref(ch->sc);
+  c->mc = mc;
+  if (mc->wait_for_ready >= 0 && !c->wfr_chosen) c->wait_for_ready = (uint8_t)mc->wait_for_ready;
+  if (mc->has_max_request_bytes) c->max_send = min_u32(c->max_send, mc->max_request_bytes);
+  if (mc->has_max_response_bytes)
+    c->deframer.max_len = min_u32(c->deframer.max_len, mc->max_response_bytes);
+  if (mc->has_timeout) {
+    uint64_t ms = uvg__duration_ms(&mc->timeout);
+    if (ms < UVG__CLIENT_TIMEOUT_MAX_MS) {
+      uint64_t at = c->started_at + ms, now = uv_now(ch->loop);
+      if (c->deadline_at == 0 || at < c->deadline_at) {
+        c->deadline_at = at;
+        uvg__timer_start(&c->deadline, on_deadline, at > now ? at - now : 0);
+      }
+    }
+  }
+}
+
 void uvg__ccall_pick_info(const uvg_client_call_t *c, uvg_pick_info_t *info) {
   info->method = c->method;
   info->metadata = c->md.items;
@@ -754,7 +791,9 @@ int uvg_client_call_start(uvg_channel_t *ch, const char *method,
   c->max_send = opts->max_send_message_size ? opts->max_send_message_size
                                             : ch->opts.max_send_message_size;
   c->send_enc = (uint8_t)opts->compression;
-  c->wait_for_ready = opts->wait_for_ready != 0;
+  c->wait_for_ready = opts->wait_for_ready > 0;
+  c->wfr_chosen = opts->wait_for_ready != 0;
+  c->started_at = uv_now(ch->loop);
   int rc = uvg__md_list_add_app(&c->md, opts->metadata, opts->nmetadata);
   c->method = uvg__strdup(method);
   if (opts->authority != NULL) c->authority = uvg__strdup(opts->authority);

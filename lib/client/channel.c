@@ -71,6 +71,7 @@ static int merge_options(uvg_channel_options_t *o, const uvg_channel_options_t *
     TAKE(keepalive_permit_without_calls);
     TAKE(authority);
     TAKE(lb_policy);
+    TAKE(default_service_config);
 #undef TAKE
   }
   if (o->initial_window_size > 0x7fffffff ||
@@ -257,6 +258,14 @@ static void arm_idle_timer(uvg_channel_t *ch) {
 /* Picks for a waiting call: it starts on the chosen connection, fails, or
  * stays in ch->waiting. */
 static void pick_for(uvg_channel_t *ch, uvg_client_call_t *call) {
+  /* grpc-go waits for the resolver before it looks up a call's method
+   * config; here the call waits in ch->waiting for the same */
+  if (ch->sc_known && !uvg__ccall_config_applied(call)) {
+    uvg_pick_info_t info;
+    uvg__ccall_pick_info(call, &info);
+    uvg__ccall_apply_config(call, ch->sc ? uvg__service_config_method(ch->sc, info.method)
+                                         : NULL);
+  }
   uvg_subchannel_t *sc = NULL;
   uvg_status_t st = {UVG_STATUS_UNAVAILABLE, NULL, NULL, 0};
   uvg_pick_result_t r = UVG_PICK_QUEUE;
@@ -364,6 +373,11 @@ int uvg_channel_add_interceptor(uvg_channel_t *ch, const uvg_client_interceptor_
 
 /* ---- creating and closing ---- */
 
+static int lb_supported(const char *name, void *arg) {
+  (void)arg;
+  return uvg__lb_find(name) != NULL;
+}
+
 int uvg_channel_new(uv_loop_t *loop, const char *target,
                     uvg_channel_credentials_t *creds,
                     const uvg_channel_options_t *opts, uvg_channel_t **out) {
@@ -380,6 +394,15 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
     uvg__log(UVG_LOG_WARN, "LB policy \"%s\" is not registered", lb);
     rc = UVG_EINVAL;
   }
+  const char *dsc = ch->opts.default_service_config;
+  ch->opts.default_service_config = NULL; /* parsed, not kept */
+  if (rc == 0 && dsc != NULL) {
+    char err[160];
+    rc = uvg__service_config_parse(dsc, strlen(dsc), lb_supported, NULL,
+                                   &ch->sc_default, err, sizeof(err));
+    if (rc == UVG_EINVAL) uvg__log(UVG_LOG_WARN, "default service config: %s", err);
+    if (rc == 0) ch->sc = uvg__service_config_ref(ch->sc_default);
+  }
   if (rc == 0) rc = uvg__resolver_prepare(ch, target);
   if (rc == 0) {
     const char *auth = ch->opts.authority ? ch->opts.authority
@@ -391,6 +414,8 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
     rc = UVG_ENOMEM;
   if (rc == 0) rc = uvg__sched_acquire(loop, &ch->sched);
   if (rc != 0) {
+    if (ch->sc != NULL) uvg__service_config_unref(ch->sc);
+    if (ch->sc_default != NULL) uvg__service_config_unref(ch->sc_default);
     uvg__target_free(&ch->target);
     uvg__resolver_free(ch);
     uvg__free(ch->authority);
@@ -440,6 +465,8 @@ static void run_release(void *arg, int status) {
   uvg__sched_release(ch->sched);
   uvg__target_free(&ch->target);
   uvg__resolver_free(ch);
+  if (ch->sc != NULL) uvg__service_config_unref(ch->sc);
+  if (ch->sc_default != NULL) uvg__service_config_unref(ch->sc_default);
   uvg__free(ch->authority);
   uvg__free(ch->read_buf);
   if (ch->close_cb != NULL) ch->close_cb(ch, ch->close_data);

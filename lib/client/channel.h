@@ -22,6 +22,7 @@
 #include "../transport/conn.h"
 #include "../../loop/connect.h"
 #include "client.h"
+#include "service_config.h"
 
 /* gRFC A8: the least keepalive time a client may use. */
 #define UVG__CLIENT_KEEPALIVE_MIN_MS 10000u
@@ -160,6 +161,11 @@ struct uvg_channel_s {
   uvg_pick_fn pick;
   void *picker;
   void (*free_picker)(void *picker);
+  /* the service config in force: the resolver's last valid one, else the
+   * default from the options; NULL: none. Calls take their method's
+   * config once a resolution arrived (sc_known). */
+  uvg__service_config_t *sc, *sc_default;
+  uint8_t sc_known;
   uint8_t idle_mode;   /* no resolver, no policy: the next call starts them */
   uint8_t exit_idle_queued;
   uvg__list_t subchannels;
@@ -237,6 +243,10 @@ void uvg__channel_place(uvg_channel_t *ch, uvg_client_call_t *call,
 /* `cc` cannot start streams any more: its subchannel leaves it, and the
  * call waits for the next pick. */
 void uvg__channel_conn_unusable(uvg_channel_t *ch, uvg__cconn_t *cc);
+/* The method's config from the service config (NULL: none) applies to
+ * the call: deadline, wait-for-ready, message limits, retry policy. */
+void uvg__ccall_apply_config(uvg_client_call_t *call, const uvg__method_config_t *mc);
+int uvg__ccall_config_applied(const uvg_client_call_t *call);
 /* What a pick sees of a call. */
 void uvg__ccall_pick_info(const uvg_client_call_t *call, uvg_pick_info_t *info);
 /* A call is freed. */

@@ -97,23 +97,61 @@ void uvg__address_name(const uvg_address_t *a, char *out, size_t len) {
 
 static int current(const uvg_lb_t *lb) { return lb->type != NULL; }
 
+static int supported(const char *name, void *arg) {
+  (void)arg;
+  return uvg__lb_find(name) != NULL;
+}
+
+/* gRFC A21: an invalid config from the resolver leaves the channel with
+ * the config it had; a channel that never had one fails. Returns 0 when
+ * the resolution may be applied. */
+static int take_service_config(uvg_channel_t *ch, const char *json) {
+  if (json == NULL) { /* the resolver has none: the default applies */
+    if (ch->sc != ch->sc_default) {
+      if (ch->sc != NULL) uvg__service_config_unref(ch->sc);
+      ch->sc = ch->sc_default ? uvg__service_config_ref(ch->sc_default) : NULL;
+    }
+    return 0;
+  }
+  char err[160];
+  uvg__service_config_t *sc;
+  if (uvg__service_config_parse(json, strlen(json), supported, NULL, &sc, err,
+                                sizeof(err)) != 0) {
+    uvg__log(UVG_LOG_WARN, "service config from the resolver rejected: %s", err);
+    if (ch->sc != NULL) return 0; /* the previous one stays */
+    uvg__channel_set_error(ch, "invalid service config: %s", err);
+    uvg__channel_set_picker(ch, UVG_STATE_TRANSIENT_FAILURE, NULL, NULL, NULL);
+    return -1;
+  }
+  if (ch->sc != NULL) uvg__service_config_unref(ch->sc);
+  ch->sc = sc;
+  return 0;
+}
+
 void uvg__lb_resolved(uvg_channel_t *ch, const uvg_address_t *addrs, size_t n,
                       const char *service_config) {
-  (void)service_config;
   uvg_lb_t *lb = &ch->lb;
+  if (take_service_config(ch, service_config) != 0) return;
+  ch->sc_known = 1;
+  const uvg_lb_policy_type_t *want = ch->lb_default;
+  const char *config = "{}";
+  if (ch->sc != NULL && ch->sc->lb_policy != NULL) {
+    want = uvg__lb_find(ch->sc->lb_policy); /* supported: checked at parse */
+    if (ch->sc->lb_config != NULL) config = ch->sc->lb_config;
+  }
+  if (current(lb) && lb->type != want) uvg__lb_destroy(ch); /* another policy */
   if (!current(lb)) {
     lb->ch = ch;
-    lb->type = ch->lb_default;
-    int rc = lb->type->create(lb, &lb->state);
+    lb->type = want;
+    int rc = want->create(lb, &lb->state);
     if (rc != 0) {
       lb->type = NULL;
-      uvg__channel_set_error(ch, "LB policy %s: %s", ch->lb_default->name,
-                             uvg_strerror(rc));
+      uvg__channel_set_error(ch, "LB policy %s: %s", want->name, uvg_strerror(rc));
       uvg__channel_set_picker(ch, UVG_STATE_TRANSIENT_FAILURE, NULL, NULL, NULL);
       return;
     }
   }
-  int rc = lb->type->update(lb->state, addrs, n, "{}");
+  int rc = lb->type->update(lb->state, addrs, n, config);
   if (rc != 0)
     uvg__log(UVG_LOG_WARN, "LB policy %s refused its update: %s", lb->type->name,
              uvg_strerror(rc));

@@ -583,6 +583,12 @@ typedef struct {
   /* The LB policy when the service config names none; default
    * "pick_first". Must be registered (uvg_lb_policy_register). */
   const char *lb_policy;
+  /* The service config (JSON, doc/service_config.md; copied) in force
+   * while the resolver gives none: LB policy, per-method timeout,
+   * waitForReady, message size limits, retryPolicy, retryThrottling. An
+   * invalid one fails uvg_channel_new() with UVG_EINVAL and a log line
+   * that says why. */
+  const char *default_service_config;
 } uvg_channel_options_t;
 
 /* Fills `opts` with the defaults. */
@@ -660,7 +666,9 @@ typedef struct {
   uint64_t timeout_ms;
   /* Wait-for-ready: wait through TRANSIENT_FAILURE until READY or the
    * deadline; otherwise (fail-fast) a channel in TRANSIENT_FAILURE fails
-   * the call with UNAVAILABLE, and one CONNECTING makes it wait. */
+   * the call with UNAVAILABLE, and one CONNECTING makes it wait. 1: wait;
+   * -1: fail fast; 0: as the service config's waitForReady says for the
+   * method (fail fast when it says nothing). */
   int wait_for_ready;
   /* Request metadata (copied). */
   const uvg_metadata_t *metadata;

@@ -543,6 +543,119 @@ static void test_manual_survives_idle(void) {
   backends_stop();
 }
 
+/* ---- the service config ---- */
+
+static uvg_channel_t *config_channel(const char *json, int *rc) {
+  uvg_channel_options_t o;
+  uvg_channel_options_init(&o);
+  o.default_service_config = json;
+  o.backoff_initial_ms = 50;
+  o.backoff_max_ms = 100;
+  uvg_channel_t *ch = NULL;
+  *rc = uvg_channel_new(loop, "manual:sc", uvg_insecure_channel_credentials(), &o, &ch);
+  return ch;
+}
+
+static void one_call(uvg_channel_t *ch, const char *method, int wfr, tally_t *t) {
+  uvg_client_call_options_t co = {.wait_for_ready = wfr, .timeout_ms = 2000};
+  memset(t, 0, sizeof(*t));
+  CHECK_EQ(uvg_channel_unary(ch, method, "x", 1, &co, on_reply, t), 0);
+  CHECK(wait_count(loop, &t->done, 1, 4000));
+}
+
+/* The default config's methodConfig: a timeout for one method, the
+ * message limit for another, and its LB policy. */
+static void test_default_service_config(void) {
+  backends_start();
+  int rc;
+  uvg_channel_t *ch = config_channel(
+      "{\"loadBalancingConfig\": [{\"no_such_policy\": {}}, {\"round_robin\": {}}],"
+      " \"methodConfig\": ["
+      "  {\"name\": [{\"service\": \"t.T\", \"method\": \"Slow\"}], \"timeout\": \"0.1s\"},"
+      "  {\"name\": [{\"service\": \"t.T\"}], \"maxResponseMessageBytes\": 1000}]}",
+      &rc);
+  CHECK_EQ(rc, 0);
+  push(ch, (int[]){0, 1, 2}, 3);
+  tally_t t;
+  uv_update_time(loop);
+  uint64_t t0 = uv_now(loop);
+  one_call(ch, "/t.T/Slow", 1, &t);
+  uint64_t took = uv_now(loop) - t0;
+  fprintf(stderr, "  Slow: %s after %llu ms\n", t.last_msg, (unsigned long long)took);
+  CHECK_EQ(t.last_code, UVG_STATUS_DEADLINE_EXCEEDED);
+  CHECK(took >= 90 && took < 290);
+  /* round_robin, the first policy of the list that is registered */
+  calls(ch, "/t.T/Count", 300, &t);
+  CHECK_EQ(t.ok, 300);
+  for (int i = 0; i < NB; i++) CHECK(be[i].calls >= 80);
+  channel_close(ch);
+  /* an invalid default config fails the channel's creation */
+  CHECK(config_channel("{\"methodConfig\": [{\"timeout\": \"1\"}]}", &rc) == NULL);
+  CHECK_EQ(rc, UVG_EINVAL);
+  CHECK(config_channel("{\"loadBalancingConfig\": [{\"nope\": {}}]}", &rc) == NULL);
+  CHECK_EQ(rc, UVG_EINVAL);
+  backends_stop();
+}
+
+/* gRFC A21: the resolver's config: an invalid one before any valid one
+ * fails the calls; a valid one applies (here it switches the policy); an
+ * invalid one after it leaves it in force. */
+static void test_resolver_service_config(void) {
+  backends_start();
+  int rc;
+  uvg_channel_t *ch = config_channel(NULL, &rc);
+  uvg_resolver_t *r = uvg_channel_manual_resolver(ch);
+  uvg_address_t a[NB];
+  for (int i = 0; i < NB; i++) a[i] = addr_v4(be[i].port);
+  CHECK_EQ(uvg_resolver_update(r, a, NB, "{\"methodConfig\": 7}"), 0);
+  tally_t t;
+  one_call(ch, "/t.T/Count", 0, &t);
+  fprintf(stderr, "  %s\n", t.last_msg);
+  CHECK_EQ(t.last_code, UVG_STATUS_UNAVAILABLE);
+  CHECK(strstr(t.last_msg, "invalid service config") != NULL);
+  CHECK_EQ(uvg_channel_state(ch, 0), UVG_STATE_TRANSIENT_FAILURE);
+  CHECK_EQ(uvg_resolver_update(r, a, NB, "{\"loadBalancingPolicy\": \"round_robin\"}"), 0);
+  calls(ch, "/t.T/Count", 300, &t);
+  CHECK_EQ(t.ok, 300);
+  for (int i = 0; i < NB; i++) CHECK(be[i].calls >= 80);
+  CHECK_EQ(uvg_resolver_update(r, a, NB, "{\"loadBalancingPolicy\": 1}"), 0);
+  reset_counts();
+  calls(ch, "/t.T/Count", 300, &t);
+  CHECK_EQ(t.ok, 300);
+  for (int i = 0; i < NB; i++) CHECK(be[i].calls >= 80); /* still round_robin */
+  /* and back to pick_first: one backend takes everything */
+  CHECK_EQ(uvg_resolver_update(r, a, NB, "{}"), 0);
+  calls(ch, "/t.T/Count", 10, &t);
+  reset_counts();
+  calls(ch, "/t.T/Count", 100, &t);
+  CHECK_EQ(t.ok, 100);
+  CHECK_EQ(be[0].calls, 100);
+  channel_close(ch);
+  backends_stop();
+}
+
+/* waitForReady from the config: a call that says nothing waits; one that
+ * chose fail-fast (-1) does not. */
+static void test_config_wait_for_ready(void) {
+  int rc;
+  uvg_channel_t *ch = config_channel(
+      "{\"methodConfig\": [{\"name\": [{}], \"waitForReady\": true}]}", &rc);
+  CHECK_EQ(rc, 0);
+  uvg_address_t a = addr_v4(dead_port());
+  CHECK_EQ(uvg_resolver_update(uvg_channel_manual_resolver(ch), &a, 1, NULL), 0);
+  uvg_client_call_options_t co = {.timeout_ms = 300};
+  tally_t t1 = {0}, t2 = {0};
+  CHECK_EQ(uvg_channel_unary(ch, "/t.T/Count", "x", 1, &co, on_reply, &t1), 0);
+  co.wait_for_ready = -1;
+  CHECK_EQ(uvg_channel_unary(ch, "/t.T/Count", "x", 1, &co, on_reply, &t2), 0);
+  CHECK(wait_count(loop, &t1.done, 1, 3000));
+  CHECK(wait_count(loop, &t2.done, 1, 3000));
+  fprintf(stderr, "  config wfr: %s; call fail-fast: %s\n", t1.last_msg, t2.last_msg);
+  CHECK_EQ(t1.last_code, UVG_STATUS_DEADLINE_EXCEEDED);
+  CHECK_EQ(t2.last_code, UVG_STATUS_UNAVAILABLE);
+  channel_close(ch);
+}
+
 int main(int argc, char **argv) {
   loop = uv_default_loop();
   const char *t = argc > 1 ? argv[1] : "";
@@ -555,5 +668,8 @@ int main(int argc, char **argv) {
   CASE(pick_first_interleaves_families);
   CASE(custom_resolver_and_policy);
   CASE(manual_survives_idle);
+  CASE(default_service_config);
+  CASE(resolver_service_config);
+  CASE(config_wait_for_ready);
   TEST_EXIT();
 }
