@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "channel.h"
+#include "retry.h"
 
 typedef struct {
   uvg__list_t link;
@@ -54,6 +55,11 @@ struct uvg_client_call_s {
   uint8_t config_applied;
   uvg__service_config_t *sc; /* holds mc */
   const uvg__method_config_t *mc;
+  /* gRFC A6 retries: the attempts so far; between two attempts the call
+   * waits for the old stream's close and the backoff (retry_timer) */
+  uvg__retry_t retry;
+  uvg__timer_t retry_timer;
+  uint8_t retry_wait, retry_due;
   uint8_t send_enc;
   uint32_t max_send;
   /* the response */
@@ -100,7 +106,11 @@ struct uvg_client_call_s {
     if ((c)->ch->interceptors[i].ic.fn != NULL)
 #define IC(c, i) ((c)->ch->interceptors[i])
 
+/* Request bytes kept for a retry: for the transparent one, and (grpc-go's
+ * per-call retry buffer) under a retry policy; beyond it the call is
+ * committed. */
 #define RETRY_KEEP_MAX (64 * 1024)
+#define RETRY_POLICY_KEEP_MAX (256 * 1024)
 #define STR_(x) #x
 #define STR(x) STR_(x)
 /* gRPC's user-agent form, "grpc-<language>-<name>/<version>" */
@@ -115,6 +125,8 @@ static uvg_client_call_t *call_of(uvg__tstream_t *ts) {
 
 static void maybe_post_status(uvg_client_call_t *c);
 static void maybe_free(uvg_client_call_t *c);
+static int retry_configured(uvg_client_call_t *c, uvg_status_code_t code,
+                            const uvg_metadata_t *trailers, size_t ntrailers);
 static void on_msg_done(uvg__msg_t *m, int status);
 
 static void post(uvg_client_call_t *c, uvg__work_t *w, uvg__work_fn fn) {
@@ -142,6 +154,8 @@ static void end_call(uvg_client_call_t *c, uvg_status_code_t code,
   c->from_server = (uint8_t)from_server;
   c->message = uvg__strdup(msg ? msg : "");
   uvg__timer_stop(&c->deadline);
+  uvg__timer_stop(&c->retry_timer);
+  c->retry_wait = 0;
   UVG__TRACE(UVG__TRACE_CALL, "client call %s: %s %s", c->method,
              uvg_status_code_name(code), msg ? msg : "");
   if (!from_server) {
@@ -414,7 +428,8 @@ static void status_from_trailers(uvg_client_call_t *c) {
     end_call(c, UVG_STATUS_INTERNAL, "grpc: the stream ended inside a message", 0);
   else if (c->grpc_status < 0)
     end_call(c, UVG_STATUS_UNKNOWN, "grpc: the server sent no grpc-status", 1);
-  else
+  else if (!retry_configured(c, (uvg_status_code_t)c->grpc_status, c->trailers.items,
+                             c->trailers.n))
     end_call(c, (uvg_status_code_t)c->grpc_status, c->grpc_message, 1);
 }
 
@@ -444,8 +459,12 @@ void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
     uvg__md_list_free(&c->resp_md);
     return;
   }
-  c->got_response = 1;
-  free_kept(c); /* the server has the request */
+  /* gRFC A6: response headers commit the call; a trailers-only response
+   * does not */
+  if (!end) {
+    c->got_response = 1;
+    free_kept(c); /* the server has the request */
+  }
   if (http != 200) {
     snprintf(text, sizeof(text), "grpc: unexpected HTTP status %s%s", c->http_status,
              c->grpc_status >= 0 ? "" : " (no grpc-status)");
@@ -476,7 +495,7 @@ void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
 void uvg__ccall_on_data(uvg__tstream_t *ts, const uint8_t *p, size_t n) {
   uvg_client_call_t *c = call_of(ts);
   char text[128];
-  if (!c->done) {
+  if (!c->done && !c->retry_wait) {
     int rc = uvg__deframer_feed(&c->deframer, p, n, on_deframed, c);
     if (rc == UVG__E_TOO_LARGE) {
       snprintf(text, sizeof(text), "grpc: received message larger than max (%u vs. %u)",
@@ -491,6 +510,7 @@ void uvg__ccall_on_data(uvg__tstream_t *ts, const uint8_t *p, size_t n) {
 
 void uvg__ccall_on_remote_end(uvg__tstream_t *ts) {
   uvg_client_call_t *c = call_of(ts);
+  if (c->retry_wait) return; /* a trailers-only attempt's end */
   /* trailers end a stream through on_headers first */
   end_call(c, UVG_STATUS_INTERNAL,
            "grpc: the server closed the stream without sending trailers", 0);
@@ -505,25 +525,26 @@ static void run_replace(void *arg, int status) {
   maybe_free(c);
 }
 
-/* A stream the server never processed (REFUSED_STREAM, or above a GOAWAY's
- * last-stream-id) is sent again once on another connection, with every
- * message it had sent, when nothing of it reached the application and all
- * its messages are at hand. */
-static int retry(uvg_client_call_t *c, uint32_t h2_error) {
-  if (h2_error != NGHTTP2_REFUSED_STREAM || c->done || c->retried ||
-      !c->replayable || c->got_response || c->msgs_out > 0 || c->ch->closing)
-    return 0;
-  UVG__TRACE(UVG__TRACE_CALL, "client call %s: not processed; retrying", c->method);
-  c->retried = 1;
+/* Makes the call a fresh attempt: the response is forgotten and every
+ * message it sent goes again first, in its order. Placed from the queue:
+ * nghttp2 may still be closing the old stream. */
+static void next_attempt(uvg_client_call_t *c) {
   c->attached = 0;
   c->ts_closed = 0;
+  c->retry_wait = c->retry_due = 0;
   c->http_status[0] = '\0';
   c->ct_grpc = 0;
   c->grpc_status = -1;
+  uvg__free(c->grpc_message);
+  c->grpc_message = NULL;
+  uvg__free(c->details);
+  c->details = NULL;
+  c->details_len = 0;
+  uvg__free(c->bad_encoding);
+  c->bad_encoding = NULL;
   uvg__md_list_free(&c->resp_md);
   uvg__md_list_free(&c->trailers);
   uvg__deframer_free(&c->deframer);
-  /* the sent messages go first, in their order */
   uvg__list_t later;
   uvg__list_init(&later);
   uvg__list_move(&c->early, &later);
@@ -536,8 +557,54 @@ static int retry(uvg_client_call_t *c, uint32_t h2_error) {
   }
   c->kept_bytes = 0;
   uvg__list_remove(&c->link);
-  /* placed from the queue: nghttp2 is still closing the old stream */
   post(c, &c->w_start, run_replace);
+}
+
+/* A stream the server never processed (REFUSED_STREAM, or above a GOAWAY's
+ * last-stream-id) is sent again once on another connection, with every
+ * message it had sent, when nothing of it reached the application and all
+ * its messages are at hand (gRFC A6: transparent; it does not count as an
+ * attempt). */
+static int retry(uvg_client_call_t *c, uint32_t h2_error) {
+  if (h2_error != NGHTTP2_REFUSED_STREAM || c->done || c->retried || c->retry_wait ||
+      !c->replayable || c->got_response || c->msgs_out > 0 || c->ch->closing)
+    return 0;
+  UVG__TRACE(UVG__TRACE_CALL, "client call %s: not processed; retrying", c->method);
+  c->retried = 1;
+  next_attempt(c);
+  return 1;
+}
+
+static void on_retry_timer(uvg__timer_t *t) {
+  uvg_client_call_t *c = uvg__container_of(t, uvg_client_call_t, retry_timer);
+  c->retry_due = 1;
+  if (!c->attached || c->ts_closed) next_attempt(c);
+}
+
+/* gRFC A6: an attempt ended with `code` before the call was committed (no
+ * response headers; every message sent is at hand). Asks the policy (and
+ * the channel's throttle, which hears of every attempt's outcome); returns
+ * 1 when another attempt follows, after the backoff or the server's
+ * pushback: the old stream is reset and the call waits. */
+static int retry_configured(uvg_client_call_t *c, uvg_status_code_t code,
+                            const uvg_metadata_t *trailers, size_t ntrailers) {
+  uvg_channel_t *ch = c->ch;
+  if (c->done || c->retry_wait || ch->closing) return 0;
+  if (c->retry.policy == NULL && !ch->throttle_on) return 0;
+  uvg__pushback_t pb = uvg__pushback_from_metadata(trailers, ntrailers);
+  uint64_t delay;
+  int committed = c->got_response || !c->replayable || c->msgs_out > 0;
+  uvg__retry_verdict_t v = uvg__retry_decide(&c->retry, (int)code, committed, pb,
+                                             ch->throttle_on ? &ch->throttle : NULL,
+                                             &delay);
+  if (code != UVG_STATUS_OK)
+    UVG__TRACE(UVG__TRACE_CALL, "client call %s: attempt %u ended %s: %s", c->method,
+               c->retry.attempts - (v == UVG__RETRY_AFTER_DELAY),
+               uvg_status_code_name(code), uvg__retry_verdict_name(v));
+  if (v != UVG__RETRY_AFTER_DELAY) return 0;
+  c->retry_wait = 1;
+  if (c->attached && !c->ts_closed) uvg__ts_reset(&c->ts, NGHTTP2_CANCEL);
+  uvg__timer_start(&c->retry_timer, on_retry_timer, delay);
   return 1;
 }
 
@@ -546,7 +613,23 @@ void uvg__ccall_on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
   if (retry(c, h2_error)) return;
   c->ts_closed = 1;
   uvg__list_remove(&c->link);
+  if (c->retry_wait) { /* the attempt is over; the next one is due */
+    if (c->retry_due) next_attempt(c);
+    maybe_free(c);
+    return;
+  }
   char text[64];
+  uvg_status_code_t lost = h2_error == UVG__H2_CONN_CLOSED ? UVG_STATUS_UNAVAILABLE
+                           : h2_error == NGHTTP2_NO_ERROR ? UVG_STATUS_INTERNAL
+                                                          : uvg__status_of_reset(h2_error);
+  /* a lost connection or a reset is an attempt's failure too (grpc-go) */
+  if (!c->done && !(h2_error == NGHTTP2_CANCEL && c->deadline_at &&
+                    uv_now(c->ch->loop) >= c->deadline_at) &&
+      retry_configured(c, lost, NULL, 0)) {
+    if (c->retry_due) next_attempt(c);
+    maybe_free(c);
+    return;
+  }
   if (h2_error == UVG__H2_CONN_CLOSED) {
     end_call(c, UVG_STATUS_UNAVAILABLE, "connection closed", 0);
   } else if (h2_error == NGHTTP2_NO_ERROR) {
@@ -592,7 +675,8 @@ static void on_msg_done(uvg__msg_t *m, int status) {
       uvg__free(sm);
     }
   } else if (c->replayable && !c->done &&
-             c->kept_bytes + sm->m.len <= RETRY_KEEP_MAX) {
+             c->kept_bytes + sm->m.len <= (c->retry.policy ? RETRY_POLICY_KEEP_MAX
+                                                           : RETRY_KEEP_MAX)) {
     c->kept_bytes += sm->m.len;
     uvg__list_push(&c->kept, &sm->early);
   } else {
@@ -616,7 +700,8 @@ void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
                                timeout);
   }
   const char *auth = c->authority ? c->authority : ch->authority;
-  nghttp2_nv fixed[10] = {
+  char attempts[12];
+  nghttp2_nv fixed[11] = {
       UVG__NV(":method", "POST", 4),
       UVG__NV(":scheme", "http", 4),
       UVG__NV(":path", c->method, strlen(c->method)),
@@ -630,6 +715,10 @@ void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
   size_t nf = 8;
   if (c->send_enc) fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-encoding", enc, strlen(enc));
   if (tlen) fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-timeout", timeout, tlen);
+  if (c->retry.attempts > 1) { /* gRFC A6 */
+    int n = snprintf(attempts, sizeof(attempts), "%u", c->retry.attempts - 1);
+    fixed[nf++] = (nghttp2_nv)UVG__NV("grpc-previous-rpc-attempts", attempts, (size_t)n);
+  }
   uvg__nv_block_t b;
   int rc = uvg__nv_build(&b, fixed, nf, &c->md);
   if (rc == 0) {
@@ -684,6 +773,7 @@ void uvg__ccall_apply_config(uvg_client_call_t *c, const uvg__method_config_t *m
   if (mc == NULL) return;
   c->sc = uvg__service_config_ref(ch->sc);
   c->mc = mc;
+  if (mc->policy == UVG__POLICY_RETRY) uvg__retry_init(&c->retry, &mc->retry, NULL, NULL);
   if (mc->wait_for_ready >= 0 && !c->wfr_chosen) c->wait_for_ready = (uint8_t)mc->wait_for_ready;
   if (mc->has_max_request_bytes) c->max_send = min_u32(c->max_send, mc->max_request_bytes);
   if (mc->has_max_response_bytes)
@@ -785,6 +875,8 @@ int uvg_client_call_start(uvg_channel_t *ch, const char *method,
   uvg__work_init(&c->w_status);
   uvg__work_init(&c->w_free);
   uvg__timer_init(ch->sched, &c->deadline);
+  uvg__timer_init(ch->sched, &c->retry_timer);
+  uvg__retry_init(&c->retry, NULL, NULL, NULL);
   uvg__deframer_init(&c->deframer, opts->max_receive_message_size
                                        ? opts->max_receive_message_size
                                        : ch->opts.max_receive_message_size);

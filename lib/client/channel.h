@@ -22,6 +22,7 @@
 #include "../transport/conn.h"
 #include "../../loop/connect.h"
 #include "client.h"
+#include "retry.h"
 #include "service_config.h"
 
 /* gRFC A8: the least keepalive time a client may use. */
@@ -166,6 +167,8 @@ struct uvg_channel_s {
    * config once a resolution arrived (sc_known). */
   uvg__service_config_t *sc, *sc_default;
   uint8_t sc_known;
+  uvg__retry_throttle_t throttle; /* gRFC A6 retryThrottling, when on */
+  uint8_t throttle_on;
   uint8_t idle_mode;   /* no resolver, no policy: the next call starts them */
   uint8_t exit_idle_queued;
   uvg__list_t subchannels;

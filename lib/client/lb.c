@@ -128,11 +128,26 @@ static int take_service_config(uvg_channel_t *ch, const char *json) {
   return 0;
 }
 
+/* gRFC A6: the channel's throttle follows the config; a new limit keeps
+ * the share of tokens left. */
+static void update_throttle(uvg_channel_t *ch) {
+  const uvg__service_config_t *sc = ch->sc;
+  if (sc == NULL || !sc->has_retry_throttling) {
+    ch->throttle_on = 0;
+  } else if (!ch->throttle_on) {
+    uvg__retry_throttle_init(&ch->throttle, sc->max_milli_tokens, sc->milli_token_ratio);
+    ch->throttle_on = 1;
+  } else {
+    uvg__retry_throttle_update(&ch->throttle, sc->max_milli_tokens, sc->milli_token_ratio);
+  }
+}
+
 void uvg__lb_resolved(uvg_channel_t *ch, const uvg_address_t *addrs, size_t n,
                       const char *service_config) {
   uvg_lb_t *lb = &ch->lb;
   if (take_service_config(ch, service_config) != 0) return;
   ch->sc_known = 1;
+  update_throttle(ch);
   const uvg_lb_policy_type_t *want = ch->lb_default;
   const char *config = "{}";
   if (ch->sc != NULL && ch->sc->lb_policy != NULL) {

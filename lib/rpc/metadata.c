@@ -149,7 +149,10 @@ static int key_is(const char *key, size_t n, const char *lit) {
 
 int uvg__md_key_reserved(const char *key, size_t n) {
   if (n > 0 && key[0] == ':') return 1;
-  if (key_is(key, n, "grpc-status-details-bin")) return 0;
+  /* gRFC A6: a server's trailers may ask the client to wait or stop */
+  if (key_is(key, n, "grpc-status-details-bin") ||
+      key_is(key, n, "grpc-retry-pushback-ms"))
+    return 0;
   if (n >= 5 && memcmp(key, "grpc-", 5) == 0) return 1;
   return key_is(key, n, "content-type") || key_is(key, n, "te") ||
          key_is(key, n, "user-agent") || key_is(key, n, "connection") ||

@@ -449,7 +449,10 @@ static int on_header(uvg__tstream_t *ts, uvg__hblock_t kind,
     c->accept_mask |= uvg__accept_encoding_parse((const char *)value, vlen);
   } else if (header_is(name, nlen, "te") ||
              header_is(name, nlen, "content-length") ||
-             (nlen > 5 && memcmp(name, "grpc-", 5) == 0)) {
+             (nlen > 5 && memcmp(name, "grpc-", 5) == 0 &&
+              /* gRFC A6: which attempt this is, for the handler (grpc-go
+               * shows it too) */
+              !header_is(name, nlen, "grpc-previous-rpc-attempts"))) {
     /* protocol headers, not metadata; content-length is HTTP's framing,
      * which nghttp2 checks against the DATA received */
   } else {

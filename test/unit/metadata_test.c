@@ -237,12 +237,14 @@ static void test_reserved_keys(void) {
                                    ":scheme", "content-type", "te",
                                    "grpc-status", "grpc-timeout", "grpc-message",
                                    "grpc-encoding", "grpc-accept-encoding",
-                                   "user-agent", "connection", "host"};
+                                   "user-agent", "connection", "host",
+                                   "grpc-previous-rpc-attempts"};
   for (size_t i = 0; i < UVG__ARRAY_SIZE(reserved); i++) {
     if (!key_reserved(reserved[i])) fprintf(stderr, "  not reserved: %s\n", reserved[i]);
     CHECK(key_reserved(reserved[i]));
   }
-  static const char *free_keys[] = {"grpc-status-details-bin", "x-foo", "x-bin",
+  static const char *free_keys[] = {"grpc-status-details-bin", "grpc-retry-pushback-ms",
+                                    "x-foo", "x-bin",
                                     "authorization", "tee", "t", "content-typo",
                                     "grpc", "x-grpc-status"};
   for (size_t i = 0; i < UVG__ARRAY_SIZE(free_keys); i++) {

@@ -1,0 +1,259 @@
+/* gRFC A6 retries of client calls against the project's own server: a
+ * server method that fails the first N attempts of a call with a chosen
+ * status (and pushback), and records each attempt's
+ * grpc-previous-rpc-attempts. Attempt counts, backoff bounds, pushback,
+ * non-retryable codes, commit on response headers, throttling, and a
+ * deadline that ends a call between attempts. Run one case by name, or
+ * all with no argument. */
+#include <stdlib.h>
+#include <uvgrpc.h>
+
+#include "test.h"
+#include "loop_wait.h"
+
+static uv_loop_t *loop;
+
+/* ---- the server: request "FAILS CODE PUSHBACK HEADERS" per call key ---- */
+
+static int attempts;        /* attempts the server saw */
+static int prev_seen[16];   /* their grpc-previous-rpc-attempts, -1: none */
+static uint64_t seen_at[16];
+static int failing;         /* attempts still to fail */
+
+static void flaky(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  char req[64];
+  snprintf(req, sizeof(req), "%.*s", (int)len, (const char *)msg);
+  int code = 14, headers = 0;
+  char pushback[16] = "";
+  sscanf(req, "%d %15s %d", &code, pushback, &headers);
+  const uvg_metadata_t *m = uvg_call_metadata_get(call, "grpc-previous-rpc-attempts");
+  if (attempts < 16) {
+    prev_seen[attempts] = m ? atoi((const char *)m->value) : -1;
+    seen_at[attempts] = uv_now(loop);
+  }
+  attempts++;
+  if (failing > 0) {
+    failing--;
+    if (headers) uvg_call_send_headers(call, NULL, 0);
+    uvg_metadata_t tr = {"grpc-retry-pushback-ms", (const uint8_t *)pushback,
+                         strlen(pushback)};
+    uvg_call_finish(call, (uvg_status_code_t)code, "flaky", &tr,
+                    strcmp(pushback, "-") != 0 ? 1 : 0);
+    return;
+  }
+  uvg_call_send(call, "ok", 2, 0, NULL, NULL);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+static void srv_done(uvg_call_t *call, const uvg_status_t *st) {
+  (void)call;
+  (void)st;
+}
+static const uvg_method_t flaky_m = {.path = "/t.T/Flaky", .on_call = flaky,
+                                     .on_done = srv_done};
+
+static uvg_server_t *srv;
+static int port, srv_closed;
+static void on_srv_closed(uvg_server_t *s, void *d) {
+  (void)s;
+  (void)d;
+  srv_closed++;
+}
+static void server_start(void) {
+  port = 0;
+  CHECK_EQ(uvg_server_new(loop, NULL, &srv), 0);
+  CHECK_EQ(uvg_server_register(srv, &flaky_m, 1), 0);
+  CHECK_EQ(uvg_server_listen(srv, "127.0.0.1:0", uvg_insecure_server_credentials(), &port), 0);
+}
+static void server_stop(void) {
+  int before = srv_closed;
+  uvg_server_close(srv, on_srv_closed, NULL);
+  while (srv_closed == before) uv_run(loop, UV_RUN_ONCE);
+}
+
+/* ---- the client ---- */
+
+static int ch_closed;
+static void on_ch_closed(uvg_channel_t *ch, void *d) {
+  (void)ch;
+  (void)d;
+  ch_closed++;
+}
+
+#define POLICY(max, codes)                                                         \
+  "{\"methodConfig\": [{\"name\": [{\"service\": \"t.T\"}], \"retryPolicy\": {"    \
+  "\"maxAttempts\": " #max ", \"initialBackoff\": \"0.1s\", \"maxBackoff\": \"0.2s\"," \
+  " \"backoffMultiplier\": 2, \"retryableStatusCodes\": [" codes "]}}]"
+
+static uvg_channel_t *channel(const char *config) {
+  char target[32];
+  snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+  uvg_channel_options_t o;
+  uvg_channel_options_init(&o);
+  o.default_service_config = config;
+  uvg_channel_t *ch = NULL;
+  CHECK_EQ(uvg_channel_new(loop, target, uvg_insecure_channel_credentials(), &o, &ch), 0);
+  return ch;
+}
+static void channel_close(uvg_channel_t *ch) {
+  int before = ch_closed;
+  uvg_channel_close(ch, on_ch_closed, NULL);
+  CHECK(wait_count(loop, &ch_closed, before + 1, 5000));
+}
+
+typedef struct {
+  int done;
+  int code;
+  char msg[128];
+  char reply[8];
+} result_t;
+static void on_reply(const uvg_status_t *st, const uint8_t *reply, size_t len, void *ud) {
+  result_t *r = ud;
+  r->done++;
+  r->code = st->code;
+  snprintf(r->msg, sizeof(r->msg), "%s", st->message ? st->message : "");
+  snprintf(r->reply, sizeof(r->reply), "%.*s", (int)len, (const char *)reply);
+}
+/* One call; returns how long it took. */
+static uint64_t call(uvg_channel_t *ch, const char *req, uint64_t timeout_ms, result_t *r) {
+  uvg_client_call_options_t co = {.wait_for_ready = 1, .timeout_ms = timeout_ms};
+  memset(r, 0, sizeof(*r));
+  attempts = 0;
+  memset(prev_seen, 0, sizeof(prev_seen));
+  uv_update_time(loop);
+  uint64_t t0 = uv_now(loop);
+  CHECK_EQ(uvg_channel_unary(ch, "/t.T/Flaky", req, strlen(req), &co, on_reply, r), 0);
+  CHECK(wait_count(loop, &r->done, 1, 10000));
+  return uv_now(loop) - t0;
+}
+
+static void test_retried_until_ok(void) {
+  server_start();
+  uvg_channel_t *ch = channel(POLICY(4, "\"UNAVAILABLE\"") "}");
+  result_t r;
+  failing = 2;
+  uint64_t took = call(ch, "14 - 0", 5000, &r);
+  fprintf(stderr, "  %d attempts in %llu ms: %s\n", attempts, (unsigned long long)took,
+          uvg_status_code_name(r.code));
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  CHECK_STR(r.reply, "ok");
+  CHECK_EQ(attempts, 3);
+  /* A6: grpc-previous-rpc-attempts on the retries only */
+  CHECK_EQ(prev_seen[0], -1);
+  CHECK_EQ(prev_seen[1], 1);
+  CHECK_EQ(prev_seen[2], 2);
+  /* backoffs random(0, 100 ms) then random(0, 200 ms) */
+  CHECK(seen_at[1] - seen_at[0] <= 100 + 30);
+  CHECK(seen_at[2] - seen_at[1] <= 200 + 30);
+  channel_close(ch);
+  server_stop();
+}
+
+static void test_exhausted_and_fatal(void) {
+  server_start();
+  uvg_channel_t *ch = channel(POLICY(3, "\"UNAVAILABLE\", 8") "}");
+  result_t r;
+  failing = 100;
+  call(ch, "14 - 0", 5000, &r);
+  CHECK_EQ(r.code, UVG_STATUS_UNAVAILABLE);
+  CHECK_STR(r.msg, "flaky");
+  CHECK_EQ(attempts, 3); /* maxAttempts */
+  call(ch, "8 - 0", 5000, &r); /* RESOURCE_EXHAUSTED given as a number */
+  CHECK_EQ(r.code, UVG_STATUS_RESOURCE_EXHAUSTED);
+  CHECK_EQ(attempts, 3);
+  call(ch, "13 - 0", 5000, &r); /* INTERNAL is not retryable */
+  CHECK_EQ(r.code, UVG_STATUS_INTERNAL);
+  CHECK_EQ(attempts, 1);
+  /* maxAttempts above 5 is 5 */
+  channel_close(ch);
+  ch = channel(POLICY(9, "\"UNAVAILABLE\"") "}");
+  call(ch, "14 - 0", 5000, &r);
+  CHECK_EQ(attempts, 5);
+  channel_close(ch);
+  server_stop();
+}
+
+static void test_pushback(void) {
+  server_start();
+  uvg_channel_t *ch = channel(POLICY(3, "\"UNAVAILABLE\"") "}");
+  result_t r;
+  failing = 1;
+  call(ch, "14 250 0", 5000, &r);
+  fprintf(stderr, "  pushback 250: retried after %llu ms\n",
+          (unsigned long long)(seen_at[1] - seen_at[0]));
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  CHECK_EQ(attempts, 2);
+  CHECK(seen_at[1] - seen_at[0] >= 245);
+  failing = 1;
+  call(ch, "14 -1 0", 5000, &r); /* negative: do not retry */
+  CHECK_EQ(r.code, UVG_STATUS_UNAVAILABLE);
+  CHECK_EQ(attempts, 1);
+  failing = 1;
+  call(ch, "14 soon 0", 5000, &r); /* unparsable: do not retry */
+  CHECK_EQ(attempts, 1);
+  channel_close(ch);
+  server_stop();
+}
+
+/* Response headers commit the call: a status after them is final. */
+static void test_committed_after_headers(void) {
+  server_start();
+  uvg_channel_t *ch = channel(POLICY(3, "\"UNAVAILABLE\"") "}");
+  result_t r;
+  failing = 1;
+  call(ch, "14 - 1", 5000, &r);
+  CHECK_EQ(r.code, UVG_STATUS_UNAVAILABLE);
+  CHECK_EQ(attempts, 1);
+  channel_close(ch);
+  server_stop();
+}
+
+/* A6 throttling: maxTokens 10, tokenRatio 0.5; each failed attempt takes
+ * a token, and retries stop at half the tokens. */
+static void test_throttling(void) {
+  server_start();
+  uvg_channel_t *ch = channel(POLICY(5, "\"UNAVAILABLE\"")
+                              ", \"retryThrottling\": {\"maxTokens\": 10, \"tokenRatio\": 0.5}}");
+  result_t r;
+  failing = 100;
+  call(ch, "14 - 0", 5000, &r); /* 10 -> 5 tokens in 5 failed attempts */
+  CHECK_EQ(attempts, 5);
+  call(ch, "14 - 0", 5000, &r); /* 4 left: throttled at once */
+  CHECK_EQ(attempts, 1);
+  CHECK_EQ(r.code, UVG_STATUS_UNAVAILABLE);
+  failing = 0;
+  for (int i = 0; i < 4; i++) call(ch, "14 - 0", 5000, &r); /* +0.5 each: 6 */
+  failing = 100;
+  call(ch, "14 - 0", 5000, &r); /* 6 -> 5: one failure, then throttled */
+  CHECK_EQ(attempts, 1);
+  channel_close(ch);
+  server_stop();
+}
+
+/* The call's deadline covers every attempt and the waits between them. */
+static void test_deadline_between_attempts(void) {
+  server_start();
+  uvg_channel_t *ch = channel(POLICY(5, "\"UNAVAILABLE\"") "}");
+  result_t r;
+  failing = 100;
+  uint64_t took = call(ch, "14 400 0", 250, &r); /* pushback beyond the deadline */
+  fprintf(stderr, "  %s after %llu ms, %d attempt(s)\n", uvg_status_code_name(r.code),
+          (unsigned long long)took, attempts);
+  CHECK_EQ(r.code, UVG_STATUS_DEADLINE_EXCEEDED);
+  CHECK_EQ(attempts, 1);
+  CHECK(took >= 240 && took < 400);
+  channel_close(ch);
+  server_stop();
+}
+
+int main(int argc, char **argv) {
+  loop = uv_default_loop();
+  const char *t = argc > 1 ? argv[1] : "";
+#define CASE(n) if (*t == '\0' || strcmp(t, #n) == 0) RUN(test_##n)
+  CASE(retried_until_ok);
+  CASE(exhausted_and_fatal);
+  CASE(pushback);
+  CASE(committed_after_headers);
+  CASE(throttling);
+  CASE(deadline_between_attempts);
+  TEST_EXIT();
+}
