@@ -68,6 +68,9 @@ int uvg__target_parse(const char *target, uvg__target_t *out, char *err,
                       size_t errlen);
 /* Frees what `t` owns and empties it. */
 void uvg__target_free(uvg__target_t *t);
+/* `s` with the characters RFC 3986 3.2 does not allow in an authority
+ * percent-encoded ("a/b" -> "a%2Fb"), allocated; NULL when out of memory. */
+char *uvg__authority_encode(const char *s);
 /* The length of the RFC 3986 scheme `target` starts with (before its
  * ':'), or 0 when it has none. */
 size_t uvg__target_scheme_len(const char *target);

@@ -104,7 +104,7 @@ int uvg__resolver_prepare(uvg_channel_t *ch, const char *target) {
     ch->resolver.type = manual ? &manual_type : custom;
     ch->manual.on = (uint8_t)manual;
     /* the :authority is the endpoint, as grpc-go makes it */
-    if (rc == 0 && (ch->target.default_authority = uvg__strdup(
+    if (rc == 0 && (ch->target.default_authority = uvg__authority_encode(
                         ch->tinfo.endpoint[0] ? ch->tinfo.endpoint : "localhost")) == NULL)
       rc = UVG_ENOMEM;
     return rc;

@@ -289,6 +289,10 @@ static char *encode_authority(const char *prefix, span_t s) {
   return out;
 }
 
+char *uvg__authority_encode(const char *s) {
+  return encode_authority("", make_span(s, strlen(s)));
+}
+
 /* dns:[//authority/]host[:port] */
 static int parse_dns(parser_t *c, uvg__target_t *t, span_t auth, int has_auth,
                      span_t endpoint) {
