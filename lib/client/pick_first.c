@@ -14,6 +14,7 @@
  * Its configuration: {"shuffleAddressList": true} shuffles the addresses
  * before the interleaving (A62).
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -163,8 +164,16 @@ static int same_address(const uvg_address_t *a, const uvg_address_t *b) {
 static int pf_update(void *state, const uvg_address_t *addrs, size_t n,
                      const char *config) {
   pf_t *pf = state;
-  pf->shuffle = config != NULL && strstr(config, "\"shuffleAddressList\"") != NULL &&
-                strstr(config, "true") != NULL;
+  /* A62: {"shuffleAddressList": bool}; other fields are ignored */
+  json_t *cfg = config != NULL ? json_loads(config, 0, NULL) : NULL;
+  json_t *sh = cfg != NULL ? json_object_get(cfg, "shuffleAddressList") : NULL;
+  if (config != NULL && (cfg == NULL || !json_is_object(cfg) ||
+                         (sh != NULL && !json_is_boolean(sh)))) {
+    json_decref(cfg);
+    return UVG_EINVAL;
+  }
+  pf->shuffle = sh != NULL && json_is_true(sh);
+  json_decref(cfg);
   uvg_address_t *list = uvg__calloc(n, sizeof(*list));
   uvg_subchannel_t **scs = uvg__calloc(n, sizeof(*scs));
   uint8_t *failed = uvg__calloc(n, 1);

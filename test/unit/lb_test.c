@@ -340,6 +340,35 @@ static void mute_close(mute_t *m) {
   wait_ms(loop, 20); /* closed before the memory goes */
 }
 
+/* A62: shuffleAddressList: channels that each take the first address of
+ * their shuffled list do not all pick the same backend. */
+static void test_pick_first_shuffle(void) {
+  backends_start();
+  int rc;
+  for (int k = 0; k < 2; k++) {
+    reset_counts();
+    for (int i = 0; i < 20; i++) {
+      uvg_channel_options_t o;
+      uvg_channel_options_init(&o);
+      o.default_service_config = k ? "{\"loadBalancingConfig\": [{\"pick_first\": "
+                                     "{\"shuffleAddressList\": true}}]}"
+                                   : "{}";
+      uvg_channel_t *ch = NULL;
+      rc = uvg_channel_new(loop, "manual:s", uvg_insecure_channel_credentials(), &o, &ch);
+      CHECK_EQ(rc, 0);
+      push(ch, (int[]){0, 1, 2}, 3);
+      tally_t t;
+      calls(ch, "/t.T/Count", 1, &t);
+      channel_close(ch);
+    }
+    fprintf(stderr, "  %s: %d / %d / %d\n", k ? "shuffled" : "in order", be[0].calls,
+            be[1].calls, be[2].calls);
+    if (k == 0) CHECK_EQ(be[0].calls, 20);
+    else CHECK(be[0].calls < 20 && be[0].calls + be[1].calls + be[2].calls == 20);
+  }
+  backends_stop();
+}
+
 /* A61: an attempt that has not answered in 250 ms does not hold up the
  * next address; the first to be READY wins. */
 static void test_pick_first_happy_eyeballs(void) {
@@ -665,6 +694,7 @@ int main(int argc, char **argv) {
   CASE(update_drains_removed_backend);
   CASE(pick_first_in_order);
   CASE(pick_first_happy_eyeballs);
+  CASE(pick_first_shuffle);
   CASE(pick_first_interleaves_families);
   CASE(custom_resolver_and_policy);
   CASE(manual_survives_idle);
