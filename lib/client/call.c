@@ -50,6 +50,7 @@ struct uvg_client_call_s {
   uvg__timer_t deadline;
   uint64_t deadline_at; /* uv_now() ms; 0: none */
   uint64_t started_at;
+  uvg__cconn_t *pinned; /* the library's own call on this connection */
   uint8_t wait_for_ready;
   uint8_t wfr_chosen;     /* the caller said; the service config does not */
   uint8_t config_applied;
@@ -243,8 +244,9 @@ static void free_call(uvg_client_call_t *c) {
   uvg__free(c->grpc_message);
   uvg__free(c->details);
   uvg__free(c->message);
+  int internal = c->pinned != NULL;
   uvg__free(c);
-  uvg__channel_call_freed(ch);
+  uvg__channel_call_freed(ch, internal);
 }
 
 static void run_free(void *arg, int status) {
@@ -841,10 +843,10 @@ static void on_deadline(uvg__timer_t *t) {
   end_call(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded", 0);
 }
 
-int uvg_client_call_start(uvg_channel_t *ch, const char *method,
-                          const uvg_client_call_options_t *opts,
-                          const uvg_client_call_cbs_t *cbs, void *user_data,
-                          uvg_client_call_t **out) {
+static int start_call(uvg_channel_t *ch, const char *method,
+                      const uvg_client_call_options_t *opts,
+                      const uvg_client_call_cbs_t *cbs, void *user_data,
+                      uvg__cconn_t *pinned, uvg_client_call_t **out) {
   static const uvg_client_call_options_t defaults;
   if (ch == NULL || method == NULL || method[0] != '/' || cbs == NULL ||
       cbs->on_status == NULL || out == NULL)
@@ -905,14 +907,32 @@ int uvg_client_call_start(uvg_channel_t *ch, const char *method,
   }
   *out = c;
   uvg__list_push(&ch->calls, &c->all_link);
-  uvg__channel_call_born(ch);
-  c->nics = ch->ninterceptors;
+  c->pinned = pinned;
+  if (pinned != NULL) c->config_applied = 1; /* the library's own call */
+  uvg__channel_call_born(ch, pinned != NULL);
+  c->nics = pinned != NULL ? 0 : ch->ninterceptors;
   if (c->nics > 0)
     post(c, &c->w_start, run_start); /* interceptors run from the loop */
   else
     uvg__channel_place(ch, c, &c->link);
   return 0;
 }
+
+int uvg_client_call_start(uvg_channel_t *ch, const char *method,
+                          const uvg_client_call_options_t *opts,
+                          const uvg_client_call_cbs_t *cbs, void *user_data,
+                          uvg_client_call_t **out) {
+  return start_call(ch, method, opts, cbs, user_data, NULL, out);
+}
+
+int uvg__ccall_start_pinned(uvg_channel_t *ch, uvg__cconn_t *cc, const char *method,
+                            const uvg_client_call_cbs_t *cbs, void *user_data,
+                            uvg_client_call_t **out) {
+  return start_call(ch, method, NULL, cbs, user_data, cc, out);
+}
+
+uvg__cconn_t *uvg__ccall_pinned(const uvg_client_call_t *c) { return c->pinned; }
+int uvg__ccall_attached(const uvg_client_call_t *c) { return c->attached; }
 
 const char *uvg_client_call_method(const uvg_client_call_t *c) { return c->method; }
 

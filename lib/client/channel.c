@@ -103,8 +103,9 @@ static int merge_options(uvg_channel_options_t *o, const uvg_channel_options_t *
 void uvg__channel_update_ref(uvg_channel_t *ch) {
   for (uvg__list_t *p = ch->conns.next; p != &ch->conns; p = p->next) {
     uvg__conn_t *c = uvg__container_of(p, uvg__conn_t, link);
+    /* not c->nstreams: a health check's stream alone keeps nothing alive */
     if (c->closing || c->close_on_goaway || c->close_when_idle || ch->closing ||
-        c->nstreams > 0 || ch->ncalls > 0)
+        ch->ncalls > 0)
       uv_ref(&c->io.h.handle);
     else
       uv_unref(&c->io.h.handle);
@@ -326,7 +327,11 @@ void uvg__channel_set_picker(uvg_channel_t *ch, uvg_connectivity_t st,
 
 /* ---- calls ---- */
 
-void uvg__channel_call_born(uvg_channel_t *ch) {
+void uvg__channel_call_born(uvg_channel_t *ch, int internal) {
+  if (internal) {
+    ch->ninternal++;
+    return;
+  }
   /* A call keeps the loop alive until it ends, also while it only waits
    * (backoff, wait-for-ready): those timers alone would not. */
   if (ch->ncalls++ == 0) uvg__sched_hold(ch->sched);
@@ -347,11 +352,23 @@ void uvg__channel_place(uvg_channel_t *ch, uvg_client_call_t *call,
     return;
   }
   uvg__list_push(&ch->waiting, link);
+  uvg__cconn_t *pinned = uvg__ccall_pinned(call);
+  if (pinned != NULL) { /* past the picker, on its one connection */
+    if (!pinned->draining && !pinned->c.closing) uvg__ccall_attach(call, pinned);
+    if (!uvg__ccall_attached(call))
+      uvg__ccall_fail(call, UVG_STATUS_UNAVAILABLE, "the connection is going away");
+    return;
+  }
   if (ch->idle_mode || ch->state == UVG_STATE_IDLE) want_connection(ch);
   pick_for(ch, call);
 }
 
-void uvg__channel_call_freed(uvg_channel_t *ch) {
+void uvg__channel_call_freed(uvg_channel_t *ch, int internal) {
+  if (internal) {
+    ch->ninternal--;
+    uvg__channel_maybe_released(ch);
+    return;
+  }
   ch->ncalls--;
   if (ch->ncalls == 0) {
     uvg__sched_unhold(ch->sched);
@@ -474,7 +491,8 @@ static void run_release(void *arg, int status) {
 }
 
 void uvg__channel_maybe_released(uvg_channel_t *ch) {
-  if (!ch->closing || ch->released || ch->ncalls > 0 || ch->pending > 0 ||
+  if (!ch->closing || ch->released || ch->ncalls > 0 || ch->ninternal > 0 ||
+      ch->pending > 0 ||
       !uvg__list_empty(&ch->subchannels) || !uvg__list_empty(&ch->conns) ||
       !uvg__list_empty(&ch->watches))
     return;

@@ -74,7 +74,11 @@ struct uvg_subchannel_s {
   uvg__connect_t *connecting; /* the connect in progress, or NULL */
   uvg__cconn_t *attempt_conn; /* the connection being connected */
   uvg__cconn_t *pending_conn; /* connected, waiting for the SETTINGS */
-  uvg__cconn_t *conn;         /* READY: where picked calls go */
+  uvg__cconn_t *conn;         /* up (READY once healthy): picked calls go here */
+  /* health checking (health.c, gRFC A17) */
+  uvg_client_call_t *health_call;
+  uvg__timer_t health_timer;
+  uvg__backoff_t health_backoff;
   char last_error[128];
 };
 
@@ -87,6 +91,18 @@ uvg__cconn_t *uvg__subchannel_conn(uvg_subchannel_t *sc);
 void uvg__subchannel_conn_unusable(uvg_subchannel_t *sc, uvg__cconn_t *cc);
 /* Drops a reference; the last one frees it. */
 void uvg__subchannel_unref(uvg_subchannel_t *sc);
+/* The health check's verdict on its connection: READY, or
+ * TRANSIENT_FAILURE with `why`. */
+void uvg__subchannel_set_health(uvg_subchannel_t *sc, int healthy, const char *why);
+
+/* ---- health.c ---- */
+
+/* 1 when the service config asks for health checks and the policy uses
+ * them. */
+int uvg__health_enabled(const uvg_channel_t *ch);
+/* Watches the health of sc->conn; stops watching. */
+void uvg__health_start(uvg_subchannel_t *sc);
+void uvg__health_stop(uvg_subchannel_t *sc);
 
 /* ---- resolver.c ---- */
 
@@ -170,6 +186,7 @@ struct uvg_channel_s {
   uvg__retry_throttle_t throttle; /* gRFC A6 retryThrottling, when on */
   uint8_t throttle_on;
   uint8_t idle_mode;   /* no resolver, no policy: the next call starts them */
+  uint8_t health_unimplemented_logged;
   uint8_t exit_idle_queued;
   uvg__list_t subchannels;
   uvg__timer_t idle_timer;
@@ -186,6 +203,7 @@ struct uvg_channel_s {
   } interceptors[UVG__MAX_CLIENT_INTERCEPTORS];
   unsigned ninterceptors;
   unsigned ncalls;            /* calls not yet freed */
+  unsigned ninternal;         /* ... and the library's own */
   unsigned pending;           /* queued closures that use the channel */
   uvg__work_t w_watch;        /* runs the watches after a state change */
   uvg__work_t w_release;
@@ -237,8 +255,10 @@ void uvg__ccall_on_stream_close(uvg__tstream_t *s, uint32_t h2_error);
 
 /* ---- channel.c, for call.c ---- */
 
-/* A call is born: the channel counts it until uvg__channel_call_freed(). */
-void uvg__channel_call_born(uvg_channel_t *ch);
+/* A call is born: the channel counts it until uvg__channel_call_freed().
+ * An internal one (a health check) does not keep the channel from idling
+ * or the loop alive. */
+void uvg__channel_call_born(uvg_channel_t *ch, int internal);
 /* A call is ready to go: it starts on the ready connection, waits (and an
  * IDLE channel starts connecting), or fails fast. */
 void uvg__channel_place(uvg_channel_t *ch, uvg_client_call_t *call,
@@ -253,6 +273,13 @@ int uvg__ccall_config_applied(const uvg_client_call_t *call);
 /* What a pick sees of a call. */
 void uvg__ccall_pick_info(const uvg_client_call_t *call, uvg_pick_info_t *info);
 /* A call is freed. */
-void uvg__channel_call_freed(uvg_channel_t *ch);
+void uvg__channel_call_freed(uvg_channel_t *ch, int internal);
+/* A call of the library's own on one connection, past the picker (a
+ * health check); it fails if that connection cannot take it. */
+int uvg__ccall_start_pinned(uvg_channel_t *ch, uvg__cconn_t *cc, const char *method,
+                            const uvg_client_call_cbs_t *cbs, void *user_data,
+                            uvg_client_call_t **out);
+uvg__cconn_t *uvg__ccall_pinned(const uvg_client_call_t *call);
+int uvg__ccall_attached(const uvg_client_call_t *call);
 
 #endif

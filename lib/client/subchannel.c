@@ -60,8 +60,18 @@ static void on_conn_ready(uvg__conn_t *c) {
   /* connection-backoff.md: reset once the SETTINGS frame is received */
   uvg__backoff_reset(&sc->backoff);
   sc->conn = cc;
+  if (uvg__health_enabled(sc->ch)) { /* READY once the server says SERVING */
+    uvg__health_start(sc);
+    return;
+  }
   UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: subchannel READY", c->peer);
   set_state(sc, UVG_STATE_READY);
+}
+
+void uvg__subchannel_set_health(uvg_subchannel_t *sc, int healthy, const char *why) {
+  if (sc->conn == NULL || sc->released) return;
+  if (!healthy) set_error(sc, "", why);
+  set_state(sc, healthy ? UVG_STATE_READY : UVG_STATE_TRANSIENT_FAILURE);
 }
 
 /* The connection takes no new calls: a READY subchannel becomes IDLE (the
@@ -71,6 +81,7 @@ static void leave_conn(uvg_subchannel_t *sc, uvg__cconn_t *cc, const char *why) 
   cc->draining = 1;
   if (sc->conn == cc) {
     sc->conn = NULL;
+    uvg__health_stop(sc);
     set_state(sc, UVG_STATE_IDLE);
   } else if (sc->pending_conn == cc) {
     sc->pending_conn = NULL;
@@ -231,6 +242,8 @@ int uvg__subchannel_new(uvg_channel_t *ch, const uvg_address_t *addr,
                               ch->opts.backoff_jitter, ch->opts.backoff_max_ms,
                               ch->opts.min_connect_timeout_ms};
   uvg__backoff_init(&sc->backoff, &bp, NULL, NULL); /* checked at channel_new */
+  uvg__backoff_init(&sc->health_backoff, &bp, NULL, NULL);
+  uvg__timer_init(ch->sched, &sc->health_timer);
   sc->ch = ch;
   sc->refs = 1;
   sc->state = sc->reported = UVG_STATE_IDLE;
@@ -260,6 +273,7 @@ void uvg_subchannel_release(uvg_subchannel_t *sc) {
   if (sc->released) return;
   sc->released = 1;
   uvg__timer_stop(&sc->backoff_timer);
+  uvg__health_stop(sc);
   if (sc->connecting != NULL) uvg__connect_cancel(sc->connecting);
   /* its connections finish the calls they carry, then close */
   for (uvg__list_t *p = ch->conns.next; p != &ch->conns; p = p->next) {

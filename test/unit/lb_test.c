@@ -19,7 +19,11 @@ typedef struct {
   uvg_server_t *srv;
   int port;
   int calls;
-  uvg_method_t methods[2];
+  uvg_method_t methods[3];
+  int health;              /* the status its health service answers */
+  int no_health;           /* no health service at all */
+  uvg_call_t *watch;       /* the client's Health/Watch, while open */
+  char watched[32];        /* the service name it asked about */
 } backend_t;
 static backend_t be[NB];
 
@@ -60,6 +64,26 @@ static void srv_done(uvg_call_t *call, const uvg_status_t *st) {
   (void)st;
 }
 
+/* grpc.health.v1.Health/Watch: HealthCheckResponse {status = 1} */
+static void send_health(backend_t *b) {
+  uint8_t msg[2] = {0x08, (uint8_t)b->health};
+  if (b->watch != NULL) uvg_call_send(b->watch, msg, 2, 0, NULL, NULL);
+}
+static void watch(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  backend_t *b = uvg_call_method_data(call);
+  /* HealthCheckRequest {service = 1} */
+  snprintf(b->watched, sizeof(b->watched), "%.*s", len > 2 ? (int)msg[1] : 0,
+           (const char *)msg + 2);
+  b->watch = call;
+  send_health(b);
+}
+static void watch_cancel(uvg_call_t *call, const uvg_status_t *st) {
+  backend_t *b = uvg_call_method_data(call);
+  (void)st;
+  if (b->watch == call) b->watch = NULL;
+  uvg_call_finish(call, UVG_STATUS_CANCELLED, NULL, NULL, 0);
+}
+
 static int srv_closed;
 static void on_srv_closed(uvg_server_t *s, void *d) {
   (void)s;
@@ -74,8 +98,13 @@ static void backend_start(int i) {
                                  .on_done = srv_done, .method_data = b};
   b->methods[1] = (uvg_method_t){.path = "/t.T/Slow", .on_call = slow,
                                  .on_done = srv_done, .method_data = b};
+  b->methods[2] = (uvg_method_t){.path = "/grpc.health.v1.Health/Watch",
+                                 .type = UVG_METHOD_SERVER_STREAMING, .on_call = watch,
+                                 .on_cancel = watch_cancel, .on_done = srv_done,
+                                 .method_data = b};
+  b->watch = NULL;
   CHECK_EQ(uvg_server_new(loop, NULL, &b->srv), 0);
-  CHECK_EQ(uvg_server_register(b->srv, b->methods, 2), 0);
+  CHECK_EQ(uvg_server_register(b->srv, b->methods, b->no_health ? 2 : 3), 0);
   CHECK_EQ(uvg_server_listen(b->srv, addr, uvg_insecure_server_credentials(), &b->port), 0);
 }
 static void backend_stop(int i) {
@@ -88,6 +117,7 @@ static void backends_start(void) {
   for (int i = 0; i < NB; i++) {
     be[i].port = 0;
     be[i].calls = 0;
+    be[i].health = 1; /* SERVING */
     backend_start(i);
   }
 }
@@ -685,6 +715,67 @@ static void test_config_wait_for_ready(void) {
   channel_close(ch);
 }
 
+/* gRFC A17: with healthCheckConfig, round_robin sends calls only to
+ * backends whose health service says SERVING; one without the service
+ * counts as healthy. */
+static void test_health_checks(void) {
+  be[2].no_health = 1;
+  backends_start();
+  be[1].health = 2; /* NOT_SERVING */
+  int rc;
+  uvg_channel_t *ch = config_channel(
+      "{\"loadBalancingConfig\": [{\"round_robin\": {}}],"
+      " \"healthCheckConfig\": {\"serviceName\": \"t.T\"}}", &rc);
+  CHECK_EQ(rc, 0);
+  push(ch, (int[]){0, 1, 2}, 3);
+  tally_t t;
+  calls(ch, "/t.T/Count", 300, &t);
+  fprintf(stderr, "  1 NOT_SERVING: %d / %d / %d\n", be[0].calls, be[1].calls, be[2].calls);
+  CHECK_EQ(t.ok, 300);
+  CHECK_EQ(be[1].calls, 0);
+  CHECK(be[0].calls >= 100 && be[2].calls >= 100);
+  CHECK_STR(be[0].watched, "t.T");
+  /* it recovers: SERVING puts it back */
+  be[1].health = 1;
+  send_health(&be[1]);
+  int never = 0;
+  wait_count(loop, &never, 1, 100);
+  reset_counts();
+  calls(ch, "/t.T/Count", 300, &t);
+  fprintf(stderr, "  1 SERVING: %d / %d / %d\n", be[0].calls, be[1].calls, be[2].calls);
+  CHECK(be[1].calls >= 80);
+  /* and goes: NOT_SERVING takes it out again without a failed call */
+  be[0].health = 2;
+  send_health(&be[0]);
+  wait_count(loop, &never, 1, 100);
+  reset_counts();
+  calls(ch, "/t.T/Count", 300, &t);
+  CHECK_EQ(t.ok, 300);
+  CHECK_EQ(be[0].calls, 0);
+  channel_close(ch);
+  backends_stop();
+  be[2].no_health = 0;
+}
+
+/* pick_first does not use health checks (as in gRPC): a NOT_SERVING
+ * backend still takes the calls. */
+static void test_pick_first_ignores_health(void) {
+  backends_start();
+  be[0].health = 2;
+  int rc;
+  uvg_channel_t *ch = config_channel(
+      "{\"healthCheckConfig\": {\"serviceName\": \"\"}}", &rc);
+  CHECK_EQ(rc, 0);
+  push(ch, (int[]){0}, 1);
+  tally_t t;
+  calls(ch, "/t.T/Count", 10, &t);
+  CHECK_EQ(t.ok, 10);
+  CHECK_EQ(be[0].calls, 10);
+  CHECK(be[0].watch == NULL);
+  channel_close(ch);
+  backends_stop();
+}
+
 int main(int argc, char **argv) {
   loop = uv_default_loop();
   const char *t = argc > 1 ? argv[1] : "";
@@ -701,5 +792,7 @@ int main(int argc, char **argv) {
   CASE(default_service_config);
   CASE(resolver_service_config);
   CASE(config_wait_for_ready);
+  CASE(health_checks);
+  CASE(pick_first_ignores_health);
   TEST_EXIT();
 }
