@@ -9,6 +9,10 @@
  * when the backoff delay, counted from the round's start, has passed. The
  * backoff resets when a connection receives the server's SETTINGS.
  * TRANSIENT_FAILURE is sticky (gRFC A62): only READY ends it.
+ *
+ * Through an HTTP CONNECT proxy (proxy.c, gRFC A1) the round's addresses
+ * are the proxy's, resolved instead of the target's, and each attempt
+ * asks the proxy for a tunnel to the target (uvg__connect_tunnel).
  */
 #include <stdio.h>
 #include <string.h>
@@ -70,6 +74,8 @@ static int merge_options(uvg_channel_options_t *o, const uvg_channel_options_t *
     TAKE(keepalive_timeout_ms);
     TAKE(keepalive_permit_without_calls);
     TAKE(authority);
+    TAKE(http_proxy);
+    TAKE(disable_http_proxy);
 #undef TAKE
   }
   if (o->initial_window_size > 0x7fffffff ||
@@ -222,6 +228,17 @@ static void on_backoff_over(uvg__timer_t *t) {
     start_round(ch);
 }
 
+/* Names the proxy in a failed attempt's reason: its own words when the
+ * CONNECT exchange failed (req->detail), else the failed connect to it. */
+static void proxy_error(uvg_channel_t *ch, uvg__connect_t *req, int status) {
+  if (req->detail[0] != '\0')
+    snprintf(ch->last_error, sizeof(ch->last_error), "proxy %s %s",
+             ch->proxy->name, req->detail);
+  else
+    snprintf(ch->last_error, sizeof(ch->last_error), "connect to proxy %s: %s",
+             ch->proxy->name, uv_strerror(status));
+}
+
 static void on_connected(uvg__connect_t *req, int status) {
   uvg_channel_t *ch = req->data;
   uvg__cconn_t *cc = ch->attempt_conn;
@@ -233,8 +250,11 @@ static void on_connected(uvg__connect_t *req, int status) {
       maybe_released(ch);
       return;
     }
-    snprintf(ch->last_error, sizeof(ch->last_error), "connect: %s",
-             uv_strerror(status));
+    if (ch->proxy != NULL)
+      proxy_error(ch, req, status);
+    else
+      snprintf(ch->last_error, sizeof(ch->last_error), "connect: %s",
+               uv_strerror(status));
     UVG__TRACE(UVG__TRACE_TRANSPORT, "channel: %s", ch->last_error);
     if (++ch->next_addr < ch->naddrs)
       attempt(ch);
@@ -284,6 +304,12 @@ static void attempt(uvg_channel_t *ch) {
     n += ch->target.path_len;
     rc = uvg__connect_unix(&ch->connect_req, ch->sched, path, n, timeout,
                            &cc->c.io, on_connected);
+  } else if (ch->proxy != NULL) {
+    size_t len;
+    const char *req = uvg__proxy_request(ch->proxy, ch->next_addr, &len);
+    rc = uvg__connect_tunnel(&ch->connect_req, ch->sched,
+                             (struct sockaddr *)&ch->addrs[ch->next_addr], req,
+                             len, timeout, &cc->c.io, on_connected);
   } else {
     rc = uvg__connect_tcp(&ch->connect_req, ch->sched,
                           (struct sockaddr *)&ch->addrs[ch->next_addr], timeout,
@@ -301,6 +327,11 @@ static void attempt(uvg_channel_t *ch) {
 }
 
 /* ---- resolution ---- */
+
+/* A proxied channel resolves the proxy's name, not the target's (A1). */
+static const char *resolved_name(const uvg_channel_t *ch) {
+  return ch->proxy ? ch->proxy->host : ch->target.host;
+}
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   uvg_channel_t *ch = req->data;
@@ -320,8 +351,16 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     return;
   }
   if (ch->naddrs == 0) {
-    snprintf(ch->last_error, sizeof(ch->last_error), "DNS resolution of %s: %s",
-             ch->target.host, status ? uv_strerror(status) : "no addresses");
+    snprintf(ch->last_error, sizeof(ch->last_error),
+             "DNS resolution of %s%s: %s", ch->proxy ? "proxy " : "",
+             resolved_name(ch), status ? uv_strerror(status) : "no addresses");
+    round_failed(ch);
+    return;
+  }
+  if (ch->proxy != NULL &&
+      uvg__proxy_spread(ch->proxy, &ch->addrs, &ch->naddrs) != 0) {
+    snprintf(ch->last_error, sizeof(ch->last_error), "out of memory");
+    ch->naddrs = 0;
     round_failed(ch);
     return;
   }
@@ -331,11 +370,12 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 }
 
 /* The addresses a round tries: fixed for ipv4/ipv6/unix targets; for dns
- * resolved again after 30 s (grpc-go's minimum between re-resolutions). */
+ * and for a proxy resolved again after 30 s (grpc-go's minimum between
+ * re-resolutions). */
 #define RERESOLVE_MIN_MS 30000
 static void resolve_and_attempt(uvg_channel_t *ch) {
   ch->next_addr = 0;
-  if (ch->target.scheme != UVG__TARGET_DNS) {
+  if (ch->target.scheme != UVG__TARGET_DNS && ch->proxy == NULL) {
     attempt(ch);
     return;
   }
@@ -348,11 +388,14 @@ static void resolve_and_attempt(uvg_channel_t *ch) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   ch->resolve_req.data = ch;
-  int rc = uv_getaddrinfo(ch->loop, &ch->resolve_req, on_resolved, ch->target.host,
-                          ch->target.port_str, &hints);
+  int rc = uv_getaddrinfo(ch->loop, &ch->resolve_req, on_resolved,
+                          resolved_name(ch),
+                          ch->proxy ? ch->proxy->port_str : ch->target.port_str,
+                          &hints);
   if (rc != 0) {
-    snprintf(ch->last_error, sizeof(ch->last_error), "DNS resolution of %s: %s",
-             ch->target.host, uv_strerror(rc));
+    snprintf(ch->last_error, sizeof(ch->last_error),
+             "DNS resolution of %s%s: %s", ch->proxy ? "proxy " : "",
+             resolved_name(ch), uv_strerror(rc));
     round_failed(ch);
     return;
   }
@@ -529,6 +572,10 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
     }
     if (rc == UVG_EADDR) uvg__log(UVG_LOG_WARN, "%s", err);
   }
+  if (rc == 0)
+    rc = uvg__proxy_setup(&ch->target, ch->opts.http_proxy,
+                          ch->opts.disable_http_proxy, &ch->proxy);
+  ch->opts.http_proxy = NULL; /* the caller's string is not kept */
   if (rc == 0) {
     const char *auth = ch->opts.authority ? ch->opts.authority
                                           : ch->target.default_authority;
@@ -540,6 +587,7 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
   if (rc == 0) rc = uvg__sched_acquire(loop, &ch->sched);
   if (rc != 0) {
     uvg__target_free(&ch->target);
+    uvg__proxy_free(ch->proxy);
     uvg__free(ch->authority);
     uvg__free(ch->read_buf);
     uvg__free(ch);
@@ -562,13 +610,15 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
     ch->settings.keepalive_timeout = ch->opts.keepalive_timeout_ms;
     ch->settings.permit_without_stream = ch->opts.keepalive_permit_without_calls;
   }
-  /* fixed addresses are known at once */
-  if (ch->target.scheme == UVG__TARGET_IPV4 || ch->target.scheme == UVG__TARGET_IPV6) {
+  /* fixed addresses are known at once (a proxy's are resolved) */
+  if (ch->proxy == NULL && (ch->target.scheme == UVG__TARGET_IPV4 ||
+                            ch->target.scheme == UVG__TARGET_IPV6)) {
     ch->addrs = ch->target.addrs;
     ch->naddrs = ch->target.naddrs;
     ch->target.addrs = NULL;
     ch->target.naddrs = 0;
-  } else if (ch->target.scheme != UVG__TARGET_DNS) {
+  } else if (ch->target.scheme == UVG__TARGET_UNIX ||
+             ch->target.scheme == UVG__TARGET_UNIX_ABSTRACT) {
     ch->naddrs = 1; /* the unix path */
   }
   uvg__workq_init(ch->sched, &ch->q);
@@ -591,6 +641,7 @@ static void run_release(void *arg, int status) {
   uvg__workq_close(&ch->q);
   uvg__sched_release(ch->sched);
   uvg__target_free(&ch->target);
+  uvg__proxy_free(ch->proxy);
   uvg__free(ch->addrs);
   uvg__free(ch->authority);
   uvg__free(ch->read_buf);

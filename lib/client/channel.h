@@ -47,6 +47,7 @@ struct uvg_channel_s {
   uvg_channel_options_t opts;
   uvg__conn_settings_t settings;
   uvg__target_t target;
+  uvg__proxy_t *proxy; /* HTTP CONNECT proxy (proxy.c), or NULL */
   char *authority;
   uvg_connectivity_t state;
   /* resolved addresses; pick_first tries them in order */
