@@ -72,6 +72,8 @@ static int merge_options(uvg_channel_options_t *o, const uvg_channel_options_t *
     TAKE(authority);
     TAKE(lb_policy);
     TAKE(default_service_config);
+    TAKE(http_proxy);
+    TAKE(disable_http_proxy);
 #undef TAKE
   }
   if (o->initial_window_size > 0x7fffffff ||
@@ -421,6 +423,11 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
     if (rc == 0) ch->sc = uvg__service_config_ref(ch->sc_default);
   }
   if (rc == 0) rc = uvg__resolver_prepare(ch, target);
+  /* gRFC A1: through a proxy the resolver resolves the proxy's name */
+  if (rc == 0 && ch->builtin_target)
+    rc = uvg__proxy_setup(&ch->target, ch->opts.http_proxy, ch->opts.disable_http_proxy,
+                          &ch->proxy);
+  ch->opts.http_proxy = NULL; /* the caller's string is not kept */
   if (rc == 0) {
     const char *auth = ch->opts.authority ? ch->opts.authority
                                           : ch->target.default_authority;
@@ -435,6 +442,7 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
     if (ch->sc_default != NULL) uvg__service_config_unref(ch->sc_default);
     uvg__target_free(&ch->target);
     uvg__resolver_free(ch);
+    uvg__proxy_free(ch->proxy);
     uvg__free(ch->authority);
     uvg__free(ch->read_buf);
     uvg__free(ch);
@@ -482,6 +490,7 @@ static void run_release(void *arg, int status) {
   uvg__sched_release(ch->sched);
   uvg__target_free(&ch->target);
   uvg__resolver_free(ch);
+  uvg__proxy_free(ch->proxy);
   if (ch->sc != NULL) uvg__service_config_unref(ch->sc);
   if (ch->sc_default != NULL) uvg__service_config_unref(ch->sc_default);
   uvg__free(ch->authority);

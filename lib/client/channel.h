@@ -46,6 +46,10 @@ typedef struct {
   uint8_t draining; /* GOAWAY received or sent: no new calls */
 } uvg__cconn_t;
 
+/* The address attribute that names, for a channel through an HTTP CONNECT
+ * proxy, which tunnel (proxy->requests[i]) a proxy address is for. */
+#define UVG__ATTR_TUNNEL "uvg.tunnel"
+
 /* Reads of the channel's connections land here: the transport consumes
  * every read at once, so one buffer serves them all. */
 #define UVG__CHANNEL_READ_BUF (64 * 1024)
@@ -165,6 +169,8 @@ struct uvg_channel_s {
   /* the target and its resolver */
   uvg_target_info_t tinfo; /* strings owned */
   uvg__target_t target;    /* parsed, for the built-in schemes */
+  uint8_t builtin_target;  /* dns, ipv4, ipv6, unix, unix-abstract */
+  uvg__proxy_t *proxy;     /* HTTP CONNECT proxy (proxy.c, gRFC A1), or NULL */
   uvg_resolver_t resolver;
   struct { /* the "manual" scheme: the last push, given again on start */
     uvg_address_t *addrs;

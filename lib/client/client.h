@@ -130,4 +130,86 @@ uint64_t uvg__backoff_next(uvg__backoff_t *b);
 uint64_t uvg__backoff_connect_timeout(const uvg__backoff_t *b,
                                       uint64_t delay_ms);
 
+/* ====================================================================== */
+/* ---- HTTP CONNECT proxies (proxy.c): gRFC A1 ---- */
+
+/* What decides a channel's proxy: the application's options and the
+ * environment's values (NULL: the variable is unset), handed in so that
+ * the decision itself reads nothing global. */
+typedef struct {
+  const char *option; /* uvg_channel_options_t.http_proxy */
+  int disabled;       /* uvg_channel_options_t.disable_http_proxy */
+  const char *grpc_proxy, *https_proxy, *http_proxy;
+  const char *no_grpc_proxy, *no_proxy;
+} uvg__proxy_env_t;
+
+/* Fills the environment's fields of `e` with getenv(); leaves the rest. */
+void uvg__proxy_env_read(uvg__proxy_env_t *e);
+
+/* A proxy URL, "[http://][user[:password]@]host[:port][/...]", taken
+ * apart. Strings are allocated and owned (uvg__proxy_url_free). */
+typedef struct {
+  char *host;     /* a name, an IPv4 address, or an IPv6 one unbracketed */
+  char *port_str; /* 1 to 65535 as written; "80", http's, when absent */
+  /* "user:password" percent-decoded (":" added when the URL has no
+   * password, as RFC 7617's user-pass needs one), or NULL */
+  char *userpass;
+} uvg__proxy_url_t;
+
+/* Parses `url`. Without "://" the whole value is host[:port] with its
+ * userinfo, as curl and Go read "proxy:3128". Returns 0; UVG_EINVAL with
+ * `err` saying why (a scheme other than http, an empty or malformed host,
+ * a bad port); UVG_ENOMEM. The message never repeats the userinfo. `*out`
+ * is left empty on failure. */
+int uvg__proxy_url_parse(const char *url, uvg__proxy_url_t *out, char *err,
+                         size_t errlen);
+void uvg__proxy_url_free(uvg__proxy_url_t *u);
+
+/* 1 if `host` (a name, or an IP address without brackets) is in `list`, a
+ * no_proxy value: comma-separated entries, blanks around them ignored;
+ * "*" matches every host; an IPv4 or IPv6 address matches that address;
+ * a CIDR block ("10.0.0.0/8", "fd00::/8") the addresses in it; a name
+ * (a leading dot ignored) matches itself and its subdomains, without
+ * regard to case ("example.com" and ".example.com" both match
+ * "example.com" and "a.example.com", not "badexample.com"). */
+int uvg__no_proxy_match(const char *list, const char *host);
+
+/* A channel's proxy: the name it resolves instead of the target's, and
+ * the CONNECT requests its attempts send. Owned by the channel. */
+typedef struct {
+  char *host, *port_str; /* resolved instead of the target */
+  char *name;            /* "host:port", for messages */
+  /* One whole CONNECT request per tunnel target: the dns target's
+   * host:port as written (the proxy resolves it: A1, case 1), or each
+   * address of an ipv4/ipv6 target (A1, case 2). */
+  char **requests;
+  size_t ntunnels;
+} uvg__proxy_t;
+
+/* Decides whether a channel to `t` goes through a proxy, and which. In
+ * order: `disabled` means none; unix targets never use one; the proxy is
+ * env->option if set, else the first of grpc_proxy, https_proxy and
+ * http_proxy that is set (gRPC C-core's order); an empty value means none.
+ * Then no_grpc_proxy, or no_proxy when that is unset, may exclude the
+ * target (uvg__no_proxy_match) and so may loopback (localhost,
+ * 127.0.0.0/8, ::1) when the proxy came from the environment, as Go's
+ * httpproxy does. An ipv4/ipv6 target is excluded when all its
+ * addresses are. Returns 0 with *out NULL (connect directly) or set;
+ * UVG_EINVAL (the chosen proxy URL is unusable: `err` says why);
+ * UVG_EADDR (the target's host has characters a CONNECT request cannot
+ * carry); UVG_ENOMEM. Pure. */
+int uvg__proxy_decide(const uvg__target_t *t, const uvg__proxy_env_t *env,
+                      uvg__proxy_t **out, char *err, size_t errlen);
+
+/* uvg__proxy_decide() for a new channel, with the environment read: an
+ * unusable proxy URL from the environment is logged and ignored (the
+ * channel connects directly, as C-core and grpc-js do: the variables are
+ * shared with every other program), one from the option fails with
+ * UVG_EINVAL and a log line. Returns 0, UVG_EINVAL, UVG_EADDR or
+ * UVG_ENOMEM. */
+int uvg__proxy_setup(const uvg__target_t *t, const char *option, int disabled,
+                     uvg__proxy_t **out);
+
+void uvg__proxy_free(uvg__proxy_t *p);
+
 #endif

@@ -120,6 +120,7 @@ int uvg__resolver_prepare(uvg_channel_t *ch, const char *target) {
   }
   if (rc == UVG_EADDR) uvg__log(UVG_LOG_WARN, "%s", err);
   if (rc != 0) return rc;
+  ch->builtin_target = 1;
   static const char *names[] = {"dns", "ipv4", "ipv6", "unix", "unix-abstract"};
   const char *scheme = names[ch->target.scheme];
   /* a scheme the application registered in place of a built-in one */
@@ -251,7 +252,10 @@ int uvg__resolver_start(uvg_channel_t *ch) {
   r->ch = ch;
   r->generation++;
   r->running = 1;
-  int rc = r->type->start(r, &ch->tinfo, &r->state);
+  /* gRFC A1: a proxied channel resolves the proxy's name, whatever its
+   * target's scheme (the proxy reaches the target) */
+  const uvg_resolver_type_t *t = ch->proxy != NULL ? &dns_type : r->type;
+  int rc = t->start(r, &ch->tinfo, &r->state);
   if (rc != 0) r->running = 0;
   return rc;
 }
@@ -260,13 +264,14 @@ void uvg__resolver_stop(uvg_channel_t *ch) {
   uvg_resolver_t *r = &ch->resolver;
   if (!r->running) return;
   r->running = 0;
-  r->type->stop(r->state);
+  (ch->proxy != NULL ? &dns_type : r->type)->stop(r->state);
   r->state = NULL;
 }
 
 void uvg__resolver_resolve_now(uvg_channel_t *ch) {
   uvg_resolver_t *r = &ch->resolver;
-  if (r->running && r->type->resolve_now != NULL) r->type->resolve_now(r->state);
+  const uvg_resolver_type_t *t = ch->proxy != NULL ? &dns_type : r->type;
+  if (r->running && t->resolve_now != NULL) t->resolve_now(r->state);
 }
 
 void uvg__resolver_free(uvg_channel_t *ch) {
@@ -349,6 +354,41 @@ static void on_dns_timer(uvg__timer_t *t) {
   dns_resolve(uvg__container_of(t, dns_t, timer));
 }
 
+/* The names a dns resolution asks for: the target's, or its proxy's. */
+static const char *dns_host(const uvg_channel_t *ch) {
+  return ch->proxy != NULL ? ch->proxy->host : ch->target.host;
+}
+static const char *dns_port(const uvg_channel_t *ch) {
+  return ch->proxy != NULL ? ch->proxy->port_str : ch->target.port_str;
+}
+
+/* gRFC A1: every proxy address once per tunnel target, each tagged with
+ * its tunnel (the CONNECT request the subchannel sends). */
+static int push_proxied(uvg_resolver_t *r, const uvg_address_t *addrs, size_t n) {
+  uvg__proxy_t *p = r->ch->proxy;
+  size_t nt = p->ntunnels ? p->ntunnels : 1;
+  uvg_address_t *all = uvg__calloc(n * nt, sizeof(*all));
+  uvg_attribute_t *attrs = uvg__calloc(nt, sizeof(*attrs));
+  char (*idx)[24] = uvg__calloc(nt, sizeof(*idx));
+  int rc = UVG_ENOMEM;
+  if (all != NULL && attrs != NULL && idx != NULL) {
+    for (size_t t = 0; t < nt; t++) {
+      snprintf(idx[t], sizeof(idx[t]), "%zu", t);
+      attrs[t] = (uvg_attribute_t){UVG__ATTR_TUNNEL, idx[t]};
+      for (size_t i = 0; i < n; i++) {
+        all[t * n + i] = addrs[i];
+        all[t * n + i].attrs = &attrs[t];
+        all[t * n + i].nattrs = 1;
+      }
+    }
+    rc = uvg_resolver_update(r, all, n * nt, NULL);
+  }
+  uvg__free(all);
+  uvg__free(attrs);
+  uvg__free(idx);
+  return rc;
+}
+
 static void on_dns_result(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   dns_t *d = uvg__container_of(req, dns_t, req);
   d->in_flight = 0;
@@ -357,7 +397,7 @@ static void on_dns_result(uv_getaddrinfo_t *req, int status, struct addrinfo *re
     uvg__free(d);
     return;
   }
-  const uvg__target_t *tg = &d->r->ch->target;
+  const uvg_channel_t *ch = d->r->ch;
   size_t n = 0;
   for (struct addrinfo *a = res; status == 0 && a != NULL; a = a->ai_next)
     if (a->ai_family == AF_INET || a->ai_family == AF_INET6) n++;
@@ -373,11 +413,14 @@ static void on_dns_result(uv_getaddrinfo_t *req, int status, struct addrinfo *re
   d->resolved_once = 1;
   if (k > 0) {
     uvg__backoff_reset(&d->backoff);
-    uvg_resolver_update(d->r, addrs, k, NULL);
+    if (ch->proxy != NULL)
+      push_proxied(d->r, addrs, k);
+    else
+      uvg_resolver_update(d->r, addrs, k, NULL);
   } else {
     char msg[160];
-    snprintf(msg, sizeof(msg), "DNS resolution of %s: %s", tg->host,
-             status ? uv_strerror(status) : n ? "out of memory" : "no addresses");
+    snprintf(msg, sizeof(msg), "DNS resolution of %s%s: %s", ch->proxy ? "proxy " : "",
+             dns_host(ch), status ? uv_strerror(status) : n ? "out of memory" : "no addresses");
     uvg_resolver_error(d->r, msg);
     uvg__timer_start(&d->timer, on_dns_timer, uvg__backoff_next(&d->backoff));
   }
@@ -385,17 +428,18 @@ static void on_dns_result(uv_getaddrinfo_t *req, int status, struct addrinfo *re
 }
 
 static void dns_resolve(dns_t *d) {
-  const uvg__target_t *tg = &d->r->ch->target;
+  const uvg_channel_t *ch = d->r->ch;
   if (d->in_flight || d->stopped) return;
   struct addrinfo hints;
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  int rc = uv_getaddrinfo(d->loop, &d->req, on_dns_result, tg->host, tg->port_str,
+  int rc = uv_getaddrinfo(d->loop, &d->req, on_dns_result, dns_host(ch), dns_port(ch),
                           &hints);
   if (rc != 0) {
     char msg[160];
-    snprintf(msg, sizeof(msg), "DNS resolution of %s: %s", tg->host, uv_strerror(rc));
+    snprintf(msg, sizeof(msg), "DNS resolution of %s%s: %s", ch->proxy ? "proxy " : "",
+             dns_host(ch), uv_strerror(rc));
     uvg_resolver_error(d->r, msg);
     uvg__timer_start(&d->timer, on_dns_timer, uvg__backoff_next(&d->backoff));
     return;

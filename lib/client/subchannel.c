@@ -16,6 +16,7 @@
  */
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -26,7 +27,9 @@ static void set_state(uvg_subchannel_t *sc, uvg_connectivity_t st) {
   UVG__TRACE(UVG__TRACE_TRANSPORT, "subchannel %s: %s -> %s", sc->name,
              uvg_connectivity_name(sc->state), uvg_connectivity_name(st));
   sc->state = st;
-  if (st != UVG_STATE_TRANSIENT_FAILURE) sc->last_error[0] = '\0';
+  /* kept until READY: a TRANSIENT_FAILURE still queued for the policy
+   * reads it when delivered */
+  if (st == UVG_STATE_READY) sc->last_error[0] = '\0';
   if (!sc->released) uvg__lb_post_subchannel_state(sc);
 }
 
@@ -143,7 +146,15 @@ static void on_connected(uvg__connect_t *req, int status) {
   if (status != 0) {
     uvg__free(cc); /* nothing of it is open */
     if (!sc->released && !ch->closing) {
-      set_error(sc, "connect", uv_strerror(status));
+      /* through a proxy: its own words when the CONNECT exchange failed */
+      if (ch->proxy != NULL && req->detail[0] != '\0')
+        snprintf(sc->last_error, sizeof(sc->last_error), "proxy %s %s", ch->proxy->name,
+                 req->detail);
+      else if (ch->proxy != NULL)
+        snprintf(sc->last_error, sizeof(sc->last_error), "connect to proxy %s: %s",
+                 ch->proxy->name, uv_strerror(status));
+      else
+        set_error(sc, "connect", uv_strerror(status));
       uvg__channel_set_error(ch, "%s: %s", sc->name, sc->last_error);
       UVG__TRACE(UVG__TRACE_TRANSPORT, "subchannel %s: %s", sc->name, sc->last_error);
       attempt_failed(sc);
@@ -175,9 +186,28 @@ static void on_connected(uvg__connect_t *req, int status) {
   uvg__subchannel_unref(sc);
 }
 
+/* The tunnel an address is for, through the channel's proxy, or NULL. */
+static const char *tunnel_request(const uvg_subchannel_t *sc, size_t *len) {
+  const uvg__proxy_t *p = sc->ch->proxy;
+  for (size_t i = 0; p != NULL && i < sc->addr.nattrs; i++) {
+    if (strcmp(sc->addr.attrs[i].key, UVG__ATTR_TUNNEL) == 0) {
+      size_t t = (size_t)strtoul(sc->addr.attrs[i].value, NULL, 10);
+      if (t >= p->ntunnels) return NULL;
+      *len = strlen(p->requests[t]);
+      return p->requests[t];
+    }
+  }
+  return NULL;
+}
+
 static int start_connect(uvg_subchannel_t *sc, uvg__cconn_t *cc, uint64_t timeout) {
   uvg_channel_t *ch = sc->ch;
   const struct sockaddr *sa = (const struct sockaddr *)&sc->addr.addr;
+  size_t len;
+  const char *req = tunnel_request(sc, &len);
+  if (req != NULL)
+    return uvg__connect_tunnel(&sc->connect_req, ch->sched, sa, req, len, timeout,
+                               &cc->c.io, on_connected);
   if (sa->sa_family == AF_UNIX) {
     const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
     size_t off = offsetof(struct sockaddr_un, sun_path);

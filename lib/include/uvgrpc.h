@@ -589,6 +589,21 @@ typedef struct {
    * invalid one fails uvg_channel_new() with UVG_EINVAL and a log line
    * that says why. */
   const char *default_service_config;
+  /* HTTP CONNECT proxy (gRFC A1) for a dns, ipv4 or ipv6 target:
+   * "http://[user:password@]host[:port]" (port 80 when left out; user and
+   * password percent-decoded and sent as "Proxy-Authorization: Basic").
+   * The channel then resolves the proxy's host, not the target's, and
+   * each connection asks the proxy for a tunnel to the target's host:port
+   * as written (the proxy resolves it), or to each address of an
+   * ipv4/ipv6 target; :authority stays the target's. NULL (the default):
+   * the environment decides (grpc_proxy, https_proxy, http_proxy;
+   * docs/api.md). "": no proxy. no_grpc_proxy / no_proxy still exclude
+   * targets. Copied. A malformed value or a scheme other than http fails
+   * uvg_channel_new() with UVG_EINVAL and a log line. */
+  const char *http_proxy;
+  /* Nonzero: never a proxy, whatever http_proxy and the environment say
+   * (gRPC C-core's GRPC_ARG_ENABLE_HTTP_PROXY=0). Default 0. */
+  int disable_http_proxy;
 } uvg_channel_options_t;
 
 /* Fills `opts` with the defaults. */
@@ -603,9 +618,10 @@ UVG_EXTERN void uvg_channel_options_init(uvg_channel_options_t *opts);
  * "unix-abstract:name". The channel starts IDLE and connects on its first
  * call (or uvg_channel_state(ch, 1)); it tries the resolved addresses in
  * order (pick_first) and reconnects with backoff after a failure.
- * Returns 0; UVG_EINVAL (NULL argument, option out of range); UVG_ENOCREDS
- * (creds NULL); UVG_EADDR (a malformed target; the log says why);
- * UVG_ENOMEM. */
+ * Returns 0; UVG_EINVAL (NULL argument, option out of range, an unusable
+ * http_proxy option); UVG_ENOCREDS (creds NULL); UVG_EADDR (a malformed
+ * target, or one whose host a proxy request cannot carry; the log says
+ * why); UVG_ENOMEM. */
 UVG_EXTERN int uvg_channel_new(uv_loop_t *loop, const char *target,
                                uvg_channel_credentials_t *creds,
                                const uvg_channel_options_t *opts,

@@ -1,6 +1,7 @@
 /* Connecting byte streams (loop/connect.c): TCP over IPv4 and IPv6, unix
  * sockets by path and by abstract name; refused, missing, overloaded and
- * timed-out connects; cancelling. Every connect ends in exactly one
+ * timed-out connects; cancelling; tunnels through an HTTP proxy that the
+ * test plays by hand. Every connect ends in exactly one
  * callback, never inside the call that started or cancelled it, and
  * leaves no handle or descriptor open. */
 #include <errno.h>
@@ -549,6 +550,221 @@ static void test_bad_arguments(void) {
   CHECK_EQ(c.calls, 0);
 }
 
+/* ---- through an HTTP proxy (uvg__connect_tunnel) ---- */
+
+static const char tunnel_req[] =
+    "CONNECT svc.example:50051 HTTP/1.1\r\nHost: svc.example:50051\r\n\r\n";
+
+/* Starts a tunnel to the listener `lfd` (the proxy, played by the test)
+ * and runs the loop until the whole request has arrived there: returns
+ * the proxy's end of the connection, the request in `got`. */
+static int start_tunnel(client_t *c, int lfd, int port, uint64_t timeout_ms,
+                        char *got, size_t cap) {
+  struct sockaddr_storage ss;
+  size_t n = 0;
+  int sfd = -1;
+  loopback(AF_INET, port, &ss);
+  client_init(c);
+  CHECK_EQ(uvg__connect_tunnel(&c->req, sched, (struct sockaddr *)&ss,
+                               tunnel_req, strlen(tunnel_req), timeout_ms,
+                               &c->stream, on_connect),
+           0);
+  got[0] = '\0';
+  for (int i = 0; i < 400 && strstr(got, "\r\n\r\n") == NULL; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    struct pollfd p = {sfd < 0 ? lfd : sfd, POLLIN, 0};
+    if (poll(&p, 1, 5) != 1) continue;
+    if (sfd < 0) {
+      sfd = accept(lfd, NULL, NULL);
+      continue;
+    }
+    ssize_t r = read(sfd, got + n, cap - 1 - n);
+    if (r <= 0) break;
+    n += (size_t)r;
+    got[n] = '\0';
+  }
+  CHECK_STR(got, tunnel_req);
+  CHECK_EQ(c->calls, 0);
+  return sfd;
+}
+
+/* Reads from the tunnel's stream until `want` bytes are in or 2 s pass
+ * (bytes lost in the exchange fail the test, not hang it), then closes
+ * it. Returns the bytes read. */
+static size_t read_tunnel(client_t *c, size_t want) {
+  c->want = want;
+  CHECK_EQ(c->stream.ops->read_start(&c->stream), 0);
+  for (int i = 0; i < 400 && c->got_len < want; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    poll(NULL, 0, 5);
+  }
+  if (c->closed == 0) c->stream.ops->close(&c->stream); /* on_read did not */
+  run();
+  CHECK_EQ(c->closed, 1);
+  return c->got_len;
+}
+
+/* The proxy's 200 and the server's first bytes arrive together: the
+ * stream's first read has those bytes, none of the answer. */
+static void test_tunnel_keeps_tunnel_bytes(void) {
+  char got[256];
+  client_t c;
+  int port, lfd = listen_tcp(AF_INET, 16, &port);
+  int sfd = start_tunnel(&c, lfd, port, 1000, got, sizeof(got));
+  const char ans[] =
+      "HTTP/1.1 200 Connection established\r\nVia: t\r\n\r\npong";
+  CHECK_EQ(write(sfd, ans, sizeof(ans) - 1), (ssize_t)sizeof(ans) - 1);
+  run();
+  CHECK_EQ(c.calls, 1);
+  CHECK_EQ(c.status, 0);
+  CHECK_STR(c.req.detail, "");
+  if (c.status == 0) {
+    CHECK_EQ(read_tunnel(&c, 4), 4);
+    CHECK(memcmp(c.got, "pong", 4) == 0);
+  }
+  close(sfd);
+  close(lfd);
+}
+
+/* The answer in pieces, as a slow proxy sends it. */
+static void test_tunnel_answer_in_pieces(void) {
+  char got[256];
+  client_t c;
+  int port, lfd = listen_tcp(AF_INET, 16, &port);
+  int sfd = start_tunnel(&c, lfd, port, 1000, got, sizeof(got));
+  const char *pieces[] = {"HTTP/1.1 2", "00 OK\r", "\n\r", "\nxy"};
+  for (int i = 0; i < 4; i++) {
+    ssize_t len = (ssize_t)strlen(pieces[i]);
+    CHECK_EQ(write(sfd, pieces[i], (size_t)len), len);
+    for (int k = 0; k < 5; k++) uv_run(&loop, UV_RUN_NOWAIT);
+    if (i < 3) CHECK_EQ(c.calls, 0);
+  }
+  run();
+  CHECK_EQ(c.calls, 1);
+  CHECK_EQ(c.status, 0);
+  if (c.status == 0) {
+    CHECK_EQ(read_tunnel(&c, 2), 2);
+    CHECK(memcmp(c.got, "xy", 2) == 0);
+  }
+  close(sfd);
+  close(lfd);
+}
+
+/* Answers `ans` (n bytes; then closes with close_after) and expects the
+ * connect to fail with `status` and `detail`. */
+static void tunnel_fails(const char *ans, size_t n, int close_after, int status,
+                         const char *detail) {
+  char got[256];
+  client_t c;
+  int port, lfd = listen_tcp(AF_INET, 16, &port);
+  int sfd = start_tunnel(&c, lfd, port, 1000, got, sizeof(got));
+  if (n > 0) CHECK_EQ(write(sfd, ans, n), (ssize_t)n);
+  if (close_after) shutdown(sfd, SHUT_WR);
+  run();
+  CHECK_EQ(c.calls, 1);
+  CHECK_EQ(c.status, status);
+  CHECK_STR(c.req.detail, detail);
+  CHECK(c.stream.ops == NULL); /* nothing was opened */
+  /* and the proxy sees the client's socket closed */
+  char buf[64];
+  CHECK(readable(sfd) && read(sfd, buf, sizeof(buf)) <= 0);
+  close(sfd);
+  close(lfd);
+}
+
+static void test_tunnel_refused(void) {
+  const char a[] = "HTTP/1.1 407 Proxy Authentication Required\r\n"
+                   "Proxy-Authenticate: Basic realm=\"x\"\r\n\r\n";
+  tunnel_fails(a, sizeof(a) - 1, 0, UV_EPROTO,
+               "answered 407 Proxy Authentication Required");
+  const char b[] = "HTTP/1.0 502\r\n\r\n";
+  tunnel_fails(b, sizeof(b) - 1, 0, UV_EPROTO, "answered 502");
+  /* 1xx is not the tunnel either */
+  const char d[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  tunnel_fails(d, sizeof(d) - 1, 0, UV_EPROTO, "answered 100 Continue");
+  /* the proxy's control characters stay out of the message */
+  const char e[] = "HTTP/1.1 500 Bad\x1b[31m\r\n\r\n";
+  tunnel_fails(e, sizeof(e) - 1, 0, UV_EPROTO, "answered 500 Bad?[31m");
+}
+
+static void test_tunnel_not_http(void) {
+  const char a[] = "SSH-2.0-OpenSSH_9.2\r\n\r\n";
+  tunnel_fails(a, sizeof(a) - 1, 0, UV_EPROTO,
+               "answered CONNECT with something other than HTTP/1.x: "
+               "\"SSH-2.0-OpenSSH_9.2\"");
+  /* a header block without end */
+  static char big[9000];
+  memset(big, 'a', sizeof(big));
+  memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
+  tunnel_fails(big, sizeof(big), 0, UV_EPROTO,
+               "answered CONNECT with a header block over 8192 bytes");
+}
+
+static void test_tunnel_closed_by_proxy(void) {
+  tunnel_fails(NULL, 0, 1, UV_EPROTO,
+               "closed the connection without answering CONNECT");
+  const char a[] = "HTTP/1.1 200 OK\r\n";
+  tunnel_fails(a, sizeof(a) - 1, 1, UV_EPROTO,
+               "closed the connection in the middle of its answer to CONNECT");
+}
+
+/* A proxy that takes the request and never answers: the timeout covers
+ * the exchange too. */
+static void test_tunnel_timeout(void) {
+  char got[256];
+  client_t c;
+  int port, lfd = listen_tcp(AF_INET, 16, &port);
+  uint64_t t0 = uv_hrtime();
+  int sfd = start_tunnel(&c, lfd, port, 150, got, sizeof(got));
+  run();
+  uint64_t ms = (uv_hrtime() - t0) / 1000000;
+  CHECK_EQ(c.calls, 1);
+  CHECK_EQ(c.status, UV_ETIMEDOUT);
+  CHECK_STR(c.req.detail, "did not answer CONNECT in time");
+  CHECK(ms >= 140 && ms < 3000);
+  CHECK(c.stream.ops == NULL);
+  close(sfd);
+  close(lfd);
+}
+
+static void test_tunnel_cancel(void) {
+  char got[256], buf[8];
+  client_t c;
+  int port, lfd = listen_tcp(AF_INET, 16, &port);
+  int sfd = start_tunnel(&c, lfd, port, 0, got, sizeof(got));
+  uvg__connect_cancel(&c.req);
+  CHECK_EQ(c.calls, 0);
+  /* an answer that arrives now changes nothing */
+  CHECK_EQ(write(sfd, "HTTP/1.1 200 OK\r\n\r\n", 19), 19);
+  run();
+  CHECK_EQ(c.calls, 1);
+  CHECK_EQ(c.status, UV_ECANCELED);
+  CHECK(c.stream.ops == NULL);
+  CHECK(readable(sfd) && read(sfd, buf, sizeof(buf)) <= 0);
+  close(sfd);
+  close(lfd);
+}
+
+static void test_tunnel_bad_arguments(void) {
+  struct sockaddr_storage ss;
+  client_t c;
+  struct sockaddr_un un;
+  loopback(AF_INET, 1, &ss);
+  unix_addr(&un, "/tmp/x", 6);
+  client_init(&c);
+  CHECK_EQ(uvg__connect_tunnel(&c.req, sched, (struct sockaddr *)&ss, NULL, 5,
+                               0, &c.stream, on_connect),
+           UV_EINVAL);
+  CHECK_EQ(uvg__connect_tunnel(&c.req, sched, (struct sockaddr *)&ss, "x", 0,
+                               0, &c.stream, on_connect),
+           UV_EINVAL);
+  CHECK_EQ(uvg__connect_tunnel(&c.req, sched, (struct sockaddr *)&un, "x", 1,
+                               0, &c.stream, on_connect),
+           UV_EINVAL);
+  run();
+  CHECK_EQ(c.calls, 0);
+}
+
 int main(void) {
   /* libuv opens its process-wide descriptors with the first loop */
   CHECK_EQ(uv_loop_init(&loop), 0);
@@ -568,6 +784,14 @@ int main(void) {
   RUN(test_cancel_after_connected);
   RUN(test_reuse_and_free_in_callback);
   RUN(test_bad_arguments);
+  RUN(test_tunnel_keeps_tunnel_bytes);
+  RUN(test_tunnel_answer_in_pieces);
+  RUN(test_tunnel_refused);
+  RUN(test_tunnel_not_http);
+  RUN(test_tunnel_closed_by_proxy);
+  RUN(test_tunnel_timeout);
+  RUN(test_tunnel_cancel);
+  RUN(test_tunnel_bad_arguments);
   uvg__sched_release(sched);
   CHECK_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
   CHECK_EQ(uv_loop_close(&loop), 0);

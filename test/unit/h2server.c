@@ -92,6 +92,9 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f,
   h2s_stream_t *st = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
   if (st != NULL && nl == 5 && memcmp(name, ":path", 5) == 0)
     snprintf(st->path, sizeof(st->path), "%.*s", (int)vl, (const char *)value);
+  if (st != NULL && nl == 10 && memcmp(name, ":authority", 10) == 0)
+    snprintf(st->authority, sizeof(st->authority), "%.*s", (int)vl,
+             (const char *)value);
   if (st != NULL && nl == 12 && memcmp(name, "grpc-timeout", 12) == 0)
     snprintf(st->timeout, sizeof(st->timeout), "%.*s", (int)vl, (const char *)value);
   return 0;

@@ -33,6 +33,7 @@ struct h2s_stream_s {
   int index; /* arrival order over the server's life, from 0 */
   int32_t id;
   char path[128];
+  char authority[128];
   char timeout[16]; /* grpc-timeout as received */
   uint8_t *body; /* the request's DATA bytes */
   size_t body_len;
