@@ -124,4 +124,13 @@ uint64_t uvg__backoff_next(uvg__backoff_t *b);
 uint64_t uvg__backoff_connect_timeout(const uvg__backoff_t *b,
                                       uint64_t delay_ms);
 
+/* ====================================================================== */
+/* ---- client calls (call.c), for what is built on them (lib/pb) ---- */
+
+/* uvg_client_call_cancel() with a status of the caller's: the call ends
+ * with `code` and `msg` (copied) unless it already ended. Returns 0,
+ * UVG_EINVAL or UVG_ECANCELED. */
+int uvg__client_call_abort(uvg_client_call_t *call, uvg_status_code_t code,
+                           const char *msg);
+
 #endif
