@@ -772,7 +772,7 @@ static void test_descriptors(void) {
   const uvg_pb_file_t *f = s->file;
   CHECK_STR(f->name, "uvg/test/v1/kinds.proto");
   CHECK_STR(f->package, "uvg.test.v1");
-  CHECK_EQ(f->ndeps, 1);
+  CHECK_EQ(f->ndeps, 2);
   CHECK(f->deps[0] == &uvg_gen_file_imports_2fcommon_2eproto);
   CHECK_STR(f->deps[0]->name, "imports/common.proto");
   int found = 0;
