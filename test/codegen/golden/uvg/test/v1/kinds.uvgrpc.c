@@ -3,7 +3,7 @@
 #include "imports/common.uvgrpc.h"
 #include "imports/ext.uvgrpc.h"
 
-static const uint8_t uvg_gen_descriptor[737] = {
+static const uint8_t uvg_gen_descriptor[787] = {
     0x0a, 0x17, 0x75, 0x76, 0x67, 0x2f, 0x74, 0x65, 0x73, 0x74, 0x2f, 0x76,
     0x31, 0x2f, 0x6b, 0x69, 0x6e, 0x64, 0x73, 0x2e, 0x70, 0x72, 0x6f, 0x74,
     0x6f, 0x12, 0x0b, 0x75, 0x76, 0x67, 0x2e, 0x74, 0x65, 0x73, 0x74, 0x2e,
@@ -55,17 +55,21 @@ static const uint8_t uvg_gen_descriptor[737] = {
     0x74, 0x2e, 0x63, 0x6f, 0x6d, 0x6d, 0x6f, 0x6e, 0x2e, 0x50, 0x6f, 0x69,
     0x6e, 0x74, 0x1a, 0x16, 0x2e, 0x75, 0x76, 0x67, 0x2e, 0x74, 0x65, 0x73,
     0x74, 0x2e, 0x63, 0x6f, 0x6d, 0x6d, 0x6f, 0x6e, 0x2e, 0x50, 0x6f, 0x69,
-    0x6e, 0x74, 0x32, 0x71, 0x0a, 0x05, 0x4f, 0x74, 0x68, 0x65, 0x72, 0x12,
-    0x2e, 0x0a, 0x04, 0x50, 0x69, 0x6e, 0x67, 0x12, 0x12, 0x2e, 0x75, 0x76,
-    0x67, 0x2e, 0x74, 0x65, 0x73, 0x74, 0x2e, 0x76, 0x31, 0x2e, 0x54, 0x6f,
-    0x74, 0x61, 0x6c, 0x1a, 0x12, 0x2e, 0x75, 0x76, 0x67, 0x2e, 0x74, 0x65,
-    0x73, 0x74, 0x2e, 0x76, 0x31, 0x2e, 0x54, 0x6f, 0x74, 0x61, 0x6c, 0x12,
-    0x38, 0x0a, 0x08, 0x45, 0x78, 0x74, 0x65, 0x6e, 0x64, 0x65, 0x64, 0x12,
-    0x18, 0x2e, 0x75, 0x76, 0x67, 0x2e, 0x74, 0x65, 0x73, 0x74, 0x2e, 0x65,
-    0x78, 0x74, 0x2e, 0x45, 0x78, 0x74, 0x65, 0x6e, 0x64, 0x61, 0x62, 0x6c,
-    0x65, 0x1a, 0x12, 0x2e, 0x75, 0x76, 0x67, 0x2e, 0x74, 0x65, 0x73, 0x74,
-    0x2e, 0x76, 0x31, 0x2e, 0x54, 0x6f, 0x74, 0x61, 0x6c, 0x62, 0x06, 0x70,
-    0x72, 0x6f, 0x74, 0x6f, 0x33,
+    0x6e, 0x74, 0x32, 0xa2, 0x01, 0x0a, 0x05, 0x4f, 0x74, 0x68, 0x65, 0x72,
+    0x12, 0x2e, 0x0a, 0x04, 0x50, 0x69, 0x6e, 0x67, 0x12, 0x12, 0x2e, 0x75,
+    0x76, 0x67, 0x2e, 0x74, 0x65, 0x73, 0x74, 0x2e, 0x76, 0x31, 0x2e, 0x54,
+    0x6f, 0x74, 0x61, 0x6c, 0x1a, 0x12, 0x2e, 0x75, 0x76, 0x67, 0x2e, 0x74,
+    0x65, 0x73, 0x74, 0x2e, 0x76, 0x31, 0x2e, 0x54, 0x6f, 0x74, 0x61, 0x6c,
+    0x12, 0x38, 0x0a, 0x08, 0x45, 0x78, 0x74, 0x65, 0x6e, 0x64, 0x65, 0x64,
+    0x12, 0x18, 0x2e, 0x75, 0x76, 0x67, 0x2e, 0x74, 0x65, 0x73, 0x74, 0x2e,
+    0x65, 0x78, 0x74, 0x2e, 0x45, 0x78, 0x74, 0x65, 0x6e, 0x64, 0x61, 0x62,
+    0x6c, 0x65, 0x1a, 0x12, 0x2e, 0x75, 0x76, 0x67, 0x2e, 0x74, 0x65, 0x73,
+    0x74, 0x2e, 0x76, 0x31, 0x2e, 0x54, 0x6f, 0x74, 0x61, 0x6c, 0x12, 0x2f,
+    0x0a, 0x05, 0x43, 0x6f, 0x75, 0x6e, 0x74, 0x12, 0x12, 0x2e, 0x75, 0x76,
+    0x67, 0x2e, 0x74, 0x65, 0x73, 0x74, 0x2e, 0x76, 0x31, 0x2e, 0x4f, 0x75,
+    0x74, 0x65, 0x72, 0x1a, 0x12, 0x2e, 0x75, 0x76, 0x67, 0x2e, 0x74, 0x65,
+    0x73, 0x74, 0x2e, 0x76, 0x31, 0x2e, 0x54, 0x6f, 0x74, 0x61, 0x6c, 0x62,
+    0x06, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33,
 };
 
 static const uvg_pb_file_t *const uvg_gen_deps[] = {
@@ -86,6 +90,7 @@ static const char *const uvg_gen_symbols[] = {
     "uvg.test.v1.Other",
     "uvg.test.v1.Other.Ping",
     "uvg.test.v1.Other.Extended",
+    "uvg.test.v1.Other.Count",
 };
 
 const uvg_pb_file_t uvg_gen_file_uvg_2ftest_2fv1_2fkinds_2eproto = {
@@ -96,7 +101,7 @@ const uvg_pb_file_t uvg_gen_file_uvg_2ftest_2fv1_2fkinds_2eproto = {
     uvg_gen_deps,
     2,
     uvg_gen_symbols,
-    12,
+    13,
     NULL,
     0,
 };
@@ -660,6 +665,9 @@ static const uvg_pb_method_t uvg__test__v1__Other__methods[] = {
     {"Extended", uvg__test__v1__Other__Extended__PATH, UVG_METHOD_UNARY,
      &uvg__test__ext__extendable__descriptor,
      &uvg__test__v1__total__descriptor},
+    {"Count", uvg__test__v1__Other__Count__PATH, UVG_METHOD_UNARY,
+     &uvg__test__v1__outer__descriptor,
+     &uvg__test__v1__total__descriptor},
 };
 
 static const uvg__test__v1__Other__server_t *uvg__test__v1__Other__impl(
@@ -723,6 +731,34 @@ static void uvg__test__v1__Other__Extended__on_done(
     impl->Extended.on_done(call, status);
 }
 
+static void uvg__test__v1__Other__Count__on_call(
+    uvg_call_t *call, const uint8_t *msg, size_t len) {
+  const uvg__test__v1__Other__server_t *impl = uvg__test__v1__Other__impl(call);
+  if (impl->Count.on_call == NULL) {
+    uvg_call_finish(call, UVG_STATUS_UNIMPLEMENTED,
+                    "method Count not implemented", NULL, 0);
+    return;
+  }
+  const ProtobufCMessage *req = uvg_call_decode_request(
+      call, &uvg__test__v1__outer__descriptor, msg, len);
+  if (req != NULL)
+    impl->Count.on_call(call, (const Uvg__Test__V1__Outer *)req);
+}
+
+static void uvg__test__v1__Other__Count__on_cancel(
+    uvg_call_t *call, const uvg_status_t *status) {
+  const uvg__test__v1__Other__server_t *impl = uvg__test__v1__Other__impl(call);
+  if (impl->Count.on_cancel != NULL)
+    impl->Count.on_cancel(call, status);
+}
+
+static void uvg__test__v1__Other__Count__on_done(
+    uvg_call_t *call, const uvg_status_t *status) {
+  const uvg__test__v1__Other__server_t *impl = uvg__test__v1__Other__impl(call);
+  if (impl->Count.on_done != NULL)
+    impl->Count.on_done(call, status);
+}
+
 static const uvg_method_t uvg__test__v1__Other__handlers[] = {
     {.path = uvg__test__v1__Other__Ping__PATH,
      .type = UVG_METHOD_UNARY,
@@ -734,6 +770,11 @@ static const uvg_method_t uvg__test__v1__Other__handlers[] = {
      .on_call = uvg__test__v1__Other__Extended__on_call,
      .on_cancel = uvg__test__v1__Other__Extended__on_cancel,
      .on_done = uvg__test__v1__Other__Extended__on_done},
+    {.path = uvg__test__v1__Other__Count__PATH,
+     .type = UVG_METHOD_UNARY,
+     .on_call = uvg__test__v1__Other__Count__on_call,
+     .on_cancel = uvg__test__v1__Other__Count__on_cancel,
+     .on_done = uvg__test__v1__Other__Count__on_done},
 };
 
 const uvg_pb_service_t uvg__test__v1__Other__service = {
@@ -741,7 +782,7 @@ const uvg_pb_service_t uvg__test__v1__Other__service = {
     &uvg_gen_file_uvg_2ftest_2fv1_2fkinds_2eproto,
     uvg__test__v1__Other__methods,
     uvg__test__v1__Other__handlers,
-    2,
+    3,
     sizeof(uvg__test__v1__Other__server_t),
 };
 
@@ -897,4 +938,81 @@ int uvg__test__v1__Other__Extended__client_unary(
       channel, &uvg__test__v1__Other__methods[1],
       (const ProtobufCMessage *)req, opts,
       &uvg__test__v1__Other__Extended__client_unary_tramp, &cb, sizeof(cb), user_data, NULL);
+}
+
+/* ---- /uvg.test.v1.Other/Count: client ---- */
+
+static void uvg__test__v1__Other__Count__client_on_metadata(
+    uvg_client_call_t *call, const uvg_metadata_t *md, size_t n,
+    const void *cbs, void *user_data) {
+  const uvg__test__v1__Other__Count__client_cbs_t *c =
+      (const uvg__test__v1__Other__Count__client_cbs_t *)cbs;
+  if (c->on_metadata != NULL)
+    c->on_metadata((uvg__test__v1__Other__Count__client_call_t *)call, md, n,
+                   user_data);
+}
+
+static void uvg__test__v1__Other__Count__client_on_status(
+    uvg_client_call_t *call,
+    const uvg_status_t *status, const ProtobufCMessage *reply,
+    const uvg_metadata_t *trailers, size_t n, const void *cbs,
+    void *user_data) {
+  const uvg__test__v1__Other__Count__client_cbs_t *c =
+      (const uvg__test__v1__Other__Count__client_cbs_t *)cbs;
+  c->on_status((uvg__test__v1__Other__Count__client_call_t *)call, status,
+               (const Uvg__Test__V1__Total *)reply, trailers, n, user_data);
+}
+
+static const uvg_pb_client_tramp_t uvg__test__v1__Other__Count__client_tramp = {
+    uvg__test__v1__Other__Count__client_on_metadata,
+    NULL,
+    uvg__test__v1__Other__Count__client_on_status};
+
+int uvg__test__v1__Other__Count__client_start(
+    uvg_channel_t *channel,
+    const Uvg__Test__V1__Outer *req,
+    const uvg_client_call_options_t *opts,
+    const uvg__test__v1__Other__Count__client_cbs_t *cbs,
+    void *user_data,
+    uvg__test__v1__Other__Count__client_call_t **out) {
+  uvg_client_call_t *raw;
+  if (cbs == NULL || cbs->on_status == NULL || req == NULL) return UVG_EINVAL;
+  int rc = uvg_client_call_start_pb(
+      channel, &uvg__test__v1__Other__methods[2],
+      (const ProtobufCMessage *)req, opts,
+      &uvg__test__v1__Other__Count__client_tramp, cbs, sizeof(*cbs), user_data, &raw);
+  if (rc == 0 && out != NULL)
+    *out = (uvg__test__v1__Other__Count__client_call_t *)raw;
+  return rc;
+}
+
+static void uvg__test__v1__Other__Count__client_unary_on_status(
+    uvg_client_call_t *call,
+    const uvg_status_t *status, const ProtobufCMessage *reply,
+    const uvg_metadata_t *trailers, size_t n, const void *cbs,
+    void *user_data) {
+  const uvg__test__v1__Other__Count__client_cb *cb =
+      (const uvg__test__v1__Other__Count__client_cb *)cbs;
+  (void)call;
+  (void)trailers;
+  (void)n;
+  (*cb)(status, (const Uvg__Test__V1__Total *)reply, user_data);
+}
+
+static const uvg_pb_client_tramp_t uvg__test__v1__Other__Count__client_unary_tramp = {
+    NULL,
+    NULL,
+    uvg__test__v1__Other__Count__client_unary_on_status};
+
+int uvg__test__v1__Other__Count__client_unary(
+    uvg_channel_t *channel,
+    const Uvg__Test__V1__Outer *req,
+    const uvg_client_call_options_t *opts,
+    uvg__test__v1__Other__Count__client_cb cb,
+    void *user_data) {
+  if (req == NULL || cb == NULL) return UVG_EINVAL;
+  return uvg_client_call_start_pb(
+      channel, &uvg__test__v1__Other__methods[2],
+      (const ProtobufCMessage *)req, opts,
+      &uvg__test__v1__Other__Count__client_unary_tramp, &cb, sizeof(cb), user_data, NULL);
 }

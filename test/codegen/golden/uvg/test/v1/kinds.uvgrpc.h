@@ -468,6 +468,7 @@ extern const uvg_pb_service_t uvg__test__v1__Other__service;
 
 #define uvg__test__v1__Other__Ping__PATH "/uvg.test.v1.Other/Ping"
 #define uvg__test__v1__Other__Extended__PATH "/uvg.test.v1.Other/Extended"
+#define uvg__test__v1__Other__Count__PATH "/uvg.test.v1.Other/Count"
 
 /* The handlers of uvg.test.v1.Other, for
  * uvg__test__v1__Other__register(): a method whose on_call is NULL
@@ -497,6 +498,20 @@ typedef struct {
     void (*on_cancel)(uvg_call_t *call, const uvg_status_t *status);
     void (*on_done)(uvg_call_t *call, const uvg_status_t *status);
   } Extended;
+
+  /*
+   * Counts the items of a request: decoding many fields, for counting
+   * allocations.
+   *
+   * Count, unary: `req` lives until on_done.
+   * Answer with uvg__test__v1__Other__Count__reply()
+   * or uvg_call_finish().
+   */
+  struct {
+    void (*on_call)(uvg_call_t *call, const Uvg__Test__V1__Outer *req);
+    void (*on_cancel)(uvg_call_t *call, const uvg_status_t *status);
+    void (*on_done)(uvg_call_t *call, const uvg_status_t *status);
+  } Count;
 } uvg__test__v1__Other__server_t;
 
 /* Registers the handlers of uvg.test.v1.Other (copied) on `server`;
@@ -520,6 +535,14 @@ static inline int uvg__test__v1__Other__Ping__reply(
 /* Sends the response of a Extended call and finishes it OK
  * (see uvg_call_reply()). */
 static inline int uvg__test__v1__Other__Extended__reply(
+    uvg_call_t *call,
+    const Uvg__Test__V1__Total *reply) {
+  return uvg_call_reply(call, (const ProtobufCMessage *)reply);
+}
+
+/* Sends the response of a Count call and finishes it OK
+ * (see uvg_call_reply()). */
+static inline int uvg__test__v1__Other__Count__reply(
     uvg_call_t *call,
     const Uvg__Test__V1__Total *reply) {
   return uvg_call_reply(call, (const ProtobufCMessage *)reply);
@@ -638,6 +661,64 @@ static inline int uvg__test__v1__Other__Extended__client_cancel(
  * (uvg_client_call_set_metadata(), ...). */
 static inline uvg_client_call_t *uvg__test__v1__Other__Extended__client_raw(
     uvg__test__v1__Other__Extended__client_call_t *call) {
+  return (uvg_client_call_t *)call;
+}
+
+/* ---- /uvg.test.v1.Other/Count: client ---- */
+
+/* A Count call: a uvg_client_call_t of this method's types. */
+typedef struct uvg__test__v1__Other__Count__client_call_s
+    uvg__test__v1__Other__Count__client_call_t;
+
+typedef struct {
+  /* Optional: the response headers' metadata. */
+  void (*on_metadata)(
+      uvg__test__v1__Other__Count__client_call_t *call,
+      const uvg_metadata_t *md, size_t n, void *user_data);
+  /* Required: the end of the call, exactly once. `reply` is the
+   * response if the status is OK, else NULL; valid during the
+   * callback. */
+  void (*on_status)(
+      uvg__test__v1__Other__Count__client_call_t *call,
+      const uvg_status_t *status, const Uvg__Test__V1__Total *reply,
+      const uvg_metadata_t *trailers, size_t n, void *user_data);
+} uvg__test__v1__Other__Count__client_cbs_t;
+
+/* Starts a Count call with `req`, sent at once with the
+ * half-close (see uvg_client_call_start()). `out` may be NULL. */
+int uvg__test__v1__Other__Count__client_start(
+    uvg_channel_t *channel,
+    const Uvg__Test__V1__Outer *req,
+    const uvg_client_call_options_t *opts,
+    const uvg__test__v1__Other__Count__client_cbs_t *cbs,
+    void *user_data,
+    uvg__test__v1__Other__Count__client_call_t **out);
+
+/* The result of uvg__test__v1__Other__Count__client_unary(): `reply` is the
+ * response if status->code is OK, else NULL; valid during the
+ * callback. */
+typedef void (*uvg__test__v1__Other__Count__client_cb)(
+    const uvg_status_t *status, const Uvg__Test__V1__Total *reply, void *user_data);
+
+/* A Count call in one step: `cb` runs exactly once. Returns 0, or
+ * what uvg_client_call_start() returns (then `cb` never runs). */
+int uvg__test__v1__Other__Count__client_unary(
+    uvg_channel_t *channel,
+    const Uvg__Test__V1__Outer *req,
+    const uvg_client_call_options_t *opts,
+    uvg__test__v1__Other__Count__client_cb cb,
+    void *user_data);
+
+/* See uvg_client_call_cancel(). */
+static inline int uvg__test__v1__Other__Count__client_cancel(
+    uvg__test__v1__Other__Count__client_call_t *call) {
+  return uvg_client_call_cancel((uvg_client_call_t *)call);
+}
+
+/* The call as a uvg_client_call_t, for the general functions
+ * (uvg_client_call_set_metadata(), ...). */
+static inline uvg_client_call_t *uvg__test__v1__Other__Count__client_raw(
+    uvg__test__v1__Other__Count__client_call_t *call) {
   return (uvg_client_call_t *)call;
 }
 
