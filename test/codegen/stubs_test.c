@@ -293,6 +293,8 @@ static void setup(void) {
   CHECK_EQ(two__Greeter__register(server, &two_impl, NULL), 0);
   /* A service is registered once. */
   CHECK_EQ(one__Greeter__register(server, &one_impl, NULL), UVG_EEXIST);
+  static const Idle__server_t idle = {0};
+  CHECK_EQ(Idle__register(server, &idle, NULL), 0); /* no methods, still a service */
   CHECK_EQ(uvg_server_listen(server, "127.0.0.1:0", uvg_insecure_server_credentials(),
                              &port),
            0);

@@ -190,6 +190,32 @@ static inline uvg_client_call_t *Echo__Nothing__client_raw(
   return (uvg_client_call_t *)call;
 }
 
+/* ==== service Idle ==== */
+
+/*
+ * A service without methods still gets its (empty) handler struct.
+ */
+extern const uvg_pb_service_t Idle__service;
+
+
+/* The handlers of Idle, for
+ * Idle__register(): a method whose on_call is NULL
+ * answers UNIMPLEMENTED; on_cancel and on_done are optional and mean
+ * what they mean in uvg_method_t. */
+typedef struct {
+  char no_methods; /* C has no empty struct */
+} Idle__server_t;
+
+/* Registers the handlers of Idle (copied) on `server`;
+ * `data` is what uvg_call_method_data() returns in them (see
+ * uvg_server_add_service()). */
+static inline int Idle__register(
+    uvg_server_t *server,
+    const Idle__server_t *impl,
+    void *data) {
+  return uvg_server_add_service(server, &Idle__service, impl, data);
+}
+
 #ifdef __cplusplus
 }
 #endif
