@@ -88,7 +88,8 @@ static void emit_comment(sb_t *o, const char *indent, const char *text) {
   while (p < stop) {
     const char *nl = memchr(p, '\n', (size_t)(stop - p));
     size_t n = nl ? (size_t)(nl - p) : (size_t)(stop - p);
-    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r')) n--;
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r'))
+      n--;
     sb_add(o, "%s *", indent);
     if (n > 0 && p[0] != ' ') sb_addn(o, " ", 1);
     for (size_t i = 0; i < n; i++) {
@@ -136,8 +137,9 @@ static int idents_check(gen_t *g, const file_proto_t *f, idents_t *s) {
   qsort(s->v, s->n, sizeof(*s->v), ident_cmp);
   for (size_t i = 1; i < s->n; i++) {
     if (strcmp(s->v[i - 1].name, s->v[i].name) == 0) {
-      g->error = pstrf("%s: %s and %s both become the C name %s; rename one",
-                       f->name, s->v[i - 1].origin, s->v[i].origin, s->v[i].name);
+      g->error =
+          pstrf("%s: %s and %s both become the C name %s; rename one", f->name,
+                s->v[i - 1].origin, s->v[i].origin, s->v[i].name);
       return -1;
     }
   }
@@ -145,14 +147,32 @@ static int idents_check(gen_t *g, const file_proto_t *f, idents_t *s) {
 }
 
 static const char *const service_words[] = {"service", "server_t", "register",
-                                            "methods", "impl", "handlers"};
-static const char *const method_words[] = {
-    "PATH", "reply", "send", "on_call", "on_message", "on_half_close",
-    "on_cancel", "on_done", "client_call_s", "client_call_t", "client_cbs_t",
-    "client_start", "client_cb", "client_unary", "client_send",
-    "client_half_close", "client_read", "client_cancel", "client_raw",
-    "client_on_metadata", "client_on_message", "client_on_status",
-    "client_tramp", "client_unary_on_status", "client_unary_tramp"};
+                                            "methods", "impl",     "handlers"};
+static const char *const method_words[] = {"PATH",
+                                           "reply",
+                                           "send",
+                                           "on_call",
+                                           "on_message",
+                                           "on_half_close",
+                                           "on_cancel",
+                                           "on_done",
+                                           "client_call_s",
+                                           "client_call_t",
+                                           "client_cbs_t",
+                                           "client_start",
+                                           "client_cb",
+                                           "client_unary",
+                                           "client_send",
+                                           "client_half_close",
+                                           "client_read",
+                                           "client_cancel",
+                                           "client_raw",
+                                           "client_on_metadata",
+                                           "client_on_message",
+                                           "client_on_status",
+                                           "client_tramp",
+                                           "client_unary_on_status",
+                                           "client_unary_tramp"};
 
 /* ---- the model of one file's services ---- */
 
@@ -190,15 +210,17 @@ static int build_services(gen_t *g, const file_proto_t *f, service_t **out,
           {"UVG_METHOD_UNARY", "UVG_METHOD_SERVER_STREAMING"},
           {"UVG_METHOD_CLIENT_STREAMING", "UVG_METHOD_BIDI_STREAMING"}};
       static const char *const texts[2][2] = {
-          {"unary", "server streaming"}, {"client streaming", "bidi streaming"}};
+          {"unary", "server streaming"},
+          {"client streaming", "bidi streaming"}};
       m->kind = kinds[m->req_stream][m->resp_stream];
       m->kind_text = texts[m->req_stream][m->resp_stream];
       m->in = index_find(&g->types, mp->input_type ? mp->input_type : "");
       m->out = index_find(&g->types, mp->output_type ? mp->output_type : "");
       if (m->in == NULL || m->out == NULL) {
-        g->error = pstrf("%s: method %s.%s: type %s is in no file of the request",
-                         f->name, s->full, mp->name,
-                         m->in == NULL ? mp->input_type : mp->output_type);
+        g->error =
+            pstrf("%s: method %s.%s: type %s is in no file of the request",
+                  f->name, s->full, mp->name,
+                  m->in == NULL ? mp->input_type : mp->output_type);
         rc = -1;
         break;
       }
@@ -237,27 +259,33 @@ static void emit_proto(sb_t *o, const char *ret, const char *name,
 }
 
 static void emit_server_h(sb_t *o, const service_t *s) {
-  sb_add(o,
-         "/* The handlers of %s, for\n"
-         " * %s__register(): a method whose on_call is NULL\n"
-         " * answers UNIMPLEMENTED; on_cancel and on_done are optional and mean\n"
-         " * what they mean in uvg_method_t. */\n"
-         "typedef struct {\n",
-         s->full, s->id);
+  sb_add(
+      o,
+      "/* The handlers of %s, for\n"
+      " * %s__register(): a method whose on_call is NULL\n"
+      " * answers UNIMPLEMENTED; on_cancel and on_done are optional and mean\n"
+      " * what they mean in uvg_method_t. */\n"
+      "typedef struct {\n",
+      s->full, s->id);
   for (size_t j = 0; j < s->n; j++) {
     const method_t *m = &s->methods[j];
     if (j > 0) sb_add(o, "\n");
-    const char *note = pstrf(
-        "%s, %s: %s.\n%s with %s__%s()%s.", m->name, m->kind_text,
-        m->req_stream ? "each `msg` lives during its on_message"
-                      : "`req` lives until on_done",
-        m->resp_stream ? "Send" : "Answer", m->id, m->resp_stream ? "send" : "reply",
-        m->resp_stream ? ",\nend with uvg_call_finish()" : "\nor uvg_call_finish()");
-    emit_comment(o, "  ", m->comment ? pstrf("%s\n\n%s", trim_end(m->comment), note)
-                                     : note);
+    const char *note =
+        pstrf("%s, %s: %s.\n%s with %s__%s()%s.", m->name, m->kind_text,
+              m->req_stream ? "each `msg` lives during its on_message"
+                            : "`req` lives until on_done",
+              m->resp_stream ? "Send" : "Answer", m->id,
+              m->resp_stream ? "send" : "reply",
+              m->resp_stream ? ",\nend with uvg_call_finish()"
+                             : "\nor uvg_call_finish()");
+    emit_comment(
+        o, "  ",
+        m->comment ? pstrf("%s\n\n%s", trim_end(m->comment), note) : note);
     if (!m->req_stream) {
-      sb_add(o, "  struct {\n    void (*on_call)(uvg_call_t *call, const %s *req);\n",
-             m->in->c_type);
+      sb_add(
+          o,
+          "  struct {\n    void (*on_call)(uvg_call_t *call, const %s *req);\n",
+          m->in->c_type);
     } else {
       sb_add(o,
              "  struct {\n"
@@ -266,11 +294,12 @@ static void emit_server_h(sb_t *o, const service_t *s) {
              "    void (*on_half_close)(uvg_call_t *call);\n",
              m->in->c_type);
     }
-    sb_add(o,
-           "    void (*on_cancel)(uvg_call_t *call, const uvg_status_t *status);\n"
-           "    void (*on_done)(uvg_call_t *call, const uvg_status_t *status);\n"
-           "  } %s;\n",
-           m->member);
+    sb_add(
+        o,
+        "    void (*on_cancel)(uvg_call_t *call, const uvg_status_t *status);\n"
+        "    void (*on_done)(uvg_call_t *call, const uvg_status_t *status);\n"
+        "  } %s;\n",
+        m->member);
   }
   if (s->n == 0) sb_add(o, "  char no_methods; /* C has no empty struct */\n");
   sb_add(o, "} %s__server_t;\n\n", s->id);
@@ -280,11 +309,14 @@ static void emit_server_h(sb_t *o, const service_t *s) {
          " * `data` is what uvg_call_method_data() returns in them (see\n"
          " * uvg_server_add_service()). */\n",
          s->full);
-  const char *reg[] = {"uvg_server_t *server", pstrf("const %s__server_t *impl", s->id),
-                       "void *data"};
-  emit_proto(o, "static inline int", pstrf("%s__register", s->id), reg, 3, " {\n");
-  sb_add(o, "  return uvg_server_add_service(server, &%s__service, impl, data);\n}\n",
-         s->id);
+  const char *reg[] = {"uvg_server_t *server",
+                       pstrf("const %s__server_t *impl", s->id), "void *data"};
+  emit_proto(o, "static inline int", pstrf("%s__register", s->id), reg, 3,
+             " {\n");
+  sb_add(
+      o,
+      "  return uvg_server_add_service(server, &%s__service, impl, data);\n}\n",
+      s->id);
 
   for (size_t j = 0; j < s->n; j++) {
     const method_t *m = &s->methods[j];
@@ -294,19 +326,26 @@ static void emit_server_h(sb_t *o, const service_t *s) {
              "/* Sends the response of a %s call and finishes it OK\n"
              " * (see uvg_call_reply()). */\n",
              m->name);
-      const char *p[] = {"uvg_call_t *call", pstrf("const %s *reply", m->out->c_type)};
-      emit_proto(o, "static inline int", pstrf("%s__reply", m->id), p, 2, " {\n");
-      sb_add(o, "  return uvg_call_reply(call, (const ProtobufCMessage *)reply);\n}\n");
+      const char *p[] = {"uvg_call_t *call",
+                         pstrf("const %s *reply", m->out->c_type)};
+      emit_proto(o, "static inline int", pstrf("%s__reply", m->id), p, 2,
+                 " {\n");
+      sb_add(o,
+             "  return uvg_call_reply(call, (const ProtobufCMessage "
+             "*)reply);\n}\n");
     } else {
       sb_add(o,
              "/* Queues one response of a %s call (see\n"
              " * uvg_call_send_message()). */\n",
              m->name);
-      const char *p[] = {"uvg_call_t *call", pstrf("const %s *msg", m->out->c_type),
+      const char *p[] = {"uvg_call_t *call",
+                         pstrf("const %s *msg", m->out->c_type),
                          "unsigned flags", "uvg_send_cb cb", "void *user_data"};
-      emit_proto(o, "static inline int", pstrf("%s__send", m->id), p, 5, " {\n");
+      emit_proto(o, "static inline int", pstrf("%s__send", m->id), p, 5,
+                 " {\n");
       sb_add(o,
-             "  return uvg_call_send_message(call, (const ProtobufCMessage *)msg, flags,\n"
+             "  return uvg_call_send_message(call, (const ProtobufCMessage "
+             "*)msg, flags,\n"
              "                               cb, user_data);\n}\n");
     }
   }
@@ -356,10 +395,11 @@ static void emit_client_h(sb_t *o, const method_t *m) {
          m->id);
 
   if (!m->req_stream)
-    sb_add(o,
-           "/* Starts a %s call with `req`, sent at once with the\n"
-           " * half-close (see uvg_client_call_start()). `out` may be NULL. */\n",
-           m->name);
+    sb_add(
+        o,
+        "/* Starts a %s call with `req`, sent at once with the\n"
+        " * half-close (see uvg_client_call_start()). `out` may be NULL. */\n",
+        m->name);
   else
     sb_add(o,
            "/* Starts a %s call (see uvg_client_call_start()): send with\n"
@@ -382,45 +422,59 @@ static void emit_client_h(sb_t *o, const method_t *m) {
            " * response if status->code is OK, else NULL; valid during the\n"
            " * callback. */\n"
            "typedef void (*%s__client_cb)(\n"
-           "    const uvg_status_t *status, const %s *reply, void *user_data);\n\n",
+           "    const uvg_status_t *status, const %s *reply, void "
+           "*user_data);\n\n",
            m->id, m->id, m->out->c_type);
-    sb_add(o,
-           "/* A %s call in one step: `cb` runs exactly once. Returns 0, or\n"
-           " * what uvg_client_call_start() returns (then `cb` never runs). */\n",
-           m->name);
-    const char *p[] = {"uvg_channel_t *channel", pstrf("const %s *req", m->in->c_type),
+    sb_add(
+        o,
+        "/* A %s call in one step: `cb` runs exactly once. Returns 0, or\n"
+        " * what uvg_client_call_start() returns (then `cb` never runs). */\n",
+        m->name);
+    const char *p[] = {"uvg_channel_t *channel",
+                       pstrf("const %s *req", m->in->c_type),
                        "const uvg_client_call_options_t *opts",
                        pstrf("%s__client_cb cb", m->id), "void *user_data"};
     emit_proto(o, "int", pstrf("%s__client_unary", m->id), p, 5, ";\n");
   }
   if (m->req_stream) {
-    sb_add(o, "\n/* Queues one request (see uvg_client_call_send_message()). */\n");
-    const char *p[] = {pstrf("%s *call", call_t), pstrf("const %s *msg", m->in->c_type),
-                       "unsigned flags", "uvg_client_send_cb cb", "void *user_data"};
-    emit_proto(o, "static inline int", pstrf("%s__client_send", m->id), p, 5, " {\n");
+    sb_add(
+        o,
+        "\n/* Queues one request (see uvg_client_call_send_message()). */\n");
+    const char *p[] = {pstrf("%s *call", call_t),
+                       pstrf("const %s *msg", m->in->c_type), "unsigned flags",
+                       "uvg_client_send_cb cb", "void *user_data"};
+    emit_proto(o, "static inline int", pstrf("%s__client_send", m->id), p, 5,
+               " {\n");
     sb_add(o,
            "  return uvg_client_call_send_message((uvg_client_call_t *)call,\n"
            "      (const ProtobufCMessage *)msg, flags, cb, user_data);\n}\n");
     sb_add(o, "\n/* No more requests (see uvg_client_call_half_close()). */\n");
     const char *h[] = {pstrf("%s *call", call_t)};
-    emit_proto(o, "static inline int", pstrf("%s__client_half_close", m->id), h, 1, " {\n");
-    sb_add(o, "  return uvg_client_call_half_close((uvg_client_call_t *)call);\n}\n");
+    emit_proto(o, "static inline int", pstrf("%s__client_half_close", m->id), h,
+               1, " {\n");
+    sb_add(
+        o,
+        "  return uvg_client_call_half_close((uvg_client_call_t *)call);\n}\n");
   }
   if (m->resp_stream) {
-    sb_add(o, "\n/* Asks for the next response (see uvg_client_call_read()). */\n");
+    sb_add(
+        o,
+        "\n/* Asks for the next response (see uvg_client_call_read()). */\n");
     const char *p[] = {pstrf("%s *call", call_t)};
-    emit_proto(o, "static inline int", pstrf("%s__client_read", m->id), p, 1, " {\n");
+    emit_proto(o, "static inline int", pstrf("%s__client_read", m->id), p, 1,
+               " {\n");
     sb_add(o, "  return uvg_client_call_read((uvg_client_call_t *)call);\n}\n");
   }
   sb_add(o, "\n/* See uvg_client_call_cancel(). */\n");
   const char *p[] = {pstrf("%s *call", call_t)};
-  emit_proto(o, "static inline int", pstrf("%s__client_cancel", m->id), p, 1, " {\n");
+  emit_proto(o, "static inline int", pstrf("%s__client_cancel", m->id), p, 1,
+             " {\n");
   sb_add(o, "  return uvg_client_call_cancel((uvg_client_call_t *)call);\n}\n");
   sb_add(o,
          "\n/* The call as a uvg_client_call_t, for the general functions\n"
          " * (uvg_client_call_set_metadata(), ...). */\n");
-  emit_proto(o, "static inline uvg_client_call_t *", pstrf("%s__client_raw", m->id), p,
-             1, " {\n");
+  emit_proto(o, "static inline uvg_client_call_t *",
+             pstrf("%s__client_raw", m->id), p, 1, " {\n");
   sb_add(o, "  return (uvg_client_call_t *)call;\n}\n");
 }
 
@@ -446,7 +500,8 @@ static void emit_header(sb_t *o, const file_proto_t *f, const service_t *svcs,
     emit_comment(o, "", s->comment);
     sb_add(o, "extern const uvg_pb_service_t %s__service;\n\n", s->id);
     for (size_t j = 0; j < s->n; j++)
-      sb_add(o, "#define %s__PATH \"%s\"\n", s->methods[j].id, s->methods[j].path);
+      sb_add(o, "#define %s__PATH \"%s\"\n", s->methods[j].id,
+             s->methods[j].path);
     sb_add(o, "\n");
     emit_server_h(o, s);
     for (size_t j = 0; j < s->n; j++) emit_client_h(o, &s->methods[j]);
@@ -515,7 +570,8 @@ static void emit_file_descriptor(sb_t *o, const file_proto_t *f) {
   for (size_t i = 0; i < f->n_message_type; i++)
     add_symbols_of_message(&syms, &nsyms, pkg, f->message_type[i]);
   for (size_t i = 0; i < f->n_enum_type; i++) {
-    sb_add(&syms, "    \"%s%s%s\",\n", pkg, pkg[0] ? "." : "", f->enum_type[i]->name);
+    sb_add(&syms, "    \"%s%s%s\",\n", pkg, pkg[0] ? "." : "",
+           f->enum_type[i]->name);
     nsyms++;
   }
   for (size_t i = 0; i < f->n_service; i++) {
@@ -528,9 +584,11 @@ static void emit_file_descriptor(sb_t *o, const file_proto_t *f) {
       nsyms++;
     }
   }
-  add_extensions(&exts, &nexts, &syms, &nsyms, pkg, f->extension, f->n_extension);
+  add_extensions(&exts, &nexts, &syms, &nsyms, pkg, f->extension,
+                 f->n_extension);
   for (size_t i = 0; i < f->n_message_type; i++)
-    add_nested_extensions(&exts, &nexts, &syms, &nsyms, pkg, f->message_type[i]);
+    add_nested_extensions(&exts, &nexts, &syms, &nsyms, pkg,
+                          f->message_type[i]);
 
   if (f->n_dependency > 0) {
     sb_add(o, "static const uvg_pb_file_t *const uvg_gen_deps[] = {\n");
@@ -538,9 +596,12 @@ static void emit_file_descriptor(sb_t *o, const file_proto_t *f) {
       sb_add(o, "    &uvg_gen_file_%s,\n", path_ident(f->dependency[i]));
     sb_add(o, "};\n\n");
   }
-  if (nsyms > 0) sb_add(o, "static const char *const uvg_gen_symbols[] = {\n%s};\n\n", syms.s);
+  if (nsyms > 0)
+    sb_add(o, "static const char *const uvg_gen_symbols[] = {\n%s};\n\n",
+           syms.s);
   if (nexts > 0)
-    sb_add(o, "static const uvg_pb_extension_t uvg_gen_extensions[] = {\n%s};\n\n",
+    sb_add(o,
+           "static const uvg_pb_extension_t uvg_gen_extensions[] = {\n%s};\n\n",
            exts.s);
   sb_add(o,
          "const uvg_pb_file_t uvg_gen_file_%s = {\n"
@@ -579,15 +640,17 @@ static void emit_server_c(sb_t *o, const service_t *s, const char *file_id) {
              m->name, m->id, m->kind, m->in->c_lower, m->out->c_lower);
     }
     sb_add(o, "};\n\n");
-    sb_add(o,
-           "static const %s__server_t *%s__impl(\n    const uvg_call_t *call) {\n"
-           "  return (const %s__server_t *)uvg_call_service_impl(call);\n"
-           "}\n",
-           s->id, s->id, s->id);
+    sb_add(
+        o,
+        "static const %s__server_t *%s__impl(\n    const uvg_call_t *call) {\n"
+        "  return (const %s__server_t *)uvg_call_service_impl(call);\n"
+        "}\n",
+        s->id, s->id, s->id);
   }
   for (size_t j = 0; j < s->n; j++) {
     const method_t *m = &s->methods[j];
-    const char *impl = pstrf("  const %s__server_t *impl = %s__impl(call);\n", s->id, s->id);
+    const char *impl =
+        pstrf("  const %s__server_t *impl = %s__impl(call);\n", s->id, s->id);
     const char *unimpl = pstrf(
         "  if (impl->%s.on_call == NULL) {\n"
         "    uvg_call_finish(call, UVG_STATUS_UNIMPLEMENTED,\n"
@@ -595,17 +658,19 @@ static void emit_server_c(sb_t *o, const service_t *s, const char *file_id) {
         "    return;\n"
         "  }\n",
         m->member, m->name);
-    sb_add(o, "\nstatic void %s__on_call(\n"
-              "    uvg_call_t *call, const uint8_t *msg, size_t len) {\n%s",
+    sb_add(o,
+           "\nstatic void %s__on_call(\n"
+           "    uvg_call_t *call, const uint8_t *msg, size_t len) {\n%s",
            m->id, impl);
     if (!m->req_stream) {
-      sb_add(o,
-             "%s"
-             "  const ProtobufCMessage *req = uvg_call_decode_request(\n"
-             "      call, &%s__descriptor, msg, len);\n"
-             "  if (req != NULL)\n    impl->%s.on_call(call, (const %s *)req);\n"
-             "}\n",
-             unimpl, m->in->c_lower, m->member, m->in->c_type);
+      sb_add(
+          o,
+          "%s"
+          "  const ProtobufCMessage *req = uvg_call_decode_request(\n"
+          "      call, &%s__descriptor, msg, len);\n"
+          "  if (req != NULL)\n    impl->%s.on_call(call, (const %s *)req);\n"
+          "}\n",
+          unimpl, m->in->c_lower, m->member, m->in->c_type);
     } else {
       sb_add(o,
              "  (void)msg;\n"
@@ -620,27 +685,31 @@ static void emit_server_c(sb_t *o, const service_t *s, const char *file_id) {
              "  if (impl->%s.on_message == NULL) return;\n"
              "  const ProtobufCMessage *req = uvg_call_decode_message(\n"
              "      call, &%s__descriptor, msg, len);\n"
-             "  if (req != NULL)\n    impl->%s.on_message(call, (const %s *)req);\n"
+             "  if (req != NULL)\n    impl->%s.on_message(call, (const %s "
+             "*)req);\n"
              "}\n",
              m->id, impl, m->member, m->in->c_lower, m->member, m->in->c_type);
       sb_add(o,
              "\nstatic void %s__on_half_close(\n    uvg_call_t *call) {\n%s"
-             "  if (impl->%s.on_half_close != NULL)\n    impl->%s.on_half_close(call);\n"
+             "  if (impl->%s.on_half_close != NULL)\n    "
+             "impl->%s.on_half_close(call);\n"
              "}\n",
              m->id, impl, m->member, m->member);
     }
     sb_add(o,
            "\nstatic void %s__on_cancel(\n"
            "    uvg_call_t *call, const uvg_status_t *status) {\n%s"
-           "  if (impl->%s.on_cancel != NULL)\n    impl->%s.on_cancel(call, status);\n"
+           "  if (impl->%s.on_cancel != NULL)\n    impl->%s.on_cancel(call, "
+           "status);\n"
            "}\n",
            m->id, impl, m->member, m->member);
-    sb_add(o,
-           "\nstatic void %s__on_done(\n"
-           "    uvg_call_t *call, const uvg_status_t *status) {\n%s"
-           "  if (impl->%s.on_done != NULL)\n    impl->%s.on_done(call, status);\n"
-           "}\n",
-           m->id, impl, m->member, m->member);
+    sb_add(
+        o,
+        "\nstatic void %s__on_done(\n"
+        "    uvg_call_t *call, const uvg_status_t *status) {\n%s"
+        "  if (impl->%s.on_done != NULL)\n    impl->%s.on_done(call, status);\n"
+        "}\n",
+        m->id, impl, m->member, m->member);
   }
   if (s->n > 0) {
     sb_add(o, "\nstatic const uvg_method_t %s__handlers[] = {\n", s->id);
@@ -679,15 +748,16 @@ static void emit_client_c(sb_t *o, const service_t *s, const method_t *m) {
   const char *call_t = pstrf("%s__client_call_t", m->id);
   const char *cbs_t = pstrf("%s__client_cbs_t", m->id);
   sb_add(o, "\n/* ---- %s: client ---- */\n", m->path);
-  sb_add(o,
-         "\nstatic void %s__client_on_metadata(\n"
-         "    uvg_client_call_t *call, const uvg_metadata_t *md, size_t n,\n"
-         "    const void *cbs, void *user_data) {\n"
-         "  const %s *c =\n      (const %s *)cbs;\n"
-         "  if (c->on_metadata != NULL)\n"
-         "    c->on_metadata((%s *)call, md, n,\n                   user_data);\n"
-         "}\n",
-         m->id, cbs_t, cbs_t, call_t);
+  sb_add(
+      o,
+      "\nstatic void %s__client_on_metadata(\n"
+      "    uvg_client_call_t *call, const uvg_metadata_t *md, size_t n,\n"
+      "    const void *cbs, void *user_data) {\n"
+      "  const %s *c =\n      (const %s *)cbs;\n"
+      "  if (c->on_metadata != NULL)\n"
+      "    c->on_metadata((%s *)call, md, n,\n                   user_data);\n"
+      "}\n",
+      m->id, cbs_t, cbs_t, call_t);
   if (m->resp_stream)
     sb_add(o,
            "\nstatic void %s__client_on_message(\n"
@@ -695,7 +765,8 @@ static void emit_client_c(sb_t *o, const service_t *s, const method_t *m) {
            "    const void *cbs, void *user_data) {\n"
            "  const %s *c =\n      (const %s *)cbs;\n"
            "  if (c->on_message != NULL)\n"
-           "    c->on_message((%s *)call,\n                  (const %s *)msg, user_data);\n"
+           "    c->on_message((%s *)call,\n                  (const %s *)msg, "
+           "user_data);\n"
            "}\n",
            m->id, cbs_t, cbs_t, call_t, m->out->c_type);
   sb_add(o,
@@ -709,7 +780,8 @@ static void emit_client_c(sb_t *o, const service_t *s, const method_t *m) {
   if (m->resp_stream)
     sb_add(o,
            "  (void)reply;\n"
-           "  c->on_status((%s *)call, status,\n               trailers, n, user_data);\n}\n",
+           "  c->on_status((%s *)call, status,\n               trailers, n, "
+           "user_data);\n}\n",
            call_t);
   else
     sb_add(o,
@@ -719,7 +791,8 @@ static void emit_client_c(sb_t *o, const service_t *s, const method_t *m) {
   sb_add(o,
          "\nstatic const uvg_pb_client_tramp_t %s__client_tramp = {\n"
          "    %s__client_on_metadata,\n    %s,\n    %s__client_on_status};\n",
-         m->id, m->id, m->resp_stream ? pstrf("%s__client_on_message", m->id) : "NULL",
+         m->id, m->id,
+         m->resp_stream ? pstrf("%s__client_on_message", m->id) : "NULL",
          m->id);
 
   const char *start[6];
@@ -742,7 +815,8 @@ static void emit_client_c(sb_t *o, const service_t *s, const method_t *m) {
          "  return rc;\n"
          "}\n",
          m->req_stream ? "" : " || req == NULL", s->id, m->index,
-         m->req_stream ? "NULL" : "(const ProtobufCMessage *)req", m->id, call_t);
+         m->req_stream ? "NULL" : "(const ProtobufCMessage *)req", m->id,
+         call_t);
 
   if (!m->req_stream && !m->resp_stream) {
     sb_add(o,
@@ -762,14 +836,16 @@ static void emit_client_c(sb_t *o, const service_t *s, const method_t *m) {
            "\nstatic const uvg_pb_client_tramp_t %s__client_unary_tramp = {\n"
            "    NULL,\n    NULL,\n    %s__client_unary_on_status};\n\n",
            m->id, m->id);
-    const char *p[] = {"uvg_channel_t *channel", pstrf("const %s *req", m->in->c_type),
+    const char *p[] = {"uvg_channel_t *channel",
+                       pstrf("const %s *req", m->in->c_type),
                        "const uvg_client_call_options_t *opts",
                        pstrf("%s__client_cb cb", m->id), "void *user_data"};
     emit_proto(o, "int", pstrf("%s__client_unary", m->id), p, 5, " {\n");
     sb_add(o,
            "  if (req == NULL || cb == NULL) return UVG_EINVAL;\n"
            "  return uvg_client_call_start_pb(\n"
-           "      channel, &%s__methods[%zu],\n      (const ProtobufCMessage *)req, opts,\n"
+           "      channel, &%s__methods[%zu],\n      (const ProtobufCMessage "
+           "*)req, opts,\n"
            "      &%s__client_unary_tramp, &cb, sizeof(cb), user_data, NULL);\n"
            "}\n",
            s->id, m->index, m->id);
@@ -789,7 +865,8 @@ static void emit_source(sb_t *o, const file_proto_t *f, const service_t *svcs,
   emit_file_descriptor(o, f);
   for (size_t i = 0; i < nsvcs; i++) {
     emit_server_c(o, &svcs[i], pid);
-    for (size_t j = 0; j < svcs[i].n; j++) emit_client_c(o, &svcs[i], &svcs[i].methods[j]);
+    for (size_t j = 0; j < svcs[i].n; j++)
+      emit_client_c(o, &svcs[i], &svcs[i].methods[j]);
   }
 }
 
@@ -803,7 +880,8 @@ static out_file_t *add_file(gen_t *g, const char *name) {
 
 const file_proto_t *find_file(const gen_t *g, const char *name) {
   for (size_t i = 0; i < g->req->n_proto_file; i++)
-    if (strcmp(g->req->proto_file[i]->name, name) == 0) return g->req->proto_file[i];
+    if (strcmp(g->req->proto_file[i]->name, name) == 0)
+      return g->req->proto_file[i];
   return NULL;
 }
 
@@ -812,8 +890,10 @@ int generate_file(gen_t *g, const file_proto_t *f) {
   size_t nsvcs;
   if (build_services(g, f, &svcs, &nsvcs) != 0) return -1;
   const char *base = strip_proto(f->name);
-  emit_header(&add_file(g, pstrf("%s.uvgrpc.h", base))->content, f, svcs, nsvcs);
-  emit_source(&add_file(g, pstrf("%s.uvgrpc.c", base))->content, f, svcs, nsvcs);
+  emit_header(&add_file(g, pstrf("%s.uvgrpc.h", base))->content, f, svcs,
+              nsvcs);
+  emit_source(&add_file(g, pstrf("%s.uvgrpc.c", base))->content, f, svcs,
+              nsvcs);
   for (size_t i = 0; i < nsvcs; i++) free(svcs[i].methods);
   free(svcs);
   return 0;

@@ -50,7 +50,8 @@ typedef struct {
   const char *protoc_gen_c;
 } options_t;
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "%s: ", prog);
@@ -58,7 +59,9 @@ static void die(const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
-  if (req != NULL) google__protobuf__compiler__code_generator_request__free_unpacked(req, NULL);
+  if (req != NULL)
+    google__protobuf__compiler__code_generator_request__free_unpacked(req,
+                                                                      NULL);
   pool_free();
   exit(1);
 }
@@ -105,7 +108,8 @@ static const char *parse_options(const char *param, options_t *o) {
     else if (strncmp(opt, "protoc_gen_c=", 13) == 0 && opt[13] != '\0')
       o->protoc_gen_c = opt + 13;
     else if (n > 0)
-      return pstrf("unknown option \"%s\" (known: pb_c, protoc_gen_c=PATH)", opt);
+      return pstrf("unknown option \"%s\" (known: pb_c, protoc_gen_c=PATH)",
+                   opt);
     p += n + (comma != NULL);
   }
   return NULL;
@@ -212,11 +216,13 @@ static int generate_pb_c(gen_t *g, const options_t *o) {
     g->error = pstrf("pb_c: %s", err);
     return -1;
   }
-  response_t *resp = google__protobuf__compiler__code_generator_response__unpack(
-      NULL, out_len, out);
+  response_t *resp =
+      google__protobuf__compiler__code_generator_response__unpack(NULL, out_len,
+                                                                  out);
   free(out);
   if (resp == NULL) {
-    g->error = pstrf("pb_c: %s wrote no CodeGeneratorResponse", o->protoc_gen_c);
+    g->error =
+        pstrf("pb_c: %s wrote no CodeGeneratorResponse", o->protoc_gen_c);
     return -1;
   }
   int rc = 0;
@@ -231,9 +237,11 @@ static int generate_pb_c(gen_t *g, const options_t *o) {
     out_file_t *of = &g->files[g->nfiles++];
     of->name = pstrf("%s", f->name);
     memset(&of->content, 0, sizeof(of->content));
-    if (f->content != NULL) sb_addn(&of->content, f->content, strlen(f->content));
+    if (f->content != NULL)
+      sb_addn(&of->content, f->content, strlen(f->content));
   }
-  google__protobuf__compiler__code_generator_response__free_unpacked(resp, NULL);
+  google__protobuf__compiler__code_generator_response__free_unpacked(resp,
+                                                                     NULL);
   return rc;
 }
 
@@ -249,7 +257,8 @@ static void check_request(const gen_t *g) {
   for (size_t i = 0; i < req->n_file_to_generate; i++) {
     const file_proto_t *f = find_file(g, req->file_to_generate[i]);
     if (f == NULL)
-      die("the request asks for %s but does not contain it", req->file_to_generate[i]);
+      die("the request asks for %s but does not contain it",
+          req->file_to_generate[i]);
     for (size_t j = 0; j < f->n_dependency; j++)
       if (find_file(g, f->dependency[j]) == NULL)
         die("%s imports %s, which the request does not contain", f->name,
@@ -265,7 +274,8 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr,
             "%s: a protoc plugin; it takes no arguments. Use it as\n"
-            "  protoc --plugin=protoc-gen-uvgrpc=PATH --uvgrpc_out=[pb_c:]DIR FILE.proto\n",
+            "  protoc --plugin=protoc-gen-uvgrpc=PATH --uvgrpc_out=[pb_c:]DIR "
+            "FILE.proto\n",
             prog);
     return 2;
   }
@@ -274,7 +284,8 @@ int main(int argc, char **argv) {
         "  protoc --plugin=protoc-gen-uvgrpc=PATH --uvgrpc_out=DIR FILE.proto");
   size_t len;
   uint8_t *in = read_all(0, &len);
-  req = google__protobuf__compiler__code_generator_request__unpack(NULL, len, in);
+  req =
+      google__protobuf__compiler__code_generator_request__unpack(NULL, len, in);
   free(in);
   if (req == NULL)
     die("stdin (%zu bytes) is not a CodeGeneratorRequest; run me from protoc:\n"
@@ -284,7 +295,8 @@ int main(int argc, char **argv) {
   gen_t g = {0};
   g.req = req;
   check_request(&g);
-  for (size_t i = 0; i < req->n_proto_file; i++) index_file(&g.types, req->proto_file[i]);
+  for (size_t i = 0; i < req->n_proto_file; i++)
+    index_file(&g.types, req->proto_file[i]);
 
   options_t opts;
   const char *opt_err = parse_options(req->parameter, &opts);
@@ -305,15 +317,19 @@ int main(int argc, char **argv) {
     files = xmalloc(g.nfiles * sizeof(*files));
     filep = xmalloc(g.nfiles * sizeof(*filep));
     for (size_t i = 0; i < g.nfiles; i++) {
-      google__protobuf__compiler__code_generator_response__file__init(&files[i]);
+      google__protobuf__compiler__code_generator_response__file__init(
+          &files[i]);
       files[i].name = (char *)g.files[i].name;
-      files[i].content = g.files[i].content.s ? g.files[i].content.s : (char *)"";
+      files[i].content =
+          g.files[i].content.s ? g.files[i].content.s : (char *)"";
       filep[i] = &files[i];
     }
     resp.n_file = g.nfiles;
     resp.file = filep;
   }
-  size_t out_len = google__protobuf__compiler__code_generator_response__get_packed_size(&resp);
+  size_t out_len =
+      google__protobuf__compiler__code_generator_response__get_packed_size(
+          &resp);
   uint8_t *out = xmalloc(out_len);
   google__protobuf__compiler__code_generator_response__pack(&resp, out);
   int rc = write_all(1, out, out_len);
@@ -326,7 +342,8 @@ int main(int argc, char **argv) {
   google__protobuf__compiler__code_generator_request__free_unpacked(req, NULL);
   pool_free();
   if (rc != 0) {
-    fprintf(stderr, "%s: cannot write the response: %s\n", prog, strerror(errno));
+    fprintf(stderr, "%s: cannot write the response: %s\n", prog,
+            strerror(errno));
     return 1;
   }
   return 0;

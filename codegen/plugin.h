@@ -33,7 +33,8 @@ typedef struct {
   char *s;
   size_t len, cap;
 } sb_t;
-void sb_add(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_add(sb_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void sb_vadd(sb_t *b, const char *fmt, va_list ap);
 void sb_addn(sb_t *b, const char *s, size_t n);
 void sb_free(sb_t *b);

@@ -13,7 +13,9 @@ struct uvg__arena_block_s {
   alignas(max_align_t) unsigned char data[];
 };
 
-void uvg__arena_init(uvg__arena_t *a) { memset(a, 0, sizeof(*a)); }
+void uvg__arena_init(uvg__arena_t *a) {
+  memset(a, 0, sizeof(*a));
+}
 
 void uvg__arena_init_buf(uvg__arena_t *a, void *buf, size_t size) {
   uvg__arena_init(a);
@@ -25,7 +27,9 @@ void uvg__arena_init_buf(uvg__arena_t *a, void *buf, size_t size) {
   a->head = a->first = b;
 }
 
-static size_t round_up(size_t n) { return (n + ALIGN - 1) & ~(ALIGN - 1); }
+static size_t round_up(size_t n) {
+  return (n + ALIGN - 1) & ~(ALIGN - 1);
+}
 
 void *uvg__arena_alloc(uvg__arena_t *a, size_t n) {
   n = round_up(n ? n : 1);

@@ -9,9 +9,10 @@
  * C++ unary callback do; the others deliver each response on_message
  * after the application's read, and its memory is reused by the next.
  */
+#include "../client/client.h"
+
 #include <string.h>
 
-#include "../client/client.h"
 #include "pb.h"
 
 #define INLINE_ARENA 512
@@ -48,7 +49,8 @@ static void on_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
   } else {
     uvg__arena_reset(&x->arena); /* the previous response is done with */
   }
-  const ProtobufCMessage *m = uvg__pb_decode(&x->arena, x->method->output, msg, len);
+  const ProtobufCMessage *m =
+      uvg__pb_decode(&x->arena, x->method->output, msg, len);
   if (m == NULL) {
     /* grpc-go's words for the same failure */
     uvg__client_call_abort(call, UVG_STATUS_INTERNAL,
@@ -89,9 +91,9 @@ static void on_packed_sent(uvg_client_call_t *call, int status, void *arg) {
   cb(call, status, user_data);
 }
 
-int uvg_client_call_send_message(uvg_client_call_t *call, const ProtobufCMessage *msg,
-                                 unsigned flags, uvg_client_send_cb cb,
-                                 void *user_data) {
+int uvg_client_call_send_message(uvg_client_call_t *call,
+                                 const ProtobufCMessage *msg, unsigned flags,
+                                 uvg_client_send_cb cb, void *user_data) {
   if (call == NULL || msg == NULL) return UVG_EINVAL;
   if (cb == NULL) {
     alignas(max_align_t) uint8_t stack[UVG__PB_STACK_PACK];
@@ -107,7 +109,8 @@ int uvg_client_call_send_message(uvg_client_call_t *call, const ProtobufCMessage
   if (p == NULL) return UVG_ENOMEM;
   p->cb = (void (*)(void))cb;
   p->user_data = user_data;
-  int rc = uvg_client_call_send(call, p->bytes, p->len, flags, on_packed_sent, p);
+  int rc =
+      uvg_client_call_send(call, p->bytes, p->len, flags, on_packed_sent, p);
   if (rc != 0) uvg__free(p);
   return rc;
 }
@@ -115,10 +118,11 @@ int uvg_client_call_send_message(uvg_client_call_t *call, const ProtobufCMessage
 int uvg_client_call_start_pb(uvg_channel_t *ch, const uvg_pb_method_t *method,
                              const ProtobufCMessage *req,
                              const uvg_client_call_options_t *opts,
-                             const uvg_pb_client_tramp_t *tramp, const void *cbs,
-                             size_t cbs_size, void *user_data,
+                             const uvg_pb_client_tramp_t *tramp,
+                             const void *cbs, size_t cbs_size, void *user_data,
                              uvg_client_call_t **out) {
-  static const uvg_client_call_cbs_t raw_cbs = {on_metadata, on_message, on_status};
+  static const uvg_client_call_cbs_t raw_cbs = {on_metadata, on_message,
+                                                on_status};
   if (method == NULL || tramp == NULL || tramp->on_status == NULL ||
       (cbs == NULL && cbs_size > 0))
     return UVG_EINVAL;

@@ -8,13 +8,16 @@
  * emptied before each message, so a long stream holds one message at a
  * time however many arrive.
  */
+#include "../server/server.h"
+
 #include <stdalign.h>
 #include <string.h>
 
-#include "../server/server.h"
 #include "pb.h"
 
-static void *arena_alloc(void *data, size_t n) { return uvg__arena_alloc(data, n); }
+static void *arena_alloc(void *data, size_t n) {
+  return uvg__arena_alloc(data, n);
+}
 static void arena_free(void *data, void *p) {
   (void)data;
   (void)p; /* the arena is released as a whole */
@@ -43,7 +46,8 @@ int uvg_server_add_service(uvg_server_t *s, const uvg_pb_service_t *svc,
     return UVG_EINVAL;
   if (s->closing) return UVG_ECLOSED;
   uvg__service_t *b = uvg__malloc(sizeof(*b) + svc->impl_size);
-  uvg_method_t *ms = uvg__malloc((svc->nmethods ? svc->nmethods : 1) * sizeof(*ms));
+  uvg_method_t *ms =
+      uvg__malloc((svc->nmethods ? svc->nmethods : 1) * sizeof(*ms));
   if (b == NULL || ms == NULL) {
     uvg__free(b);
     uvg__free(ms);
@@ -81,23 +85,23 @@ static const ProtobufCMessage *decode(uvg_call_t *call, uvg__arena_t *arena,
   const ProtobufCMessage *m = uvg__pb_decode(arena, desc, msg, len);
   if (m == NULL) {
     /* grpc-go's words for the same failure */
-    uvg_call_finish(call, UVG_STATUS_INTERNAL,
-                    arena->failed ? "out of memory"
-                                  : "grpc: error unmarshalling request",
-                    NULL, 0);
+    uvg_call_finish(
+        call, UVG_STATUS_INTERNAL,
+        arena->failed ? "out of memory" : "grpc: error unmarshalling request",
+        NULL, 0);
   }
   return m;
 }
 
-const ProtobufCMessage *uvg_call_decode_request(uvg_call_t *call,
-                                                const ProtobufCMessageDescriptor *desc,
-                                                const uint8_t *msg, size_t len) {
+const ProtobufCMessage *uvg_call_decode_request(
+    uvg_call_t *call, const ProtobufCMessageDescriptor *desc,
+    const uint8_t *msg, size_t len) {
   return decode(call, uvg__call_arena(call), desc, msg, len);
 }
 
-const ProtobufCMessage *uvg_call_decode_message(uvg_call_t *call,
-                                                const ProtobufCMessageDescriptor *desc,
-                                                const uint8_t *msg, size_t len) {
+const ProtobufCMessage *uvg_call_decode_message(
+    uvg_call_t *call, const ProtobufCMessageDescriptor *desc,
+    const uint8_t *msg, size_t len) {
   uvg__arena_t *a = uvg__call_msg_arena(call);
   uvg__arena_reset(a);
   return decode(call, a, desc, msg, len);
@@ -158,7 +162,8 @@ int uvg_call_reply(uvg_call_t *call, const ProtobufCMessage *msg) {
   }
   if (rc != 0) {
     uvg_call_finish(call, UVG_STATUS_INTERNAL,
-                    rc == UVG_ENOMEM ? "out of memory" : uvg_strerror(rc), NULL, 0);
+                    rc == UVG_ENOMEM ? "out of memory" : uvg_strerror(rc), NULL,
+                    0);
     return rc;
   }
   return uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);

@@ -8,18 +8,20 @@
  * callback sends the status as it is then, so a slow reader gets the
  * latest status and memory stays bounded however often it changes.
  */
+#include "uvgrpc/health.h"
+
 #include <string.h>
 
 #include "../server/server.h"
 #include "grpc/health/v1/health.uvgrpc.h"
-#include "uvgrpc/health.h"
 
 typedef Grpc__Health__V1__HealthCheckRequest request_t;
 typedef Grpc__Health__V1__HealthCheckResponse response_t;
 
 /* doc/health-checking.md: SERVICE_UNKNOWN is Watch's answer for a
  * service the server does not know. */
-#define SERVICE_UNKNOWN GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
+#define SERVICE_UNKNOWN \
+  GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
 
 typedef struct {
   char *service;
@@ -91,7 +93,8 @@ static void watch_send(watcher_t *w) {
   if (now == w->sent) return;
   response_t resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
   resp.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)now;
-  if (grpc__health__v1__Health__Watch__send(w->call, &resp, 0, on_watch_sent, w) == 0) {
+  if (grpc__health__v1__Health__Watch__send(w->call, &resp, 0, on_watch_sent,
+                                            w) == 0) {
     w->sending = 1;
     w->sent = now;
   }
@@ -108,7 +111,8 @@ static void on_watch(uvg_call_t *call, const request_t *req) {
   uvg_health_t *h = uvg_call_method_data(call);
   watcher_t *w = uvg_call_alloc(call, sizeof(*w));
   if (w == NULL) {
-    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL,
+                    0);
     return;
   }
   memset(w, 0, sizeof(*w));
@@ -156,14 +160,16 @@ static void notify(uvg_health_t *h, const char *service) {
 static void on_server_close(uvg__server_hook_t *hook) {
   uvg_health_t *h = uvg__container_of(hook, uvg_health_t, hook);
   h->closing = 1;
-  for (size_t i = 0; i < h->n; i++) h->entries[i].status = UVG_HEALTH_NOT_SERVING;
+  for (size_t i = 0; i < h->n; i++)
+    h->entries[i].status = UVG_HEALTH_NOT_SERVING;
   notify(h, NULL);
   /* A watcher with a send in flight ends from its send callback, after
    * NOT_SERVING has gone out behind it. */
   for (uvg__list_t *p = h->watchers.next, *next; p != &h->watchers; p = next) {
     next = p->next;
     watcher_t *w = uvg__container_of(p, watcher_t, link);
-    if (!w->sending) watch_end(w, UVG_STATUS_UNAVAILABLE, "server shutting down");
+    if (!w->sending)
+      watch_end(w, UVG_STATUS_UNAVAILABLE, "server shutting down");
   }
 }
 
@@ -192,7 +198,8 @@ int uvg_health_add(uvg_server_t *server, uvg_health_t **out) {
   return 0;
 }
 
-int uvg_health_set(uvg_health_t *h, const char *service, uvg_health_status_t status) {
+int uvg_health_set(uvg_health_t *h, const char *service,
+                   uvg_health_status_t status) {
   if (h == NULL || service == NULL || (unsigned)status > UVG_HEALTH_NOT_SERVING)
     return UVG_EINVAL;
   if (h->closing) return UVG_ECLOSED;

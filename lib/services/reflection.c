@@ -14,12 +14,13 @@
  * client that sends requests without reading responses is held back by
  * flow control.
  */
+#include "uvgrpc/reflection.h"
+
 #include <string.h>
 
 #include "../server/server.h"
 #include "grpc/reflection/v1/reflection.uvgrpc.h"
 #include "grpc/reflection/v1alpha/reflection.uvgrpc.h"
-#include "uvgrpc/reflection.h"
 
 typedef Grpc__Reflection__V1__ServerReflectionRequest v1_request_t;
 typedef Grpc__Reflection__V1__ServerReflectionResponse response_t;
@@ -79,7 +80,8 @@ static void add_file_and_deps(ptrs_t *files, const uvg_pb_file_t *f) {
 /* Every file the server's services reach. */
 static void all_files(uvg_server_t *s, ptrs_t *files) {
   for (uvg__list_t *p = s->services.next; p != &s->services; p = p->next)
-    add_file_and_deps(files, uvg__container_of(p, uvg__service_t, link)->desc->file);
+    add_file_and_deps(files,
+                      uvg__container_of(p, uvg__service_t, link)->desc->file);
 }
 
 static const uvg_pb_file_t *file_named(const ptrs_t *files, const char *name) {
@@ -90,7 +92,8 @@ static const uvg_pb_file_t *file_named(const ptrs_t *files, const char *name) {
   return NULL;
 }
 
-static const uvg_pb_file_t *file_defining(const ptrs_t *files, const char *symbol) {
+static const uvg_pb_file_t *file_defining(const ptrs_t *files,
+                                          const char *symbol) {
   for (size_t i = 0; i < files->n; i++) {
     const uvg_pb_file_t *f = files->v[i];
     for (size_t j = 0; j < f->nsymbols; j++)
@@ -99,19 +102,21 @@ static const uvg_pb_file_t *file_defining(const ptrs_t *files, const char *symbo
   return NULL;
 }
 
-static const uvg_pb_file_t *file_extending(const ptrs_t *files, const char *type,
-                                           int32_t number) {
+static const uvg_pb_file_t *file_extending(const ptrs_t *files,
+                                           const char *type, int32_t number) {
   for (size_t i = 0; i < files->n; i++) {
     const uvg_pb_file_t *f = files->v[i];
     for (size_t j = 0; j < f->nextensions; j++)
-      if (f->extensions[j].number == number && strcmp(f->extensions[j].extendee, type) == 0)
+      if (f->extensions[j].number == number &&
+          strcmp(f->extensions[j].extendee, type) == 0)
         return f;
   }
   return NULL;
 }
 
 /* Fills `resp` with an error_response. */
-static void error_response(response_t *resp, Grpc__Reflection__V1__ErrorResponse *err,
+static void error_response(response_t *resp,
+                           Grpc__Reflection__V1__ErrorResponse *err,
                            uvg_status_code_t code, const char *msg) {
   err->error_code = (int32_t)code;
   err->error_message = (char *)msg;
@@ -130,7 +135,8 @@ static void on_sent(uvg_call_t *call, int status, void *arg) {
 static void answer(uvg_call_t *call, const query_t *q, v1_request_t *original) {
   uvg_server_t *s = uvg_call_method_data(call);
   response_t resp = GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT;
-  Grpc__Reflection__V1__ErrorResponse err = GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT;
+  Grpc__Reflection__V1__ErrorResponse err =
+      GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT;
   Grpc__Reflection__V1__FileDescriptorResponse fdr =
       GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT;
   Grpc__Reflection__V1__ListServiceResponse lsr =
@@ -151,15 +157,17 @@ static void answer(uvg_call_t *call, const query_t *q, v1_request_t *original) {
     case BY_FILENAME:
     case CONTAINING_SYMBOL:
     case CONTAINING_EXTENSION:
-      found = q->kind == BY_FILENAME         ? file_named(&files, q->name)
-              : q->kind == CONTAINING_SYMBOL ? file_defining(&files, q->name)
-                                             : file_extending(&files, q->name, q->number);
+      found = q->kind == BY_FILENAME ? file_named(&files, q->name)
+              : q->kind == CONTAINING_SYMBOL
+                  ? file_defining(&files, q->name)
+                  : file_extending(&files, q->name, q->number);
       if (found == NULL) {
         snprintf(text, sizeof(text), "%s not found: %s%s",
-                 q->kind == BY_FILENAME ? "file" : q->kind == CONTAINING_SYMBOL
-                                                       ? "symbol"
-                                                       : "extension",
-                 q->name, q->kind == CONTAINING_EXTENSION ? " (by number)" : "");
+                 q->kind == BY_FILENAME         ? "file"
+                 : q->kind == CONTAINING_SYMBOL ? "symbol"
+                                                : "extension",
+                 q->name,
+                 q->kind == CONTAINING_EXTENSION ? " (by number)" : "");
         error_response(&resp, &err, UVG_STATUS_NOT_FOUND, text);
         break;
       }
@@ -187,7 +195,8 @@ static void answer(uvg_call_t *call, const query_t *q, v1_request_t *original) {
       for (size_t i = 0; i < files.n; i++) {
         const uvg_pb_file_t *f = files.v[i];
         for (size_t j = 0; j < f->nextensions; j++)
-          if (strcmp(f->extensions[j].extendee, q->name) == 0) enr.n_extension_number++;
+          if (strcmp(f->extensions[j].extendee, q->name) == 0)
+            enr.n_extension_number++;
       }
       numbers = uvg__calloc(enr.n_extension_number ? enr.n_extension_number : 1,
                             sizeof(*numbers));
@@ -210,7 +219,8 @@ static void answer(uvg_call_t *call, const query_t *q, v1_request_t *original) {
       break;
     case LIST_SERVICES: {
       size_t n = 0;
-      for (uvg__list_t *p = s->services.next; p != &s->services; p = p->next) n++;
+      for (uvg__list_t *p = s->services.next; p != &s->services; p = p->next)
+        n++;
       svcs = uvg__calloc(n ? n : 1, sizeof(*svcs));
       svcp = uvg__calloc(n ? n : 1, sizeof(*svcp));
       if (svcs == NULL || svcp == NULL) {
@@ -218,9 +228,11 @@ static void answer(uvg_call_t *call, const query_t *q, v1_request_t *original) {
         break;
       }
       size_t i = 0;
-      for (uvg__list_t *p = s->services.next; p != &s->services; p = p->next, i++) {
+      for (uvg__list_t *p = s->services.next; p != &s->services;
+           p = p->next, i++) {
         grpc__reflection__v1__service_response__init(&svcs[i]);
-        svcs[i].name = (char *)uvg__container_of(p, uvg__service_t, link)->desc->name;
+        svcs[i].name =
+            (char *)uvg__container_of(p, uvg__service_t, link)->desc->name;
         svcp[i] = &svcs[i];
       }
       lsr.n_service = n;
@@ -239,12 +251,14 @@ static void answer(uvg_call_t *call, const query_t *q, v1_request_t *original) {
     rc = UVG_ENOMEM;
   } else {
     /* Packed before this returns: every pointer above may go after. */
-    rc = uvg_call_send_message(call, (const ProtobufCMessage *)&resp, 0, on_sent, NULL);
+    rc = uvg_call_send_message(call, (const ProtobufCMessage *)&resp, 0,
+                               on_sent, NULL);
     if (rc == 0) uvg_call_pause_reading(call, 1);
   }
   if (rc != 0)
     uvg_call_finish(call, UVG_STATUS_INTERNAL,
-                    rc == UVG_ENOMEM ? "out of memory" : uvg_strerror(rc), NULL, 0);
+                    rc == UVG_ENOMEM ? "out of memory" : uvg_strerror(rc), NULL,
+                    0);
   uvg__free(blobs);
   uvg__free(svcs);
   uvg__free(svcp);
@@ -253,7 +267,9 @@ static void answer(uvg_call_t *call, const query_t *q, v1_request_t *original) {
   uvg__free(reply.v);
 }
 
-static void on_call(uvg_call_t *call) { (void)call; }
+static void on_call(uvg_call_t *call) {
+  (void)call;
+}
 
 static void on_half_close(uvg_call_t *call) {
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
@@ -295,10 +311,12 @@ static void on_v1(uvg_call_t *call, const v1_request_t *req) {
  * under the same numbers. */
 static void on_v1alpha(uvg_call_t *call, const v1alpha_request_t *req) {
   v1_request_t v1 = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
-  Grpc__Reflection__V1__ExtensionRequest ext = GRPC__REFLECTION__V1__EXTENSION_REQUEST__INIT;
+  Grpc__Reflection__V1__ExtensionRequest ext =
+      GRPC__REFLECTION__V1__EXTENSION_REQUEST__INIT;
   v1.host = req->host;
   v1.message_request_case =
-      (Grpc__Reflection__V1__ServerReflectionRequest__MessageRequestCase)req->message_request_case;
+      (Grpc__Reflection__V1__ServerReflectionRequest__MessageRequestCase)
+          req->message_request_case;
   switch (req->message_request_case) {
     case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
       v1.file_by_filename = req->file_by_filename;
@@ -334,18 +352,20 @@ static const grpc__reflection__v1__ServerReflection__server_t v1_impl = {
                              .on_cancel = on_cancel},
 };
 
-static const grpc__reflection__v1alpha__ServerReflection__server_t v1alpha_impl = {
-    .ServerReflectionInfo = {.on_call = on_call,
-                             .on_message = on_v1alpha,
-                             .on_half_close = on_half_close,
-                             .on_cancel = on_cancel},
+static const grpc__reflection__v1alpha__ServerReflection__server_t
+    v1alpha_impl = {
+        .ServerReflectionInfo = {.on_call = on_call,
+                                 .on_message = on_v1alpha,
+                                 .on_half_close = on_half_close,
+                                 .on_cancel = on_cancel},
 };
 
 int uvg_reflection_add(uvg_server_t *server) {
   if (server == NULL) return UVG_EINVAL;
-  int rc = grpc__reflection__v1__ServerReflection__register(server, &v1_impl, server);
+  int rc = grpc__reflection__v1__ServerReflection__register(server, &v1_impl,
+                                                            server);
   if (rc != 0) return rc;
   /* Registering v1alpha can fail only if it is there already; v1 stays. */
-  return grpc__reflection__v1alpha__ServerReflection__register(server, &v1alpha_impl,
-                                                               server);
+  return grpc__reflection__v1alpha__ServerReflection__register(
+      server, &v1alpha_impl, server);
 }

@@ -74,10 +74,11 @@ static void answer_line(line_conn_t *c) {
   if (w == NULL) return;
   for (size_t i = 0; i < c->len; i++)
     w->text[i] = (char)(c->line[i] >= 'a' && c->line[i] <= 'z' ? c->line[i] - 32
-                                                                 : c->line[i]);
+                                                               : c->line[i]);
   w->text[c->len] = '\n';
   uv_buf_t b = uv_buf_init(w->text, (unsigned)c->len + 1);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_line_written) != 0) free(w);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_line_written) != 0)
+    free(w);
   lines++;
   c->len = 0;
 }
@@ -203,7 +204,8 @@ static void hash_after_work(uv_work_t *w, int status) {
 static void hash(uvg_call_t *call, const Work__HashRequest *req) {
   job_t *j = malloc(sizeof(*j) + req->data.len);
   if (j == NULL) {
-    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL,
+                    0);
     return;
   }
   j->work.data = j;
@@ -288,7 +290,8 @@ int main(int argc, char **argv) {
   uv_ip4_addr("127.0.0.1", lines_port, &sa);
   uv_tcp_init(loop, &lines_listener);
   int err = uv_tcp_bind(&lines_listener, (const struct sockaddr *)&sa, 0);
-  if (err == 0) err = uv_listen((uv_stream_t *)&lines_listener, 64, on_line_conn);
+  if (err == 0)
+    err = uv_listen((uv_stream_t *)&lines_listener, 64, on_line_conn);
   if (err != 0) {
     fprintf(stderr, "embedded_server: lines port: %s\n", uv_strerror(err));
     return 1;

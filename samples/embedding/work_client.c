@@ -18,7 +18,8 @@ static int left, failed;
 static const uvg_client_call_options_t opts = {.timeout_ms = 10000,
                                                .wait_for_ready = 1};
 
-static void on_count(const uvg_status_t *st, const Work__CountReply *r, void *ud) {
+static void on_count(const uvg_status_t *st, const Work__CountReply *r,
+                     void *ud) {
   (void)ud;
   if (st->code != UVG_STATUS_OK) {
     fprintf(stderr, "work_client: Count: %s\n", st->message);
@@ -30,12 +31,14 @@ static void on_count(const uvg_status_t *st, const Work__CountReply *r, void *ud
   uvg_channel_close(channel, NULL, NULL);
 }
 
-static void on_hash(const uvg_status_t *st, const Work__HashReply *r, void *ud) {
+static void on_hash(const uvg_status_t *st, const Work__HashReply *r,
+                    void *ud) {
   if (st->code != UVG_STATUS_OK) {
     fprintf(stderr, "work_client: Hash: %s\n", st->message);
     failed = 1;
   } else {
-    printf("Hash %d: %016llx\n", (int)(intptr_t)ud, (unsigned long long)r->hash);
+    printf("Hash %d: %016llx\n", (int)(intptr_t)ud,
+           (unsigned long long)r->hash);
   }
   if (--left == 0) {
     Work__CountRequest req = WORK__COUNT_REQUEST__INIT;

@@ -18,12 +18,12 @@ static uvg_channel_t *channel;
 static int outstanding, failed;
 
 /* `reply` is NULL unless the status is OK; both live during the callback. */
-static void on_reply(const uvg_status_t *status, const Helloworld__HelloReply *reply,
-                     void *user_data) {
+static void on_reply(const uvg_status_t *status,
+                     const Helloworld__HelloReply *reply, void *user_data) {
   (void)user_data;
   if (status->code != UVG_STATUS_OK) {
-    fprintf(stderr, "greeter_client: %s: %s\n", uvg_status_code_name(status->code),
-            status->message);
+    fprintf(stderr, "greeter_client: %s: %s\n",
+            uvg_status_code_name(status->code), status->message);
     failed = 1;
   } else {
     printf("Greeter client received: %s\n", reply->message);
@@ -46,14 +46,15 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
       count = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: %s [--target T | --port N] [--name S] [--count N]\n",
+      fprintf(stderr,
+              "usage: %s [--target T | --port N] [--name S] [--count N]\n",
               argv[0]);
       return 2;
     }
   }
   uv_loop_t *loop = uv_default_loop();
-  int err = uvg_channel_new(loop, target, uvg_insecure_channel_credentials(), NULL,
-                            &channel);
+  int err = uvg_channel_new(loop, target, uvg_insecure_channel_credentials(),
+                            NULL, &channel);
   if (err != 0) {
     fprintf(stderr, "greeter_client: %s: %s\n", target, uvg_strerror(err));
     return 1;
@@ -64,8 +65,8 @@ int main(int argc, char **argv) {
   uvg_client_call_options_t opts = {.timeout_ms = 5000, .wait_for_ready = 1};
   for (int i = 0; i < count; i++) {
     /* The request is packed and copied before this returns. */
-    err = helloworld__Greeter__SayHello__client_unary(channel, &req, &opts, on_reply,
-                                                      NULL);
+    err = helloworld__Greeter__SayHello__client_unary(channel, &req, &opts,
+                                                      on_reply, NULL);
     if (err != 0) {
       fprintf(stderr, "greeter_client: %s\n", uvg_strerror(err));
       return 1;

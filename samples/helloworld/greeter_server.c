@@ -24,7 +24,8 @@ static void say_hello(uvg_call_t *call, const Helloworld__HelloRequest *req) {
   size_t n = strlen(req->name) + sizeof("Hello ");
   char *text = uvg_call_alloc(call, n); /* freed with the call */
   if (text == NULL) {
-    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL,
+                    0);
     return;
   }
   snprintf(text, n, "Hello %s", req->name);
@@ -77,7 +78,8 @@ int main(int argc, char **argv) {
   if ((err = uvg_server_new(loop, NULL, &server)) != 0 ||
       (err = helloworld__Greeter__register(server, &greeter, NULL)) != 0 ||
       (err = uvg_health_add(server, &health)) != 0 ||
-      (err = uvg_health_set(health, "helloworld.Greeter", UVG_HEALTH_SERVING)) != 0 ||
+      (err = uvg_health_set(health, "helloworld.Greeter",
+                            UVG_HEALTH_SERVING)) != 0 ||
       (err = uvg_reflection_add(server)) != 0 ||
       (err = uvg_server_listen(server, addr, uvg_insecure_server_credentials(),
                                &bound)) != 0) {

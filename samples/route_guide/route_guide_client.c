@@ -34,7 +34,8 @@ static void step_chat(void);
 static void done(void);
 
 static void print_point(const point_t *p) {
-  printf("%.7f, %.7f", p ? p->latitude / 1e7 : 0.0, p ? p->longitude / 1e7 : 0.0);
+  printf("%.7f, %.7f", p ? p->latitude / 1e7 : 0.0,
+         p ? p->longitude / 1e7 : 0.0);
 }
 
 static int ok(const char *what, const uvg_status_t *status) {
@@ -70,8 +71,8 @@ static void step_get(void) {
   known.longitude = -746143763;
   /* Two calls at once on one connection; the replies may come in any order,
    * so the second one's is printed by the same callback. */
-  routeguide__RouteGuide__GetFeature__client_unary(channel, &known, &opts, on_feature,
-                                                   NULL);
+  routeguide__RouteGuide__GetFeature__client_unary(channel, &known, &opts,
+                                                   on_feature, NULL);
   routeguide__RouteGuide__GetFeature__client_unary(channel, &nowhere, &opts,
                                                    on_feature, NULL);
 }
@@ -90,9 +91,10 @@ static void on_listed(routeguide__RouteGuide__ListFeatures__client_call_t *call,
   routeguide__RouteGuide__ListFeatures__client_read(call); /* the next one */
 }
 
-static void on_list_end(routeguide__RouteGuide__ListFeatures__client_call_t *call,
-                        const uvg_status_t *status, const uvg_metadata_t *trailers,
-                        size_t n, void *user_data) {
+static void on_list_end(
+    routeguide__RouteGuide__ListFeatures__client_call_t *call,
+    const uvg_status_t *status, const uvg_metadata_t *trailers, size_t n,
+    void *user_data) {
   (void)call;
   (void)trailers;
   (void)n;
@@ -113,8 +115,8 @@ static void step_list(void) {
   rect.lo = &lo;
   rect.hi = &hi;
   routeguide__RouteGuide__ListFeatures__client_call_t *call;
-  if (routeguide__RouteGuide__ListFeatures__client_start(channel, &rect, &opts, &cbs,
-                                                         NULL, &call) != 0 ||
+  if (routeguide__RouteGuide__ListFeatures__client_start(
+          channel, &rect, &opts, &cbs, NULL, &call) != 0 ||
       routeguide__RouteGuide__ListFeatures__client_read(call) != 0) {
     failed = 1;
     step_record();
@@ -124,8 +126,10 @@ static void step_list(void) {
 /* ---- RecordRoute ---- */
 
 static void on_summary(routeguide__RouteGuide__RecordRoute__client_call_t *call,
-                       const uvg_status_t *status, const Routeguide__RouteSummary *s,
-                       const uvg_metadata_t *trailers, size_t n, void *user_data) {
+                       const uvg_status_t *status,
+                       const Routeguide__RouteSummary *s,
+                       const uvg_metadata_t *trailers, size_t n,
+                       void *user_data) {
   (void)call;
   (void)trailers;
   (void)n;
@@ -144,8 +148,8 @@ static void step_record(void) {
                                      {413628156, -749015468},
                                      {406000000, -745000000}};
   routeguide__RouteGuide__RecordRoute__client_call_t *call;
-  if (routeguide__RouteGuide__RecordRoute__client_start(channel, &opts, &cbs, NULL,
-                                                        &call) != 0) {
+  if (routeguide__RouteGuide__RecordRoute__client_start(channel, &opts, &cbs,
+                                                        NULL, &call) != 0) {
     failed = 1;
     step_chat();
     return;
@@ -173,8 +177,9 @@ static void on_note(routeguide__RouteGuide__RouteChat__client_call_t *call,
 }
 
 static void on_chat_end(routeguide__RouteGuide__RouteChat__client_call_t *call,
-                        const uvg_status_t *status, const uvg_metadata_t *trailers,
-                        size_t n, void *user_data) {
+                        const uvg_status_t *status,
+                        const uvg_metadata_t *trailers, size_t n,
+                        void *user_data) {
   (void)call;
   (void)trailers;
   (void)n;
@@ -194,8 +199,8 @@ static void step_chat(void) {
               {1, 1, "second note at A"},
               {2, 2, "second note at B"}};
   routeguide__RouteGuide__RouteChat__client_call_t *call;
-  if (routeguide__RouteGuide__RouteChat__client_start(channel, &opts, &cbs, NULL,
-                                                      &call) != 0) {
+  if (routeguide__RouteGuide__RouteChat__client_start(channel, &opts, &cbs,
+                                                      NULL, &call) != 0) {
     failed = 1;
     done();
     return;
@@ -213,7 +218,9 @@ static void step_chat(void) {
   routeguide__RouteGuide__RouteChat__client_half_close(call);
 }
 
-static void done(void) { uvg_channel_close(channel, NULL, NULL); }
+static void done(void) {
+  uvg_channel_close(channel, NULL, NULL);
+}
 
 int main(int argc, char **argv) {
   const char *target = "127.0.0.1:10000";
@@ -230,8 +237,8 @@ int main(int argc, char **argv) {
     }
   }
   uv_loop_t *loop = uv_default_loop();
-  int err = uvg_channel_new(loop, target, uvg_insecure_channel_credentials(), NULL,
-                            &channel);
+  int err = uvg_channel_new(loop, target, uvg_insecure_channel_credentials(),
+                            NULL, &channel);
   if (err != 0) {
     fprintf(stderr, "route_guide_client: %s: %s\n", target, uvg_strerror(err));
     return 1;

@@ -91,7 +91,8 @@ static void list_send(uvg_call_t *call, listing_t *l) {
     set_feature(&f, &loc, i);
     l->next++;
     /* The next one goes from list_next, once this one has left. */
-    if (routeguide__RouteGuide__ListFeatures__send(call, &f, 0, list_next, l) != 0)
+    if (routeguide__RouteGuide__ListFeatures__send(call, &f, 0, list_next, l) !=
+        0)
       uvg_call_finish(call, UVG_STATUS_INTERNAL, "cannot send", NULL, 0);
     return;
   }
@@ -103,8 +104,12 @@ static void list_next(uvg_call_t *call, int status, void *arg) {
   if (status == 0) list_send(call, arg);
 }
 
-static int32_t min32(int32_t a, int32_t b) { return a < b ? a : b; }
-static int32_t max32(int32_t a, int32_t b) { return a > b ? a : b; }
+static int32_t min32(int32_t a, int32_t b) {
+  return a < b ? a : b;
+}
+static int32_t max32(int32_t a, int32_t b) {
+  return a > b ? a : b;
+}
 
 static void list_features(uvg_call_t *call, const Routeguide__Rectangle *r) {
   if (r->lo == NULL || r->hi == NULL) {
@@ -112,9 +117,11 @@ static void list_features(uvg_call_t *call, const Routeguide__Rectangle *r) {
                     NULL, 0);
     return;
   }
-  listing_t *l = uvg_call_alloc(call, sizeof(*l)); /* lives as long as the call */
+  listing_t *l =
+      uvg_call_alloc(call, sizeof(*l)); /* lives as long as the call */
   if (l == NULL) {
-    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL,
+                    0);
     return;
   }
   l->lo_lat = min32(r->lo->latitude, r->hi->latitude);
@@ -153,7 +160,8 @@ static double distance_m(const point_t *a, const point_t *b) {
 static void record_start(uvg_call_t *call) {
   route_t *r = uvg_call_alloc(call, sizeof(*r));
   if (r == NULL) {
-    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL,
+                    0);
     return;
   }
   memset(r, 0, sizeof(*r));
@@ -168,7 +176,8 @@ static void record_point(uvg_call_t *call, const point_t *p) {
   r->points++;
   r->last = *p;
   for (size_t i = 0; i < NPLACES; i++)
-    if (places[i].lat == p->latitude && places[i].lon == p->longitude) r->features++;
+    if (places[i].lat == p->latitude && places[i].lon == p->longitude)
+      r->features++;
 }
 
 static void record_end(uvg_call_t *call) {
@@ -191,13 +200,16 @@ typedef struct {
 static note_t *notes;
 static size_t nnotes, notes_cap;
 
-static void chat_start(uvg_call_t *call) { (void)call; }
+static void chat_start(uvg_call_t *call) {
+  (void)call;
+}
 
 static void chat_note(uvg_call_t *call, const Routeguide__RouteNote *n) {
   point_t at = ROUTEGUIDE__POINT__INIT;
   if (n->location != NULL) at = *n->location;
   for (size_t i = 0; i < nnotes; i++) {
-    if (notes[i].at.latitude != at.latitude || notes[i].at.longitude != at.longitude)
+    if (notes[i].at.latitude != at.latitude ||
+        notes[i].at.longitude != at.longitude)
       continue;
     Routeguide__RouteNote old = ROUTEGUIDE__ROUTE_NOTE__INIT;
     old.location = &notes[i].at;
@@ -273,9 +285,11 @@ int main(int argc, char **argv) {
   int bound, err;
   snprintf(addr, sizeof(addr), "127.0.0.1:%s", port);
   if ((err = uvg_server_new(loop, NULL, &server)) != 0 ||
-      (err = routeguide__RouteGuide__register(server, &route_guide, NULL)) != 0 ||
+      (err = routeguide__RouteGuide__register(server, &route_guide, NULL)) !=
+          0 ||
       (err = uvg_health_add(server, &health)) != 0 ||
-      (err = uvg_health_set(health, "routeguide.RouteGuide", UVG_HEALTH_SERVING)) != 0 ||
+      (err = uvg_health_set(health, "routeguide.RouteGuide",
+                            UVG_HEALTH_SERVING)) != 0 ||
       (err = uvg_reflection_add(server)) != 0 ||
       (err = uvg_server_listen(server, addr, uvg_insecure_server_credentials(),
                                &bound)) != 0) {

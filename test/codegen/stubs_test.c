@@ -132,7 +132,9 @@ static void sum_half_close(uvg_call_t *call) {
   uvg__test__v1__Kinds__Sum__reply(call, &reply);
 }
 
-static void chat_call(uvg_call_t *call) { (void)call; }
+static void chat_call(uvg_call_t *call) {
+  (void)call;
+}
 
 static void chat_message(uvg_call_t *call, const inner_t *msg) {
   inner_t m = UVG__TEST__V1__OUTER__INNER__INIT;
@@ -175,14 +177,14 @@ static const uvg__test__v1__Kinds__server_t kinds_impl = {
 static void count_items(uvg_call_t *call, const Uvg__Test__V1__Outer *req) {
   Uvg__Test__V1__Total t = UVG__TEST__V1__TOTAL__INIT;
   t.count = (int32_t)req->n_items;
-  for (size_t i = 0; i < req->n_items; i++) t.sum += (int64_t)strlen(req->items[i]->text);
+  for (size_t i = 0; i < req->n_items; i++)
+    t.sum += (int64_t)strlen(req->items[i]->text);
   uvg__test__v1__Other__Count__reply(call, &t);
 }
 
 /* Other: Ping left NULL, so it answers UNIMPLEMENTED. */
 static const uvg__test__v1__Other__server_t other_impl = {
-    .Ping = {.on_done = count_done},
-    .Count = {.on_call = count_items}};
+    .Ping = {.on_done = count_done}, .Count = {.on_call = count_items}};
 
 static void echo_say(uvg_call_t *call, const Ping *req) {
   Ping r = PING__INIT;
@@ -219,7 +221,9 @@ static void kw_class(uvg_call_t *call, const Kw__ServerT *req) {
   kw__switch__class__send(call, &r, 0, NULL, NULL);
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
 }
-static void kw_errno_call(uvg_call_t *call) { (void)call; }
+static void kw_errno_call(uvg_call_t *call) {
+  (void)call;
+}
 static void kw_errno_msg(uvg_call_t *call, const Kw__ServerT *m) {
   uvg_call_set_data(call, (void *)(intptr_t)m->default_);
 }
@@ -259,8 +263,10 @@ static void two_hello(uvg_call_t *call, const Two__Msg *m) {
   r.from = (char *)dup_text(call, "two:", m->from);
   two__Greeter__Hello__reply(call, &r);
 }
-static const one__Greeter__server_t one_impl = {.Hello = {.on_call = one_hello}};
-static const two__Greeter__server_t two_impl = {.Hello = {.on_call = two_hello}};
+static const one__Greeter__server_t one_impl = {
+    .Hello = {.on_call = one_hello}};
+static const two__Greeter__server_t two_impl = {
+    .Hello = {.on_call = two_hello}};
 
 /* ---- a raw server that answers typed clients wrongly ---- */
 
@@ -294,16 +300,21 @@ static void setup(void) {
   /* A service is registered once. */
   CHECK_EQ(one__Greeter__register(server, &one_impl, NULL), UVG_EEXIST);
   static const Idle__server_t idle = {0};
-  CHECK_EQ(Idle__register(server, &idle, NULL), 0); /* no methods, still a service */
-  CHECK_EQ(uvg_server_listen(server, "127.0.0.1:0", uvg_insecure_server_credentials(),
-                             &port),
+  CHECK_EQ(Idle__register(server, &idle, NULL),
+           0); /* no methods, still a service */
+  CHECK_EQ(uvg_server_listen(server, "127.0.0.1:0",
+                             uvg_insecure_server_credentials(), &port),
            0);
   static const uvg_method_t raw[] = {
-      {.path = two__Greeter__Hello__PATH, .type = UVG_METHOD_UNARY,
-       .on_call = raw_garbage, .on_done = raw_done},
+      {.path = two__Greeter__Hello__PATH,
+       .type = UVG_METHOD_UNARY,
+       .on_call = raw_garbage,
+       .on_done = raw_done},
       /* streaming on this side, so that it may answer twice */
-      {.path = uvg__test__v1__Other__Ping__PATH, .type = UVG_METHOD_SERVER_STREAMING,
-       .on_call = raw_two, .on_done = raw_done},
+      {.path = uvg__test__v1__Other__Ping__PATH,
+       .type = UVG_METHOD_SERVER_STREAMING,
+       .on_call = raw_two,
+       .on_done = raw_done},
   };
   CHECK_EQ(uvg_server_new(loop, NULL, &raw_server), 0);
   CHECK_EQ(uvg_server_register(raw_server, raw, 2), 0);
@@ -312,12 +323,12 @@ static void setup(void) {
            0);
   char target[64];
   snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-  CHECK_EQ(uvg_channel_new(loop, target, uvg_insecure_channel_credentials(), NULL,
-                           &channel),
+  CHECK_EQ(uvg_channel_new(loop, target, uvg_insecure_channel_credentials(),
+                           NULL, &channel),
            0);
   snprintf(target, sizeof(target), "127.0.0.1:%d", raw_port);
-  CHECK_EQ(uvg_channel_new(loop, target, uvg_insecure_channel_credentials(), NULL,
-                           &raw_channel),
+  CHECK_EQ(uvg_channel_new(loop, target, uvg_insecure_channel_credentials(),
+                           NULL, &raw_channel),
            0);
 }
 
@@ -359,7 +370,9 @@ static void test_unary(void) {
   req.value = 41;
   req.text = "hi";
   int before = srv_done;
-  CHECK_EQ(uvg__test__v1__Kinds__Unary__client_unary(channel, &req, &opts, on_unary, &r), 0);
+  CHECK_EQ(uvg__test__v1__Kinds__Unary__client_unary(channel, &req, &opts,
+                                                     on_unary, &r),
+           0);
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.code, UVG_STATUS_OK);
   CHECK_EQ(r.value, 42);
@@ -369,16 +382,20 @@ static void test_unary(void) {
   /* A status other than OK: no reply. */
   memset(&r, 0, sizeof(r));
   req.text = "fail";
-  CHECK_EQ(uvg__test__v1__Kinds__Unary__client_unary(channel, &req, &opts, on_unary, &r), 0);
+  CHECK_EQ(uvg__test__v1__Kinds__Unary__client_unary(channel, &req, &opts,
+                                                     on_unary, &r),
+           0);
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.code, UVG_STATUS_FAILED_PRECONDITION);
   CHECK_STR(r.message, "as asked");
 
   /* Bad arguments are refused before a call starts. */
-  CHECK_EQ(uvg__test__v1__Kinds__Unary__client_unary(channel, NULL, &opts, on_unary, &r),
+  CHECK_EQ(uvg__test__v1__Kinds__Unary__client_unary(channel, NULL, &opts,
+                                                     on_unary, &r),
            UVG_EINVAL);
-  CHECK_EQ(uvg__test__v1__Kinds__Unary__client_unary(channel, &req, &opts, NULL, &r),
-           UVG_EINVAL);
+  CHECK_EQ(
+      uvg__test__v1__Kinds__Unary__client_unary(channel, &req, &opts, NULL, &r),
+      UVG_EINVAL);
 }
 
 /* The request is valid until on_done: the handler answers 20 ms later. */
@@ -387,7 +404,9 @@ static void test_answer_later(void) {
   inner_t req = UVG__TEST__V1__OUTER__INNER__INIT;
   req.value = 1;
   req.text = "later";
-  CHECK_EQ(uvg__test__v1__Kinds__Unary__client_unary(channel, &req, &opts, on_unary, &r), 0);
+  CHECK_EQ(uvg__test__v1__Kinds__Unary__client_unary(channel, &req, &opts,
+                                                     on_unary, &r),
+           0);
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.code, UVG_STATUS_OK);
   CHECK_EQ(r.value, 2);
@@ -421,10 +440,14 @@ static void test_unary_call_object(void) {
   req.value = 7;
   req.text = "md";
   const uvg_metadata_t md = {"x-echo", (const uint8_t *)"yes", 3};
-  uvg_client_call_options_t o = {.timeout_ms = 5000, .metadata = &md, .nmetadata = 1};
-  static const uvg__test__v1__Kinds__Unary__client_cbs_t cbs = {unary_md, unary_status};
+  uvg_client_call_options_t o = {
+      .timeout_ms = 5000, .metadata = &md, .nmetadata = 1};
+  static const uvg__test__v1__Kinds__Unary__client_cbs_t cbs = {unary_md,
+                                                                unary_status};
   uvg__test__v1__Kinds__Unary__client_call_t *call = NULL;
-  CHECK_EQ(uvg__test__v1__Kinds__Unary__client_start(channel, &req, &o, &cbs, &r, &call), 0);
+  CHECK_EQ(uvg__test__v1__Kinds__Unary__client_start(channel, &req, &o, &cbs,
+                                                     &r, &call),
+           0);
   CHECK(call != NULL);
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.code, UVG_STATUS_OK);
@@ -456,7 +479,9 @@ static void test_server_streaming(void) {
   static const uvg__test__v1__Kinds__Fan__client_cbs_t cbs = {NULL, fan_message,
                                                               fan_status};
   uvg__test__v1__Kinds__Fan__client_call_t *call;
-  CHECK_EQ(uvg__test__v1__Kinds__Fan__client_start(channel, &req, &opts, &cbs, &r, &call), 0);
+  CHECK_EQ(uvg__test__v1__Kinds__Fan__client_start(channel, &req, &opts, &cbs,
+                                                   &r, &call),
+           0);
   CHECK_EQ(uvg__test__v1__Kinds__Fan__client_read(call), 0);
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.code, UVG_STATUS_OK);
@@ -472,7 +497,9 @@ static void test_cancel(void) {
                                                               fan_status};
   uvg__test__v1__Kinds__Fan__client_call_t *call;
   int cancels = srv_cancelled;
-  CHECK_EQ(uvg__test__v1__Kinds__Fan__client_start(channel, &req, &opts, &cbs, &r, &call), 0);
+  CHECK_EQ(uvg__test__v1__Kinds__Fan__client_start(channel, &req, &opts, &cbs,
+                                                   &r, &call),
+           0);
   wait_ms(loop, 50);
   CHECK_EQ(uvg__test__v1__Kinds__Fan__client_cancel(call), 0);
   CHECK(wait_count(loop, &r.done, 1, 5000));
@@ -481,7 +508,8 @@ static void test_cancel(void) {
 }
 
 static void sum_status(uvg__test__v1__Kinds__Sum__client_call_t *call,
-                       const uvg_status_t *st, const Uvg__Test__V1__Total *reply,
+                       const uvg_status_t *st,
+                       const Uvg__Test__V1__Total *reply,
                        const uvg_metadata_t *trailers, size_t n, void *ud) {
   result_t *r = ud;
   (void)call;
@@ -498,11 +526,14 @@ static void test_client_streaming(void) {
   result_t r = {0};
   static const uvg__test__v1__Kinds__Sum__client_cbs_t cbs = {NULL, sum_status};
   uvg__test__v1__Kinds__Sum__client_call_t *call;
-  CHECK_EQ(uvg__test__v1__Kinds__Sum__client_start(channel, &opts, &cbs, &r, &call), 0);
+  CHECK_EQ(
+      uvg__test__v1__Kinds__Sum__client_start(channel, &opts, &cbs, &r, &call),
+      0);
   for (int i = 1; i <= 4; i++) {
     inner_t m = UVG__TEST__V1__OUTER__INNER__INIT;
     m.value = i * 100;
-    CHECK_EQ(uvg__test__v1__Kinds__Sum__client_send(call, &m, 0, NULL, NULL), 0);
+    CHECK_EQ(uvg__test__v1__Kinds__Sum__client_send(call, &m, 0, NULL, NULL),
+             0);
   }
   CHECK_EQ(uvg__test__v1__Kinds__Sum__client_half_close(call), 0);
   CHECK(wait_count(loop, &r.done, 1, 5000));
@@ -528,7 +559,9 @@ static void chat_msg(uvg__test__v1__Kinds__Chat__client_call_t *call,
     m.value = r->count + 1;
     m.text = "again";
     /* With a callback: packed once, sent without a copy. */
-    CHECK_EQ(uvg__test__v1__Kinds__Chat__client_send(call, &m, 0, chat_sent, NULL), 0);
+    CHECK_EQ(
+        uvg__test__v1__Kinds__Chat__client_send(call, &m, 0, chat_sent, NULL),
+        0);
     uvg__test__v1__Kinds__Chat__client_read(call);
   } else {
     uvg__test__v1__Kinds__Chat__client_half_close(call);
@@ -550,7 +583,9 @@ static void test_bidi(void) {
                                                                chat_status};
   uvg__test__v1__Kinds__Chat__client_call_t *call;
   chat_sent_cbs = 0;
-  CHECK_EQ(uvg__test__v1__Kinds__Chat__client_start(channel, &opts, &cbs, &r, &call), 0);
+  CHECK_EQ(
+      uvg__test__v1__Kinds__Chat__client_start(channel, &opts, &cbs, &r, &call),
+      0);
   inner_t m = UVG__TEST__V1__OUTER__INNER__INIT;
   m.value = 1;
   m.text = "first";
@@ -570,7 +605,8 @@ static void on_point(const uvg_status_t *st, const Uvg__Test__Common__Point *p,
   keep_status(r, st);
 }
 
-static void on_total(const uvg_status_t *st, const Uvg__Test__V1__Total *t, void *ud) {
+static void on_total(const uvg_status_t *st, const Uvg__Test__V1__Total *t,
+                     void *ud) {
   result_t *r = ud;
   CHECK(t == NULL);
   keep_status(r, st);
@@ -581,7 +617,9 @@ static void test_types_and_services(void) {
   Uvg__Test__Common__Point p = UVG__TEST__COMMON__POINT__INIT;
   p.x = 3;
   p.y = 4;
-  CHECK_EQ(uvg__test__v1__Kinds__Shared__client_unary(channel, &p, &opts, on_point, &r), 0);
+  CHECK_EQ(uvg__test__v1__Kinds__Shared__client_unary(channel, &p, &opts,
+                                                      on_point, &r),
+           0);
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.code, UVG_STATUS_OK);
   CHECK_EQ(r.value, 4003);
@@ -589,7 +627,9 @@ static void test_types_and_services(void) {
   /* The second service of the file: its handler is NULL. */
   memset(&r, 0, sizeof(r));
   Uvg__Test__V1__Total t = UVG__TEST__V1__TOTAL__INIT;
-  CHECK_EQ(uvg__test__v1__Other__Ping__client_unary(channel, &t, &opts, on_total, &r), 0);
+  CHECK_EQ(uvg__test__v1__Other__Ping__client_unary(channel, &t, &opts,
+                                                    on_total, &r),
+           0);
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.code, UVG_STATUS_UNIMPLEMENTED);
   CHECK_STR(r.message, "method Ping not implemented");
@@ -600,7 +640,8 @@ static void on_ping(const uvg_status_t *st, const Ping *p, void *ud) {
   if (p != NULL) snprintf(r->text, sizeof(r->text), "%s", p->text);
   keep_status(r, st);
 }
-static void on_empty(const uvg_status_t *st, const Google__Protobuf__Empty *e, void *ud) {
+static void on_empty(const uvg_status_t *st, const Google__Protobuf__Empty *e,
+                     void *ud) {
   CHECK(e != NULL);
   keep_status(ud, st);
 }
@@ -626,22 +667,23 @@ static void on_kw(const uvg_status_t *st, const Kw__ServerT *m, void *ud) {
   if (m != NULL) r->value = m->default_;
   keep_status(r, st);
 }
-static void kw_class_msg(kw__switch__class__client_call_t *call, const Kw__ServerT *m,
-                         void *ud) {
+static void kw_class_msg(kw__switch__class__client_call_t *call,
+                         const Kw__ServerT *m, void *ud) {
   result_t *r = ud;
   r->value = m->default_;
   kw__switch__class__client_read(call);
 }
-static void kw_class_status(kw__switch__class__client_call_t *call, const uvg_status_t *st,
-                            const uvg_metadata_t *t, size_t n, void *ud) {
+static void kw_class_status(kw__switch__class__client_call_t *call,
+                            const uvg_status_t *st, const uvg_metadata_t *t,
+                            size_t n, void *ud) {
   (void)call;
   (void)t;
   (void)n;
   keep_status(ud, st);
 }
-static void kw_errno_status(kw__switch__errno__client_call_t *call, const uvg_status_t *st,
-                            const Kw__ServerT *reply, const uvg_metadata_t *t, size_t n,
-                            void *ud) {
+static void kw_errno_status(kw__switch__errno__client_call_t *call,
+                            const uvg_status_t *st, const Kw__ServerT *reply,
+                            const uvg_metadata_t *t, size_t n, void *ud) {
   result_t *r = ud;
   (void)call;
   (void)t;
@@ -649,14 +691,15 @@ static void kw_errno_status(kw__switch__errno__client_call_t *call, const uvg_st
   if (reply != NULL) r->value = reply->default_;
   keep_status(r, st);
 }
-static void kw_unix_msg_c(kw__switch__unix__client_call_t *call, const Kw__ServerT *m,
-                          void *ud) {
+static void kw_unix_msg_c(kw__switch__unix__client_call_t *call,
+                          const Kw__ServerT *m, void *ud) {
   result_t *r = ud;
   r->value = m->default_;
   kw__switch__unix__client_half_close(call);
 }
-static void kw_unix_status(kw__switch__unix__client_call_t *call, const uvg_status_t *st,
-                           const uvg_metadata_t *t, size_t n, void *ud) {
+static void kw_unix_status(kw__switch__unix__client_call_t *call,
+                           const uvg_status_t *st, const uvg_metadata_t *t,
+                           size_t n, void *ud) {
   (void)call;
   (void)t;
   (void)n;
@@ -672,7 +715,8 @@ static void test_keywords(void) {
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.value, 107);
   memset(&r, 0, sizeof(r));
-  CHECK_EQ(kw__switch__register__client_unary(channel, &m, &opts, on_kw, &r), 0);
+  CHECK_EQ(kw__switch__register__client_unary(channel, &m, &opts, on_kw, &r),
+           0);
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.value, 108);
   memset(&r, 0, sizeof(r));
@@ -684,7 +728,8 @@ static void test_keywords(void) {
   static const kw__switch__class__client_cbs_t ccbs = {NULL, kw_class_msg,
                                                        kw_class_status};
   kw__switch__class__client_call_t *cc;
-  CHECK_EQ(kw__switch__class__client_start(channel, &m, &opts, &ccbs, &r, &cc), 0);
+  CHECK_EQ(kw__switch__class__client_start(channel, &m, &opts, &ccbs, &r, &cc),
+           0);
   kw__switch__class__client_read(cc);
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.code, UVG_STATUS_OK);
@@ -728,15 +773,18 @@ static void test_same_names(void) {
   One__Msg m1 = ONE__MSG__INIT;
   Two__Msg m2 = TWO__MSG__INIT;
   m1.from = m2.from = "x";
-  CHECK_EQ(one__Greeter__Hello__client_unary(channel, &m1, &opts, on_one, &a), 0);
-  CHECK_EQ(two__Greeter__Hello__client_unary(channel, &m2, &opts, on_two, &b), 0);
+  CHECK_EQ(one__Greeter__Hello__client_unary(channel, &m1, &opts, on_one, &a),
+           0);
+  CHECK_EQ(two__Greeter__Hello__client_unary(channel, &m2, &opts, on_two, &b),
+           0);
   CHECK(wait_count(loop, &b.done, 1, 5000));
   CHECK(wait_count(loop, &a.done, 1, 5000));
   CHECK_STR(a.text, "one:x");
   CHECK_STR(b.text, "two:x");
 }
 
-static void on_raw(const uvg_status_t *st, const uint8_t *reply, size_t len, void *ud) {
+static void on_raw(const uvg_status_t *st, const uint8_t *reply, size_t len,
+                   void *ud) {
   (void)reply;
   (void)len;
   keep_status(ud, st);
@@ -755,7 +803,8 @@ static void test_undecodable(void) {
 
   memset(&r, 0, sizeof(r));
   Two__Msg m = TWO__MSG__INIT;
-  CHECK_EQ(two__Greeter__Hello__client_unary(raw_channel, &m, &opts, on_two, &r), 0);
+  CHECK_EQ(
+      two__Greeter__Hello__client_unary(raw_channel, &m, &opts, on_two, &r), 0);
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.code, UVG_STATUS_INTERNAL);
   CHECK_STR(r.message, "grpc: failed to unmarshal the received message");
@@ -764,7 +813,9 @@ static void test_undecodable(void) {
   memset(&r, 0, sizeof(r));
   Uvg__Test__V1__Total t = UVG__TEST__V1__TOTAL__INIT;
   t.count = 1;
-  CHECK_EQ(uvg__test__v1__Other__Ping__client_unary(raw_channel, &t, &opts, on_total, &r), 0);
+  CHECK_EQ(uvg__test__v1__Other__Ping__client_unary(raw_channel, &t, &opts,
+                                                    on_total, &r),
+           0);
   CHECK(wait_count(loop, &r.done, 1, 5000));
   CHECK_EQ(r.code, UVG_STATUS_INTERNAL);
 }
@@ -812,7 +863,8 @@ static void *counting_realloc(void *p, size_t n) {
   return realloc(p, n);
 }
 
-static void on_count(const uvg_status_t *st, const Uvg__Test__V1__Total *t, void *ud) {
+static void on_count(const uvg_status_t *st, const Uvg__Test__V1__Total *t,
+                     void *ud) {
   result_t *r = ud;
   if (t != NULL) {
     r->count = t->count;
@@ -839,8 +891,8 @@ static long allocations_of_count(size_t n) {
   for (int round = 0; round < 3; round++) {
     result_t r = {0};
     long before = allocations;
-    CHECK_EQ(uvg__test__v1__Other__Count__client_unary(channel, &req, &opts, on_count,
-                                                       &r),
+    CHECK_EQ(uvg__test__v1__Other__Count__client_unary(channel, &req, &opts,
+                                                       on_count, &r),
              0);
     CHECK(wait_count(loop, &r.done, 1, 5000));
     CHECK_EQ(r.code, UVG_STATUS_OK);
@@ -858,8 +910,8 @@ static long allocations_of_count(size_t n) {
 static void test_decode_allocations(void) {
   long one = allocations_of_count(1);
   long many = allocations_of_count(400);
-  fprintf(stderr, "  allocations per call: %ld with 1 item, %ld with 400\n", one,
-          many);
+  fprintf(stderr, "  allocations per call: %ld with 1 item, %ld with 400\n",
+          one, many);
   CHECK(many - one < 20);
 }
 

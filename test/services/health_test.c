@@ -56,8 +56,8 @@ static int check(const char *service) {
   uint8_t buf[64];
   check_t c = {0};
   uvg_client_call_options_t opts = {.timeout_ms = 5000};
-  CHECK_EQ(uvg_channel_unary(channel, CHECK_PATH, buf, encode_request(service, buf),
-                             &opts, on_check, &c),
+  CHECK_EQ(uvg_channel_unary(channel, CHECK_PATH, buf,
+                             encode_request(service, buf), &opts, on_check, &c),
            0);
   CHECK(wait_count(loop, &c.done, 1, 5000));
   return c.code == UVG_STATUS_OK ? c.status : -(int)c.code;
@@ -72,8 +72,8 @@ typedef struct {
   uvg_status_code_t code;
 } watch_t;
 
-static void watch_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
-                          void *ud) {
+static void watch_message(uvg_client_call_t *call, const uint8_t *msg,
+                          size_t len, void *ud) {
   watch_t *w = ud;
   if (w->ngot < 64) w->got[w->ngot++] = decode_status(msg, len);
   if (w->reading) uvg_client_call_read(call);
@@ -95,9 +95,10 @@ static void watch(watch_t *w, const char *service, int reading) {
   memset(w, 0, sizeof(*w));
   w->reading = reading;
   uvg_client_call_options_t opts = {.timeout_ms = 20000};
-  CHECK_EQ(uvg_client_call_start(channel, WATCH_PATH, &opts, &cbs, w, &w->call), 0);
-  CHECK_EQ(uvg_client_call_send(w->call, buf, encode_request(service, buf), 0, NULL,
-                                NULL),
+  CHECK_EQ(uvg_client_call_start(channel, WATCH_PATH, &opts, &cbs, w, &w->call),
+           0);
+  CHECK_EQ(uvg_client_call_send(w->call, buf, encode_request(service, buf), 0,
+                                NULL, NULL),
            0);
   CHECK_EQ(uvg_client_call_half_close(w->call), 0);
   if (reading) uvg_client_call_read(w->call);
@@ -110,13 +111,13 @@ static void setup(void) {
   CHECK_EQ(uvg_health_add(server, &health), 0);
   uvg_health_t *again;
   CHECK_EQ(uvg_health_add(server, &again), UVG_EEXIST);
-  CHECK_EQ(uvg_server_listen(server, "127.0.0.1:0", uvg_insecure_server_credentials(),
-                             &port),
+  CHECK_EQ(uvg_server_listen(server, "127.0.0.1:0",
+                             uvg_insecure_server_credentials(), &port),
            0);
   char target[64];
   snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-  CHECK_EQ(uvg_channel_new(loop, target, uvg_insecure_channel_credentials(), NULL,
-                           &channel),
+  CHECK_EQ(uvg_channel_new(loop, target, uvg_insecure_channel_credentials(),
+                           NULL, &channel),
            0);
 }
 

@@ -56,7 +56,8 @@ int main(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   uv_loop_t *loop = uv_default_loop();
-  static const uvg__test__v1__Kinds__server_t kinds = {.Unary = {.on_call = unary}};
+  static const uvg__test__v1__Kinds__server_t kinds = {
+      .Unary = {.on_call = unary}};
   static const uvg__test__v1__Other__server_t other = {0};
   static const Echo__server_t echo = {.Say = {.on_call = say}};
   uvg_health_t *health;
@@ -68,8 +69,10 @@ int main(int argc, char **argv) {
       (err = uvg__test__v1__Other__register(server, &other, NULL)) != 0 ||
       (err = Echo__register(server, &echo, NULL)) != 0 ||
       (err = uvg_health_add(server, &health)) != 0 ||
-      (err = uvg_health_set(health, "uvg.test.v1.Kinds", UVG_HEALTH_SERVING)) != 0 ||
-      (err = uvg_health_set(health, "uvg.test.v1.Other", UVG_HEALTH_NOT_SERVING)) != 0 ||
+      (err = uvg_health_set(health, "uvg.test.v1.Kinds", UVG_HEALTH_SERVING)) !=
+          0 ||
+      (err = uvg_health_set(health, "uvg.test.v1.Other",
+                            UVG_HEALTH_NOT_SERVING)) != 0 ||
       (err = uvg_reflection_add(server)) != 0 ||
       (err = uvg_server_listen(server, addr, uvg_insecure_server_credentials(),
                                &bound)) != 0) {

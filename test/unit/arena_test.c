@@ -1,9 +1,10 @@
 /* The arena: alignment, growth, reset keeping the first block, a caller's
  * block, and failure when the allocator fails. */
+#include "arena.h"
+
 #include <stdalign.h>
 #include <stdint.h>
 
-#include "arena.h"
 #include "test.h"
 
 static int fail_after = -1, mallocs;

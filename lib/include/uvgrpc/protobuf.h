@@ -103,7 +103,8 @@ UVG_EXTERN void *uvg_call_alloc(uvg_call_t *call, size_t size);
  * library's, sent without a further copy and freed when `cb` runs. Either
  * way `msg` is free to change once this returns. `flags`: 0 or
  * UVG_SEND_NO_COMPRESS. Returns what uvg_call_send() returns. */
-UVG_EXTERN int uvg_call_send_message(uvg_call_t *call, const ProtobufCMessage *msg,
+UVG_EXTERN int uvg_call_send_message(uvg_call_t *call,
+                                     const ProtobufCMessage *msg,
                                      unsigned flags, uvg_send_cb cb,
                                      void *user_data);
 
@@ -121,16 +122,16 @@ UVG_EXTERN const void *uvg_call_service_impl(const uvg_call_t *call);
 /* For generated code: decodes the request of a unary or server-streaming
  * call into the call's arena; it stays valid until on_done returns. On
  * malformed bytes the call is finished with INTERNAL and NULL returned. */
-UVG_EXTERN const ProtobufCMessage *
-uvg_call_decode_request(uvg_call_t *call, const ProtobufCMessageDescriptor *desc,
-                        const uint8_t *msg, size_t len);
+UVG_EXTERN const ProtobufCMessage *uvg_call_decode_request(
+    uvg_call_t *call, const ProtobufCMessageDescriptor *desc,
+    const uint8_t *msg, size_t len);
 
 /* For generated code: decodes one message of a streaming request; it is
  * valid until the next one is decoded (so during on_message), which reuses
  * its memory. On malformed bytes as above. */
-UVG_EXTERN const ProtobufCMessage *
-uvg_call_decode_message(uvg_call_t *call, const ProtobufCMessageDescriptor *desc,
-                        const uint8_t *msg, size_t len);
+UVG_EXTERN const ProtobufCMessage *uvg_call_decode_message(
+    uvg_call_t *call, const ProtobufCMessageDescriptor *desc,
+    const uint8_t *msg, size_t len);
 
 /* ---------------------------------------------------------------------------
  * Client
@@ -160,8 +161,8 @@ typedef struct {
                      const void *cbs, void *user_data);
   void (*on_status)(uvg_client_call_t *call, const uvg_status_t *status,
                     const ProtobufCMessage *reply,
-                    const uvg_metadata_t *trailers, size_t n,
-                    const void *cbs, void *user_data);
+                    const uvg_metadata_t *trailers, size_t n, const void *cbs,
+                    void *user_data);
 } uvg_pb_client_tramp_t;
 
 /* For generated code: starts a call of `method` (see
@@ -174,14 +175,11 @@ typedef struct {
  * `cbs_size` bytes of `cbs` are copied. `out` may be NULL.
  * Returns 0 (on_status will run once) or what uvg_client_call_start()
  * returns (no callback will run). */
-UVG_EXTERN int uvg_client_call_start_pb(uvg_channel_t *channel,
-                                        const uvg_pb_method_t *method,
-                                        const ProtobufCMessage *req,
-                                        const uvg_client_call_options_t *opts,
-                                        const uvg_pb_client_tramp_t *tramp,
-                                        const void *cbs, size_t cbs_size,
-                                        void *user_data,
-                                        uvg_client_call_t **out);
+UVG_EXTERN int uvg_client_call_start_pb(
+    uvg_channel_t *channel, const uvg_pb_method_t *method,
+    const ProtobufCMessage *req, const uvg_client_call_options_t *opts,
+    const uvg_pb_client_tramp_t *tramp, const void *cbs, size_t cbs_size,
+    void *user_data, uvg_client_call_t **out);
 
 #ifdef __cplusplus
 }
