@@ -11,6 +11,9 @@ packages=(
   gcc g++ pkg-config meson ninja-build valgrind
   libuv1-dev libnghttp2-dev zlib1g-dev libjansson-dev libprotobuf-c-dev
   protobuf-c-compiler
+  # protoc-gen-uvgrpc reads descriptor.proto (libprotobuf-dev) and
+  # compiler/plugin.proto (libprotoc-dev) with protobuf-c
+  libprotobuf-dev libprotoc-dev
   # the interop tests and the demo's client: Python grpcio and its messages
   grpc-proto python3-grpcio python3-protobuf protobuf-compiler
   "$@"
@@ -44,6 +47,8 @@ done
 /usr/bin/python3 -c 'import grpc, google.protobuf' 2>/dev/null ||
   absent+=("/usr/bin/python3 with grpc and google.protobuf")
 [ -d /usr/share/grpc-proto/grpc/testing ] || absent+=("/usr/share/grpc-proto")
+[ -f /usr/include/google/protobuf/compiler/plugin.proto ] ||
+  absent+=("/usr/include/google/protobuf/compiler/plugin.proto")
 if [ ${#absent[@]} -gt 0 ]; then
   printf 'deps.sh: missing after installing: %s\n' "${absent[@]}" >&2
   exit 1

@@ -179,17 +179,22 @@ static void end_call(uvg_client_call_t *c, uvg_status_code_t code,
 
 /* A cancel or a channel close after the server's status, while messages
  * before it wait to be read: the application will not read them. */
-static void abandon(uvg_client_call_t *c, const char *msg) {
+static void abandon_with(uvg_client_call_t *c, uvg_status_code_t code,
+                         const char *msg) {
   if (!c->done) {
-    end_call(c, UVG_STATUS_CANCELLED, msg, 0);
+    end_call(c, code, msg, 0);
   } else if (!c->status_posted) {
     drop_unread(c);
     c->from_server = 0;
-    c->code = UVG_STATUS_CANCELLED;
+    c->code = code;
     uvg__free(c->message);
     c->message = uvg__strdup(msg);
     maybe_post_status(c);
   }
+}
+
+static void abandon(uvg_client_call_t *c, const char *msg) {
+  abandon_with(c, UVG_STATUS_CANCELLED, msg);
 }
 
 static void run_status(void *arg, int status) {
@@ -1031,12 +1036,17 @@ int uvg_client_call_read(uvg_client_call_t *c) {
 }
 
 int uvg_client_call_cancel(uvg_client_call_t *c) {
+  return uvg__client_call_abort(c, UVG_STATUS_CANCELLED, "Cancelled on client");
+}
+
+int uvg__client_call_abort(uvg_client_call_t *c, uvg_status_code_t code,
+                           const char *msg) {
   if (c == NULL) return UVG_EINVAL;
   if (c->status_posted) return UVG_ECANCELED;
   if (!c->attached && !c->done)
-    uvg__ccall_fail(c, UVG_STATUS_CANCELLED, "Cancelled on client");
+    uvg__ccall_fail(c, code, msg);
   else
-    abandon(c, "Cancelled on client");
+    abandon_with(c, code, msg);
   return 0;
 }
 

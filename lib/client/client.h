@@ -212,4 +212,12 @@ int uvg__proxy_setup(const uvg__target_t *t, const char *option, int disabled,
 
 void uvg__proxy_free(uvg__proxy_t *p);
 
+/* ---- client calls (call.c), for what is built on them (lib/pb) ---- */
+
+/* uvg_client_call_cancel() with a status of the caller's: the call ends
+ * with `code` and `msg` (copied) unless it already ended. Returns 0,
+ * UVG_EINVAL or UVG_ECANCELED. */
+int uvg__client_call_abort(uvg_client_call_t *call, uvg_status_code_t code,
+                           const char *msg);
+
 #endif

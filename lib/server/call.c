@@ -66,6 +66,8 @@ struct uvg_call_s {
   uint8_t *final_details; /* grpc-status-details-bin as sent, or NULL */
   size_t final_details_len;
   void *user_data;
+  /* decoded protobuf messages (lib/pb); kept with the call in the pool */
+  uvg__arena_t arena, msg_arena;
 };
 
 typedef struct {
@@ -329,11 +331,15 @@ static void free_call(uvg_call_t *c) {
   uvg__free(c->final_msg);
   uvg__free(c->final_details);
   uvg__free(c->bad_encoding);
+  uvg__arena_reset(&c->arena);
+  uvg__arena_reset(&c->msg_arena);
   s->stats.calls_open--;
   if (s->call_pool_n < CALL_POOL_MAX && !s->closing) {
     uvg__list_push(&s->call_pool, &c->pool_link);
     s->call_pool_n++;
   } else {
+    uvg__arena_free(&c->arena);
+    uvg__arena_free(&c->msg_arena);
     uvg__free(c);
   }
   uvg__server_maybe_closed(s);
@@ -368,6 +374,8 @@ void uvg__server_call_pool_free(uvg_server_t *s) {
   while (!uvg__list_empty(&s->call_pool)) {
     uvg_call_t *c = uvg__container_of(s->call_pool.next, uvg_call_t, pool_link);
     uvg__list_remove(&c->pool_link);
+    uvg__arena_free(&c->arena);
+    uvg__arena_free(&c->msg_arena);
     uvg__free(c);
   }
   s->call_pool_n = 0;
@@ -378,14 +386,22 @@ void uvg__server_call_pool_free(uvg_server_t *s) {
 static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
   uvg_server_t *s = conn->data;
   uvg_call_t *c;
+  uvg__arena_t arena, msg_arena;
   if (!uvg__list_empty(&s->call_pool)) {
     c = uvg__container_of(s->call_pool.next, uvg_call_t, pool_link);
     uvg__list_remove(&c->pool_link);
     s->call_pool_n--;
+    arena = c->arena; /* their first blocks serve the next call */
+    msg_arena = c->msg_arena;
   } else if ((c = uvg__malloc(sizeof(*c))) == NULL) {
     return NULL;
+  } else {
+    uvg__arena_init(&arena);
+    uvg__arena_init(&msg_arena);
   }
   memset(c, 0, sizeof(*c));
+  c->arena = arena;
+  c->msg_arena = msg_arena;
   uvg__work_init(&c->w_call);
   uvg__work_init(&c->w_deliver);
   uvg__list_init(&c->inbox);
@@ -686,6 +702,9 @@ const uvg__conn_cbs_t uvg__server_conn_cbs = {
 /* ---- the public call API ---- */
 
 const char *uvg_call_method(const uvg_call_t *c) { return c->path; }
+const uvg__method_entry_t *uvg__call_entry(const uvg_call_t *c) { return c->method; }
+uvg__arena_t *uvg__call_arena(uvg_call_t *c) { return &c->arena; }
+uvg__arena_t *uvg__call_msg_arena(uvg_call_t *c) { return &c->msg_arena; }
 void *uvg_call_method_data(const uvg_call_t *c) { return c->method->m.method_data; }
 void uvg_call_set_data(uvg_call_t *c, void *data) { c->user_data = data; }
 void *uvg_call_get_data(const uvg_call_t *c) { return c->user_data; }

@@ -94,6 +94,8 @@ int uvg_server_new(uv_loop_t *loop, const uvg_server_options_t *opts,
   s->loop = loop;
   uvg__list_init(&s->listeners);
   uvg__list_init(&s->conns);
+  uvg__list_init(&s->services);
+  uvg__list_init(&s->hooks);
   uvg__list_init(&s->call_pool);
   s->read_buf = uvg__malloc(READ_BUF_LEN);
   int err = s->read_buf ? uvg__sched_acquire(loop, &s->sched) : UVG_ENOMEM;
@@ -182,19 +184,26 @@ static int grow_table(uvg_server_t *s, size_t need) {
   return 0;
 }
 
-static uvg__method_entry_t *entry_new(const uvg_method_t *m) {
+static uvg__method_entry_t *entry_new(const uvg_method_t *m,
+                                      const uvg__service_t *service) {
   size_t len = strlen(m->path);
   uvg__method_entry_t *e = uvg__malloc(sizeof(*e) + len + 1);
   if (e == NULL) return NULL;
   memcpy(e->path, m->path, len + 1);
   e->m = *m;
   e->m.path = e->path;
+  e->service = service;
   e->path_len = len;
   e->service_len = service_len_of(e->path);
   return e;
 }
 
 int uvg_server_register(uvg_server_t *s, const uvg_method_t *methods, size_t n) {
+  return uvg__server_register(s, methods, n, NULL);
+}
+
+int uvg__server_register(uvg_server_t *s, const uvg_method_t *methods,
+                         size_t n, const uvg__service_t *service) {
   if (s == NULL || (methods == NULL && n > 0)) return UVG_EINVAL;
   if (s->closing) return UVG_ECLOSED;
   for (size_t i = 0; i < n; i++) {
@@ -210,7 +219,7 @@ int uvg_server_register(uvg_server_t *s, const uvg_method_t *methods, size_t n) 
   uvg__method_entry_t **batch = uvg__calloc(n, sizeof(*batch));
   if (batch == NULL) return UVG_ENOMEM;
   size_t made = 0;
-  while (made < n && (batch[made] = entry_new(&methods[made])) != NULL) made++;
+  while (made < n && (batch[made] = entry_new(&methods[made], service)) != NULL) made++;
   if (made < n || grow_table(s, s->methods_n + n) != 0) {
     while (made-- > 0) uvg__free(batch[made]);
     uvg__free(batch);
@@ -222,6 +231,11 @@ int uvg_server_register(uvg_server_t *s, const uvg_method_t *methods, size_t n) 
   s->methods_n += n;
   uvg__free(batch);
   return 0;
+}
+
+void uvg__server_add_hook(uvg_server_t *s, uvg__server_hook_t *hook) {
+  uvg__list_push(&s->hooks, &hook->link);
+  if (s->closing && hook->on_close != NULL) hook->on_close(hook);
 }
 
 /* ---- listening and accepting ---- */
@@ -347,6 +361,16 @@ static void finish_close(void *arg, int status) {
   for (size_t i = 0; i < s->methods_cap; i++) uvg__free(s->methods[i]);
   uvg__free(s->methods);
   uvg__free(s->read_buf);
+  while (!uvg__list_empty(&s->hooks)) {
+    uvg__server_hook_t *h = uvg__container_of(s->hooks.next, uvg__server_hook_t, link);
+    uvg__list_remove(&h->link);
+    h->on_free(h);
+  }
+  while (!uvg__list_empty(&s->services)) {
+    uvg__list_t *p = s->services.next;
+    uvg__list_remove(p);
+    uvg__free(uvg__container_of(p, uvg__service_t, link));
+  }
   if (s->close_cb != NULL) s->close_cb(s, s->close_data);
   uvg__free(s);
 }
@@ -367,6 +391,10 @@ static int begin_close(uvg_server_t *s, uvg_server_close_cb cb, void *data) {
   s->closing = 1;
   s->close_cb = cb;
   s->close_data = data;
+  for (uvg__list_t *p = s->hooks.next; p != &s->hooks; p = p->next) {
+    uvg__server_hook_t *h = uvg__container_of(p, uvg__server_hook_t, link);
+    if (h->on_close != NULL) h->on_close(h);
+  }
   for (uvg__list_t *p = s->listeners.next; p != &s->listeners; p = p->next) {
     uvg__server_listener_t *sl = uvg__container_of(p, uvg__server_listener_t, link);
     if (!sl->closing) {

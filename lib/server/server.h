@@ -3,14 +3,36 @@
 #ifndef UVG_SERVER_SERVER_H
 #define UVG_SERVER_SERVER_H
 
+#include "../../loop/arena.h"
 #include "../rpc/rpc.h"
+#include "uvgrpc/protobuf.h"
 #include "../../loop/listener.h"
 #include "../transport/conn.h"
+
+/* A service added with uvg_server_add_service(): what its generated
+ * handlers need (the typed handler struct, copied) and what reflection
+ * lists. Freed with the server. */
+typedef struct {
+  uvg__list_t link; /* server->services, in the order added */
+  const uvg_pb_service_t *desc;
+  void *data;
+  max_align_t impl[]; /* desc->impl_size bytes */
+} uvg__service_t;
+
+/* Something of the library's that lives and dies with a server (the health
+ * service): told when the server begins to close and when it is freed.
+ * Embedded in its owner. */
+typedef struct uvg__server_hook_s {
+  uvg__list_t link;
+  void (*on_close)(struct uvg__server_hook_s *hook); /* may be NULL */
+  void (*on_free)(struct uvg__server_hook_s *hook);
+} uvg__server_hook_t;
 
 /* One registered method, allocated on its own: calls in flight point at
  * it, so it never moves while the server lives, however the table grows. */
 typedef struct {
   uvg_method_t m; /* m.path points at `path` */
+  const uvg__service_t *service; /* NULL unless added as a service */
   size_t path_len;
   size_t service_len; /* "/pkg.Service" */
   char path[];        /* our copy, NUL-terminated */
@@ -36,6 +58,8 @@ struct uvg_server_s {
   size_t methods_cap, methods_n;
   uvg__list_t listeners;
   uvg__list_t conns;
+  uvg__list_t services; /* uvg__service_t */
+  uvg__list_t hooks;    /* uvg__server_hook_t */
   uvg__list_t call_pool; /* released calls kept for reuse */
   size_t call_pool_n;
   uint8_t *read_buf;
@@ -58,6 +82,11 @@ const uvg__method_entry_t *uvg__server_find(const uvg_server_t *s,
 /* 1 if some registered method's path starts with this "/Service/". */
 int uvg__server_has_service(const uvg_server_t *s, const char *path,
                             size_t service_len);
+/* uvg_server_register() for the methods of `service` (may be NULL). */
+int uvg__server_register(uvg_server_t *s, const uvg_method_t *methods,
+                         size_t n, const uvg__service_t *service);
+/* Adds `hook`; its on_close runs at once if the server is closing. */
+void uvg__server_add_hook(uvg_server_t *s, uvg__server_hook_t *hook);
 /* Re-checks whether a closing server can complete. */
 void uvg__server_maybe_closed(uvg_server_t *s);
 
@@ -65,5 +94,13 @@ void uvg__server_maybe_closed(uvg_server_t *s);
 extern const uvg__conn_cbs_t uvg__server_conn_cbs;
 /* Frees the calls kept for reuse. */
 void uvg__server_call_pool_free(uvg_server_t *s);
+
+/* A call's registered method. */
+const uvg__method_entry_t *uvg__call_entry(const uvg_call_t *c);
+/* A call's arenas: `arena` lives as long as the call, `msg_arena` holds
+ * the one streamed request message being handed over. Both are reset when
+ * the call is released. */
+uvg__arena_t *uvg__call_arena(uvg_call_t *c);
+uvg__arena_t *uvg__call_msg_arena(uvg_call_t *c);
 
 #endif

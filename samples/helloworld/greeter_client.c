@@ -4,35 +4,29 @@
  *   greeter_client --target 127.0.0.1:50051 --name world [--count N]
  *
  * Everything happens in callbacks on one libuv loop: the channel connects
- * on the first call, each reply arrives in on_reply, and once the last
- * one is in the channel is closed, which lets uv_run() return.
+ * on the first call, each reply arrives decoded in on_reply, and once the
+ * last one is in the channel is closed, which lets uv_run() return.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uvgrpc.h>
 
-#include "helloworld.pb-c.h"
+#include "helloworld.uvgrpc.h"
 
 static uvg_channel_t *channel;
 static int outstanding, failed;
 
-static void on_reply(const uvg_status_t *status, const uint8_t *reply, size_t len,
-                     void *user_data) {
+/* `reply` is NULL unless the status is OK; both live during the callback. */
+static void on_reply(const uvg_status_t *status,
+                     const Helloworld__HelloReply *reply, void *user_data) {
   (void)user_data;
   if (status->code != UVG_STATUS_OK) {
-    fprintf(stderr, "greeter_client: %s: %s\n", uvg_status_code_name(status->code),
-            status->message);
+    fprintf(stderr, "greeter_client: %s: %s\n",
+            uvg_status_code_name(status->code), status->message);
     failed = 1;
   } else {
-    Helloworld__HelloReply *r = helloworld__hello_reply__unpack(NULL, len, reply);
-    if (r == NULL) {
-      fprintf(stderr, "greeter_client: cannot parse HelloReply\n");
-      failed = 1;
-    } else {
-      printf("Greeter client received: %s\n", r->message);
-      helloworld__hello_reply__free_unpacked(r, NULL);
-    }
+    printf("Greeter client received: %s\n", reply->message);
   }
   if (--outstanding == 0) uvg_channel_close(channel, NULL, NULL);
 }
@@ -52,36 +46,33 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
       count = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: %s [--target T | --port N] [--name S] [--count N]\n",
+      fprintf(stderr,
+              "usage: %s [--target T | --port N] [--name S] [--count N]\n",
               argv[0]);
       return 2;
     }
   }
   uv_loop_t *loop = uv_default_loop();
-  int err = uvg_channel_new(loop, target, uvg_insecure_channel_credentials(), NULL,
-                            &channel);
+  int err = uvg_channel_new(loop, target, uvg_insecure_channel_credentials(),
+                            NULL, &channel);
   if (err != 0) {
     fprintf(stderr, "greeter_client: %s: %s\n", target, uvg_strerror(err));
     return 1;
   }
   Helloworld__HelloRequest req = HELLOWORLD__HELLO_REQUEST__INIT;
   req.name = (char *)name;
-  size_t size = helloworld__hello_request__get_packed_size(&req);
-  uint8_t *buf = malloc(size ? size : 1);
-  if (buf == NULL) return 1;
-  helloworld__hello_request__pack(&req, buf);
   /* A deadline on every call: a server that is not there fails it in 5 s. */
   uvg_client_call_options_t opts = {.timeout_ms = 5000, .wait_for_ready = 1};
   for (int i = 0; i < count; i++) {
-    err = uvg_channel_unary(channel, "/helloworld.Greeter/SayHello", buf, size,
-                            &opts, on_reply, NULL);
+    /* The request is packed and copied before this returns. */
+    err = helloworld__Greeter__SayHello__client_unary(channel, &req, &opts,
+                                                      on_reply, NULL);
     if (err != 0) {
       fprintf(stderr, "greeter_client: %s\n", uvg_strerror(err));
       return 1;
     }
     outstanding++;
   }
-  free(buf); /* the request was copied */
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   return failed;

@@ -1,7 +1,7 @@
 /*
  * The gRPC interop test client (grpc/grpc doc/interop-test-descriptions.md,
- * "Client") for grpc.testing.TestService, on the uvgrpc channel API with
- * protobuf-c messages.
+ * "Client") for grpc.testing.TestService, on the typed stubs that
+ * protoc-gen-uvgrpc writes for grpc-proto's test.proto.
  *
  *   interop_client --server_port=N [--server_host=HOST]
  *                  [--server_host_override=NAME] [--test_case=NAME|all]
@@ -36,10 +36,7 @@
 #include <string.h>
 #include <uvgrpc.h>
 
-#include "grpc/testing/empty.pb-c.h"
-#include "grpc/testing/messages.pb-c.h"
-
-#define SVC "/grpc.testing.TestService/"
+#include "grpc/testing/test.uvgrpc.h"
 #define ECHO_INITIAL "x-grpc-test-echo-initial"
 #define ECHO_INITIAL_VALUE "test_initial_metadata_value"
 #define ECHO_TRAILING "x-grpc-test-echo-trailing-bin"
@@ -489,7 +486,7 @@ static const char *tap_flags(const tap_t *t, int dir, char *buf, size_t cap) {
 typedef struct {
   case_t *k;
   const char *what;        /* names the RPC in failure reasons */
-  uvg_client_call_t *call; /* from start until on_status */
+  uvg_client_call_t *call; /* from start until on_status (the typed call's raw) */
   const ProtobufCMessageDescriptor *response_type;
   ProtobufCMessage *msgs[MAX_MSGS]; /* responses, unpacked (NULL: invalid) */
   size_t msg_len[MAX_MSGS];         /* their serialized sizes */
@@ -652,15 +649,26 @@ static void rpc_metadata(uvg_client_call_t *call, const uvg_metadata_t *md,
     r->echo_initial = xstrndup((const char *)m->value, m->value_len);
 }
 
-static void rpc_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
-                        void *user_data) {
-  rpc_t *r = user_data;
+/* Keeps a copy of response `m`: the stubs hand it over for the callback
+ * only, and the cases look at it later. */
+static void keep_message(rpc_t *r, const ProtobufCMessage *m) {
   if (r->nmsgs < MAX_MSGS) {
-    r->msgs[r->nmsgs] =
-        protobuf_c_message_unpack(r->response_type, NULL, len, msg);
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = xmalloc(len);
+    protobuf_c_message_pack(m, buf);
+    r->msgs[r->nmsgs] = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
     r->msg_len[r->nmsgs] = len;
+    free(buf);
   }
   r->nmsgs++;
+}
+
+/* A response of a method with streamed responses: kept, the next asked
+ * for. */
+static void rpc_message(uvg_client_call_t *call, const ProtobufCMessage *m,
+                        void *user_data) {
+  rpc_t *r = user_data;
+  keep_message(r, m);
   uvg_client_call_read(call);
   step(r->k);
 }
@@ -686,14 +694,125 @@ static void rpc_status(uvg_client_call_t *call, const uvg_status_t *status,
   maybe_release(k);
 }
 
-static const uvg_client_call_cbs_t rpc_cbs = {rpc_metadata, rpc_message,
-                                              rpc_status};
+/* ---- the methods, each through its generated stub ----
+ *
+ * Each method's typed callbacks hand what they get to the ones above; a
+ * method with one response gets it with its status. */
 
-/* Starts `method` as k->rpc[i], reading every response. `o` may be NULL.
- * Returns 0, or fails the case. */
-static int rpc_start(case_t *k, int i, const char *what, const char *method,
-                     const ProtobufCMessageDescriptor *response_type,
-                     const uvg_client_call_options_t *o) {
+#define TYPED(svc, m) grpc__testing__##svc##__##m
+
+#define SINGLE_RESPONSE_CBS(svc, m, resp_t)                                   \
+  static void svc##_##m##_metadata(TYPED(svc, m##__client_call_t) * c,        \
+                                   const uvg_metadata_t *md, size_t n,        \
+                                   void *ud) {                                \
+    rpc_metadata(TYPED(svc, m##__client_raw)(c), md, n, ud);                  \
+  }                                                                           \
+  static void svc##_##m##_status(TYPED(svc, m##__client_call_t) * c,          \
+                                 const uvg_status_t *st, const resp_t *reply, \
+                                 const uvg_metadata_t *t, size_t n,          \
+                                 void *ud) {                                  \
+    if (reply != NULL) keep_message(ud, (const ProtobufCMessage *)reply);     \
+    rpc_status(TYPED(svc, m##__client_raw)(c), st, t, n, ud);                \
+  }                                                                           \
+  static const TYPED(svc, m##__client_cbs_t)                                  \
+      svc##_##m##_cbs = {svc##_##m##_metadata, svc##_##m##_status};
+
+#define STREAMED_RESPONSE_CBS(svc, m, resp_t)                                 \
+  static void svc##_##m##_metadata(TYPED(svc, m##__client_call_t) * c,        \
+                                   const uvg_metadata_t *md, size_t n,        \
+                                   void *ud) {                                \
+    rpc_metadata(TYPED(svc, m##__client_raw)(c), md, n, ud);                  \
+  }                                                                           \
+  static void svc##_##m##_message(TYPED(svc, m##__client_call_t) * c,         \
+                                  const resp_t *msg, void *ud) {              \
+    rpc_message(TYPED(svc, m##__client_raw)(c), (const ProtobufCMessage *)msg, \
+                ud);                                                          \
+  }                                                                           \
+  static void svc##_##m##_status(TYPED(svc, m##__client_call_t) * c,          \
+                                 const uvg_status_t *st,                      \
+                                 const uvg_metadata_t *t, size_t n,          \
+                                 void *ud) {                                  \
+    rpc_status(TYPED(svc, m##__client_raw)(c), st, t, n, ud);                \
+  }                                                                           \
+  static const TYPED(svc, m##__client_cbs_t) svc##_##m##_cbs = {              \
+      svc##_##m##_metadata, svc##_##m##_message, svc##_##m##_status};
+
+/* Starts the call as r->call; `req` goes with the start (unary and
+ * server-streaming methods) or is NULL. */
+typedef int (*start_fn)(uvg_channel_t *ch, const ProtobufCMessage *req,
+                        const uvg_client_call_options_t *o, rpc_t *r);
+
+#define START_WITH_REQUEST(svc, m, req_t)                                     \
+  static int svc##_##m##_start(uvg_channel_t *ch, const ProtobufCMessage *req, \
+                               const uvg_client_call_options_t *o, rpc_t *r) { \
+    TYPED(svc, m##__client_call_t) * c;                                       \
+    int rc = TYPED(svc, m##__client_start)(ch, (const req_t *)req, o,         \
+                                           &svc##_##m##_cbs, r, &c);          \
+    if (rc == 0) r->call = TYPED(svc, m##__client_raw)(c);                    \
+    return rc;                                                                \
+  }
+
+#define START_STREAMING(svc, m)                                               \
+  static int svc##_##m##_start(uvg_channel_t *ch, const ProtobufCMessage *req, \
+                               const uvg_client_call_options_t *o, rpc_t *r) { \
+    TYPED(svc, m##__client_call_t) * c;                                       \
+    (void)req;                                                                \
+    int rc = TYPED(svc, m##__client_start)(ch, o, &svc##_##m##_cbs, r, &c);   \
+    if (rc == 0) r->call = TYPED(svc, m##__client_raw)(c);                    \
+    return rc;                                                                \
+  }
+
+SINGLE_RESPONSE_CBS(TestService, EmptyCall, Grpc__Testing__Empty)
+START_WITH_REQUEST(TestService, EmptyCall, Grpc__Testing__Empty)
+SINGLE_RESPONSE_CBS(TestService, UnaryCall, Grpc__Testing__SimpleResponse)
+START_WITH_REQUEST(TestService, UnaryCall, Grpc__Testing__SimpleRequest)
+SINGLE_RESPONSE_CBS(TestService, StreamingInputCall,
+                    Grpc__Testing__StreamingInputCallResponse)
+START_STREAMING(TestService, StreamingInputCall)
+STREAMED_RESPONSE_CBS(TestService, StreamingOutputCall,
+                      Grpc__Testing__StreamingOutputCallResponse)
+START_WITH_REQUEST(TestService, StreamingOutputCall,
+                   Grpc__Testing__StreamingOutputCallRequest)
+STREAMED_RESPONSE_CBS(TestService, FullDuplexCall,
+                      Grpc__Testing__StreamingOutputCallResponse)
+START_STREAMING(TestService, FullDuplexCall)
+SINGLE_RESPONSE_CBS(TestService, UnimplementedCall, Grpc__Testing__Empty)
+START_WITH_REQUEST(TestService, UnimplementedCall, Grpc__Testing__Empty)
+SINGLE_RESPONSE_CBS(UnimplementedService, UnimplementedCall, Grpc__Testing__Empty)
+START_WITH_REQUEST(UnimplementedService, UnimplementedCall, Grpc__Testing__Empty)
+
+typedef struct {
+  start_fn start;
+  const ProtobufCMessageDescriptor *response_type;
+  int request_at_start;  /* unary, server streaming */
+  int streamed_response; /* server streaming, bidi: read one at a time */
+} method_t;
+
+static const method_t EMPTY_CALL = {TestService_EmptyCall_start,
+                                    &grpc__testing__empty__descriptor, 1, 0};
+static const method_t UNARY_CALL = {
+    TestService_UnaryCall_start, &grpc__testing__simple_response__descriptor, 1, 0};
+static const method_t STREAMING_INPUT_CALL = {
+    TestService_StreamingInputCall_start,
+    &grpc__testing__streaming_input_call_response__descriptor, 0, 0};
+static const method_t STREAMING_OUTPUT_CALL = {
+    TestService_StreamingOutputCall_start,
+    &grpc__testing__streaming_output_call_response__descriptor, 1, 1};
+static const method_t FULL_DUPLEX_CALL = {
+    TestService_FullDuplexCall_start,
+    &grpc__testing__streaming_output_call_response__descriptor, 0, 1};
+static const method_t UNIMPLEMENTED_CALL = {
+    TestService_UnimplementedCall_start, &grpc__testing__empty__descriptor, 1, 0};
+static const method_t UNIMPLEMENTED_SERVICE_CALL = {
+    UnimplementedService_UnimplementedCall_start,
+    &grpc__testing__empty__descriptor, 1, 0};
+
+/* Starts `m` as k->rpc[i], with `req` if the method takes it at the start
+ * (then it is sent with the half-close). `o` may be NULL. Returns 0, or
+ * fails the case. */
+static int rpc_call(case_t *k, int i, const char *what, const method_t *m,
+                    const uvg_client_call_options_t *o,
+                    const ProtobufCMessage *req) {
   rpc_t *r = &k->rpc[i];
   uvg_client_call_options_t opts;
   if (o != NULL)
@@ -703,41 +822,44 @@ static int rpc_start(case_t *k, int i, const char *what, const char *method,
   opts.authority = host_override;
   r->k = k;
   r->what = what;
-  r->response_type = response_type;
-  int rc = uvg_client_call_start(k->ch, method, &opts, &rpc_cbs, r, &r->call);
+  r->response_type = m->response_type;
+  int rc = m->start(k->ch, req, &opts, r);
   if (rc != 0) {
-    fail(k, "%s: uvg_client_call_start: %s", what, uvg_strerror(rc));
+    fail(k, "%s: starting the call: %s", what, uvg_strerror(rc));
     return rc;
   }
   k->calls_open++;
-  if ((rc = uvg_client_call_read(r->call)) != 0) {
+  /* A single response comes with the status, read by the stub. */
+  if (m->streamed_response && (rc = uvg_client_call_read(r->call)) != 0) {
     fail(k, "%s: uvg_client_call_read: %s", what, uvg_strerror(rc));
     return rc;
   }
   return 0;
 }
 
+/* Starts `m`, a method with streamed requests, as k->rpc[i]. */
+static int rpc_start(case_t *k, int i, const char *what, const method_t *m,
+                     const uvg_client_call_options_t *o) {
+  return rpc_call(k, i, what, m, o, NULL);
+}
+
 static void on_request_sent(uvg_client_call_t *call, int status, void *data) {
   (void)call;
   (void)status;
-  free(data);
+  (void)data;
 }
 
-/* Sends `m` on k->rpc[i] without a copy: the packed bytes are freed when
- * they have left. Returns 0; UVG_ECANCELED when the call has ended or is
+/* Sends `m` on k->rpc[i], packed once into the library's buffer and sent
+ * without a copy. Returns 0; UVG_ECANCELED when the call has ended or is
  * ending (its status will tell why); else fails the case. */
 static int rpc_send(case_t *k, int i, const ProtobufCMessage *m,
                     unsigned flags) {
   rpc_t *r = &k->rpc[i];
-  size_t len = protobuf_c_message_get_packed_size(m);
-  uint8_t *buf = xmalloc(len);
-  protobuf_c_message_pack(m, buf);
-  int rc = r->call != NULL ? uvg_client_call_send(r->call, buf, len, flags,
-                                                  on_request_sent, buf)
+  int rc = r->call != NULL ? uvg_client_call_send_message(r->call, m, flags,
+                                                          on_request_sent, NULL)
                            : UVG_ECANCELED;
-  if (rc != 0) free(buf);
   if (rc != 0 && rc != UVG_ECANCELED)
-    fail(k, "%s: uvg_client_call_send: %s", r->what, uvg_strerror(rc));
+    fail(k, "%s: uvg_client_call_send_message: %s", r->what, uvg_strerror(rc));
   return rc;
 }
 
@@ -751,13 +873,19 @@ static int rpc_half_close(case_t *k, int i) {
   return rc;
 }
 
-/* Starts, sends one request and half-closes. */
-static int rpc_unary(case_t *k, int i, const char *what, const char *method,
-                     const ProtobufCMessageDescriptor *response_type,
+/* Starts, sends one request and half-closes. `flags` are for a method
+ * with streamed requests; the stub sends the others' with the start. */
+static int rpc_unary(case_t *k, int i, const char *what, const method_t *m,
                      const uvg_client_call_options_t *o,
-                     const ProtobufCMessage *m, unsigned flags) {
-  if (rpc_start(k, i, what, method, response_type, o) != 0 ||
-      rpc_send(k, i, m, flags) != 0)
+                     const ProtobufCMessage *req, unsigned flags) {
+  if (m->request_at_start) {
+    if (flags != 0) {
+      fail(k, "%s: per-message flags on a request sent with the start", what);
+      return -1;
+    }
+    return rpc_call(k, i, what, m, o, req);
+  }
+  if (rpc_start(k, i, what, m, o) != 0 || rpc_send(k, i, req, flags) != 0)
     return -1;
   return rpc_half_close(k, i);
 }
@@ -895,12 +1023,6 @@ static const uvg_metadata_t echo_md[] = {
     {ECHO_TRAILING, echo_trailing_value, sizeof(echo_trailing_value)},
 };
 
-#define SIMPLE_RESPONSE &grpc__testing__simple_response__descriptor
-#define STREAMING_OUTPUT_RESPONSE \
-  &grpc__testing__streaming_output_call_response__descriptor
-#define STREAMING_INPUT_RESPONSE \
-  &grpc__testing__streaming_input_call_response__descriptor
-#define EMPTY &grpc__testing__empty__descriptor
 
 /* ---------------------------------------------------------------------------
  * The cases, in the order of the descriptions
@@ -911,7 +1033,7 @@ static void empty_unary(case_t *k) {
   if (k->step == 0) {
     Grpc__Testing__Empty req = GRPC__TESTING__EMPTY__INIT;
     k->step = 1;
-    rpc_unary(k, 0, "EmptyCall", SVC "EmptyCall", EMPTY, NULL, &req.base, 0);
+    rpc_unary(k, 0, "EmptyCall", &EMPTY_CALL, NULL, &req.base, 0);
     return;
   }
   if (!r->ended) return;
@@ -932,7 +1054,7 @@ static void large_unary(case_t *k) {
     Grpc__Testing__Payload p;
     large_request(&req, &p);
     k->step = 1;
-    rpc_unary(k, 0, "UnaryCall", SVC "UnaryCall", SIMPLE_RESPONSE, NULL,
+    rpc_unary(k, 0, "UnaryCall", &UNARY_CALL, NULL,
               &req.base, 0);
     return;
   }
@@ -968,7 +1090,7 @@ static void client_compressed_unary(case_t *k) {
   uvg_client_call_options_t o = {.compression = next == 1 ? UVG_COMPRESS_GZIP
                                                           : UVG_COMPRESS_NONE};
   k->step++;
-  rpc_unary(k, next, whats[next], SVC "UnaryCall", SIMPLE_RESPONSE, &o,
+  rpc_unary(k, next, whats[next], &UNARY_CALL, &o,
             &req.base, 0);
 }
 
@@ -991,7 +1113,7 @@ static void server_compressed_unary(case_t *k) {
   compressed.value = next == 0;
   req.response_compressed = &compressed;
   k->step++;
-  rpc_unary(k, next, whats[next], SVC "UnaryCall", SIMPLE_RESPONSE, NULL,
+  rpc_unary(k, next, whats[next], &UNARY_CALL, NULL,
             &req.base, 0);
 }
 
@@ -999,8 +1121,7 @@ static void client_streaming(case_t *k) {
   rpc_t *r = &k->rpc[0];
   if (k->step == 0) {
     k->step = 1;
-    if (rpc_start(k, 0, "StreamingInputCall", SVC "StreamingInputCall",
-                  STREAMING_INPUT_RESPONSE, NULL) != 0)
+    if (rpc_start(k, 0, "StreamingInputCall", &STREAMING_INPUT_CALL, NULL) != 0)
       return;
     for (size_t i = 0; i < ARRAY_SIZE(client_stream_sizes); i++) {
       Grpc__Testing__StreamingInputCallRequest req =
@@ -1043,7 +1164,7 @@ static void client_compressed_streaming(case_t *k) {
       expect.value = 1;
       rpc_unary(k, 0,
                 "StreamingInputCall (probe: uncompressed, expect_compressed)",
-                SVC "StreamingInputCall", STREAMING_INPUT_RESPONSE, NULL,
+                &STREAMING_INPUT_CALL, NULL,
                 &req.base, 0);
       return;
     case 1: {
@@ -1053,7 +1174,7 @@ static void client_compressed_streaming(case_t *k) {
       uvg_client_call_options_t o = {.compression = UVG_COMPRESS_GZIP};
       k->step = 2;
       if (rpc_start(k, 1, "StreamingInputCall (compressed, then not)",
-                    SVC "StreamingInputCall", STREAMING_INPUT_RESPONSE,
+                    &STREAMING_INPUT_CALL,
                     &o) != 0)
         return;
       set_payload(&p, 27182);
@@ -1100,8 +1221,7 @@ static void start_streaming_output(case_t *k, const int32_t *sizes,
   }
   req.n_response_parameters = n;
   req.response_parameters = pp;
-  rpc_unary(k, 0, "StreamingOutputCall", SVC "StreamingOutputCall",
-            STREAMING_OUTPUT_RESPONSE, NULL, &req.base, 0);
+  rpc_unary(k, 0, "StreamingOutputCall", &STREAMING_OUTPUT_CALL, NULL, &req.base, 0);
 }
 
 static void server_streaming(case_t *k) {
@@ -1158,8 +1278,7 @@ static void ping_pong(case_t *k) {
   rpc_t *r = &k->rpc[0];
   if (k->step == 0) {
     k->step = 1;
-    if (rpc_start(k, 0, "FullDuplexCall", SVC "FullDuplexCall",
-                  STREAMING_OUTPUT_RESPONSE, NULL) == 0 &&
+    if (rpc_start(k, 0, "FullDuplexCall", &FULL_DUPLEX_CALL, NULL) == 0 &&
         send_duplex_request(k, 0, server_stream_sizes[0],
                             client_stream_sizes[0]) == 0)
       k->sent = 1;
@@ -1204,8 +1323,7 @@ static void empty_stream(case_t *k) {
   rpc_t *r = &k->rpc[0];
   if (k->step == 0) {
     k->step = 1;
-    if (rpc_start(k, 0, "FullDuplexCall", SVC "FullDuplexCall",
-                  STREAMING_OUTPUT_RESPONSE, NULL) == 0)
+    if (rpc_start(k, 0, "FullDuplexCall", &FULL_DUPLEX_CALL, NULL) == 0)
       rpc_half_close(k, 0);
     return;
   }
@@ -1226,8 +1344,7 @@ static void timeout_on_sleeping_server(case_t *k) {
     req.payload = &p;
     uvg_client_call_options_t o = {.timeout_ms = 1};
     k->step = 1;
-    if (rpc_start(k, 0, "FullDuplexCall", SVC "FullDuplexCall",
-                  STREAMING_OUTPUT_RESPONSE, &o) == 0)
+    if (rpc_start(k, 0, "FullDuplexCall", &FULL_DUPLEX_CALL, &o) == 0)
       rpc_send(k, 0, &req.base, 0);
     return;
   }
@@ -1270,8 +1387,7 @@ static void cancel_after_begin(case_t *k) {
     case 0:
       if (!ready(k)) return;
       k->step = 1;
-      if (rpc_start(k, 0, "StreamingInputCall", SVC "StreamingInputCall",
-                    STREAMING_INPUT_RESPONSE, NULL) == 0)
+      if (rpc_start(k, 0, "StreamingInputCall", &STREAMING_INPUT_CALL, NULL) == 0)
         uv_timer_start(&k->wake, on_wake, 5, 0);
       return;
     case 1:
@@ -1295,8 +1411,7 @@ static void cancel_after_first_response(case_t *k) {
   switch (k->step) {
     case 0:
       k->step = 1;
-      if (rpc_start(k, 0, "FullDuplexCall", SVC "FullDuplexCall",
-                    STREAMING_OUTPUT_RESPONSE, NULL) == 0)
+      if (rpc_start(k, 0, "FullDuplexCall", &FULL_DUPLEX_CALL, NULL) == 0)
         send_duplex_request(k, 0, 31415, 27182);
       return;
     case 1: {
@@ -1355,14 +1470,13 @@ static void echo_status_case(case_t *k, const char *message,
   if (i < 0) {
     Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
     req.response_status = &st;
-    rpc_unary(k, 0, "UnaryCall", SVC "UnaryCall", SIMPLE_RESPONSE, NULL,
+    rpc_unary(k, 0, "UnaryCall", &UNARY_CALL, NULL,
               &req.base, 0);
   } else {
     Grpc__Testing__StreamingOutputCallRequest req =
         GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
     req.response_status = &st;
-    rpc_unary(k, 1, "FullDuplexCall", SVC "FullDuplexCall",
-              STREAMING_OUTPUT_RESPONSE, NULL, &req.base, 0);
+    rpc_unary(k, 1, "FullDuplexCall", &FULL_DUPLEX_CALL, NULL, &req.base, 0);
   }
 }
 
@@ -1387,7 +1501,7 @@ static void custom_metadata(case_t *k) {
       Grpc__Testing__Payload p;
       large_request(&req, &p);
       k->step = 1;
-      rpc_unary(k, 0, "UnaryCall", SVC "UnaryCall", SIMPLE_RESPONSE, &o,
+      rpc_unary(k, 0, "UnaryCall", &UNARY_CALL, &o,
                 &req.base, 0);
       return;
     }
@@ -1397,8 +1511,7 @@ static void custom_metadata(case_t *k) {
           !expect_echoed_metadata(k, r))
         return;
       k->step = 2;
-      if (rpc_start(k, 1, "FullDuplexCall", SVC "FullDuplexCall",
-                    STREAMING_OUTPUT_RESPONSE, &o) == 0 &&
+      if (rpc_start(k, 1, "FullDuplexCall", &FULL_DUPLEX_CALL, &o) == 0 &&
           send_duplex_request(k, 1, LARGE_RESPONSE_SIZE, LARGE_REQUEST_SIZE) ==
               0)
         rpc_half_close(k, 1);
@@ -1415,24 +1528,24 @@ static void custom_metadata(case_t *k) {
   }
 }
 
-static void unimplemented(case_t *k, const char *what, const char *method) {
+static void unimplemented(case_t *k, const char *what, const method_t *method) {
   rpc_t *r = &k->rpc[0];
   if (k->step == 0) {
     Grpc__Testing__Empty req = GRPC__TESTING__EMPTY__INIT;
     k->step = 1;
-    rpc_unary(k, 0, what, method, EMPTY, NULL, &req.base, 0);
+    rpc_unary(k, 0, what, method, NULL, &req.base, 0);
     return;
   }
   if (r->ended && expect_status(k, r, UVG_STATUS_UNIMPLEMENTED)) pass(k);
 }
 
 static void unimplemented_method(case_t *k) {
-  unimplemented(k, "UnimplementedCall", SVC "UnimplementedCall");
+  unimplemented(k, "UnimplementedCall", &UNIMPLEMENTED_CALL);
 }
 
 static void unimplemented_service(case_t *k) {
   unimplemented(k, "UnimplementedService/UnimplementedCall",
-                "/grpc.testing.UnimplementedService/UnimplementedCall");
+                &UNIMPLEMENTED_SERVICE_CALL);
 }
 
 static const case_def_t cases[] = {

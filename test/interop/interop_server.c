@@ -1,6 +1,8 @@
 /*
  * The gRPC interop test server (doc/interop-test-descriptions.md, "Server")
- * for grpc.testing.TestService, on uvgrpc with protobuf-c messages.
+ * for grpc.testing.TestService, on the code protoc-gen-uvgrpc writes for
+ * grpc-proto's test.proto, with the health service and reflection beside
+ * it (a reflection client can call it knowing no .proto).
  *
  *   interop_server --port=N
  *
@@ -12,32 +14,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uvgrpc.h>
+#include <uvgrpc/health.h>
+#include <uvgrpc/reflection.h>
 
-#include "grpc/testing/empty.pb-c.h"
-#include "grpc/testing/messages.pb-c.h"
+#include "grpc/testing/test.uvgrpc.h"
 
 #define ECHO_INITIAL "x-grpc-test-echo-initial"
 #define ECHO_TRAILING "x-grpc-test-echo-trailing-bin"
 
 /* ---- helpers ---- */
 
-/* Packs `m` into a new buffer of *len bytes (free it). */
-static uint8_t *pack(const ProtobufCMessage *m, size_t *len) {
-  *len = protobuf_c_message_get_packed_size(m);
-  uint8_t *buf = malloc(*len ? *len : 1);
-  if (buf != NULL) protobuf_c_message_pack(m, buf);
-  return buf;
-}
-
 /* Packs `m` and sends a copy. */
 static int send_packed(uvg_call_t *call, const ProtobufCMessage *m,
                        unsigned flags) {
-  size_t n;
-  uint8_t *buf = pack(m, &n);
-  if (buf == NULL) return UVG_ENOMEM;
-  int rc = uvg_call_send(call, buf, n, flags, NULL, NULL);
-  free(buf);
-  return rc;
+  return uvg_call_send_message(call, m, flags, NULL, NULL);
 }
 
 /* expect_compressed: the request must have arrived compressed exactly
@@ -76,25 +66,13 @@ static void on_done(uvg_call_t *call, const uvg_status_t *status) {
 
 /* ---- unary ---- */
 
-static void on_empty_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
-  Grpc__Testing__Empty *req = grpc__testing__empty__unpack(NULL, len, msg);
-  if (req == NULL) {
-    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad Empty", NULL, 0);
-    return;
-  }
-  grpc__testing__empty__free_unpacked(req, NULL);
+static void on_empty_call(uvg_call_t *call, const Grpc__Testing__Empty *req) {
+  (void)req;
   Grpc__Testing__Empty resp = GRPC__TESTING__EMPTY__INIT;
-  send_packed(call, &resp.base, 0);
-  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+  grpc__testing__TestService__EmptyCall__reply(call, &resp);
 }
 
-static void on_unary_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
-  Grpc__Testing__SimpleRequest *req =
-      grpc__testing__simple_request__unpack(NULL, len, msg);
-  if (req == NULL) {
-    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad SimpleRequest", NULL, 0);
-    return;
-  }
+static void on_unary_call(uvg_call_t *call, const Grpc__Testing__SimpleRequest *req) {
   int want_compressed = req->response_compressed && req->response_compressed->value;
   if (want_compressed) uvg_call_set_compression(call, UVG_COMPRESS_GZIP);
   echo_initial(call);
@@ -110,7 +88,6 @@ static void on_unary_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
     free(payload.body.data);
     finish(call, UVG_STATUS_OK, NULL);
   }
-  grpc__testing__simple_request__free_unpacked(req, NULL);
 }
 
 /* ---- streaming responses: a queue of (size, interval) paced by a timer
@@ -127,7 +104,6 @@ typedef struct {
   planned_t *plan;
   size_t plan_len, plan_cap, next;
   int sending;        /* a response is waiting for its timer or send_cb */
-  uint8_t *in_flight; /* bytes of the response being sent (not copied) */
   int input_done;     /* no more requests will add to the plan */
   int have_status;    /* a request asked for this status */
   int status_code;
@@ -158,6 +134,7 @@ static void ctx_free_cb(uv_handle_t *h) {
 static void on_stream_done(uvg_call_t *call, const uvg_status_t *status) {
   (void)status;
   stream_ctx_t *x = uvg_call_get_data(call);
+  if (x == NULL) return; /* the request did not decode: no handler ran */
   uv_close((uv_handle_t *)&x->timer, ctx_free_cb);
 }
 
@@ -173,34 +150,28 @@ static void ctx_finish(stream_ctx_t *x) {
 
 static void pump(stream_ctx_t *x);
 
-/* The response left (or the call ended): its bytes are ours again. */
+/* The response left (or the call ended). */
 static void on_sent(uvg_call_t *call, int status, void *data) {
   stream_ctx_t *x = data;
   (void)call;
-  free(x->in_flight);
-  x->in_flight = NULL;
   x->sending = 0;
   if (status == 0) pump(x);
 }
 
-/* Sends the next planned response without copying; the next one waits for
- * on_sent, so at most one response per call is buffered. */
+/* Sends the next planned response, packed once into the library's buffer;
+ * the next one waits for on_sent, so at most one response per call is
+ * buffered. */
 static void send_next(stream_ctx_t *x) {
   planned_t p = x->plan[x->next++];
   Grpc__Testing__StreamingOutputCallResponse resp =
       GRPC__TESTING__STREAMING_OUTPUT_CALL_RESPONSE__INIT;
   Grpc__Testing__Payload payload;
-  size_t n;
   resp.payload = make_payload(&payload, p.size);
-  x->in_flight = pack(&resp.base, &n);
-  free(payload.body.data);
   x->sending = 1;
-  if (uvg_call_send(x->call, x->in_flight, n, p.compressed ? 0 : UVG_SEND_NO_COMPRESS,
-                    on_sent, x) != 0) {
-    free(x->in_flight);
-    x->in_flight = NULL;
+  if (uvg_call_send_message(x->call, &resp.base,
+                            p.compressed ? 0 : UVG_SEND_NO_COMPRESS, on_sent, x) != 0)
     x->sending = 0;
-  }
+  free(payload.body.data);
 }
 
 static void on_interval(uv_timer_t *t) {
@@ -249,19 +220,11 @@ static void plan_request(stream_ctx_t *x,
   }
 }
 
-static void on_streaming_output_call(uvg_call_t *call, const uint8_t *msg,
-                                     size_t len) {
-  Grpc__Testing__StreamingOutputCallRequest *req =
-      grpc__testing__streaming_output_call_request__unpack(NULL, len, msg);
+static void on_streaming_output_call(
+    uvg_call_t *call, const Grpc__Testing__StreamingOutputCallRequest *req) {
   stream_ctx_t *x = ctx_new(call);
-  if (req == NULL) {
-    x->finished = 1;
-    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad request", NULL, 0);
-    return;
-  }
   echo_initial(call);
   plan_request(x, req);
-  grpc__testing__streaming_output_call_request__free_unpacked(req, NULL);
   x->input_done = 1;
   pump(x);
 }
@@ -278,25 +241,15 @@ static void on_stream_cancel(uvg_call_t *call, const uvg_status_t *status) {
 
 /* ---- client streaming ---- */
 
-static void on_input_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
-  (void)msg;
-  (void)len;
+static void on_input_call(uvg_call_t *call) {
   ctx_new(call);
 }
 
-static void on_input_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
+static void on_input_message(uvg_call_t *call,
+                             const Grpc__Testing__StreamingInputCallRequest *req) {
   stream_ctx_t *x = uvg_call_get_data(call);
-  Grpc__Testing__StreamingInputCallRequest *req =
-      grpc__testing__streaming_input_call_request__unpack(NULL, len, msg);
-  if (req == NULL) {
-    x->finished = 1;
-    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad request", NULL, 0);
-    return;
-  }
   if (req->payload != NULL) x->aggregated += (int32_t)req->payload->body.len;
-  int ok = compression_as_expected(call, req->expect_compressed);
-  grpc__testing__streaming_input_call_request__free_unpacked(req, NULL);
-  if (!ok) {
+  if (!compression_as_expected(call, req->expect_compressed)) {
     x->finished = 1;
     finish(call, UVG_STATUS_INVALID_ARGUMENT, "request compression not as expected");
   }
@@ -315,29 +268,20 @@ static void on_input_half_close(uvg_call_t *call) {
 /* ---- bidi: FullDuplexCall answers each request as it comes;
  * HalfDuplexCall holds them until the client half-closes ---- */
 
-static void on_duplex_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
-  (void)msg;
-  (void)len;
+static void on_duplex_call(uvg_call_t *call) {
   ctx_new(call);
   echo_initial(call);
 }
 
-static void on_half_duplex_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
-  on_duplex_call(call, msg, len);
+static void on_half_duplex_call(uvg_call_t *call) {
+  on_duplex_call(call);
   ((stream_ctx_t *)uvg_call_get_data(call))->half_duplex = 1;
 }
 
-static void on_duplex_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
+static void on_duplex_message(uvg_call_t *call,
+                              const Grpc__Testing__StreamingOutputCallRequest *req) {
   stream_ctx_t *x = uvg_call_get_data(call);
-  Grpc__Testing__StreamingOutputCallRequest *req =
-      grpc__testing__streaming_output_call_request__unpack(NULL, len, msg);
-  if (req == NULL) {
-    x->finished = 1;
-    uvg_call_finish(call, UVG_STATUS_INVALID_ARGUMENT, "bad request", NULL, 0);
-    return;
-  }
   plan_request(x, req);
-  grpc__testing__streaming_output_call_request__free_unpacked(req, NULL);
   if (!x->half_duplex) pump(x);
 }
 
@@ -377,30 +321,31 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-#define SVC "/grpc.testing.TestService/"
-  static const uvg_method_t methods[] = {
-      {.path = SVC "EmptyCall", .type = UVG_METHOD_UNARY,
-       .on_call = on_empty_call, .on_done = on_done},
-      {.path = SVC "UnaryCall", .type = UVG_METHOD_UNARY,
-       .on_call = on_unary_call, .on_done = on_done},
-      {.path = SVC "CacheableUnaryCall", .type = UVG_METHOD_UNARY,
-       .on_call = on_unary_call, .on_done = on_done},
-      {.path = SVC "StreamingOutputCall", .type = UVG_METHOD_SERVER_STREAMING,
-       .on_call = on_streaming_output_call, .on_cancel = on_stream_cancel,
-       .on_done = on_stream_done},
-      {.path = SVC "StreamingInputCall", .type = UVG_METHOD_CLIENT_STREAMING,
-       .on_call = on_input_call, .on_message = on_input_message,
-       .on_half_close = on_input_half_close, .on_cancel = on_stream_cancel,
-       .on_done = on_stream_done},
-      {.path = SVC "FullDuplexCall", .type = UVG_METHOD_BIDI_STREAMING,
-       .on_call = on_duplex_call, .on_message = on_duplex_message,
-       .on_half_close = on_duplex_half_close, .on_cancel = on_stream_cancel,
-       .on_done = on_stream_done},
-      {.path = SVC "HalfDuplexCall", .type = UVG_METHOD_BIDI_STREAMING,
-       .on_call = on_half_duplex_call, .on_message = on_duplex_message,
-       .on_half_close = on_duplex_half_close, .on_cancel = on_stream_cancel,
-       .on_done = on_stream_done},
+  /* UnimplementedCall is left out: it answers UNIMPLEMENTED. */
+  static const grpc__testing__TestService__server_t test_service = {
+      .EmptyCall = {.on_call = on_empty_call, .on_done = on_done},
+      .UnaryCall = {.on_call = on_unary_call, .on_done = on_done},
+      .CacheableUnaryCall = {.on_call = on_unary_call, .on_done = on_done},
+      .StreamingOutputCall = {.on_call = on_streaming_output_call,
+                              .on_cancel = on_stream_cancel,
+                              .on_done = on_stream_done},
+      .StreamingInputCall = {.on_call = on_input_call,
+                             .on_message = on_input_message,
+                             .on_half_close = on_input_half_close,
+                             .on_cancel = on_stream_cancel,
+                             .on_done = on_stream_done},
+      .FullDuplexCall = {.on_call = on_duplex_call,
+                         .on_message = on_duplex_message,
+                         .on_half_close = on_duplex_half_close,
+                         .on_cancel = on_stream_cancel,
+                         .on_done = on_stream_done},
+      .HalfDuplexCall = {.on_call = on_half_duplex_call,
+                         .on_message = on_duplex_message,
+                         .on_half_close = on_duplex_half_close,
+                         .on_cancel = on_stream_cancel,
+                         .on_done = on_stream_done},
   };
+  uvg_health_t *health;
   /* A peer that goes away mid-write must not kill the process: libuv
    * writes with write(2), so SIGPIPE is the application's to ignore. */
   signal(SIGPIPE, SIG_IGN);
@@ -409,8 +354,9 @@ int main(int argc, char **argv) {
   int bound, err;
   snprintf(addr, sizeof(addr), "127.0.0.1:%s", port);
   if ((err = uvg_server_new(loop, NULL, &server)) != 0 ||
-      (err = uvg_server_register(server, methods,
-                                 sizeof(methods) / sizeof(methods[0]))) != 0 ||
+      (err = grpc__testing__TestService__register(server, &test_service, NULL)) != 0 ||
+      (err = uvg_health_add(server, &health)) != 0 ||
+      (err = uvg_reflection_add(server)) != 0 ||
       (err = uvg_server_listen(server, addr, uvg_insecure_server_credentials(),
                                &bound)) != 0) {
     fprintf(stderr, "interop_server: %s: %s\n", addr, uvg_strerror(err));

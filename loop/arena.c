@@ -1,0 +1,79 @@
+/* Bump allocation in chained blocks; see arena.h. */
+#include "arena.h"
+
+#include <stdalign.h>
+#include <string.h>
+
+#define ALIGN alignof(max_align_t)
+
+struct uvg__arena_block_s {
+  uvg__arena_block_t *next; /* the block before this one */
+  size_t size, used;
+  uint8_t external; /* the caller's memory: never freed here */
+  alignas(max_align_t) unsigned char data[];
+};
+
+void uvg__arena_init(uvg__arena_t *a) {
+  memset(a, 0, sizeof(*a));
+}
+
+void uvg__arena_init_buf(uvg__arena_t *a, void *buf, size_t size) {
+  uvg__arena_init(a);
+  uvg__arena_block_t *b = buf;
+  b->next = NULL;
+  b->size = size - sizeof(*b);
+  b->used = 0;
+  b->external = 1;
+  a->head = a->first = b;
+}
+
+static size_t round_up(size_t n) {
+  return (n + ALIGN - 1) & ~(ALIGN - 1);
+}
+
+void *uvg__arena_alloc(uvg__arena_t *a, size_t n) {
+  n = round_up(n ? n : 1);
+  uvg__arena_block_t *b = a->head;
+  if (b != NULL && b->size - b->used >= n) {
+    void *p = b->data + b->used;
+    b->used += n;
+    return p;
+  }
+  /* Each new block at least doubles the last, so a large message costs
+   * O(log size) allocations, not one per field. */
+  size_t size = b ? b->size * 2 : UVG__ARENA_FIRST;
+  if (size < n) size = n;
+  uvg__arena_block_t *nb = uvg__malloc(sizeof(*nb) + size);
+  if (nb == NULL) {
+    a->failed = 1;
+    return NULL;
+  }
+  nb->next = b;
+  nb->size = size;
+  nb->used = n;
+  nb->external = 0;
+  a->head = nb;
+  if (a->first == NULL) a->first = nb;
+  return nb->data;
+}
+
+void uvg__arena_reset(uvg__arena_t *a) {
+  uvg__arena_block_t *keep = a->first;
+  if (keep != NULL && !keep->external && keep->size > UVG__ARENA_KEEP_MAX)
+    keep = NULL;
+  for (uvg__arena_block_t *b = a->head, *next; b != NULL; b = next) {
+    next = b->next;
+    if (b != keep && !b->external) uvg__free(b);
+  }
+  a->head = a->first = keep;
+  if (keep != NULL) keep->used = 0;
+  a->failed = 0;
+}
+
+void uvg__arena_free(uvg__arena_t *a) {
+  for (uvg__arena_block_t *b = a->head, *next; b != NULL; b = next) {
+    next = b->next;
+    if (!b->external) uvg__free(b);
+  }
+  uvg__arena_init(a);
+}
