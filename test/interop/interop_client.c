@@ -67,6 +67,8 @@ static uv_loop_t *loop;
 static const char *server_host = "localhost";
 static int server_port;
 static const char *host_override; /* the calls' :authority, or NULL */
+/* --service_config_json: the channels' default service config, or NULL */
+static const char *service_config;
 static char server_addr[300];     /* host:port, [v6]:port */
 
 typedef struct case_s case_t;
@@ -1597,6 +1599,7 @@ static int run_case(const case_def_t *def) {
   uvg_channel_options_t o;
   uvg_channel_options_init(&o);
   o.authority = server_addr;
+  o.default_service_config = service_config;
   snprintf(target, sizeof(target), "dns:///%s", target_addr);
   int rc =
       why[0] ? -1
@@ -1636,7 +1639,7 @@ static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s --server_port=N [--server_host=HOST] "
           "[--server_host_override=NAME] [--test_case=NAME|all] "
-          "[--use_tls=false]\ncases:",
+          "[--service_config_json=JSON] [--use_tls=false]\ncases:",
           argv0);
   for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
     fprintf(stderr, " %s", cases[i].name);
@@ -1666,6 +1669,7 @@ int main(int argc, char **argv) {
         flag(argc, argv, &i, "--server_port", &port) ||
         flag(argc, argv, &i, "--server_host_override", &host_override) ||
         flag(argc, argv, &i, "--test_case", &test_case) ||
+        flag(argc, argv, &i, "--service_config_json", &service_config) ||
         flag(argc, argv, &i, "--use_tls", &tls) ||
         flag(argc, argv, &i, "--use_test_ca", &ignored))
       continue;
