@@ -153,6 +153,8 @@ void uvg__lb_post_subchannel_state(uvg_subchannel_t *sc);
 /* Copies an address with its attributes; frees such a copy. */
 int uvg__address_copy(uvg_address_t *dst, const uvg_address_t *src);
 void uvg__address_free(uvg_address_t *a);
+/* 1 when both are the same socket address (attributes aside). */
+int uvg__address_equal(const uvg_address_t *a, const uvg_address_t *b);
 /* The address as text ("127.0.0.1:50051", "[::1]:1", "unix:/p"). */
 void uvg__address_name(const uvg_address_t *a, char *out, size_t len);
 

@@ -62,6 +62,10 @@ int uvg__address_copy(uvg_address_t *dst, const uvg_address_t *src) {
   return 0;
 }
 
+int uvg__address_equal(const uvg_address_t *a, const uvg_address_t *b) {
+  return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+}
+
 void uvg__address_free(uvg_address_t *a) {
   uvg__free((void *)a->attrs);
   a->attrs = NULL;

@@ -157,10 +157,6 @@ static void shuffle(uvg_address_t *a, size_t n) {
   }
 }
 
-static int same_address(const uvg_address_t *a, const uvg_address_t *b) {
-  return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
-}
-
 static int pf_update(void *state, const uvg_address_t *addrs, size_t n,
                      const char *config) {
   pf_t *pf = state;
@@ -192,7 +188,7 @@ static int pf_update(void *state, const uvg_address_t *addrs, size_t n,
   /* A62: a selected address that is still in the list stays selected */
   uvg_subchannel_t *keep = NULL;
   for (size_t i = 0; pf->selected != NULL && i < n; i++) {
-    if (same_address(uvg_subchannel_address(pf->selected), &list[i])) {
+    if (uvg__address_equal(uvg_subchannel_address(pf->selected), &list[i])) {
       keep = pf->selected;
       scs[i] = keep;
     }

@@ -77,10 +77,6 @@ static void publish(rr_t *rr) {
   uvg_lb_update_state(rr->lb, st, rr_pick, pk, uvg__free);
 }
 
-static int same_address(const uvg_address_t *a, const uvg_address_t *b) {
-  return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
-}
-
 static int rr_update(void *state, const uvg_address_t *addrs, size_t n,
                      const char *config) {
   rr_t *rr = state;
@@ -90,7 +86,7 @@ static int rr_update(void *state, const uvg_address_t *addrs, size_t n,
   /* a backend still listed keeps its subchannel (and its connection) */
   for (size_t i = 0; i < n; i++) {
     for (size_t j = 0; j < rr->n; j++) {
-      if (rr->v[j].sc != NULL && same_address(uvg_subchannel_address(rr->v[j].sc), &addrs[i])) {
+      if (rr->v[j].sc != NULL && uvg__address_equal(uvg_subchannel_address(rr->v[j].sc), &addrs[i])) {
         v[i] = rr->v[j];
         rr->v[j].sc = NULL;
         break;
