@@ -527,8 +527,11 @@ static void on_io_read(uvg__stream_t *io, ssize_t nread, const uint8_t *buf) {
   if (nread < 0) {
     UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: read ended: %s", c->peer,
                uv_strerror((int)nread));
-    uvg__conn_set_close_reason(c, nread == UV_EOF ? "connection closed by the peer"
-                                                  : "connection reset or read failed");
+    /* a layer's failure (a TLS handshake) says more than the code */
+    const char *why = c->io.ops->error ? c->io.ops->error(&c->io) : NULL;
+    uvg__conn_set_close_reason(c, why                ? why
+                                  : nread == UV_EOF ? "connection closed by the peer"
+                                                    : "connection reset or read failed");
     close_now(c);
     return;
   }
@@ -800,7 +803,8 @@ void uvg__conn_set_close_reason(uvg__conn_t *c, const char *reason) {
 }
 
 static void close_now(uvg__conn_t *c) {
-  uvg__conn_set_close_reason(c, "connection closed");
+  const char *why = c->io.ops->error ? c->io.ops->error(&c->io) : NULL;
+  uvg__conn_set_close_reason(c, why ? why : "connection closed");
   if (!c->closing) begin_close(c);
   uvg__timer_stop(&c->drain_timer);
   c->io.ops->close(&c->io);

@@ -99,8 +99,8 @@ typedef struct {
    * write in flight is reported when that write completes. s->conn is NULL
    * from here on. */
   void (*on_stream_close)(uvg__tstream_t *s, uint32_t h2_error);
-  /* The connection is closed (c->close_reason says why); it is freed when
-   * this returns. */
+  /* The connection is closed (c->close_reason says why, until this
+   * returns); it is freed when this returns. */
   void (*on_close)(uvg__conn_t *c);
   /* Optional. The peer's first SETTINGS arrived: the connection is ready
    * for streams (a client's signal to call it READY). */
@@ -156,7 +156,9 @@ struct uvg__conn_s {
   uint8_t is_client;
   uint8_t ready;          /* the peer's first SETTINGS arrived */
   uint8_t goaway_received;
-  const char *close_reason; /* static text: why the connection closed */
+  /* why the connection closed: static text, or the byte stream's error,
+   * valid until on_close returns */
+  const char *close_reason;
   /* connection management (manage.c) */
   const uvg__conn_settings_t *settings;
   uvg__timer_t ka_timer, idle_timer, age_timer, hs_timer, drain_timer;
@@ -232,8 +234,9 @@ void uvg__conn_submit_goaway(uvg__conn_t *c, uint32_t h2_error,
 #define UVG__CONN_CLOSE_MS 1000
 void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug);
 
-/* Records why the connection closes (static text), unless a reason is
- * already recorded: the first cause wins. */
+/* Records why the connection closes (static text, or text valid until
+ * on_close returns), unless a reason is already recorded: the first cause
+ * wins. */
 void uvg__conn_set_close_reason(uvg__conn_t *c, const char *reason);
 
 /* Closes now: every open stream gets on_stream_close, then on_close. */

@@ -56,9 +56,13 @@ static void on_keepalive(uvg__timer_t *t) {
 
 static void on_handshake_timeout(uvg__timer_t *t) {
   uvg__conn_t *c = uvg__container_of(t, uvg__conn_t, hs_timer);
-  uvg__log(UVG_LOG_WARN, "%s: no HTTP/2 preface and SETTINGS in %llu ms; closing",
-           c->peer, (unsigned long long)c->settings->handshake_timeout);
-  uvg__conn_set_close_reason(c, "HTTP/2 handshake timed out");
+  /* the deadline covers the byte stream's own handshake (TLS) too */
+  int tls = c->io.ops->handshaking != NULL && c->io.ops->handshaking(&c->io);
+  uvg__log(UVG_LOG_WARN, "%s: %s in %llu ms; closing", c->peer,
+           tls ? "TLS handshake not finished" : "no HTTP/2 preface and SETTINGS",
+           (unsigned long long)c->settings->handshake_timeout);
+  uvg__conn_set_close_reason(c, tls ? "TLS handshake timed out"
+                                    : "HTTP/2 handshake timed out");
   uvg__conn_close(c);
 }
 
