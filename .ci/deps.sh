@@ -10,6 +10,9 @@ set -euo pipefail
 packages=(
   gcc g++ pkg-config meson ninja-build valgrind
   libuv1-dev libnghttp2-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler
+  # TLS: mbedtls 2.28, and gRPC's test certificates (server1.pem, ca.pem,
+  # x509/client1_cert.pem, ...) from grpc-go's testdata
+  libmbedtls-dev golang-google-grpc-dev
   # the interop tests and the demo's client: Python grpcio and its messages
   grpc-proto python3-grpcio python3-protobuf protobuf-compiler
   "$@"
@@ -43,6 +46,10 @@ done
 /usr/bin/python3 -c 'import grpc, google.protobuf' 2>/dev/null ||
   absent+=("/usr/bin/python3 with grpc and google.protobuf")
 [ -d /usr/share/grpc-proto/grpc/testing ] || absent+=("/usr/share/grpc-proto")
+[ -f /usr/include/mbedtls/ssl.h ] || absent+=("/usr/include/mbedtls/ssl.h")
+testdata=/usr/share/gocode/src/google.golang.org/grpc/testdata
+[ -f $testdata/server1.pem ] && [ -f $testdata/x509/client1_cert.pem ] ||
+  absent+=("$testdata (server1.pem, x509/client1_cert.pem)")
 if [ ${#absent[@]} -gt 0 ]; then
   printf 'deps.sh: missing after installing: %s\n' "${absent[@]}" >&2
   exit 1

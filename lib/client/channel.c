@@ -20,11 +20,6 @@ static void set_state(uvg_channel_t *ch, uvg_connectivity_t st);
 static void start_round(uvg_channel_t *ch);
 static void maybe_released(uvg_channel_t *ch);
 
-uvg_channel_credentials_t *uvg_insecure_channel_credentials(void) {
-  static uvg_channel_credentials_t insecure = {1};
-  return &insecure;
-}
-
 const char *uvg_connectivity_name(int state) {
   static const char *names[] = {"IDLE", "CONNECTING", "READY",
                                 "TRANSIENT_FAILURE", "SHUTDOWN"};
@@ -70,6 +65,8 @@ static int merge_options(uvg_channel_options_t *o, const uvg_channel_options_t *
     TAKE(keepalive_timeout_ms);
     TAKE(keepalive_permit_without_calls);
     TAKE(authority);
+    TAKE(call_credentials);
+    TAKE(allow_insecure_call_credentials);
 #undef TAKE
   }
   if (o->initial_window_size > 0x7fffffff ||
@@ -107,7 +104,7 @@ static void attach_waiting(uvg_channel_t *ch) {
 }
 
 static void fail_fast_waiting(uvg_channel_t *ch) {
-  char msg[192];
+  char msg[352];
   snprintf(msg, sizeof(msg), "no connection: %s",
            ch->last_error[0] ? ch->last_error : "connection failed");
   uvg__list_t keep;
@@ -243,10 +240,14 @@ static void on_connected(uvg__connect_t *req, int status) {
     return;
   }
   uvg__list_push(&ch->conns, &cc->c.link);
-  int err = ch->closing ? UVG_ECLOSED : uvg__conn_start_client(&cc->c, &ch->settings);
+  int err = ch->closing ? UVG_ECLOSED : 0;
+  if (err == 0 && ch->tls != NULL) err = uvg__tls_wrap(&cc->c.io, ch->tls, ch->tls_name);
+  if (err == 0) err = uvg__conn_start_client(&cc->c, &ch->settings);
   if (err != 0) {
+    const char *why = cc->c.io.ops->error ? cc->c.io.ops->error(&cc->c.io) : NULL;
     if (!ch->closing)
-      snprintf(ch->last_error, sizeof(ch->last_error), "%s", uvg_strerror(err));
+      snprintf(ch->last_error, sizeof(ch->last_error), "%s",
+               why ? why : uvg_strerror(err));
     ch->pending_conn = cc; /* its close moves on to the next address */
     uvg__conn_close(&cc->c);
     return;
@@ -465,7 +466,7 @@ void uvg__channel_place(uvg_channel_t *ch, uvg_client_call_t *call,
     uvg__ccall_attach(call, ch->conn);
   } else if (ch->state == UVG_STATE_TRANSIENT_FAILURE &&
              !uvg__ccall_wait_for_ready(call)) {
-    char msg[192];
+    char msg[352];
     snprintf(msg, sizeof(msg), "no connection: %s",
              ch->last_error[0] ? ch->last_error : "connection failed");
     uvg__ccall_fail(call, UVG_STATUS_UNAVAILABLE, msg);
@@ -497,13 +498,28 @@ int uvg_channel_add_interceptor(uvg_channel_t *ch, const uvg_client_interceptor_
 
 /* ---- creating and closing ---- */
 
+/* The host of an authority ("host:port", "[v6]:port", "host"), which a
+ * server's certificate must match; brackets stay (uvg__tls_wrap takes
+ * them off). Returns a copy or NULL when out of memory. */
+static char *authority_host(const char *auth) {
+  const char *end = auth + strlen(auth);
+  if (auth[0] == '[') {
+    const char *close = strchr(auth, ']');
+    if (close != NULL) end = close + 1;
+  } else {
+    const char *colon = strchr(auth, ':');
+    if (colon != NULL && strchr(colon + 1, ':') == NULL) end = colon;
+  }
+  return uvg__strndup(auth, (size_t)(end - auth));
+}
+
 int uvg_channel_new(uv_loop_t *loop, const char *target,
                     uvg_channel_credentials_t *creds,
                     const uvg_channel_options_t *opts, uvg_channel_t **out) {
   char err[192];
   if (loop == NULL || target == NULL || out == NULL) return UVG_EINVAL;
   if (creds == NULL) return UVG_ENOCREDS;
-  if (!creds->insecure) return UVG_EINVAL;
+  if (!creds->cfg.insecure && creds->cfg.is_server) return UVG_EINVAL;
   uvg__trace_init();
   uvg_channel_t *ch = uvg__calloc(1, sizeof(*ch));
   if (ch == NULL) return UVG_ENOMEM;
@@ -522,16 +538,25 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
     ch->opts.authority = NULL; /* the caller's string is not kept */
     if ((ch->authority = uvg__strdup(auth)) == NULL) rc = UVG_ENOMEM;
   }
+  if (rc == 0 && !creds->cfg.insecure) {
+    ch->tls_name = creds->cfg.server_name != NULL
+                       ? uvg__strdup(creds->cfg.server_name)
+                       : authority_host(ch->authority);
+    if (ch->tls_name == NULL) rc = UVG_ENOMEM;
+  }
   if (rc == 0 && (ch->read_buf = uvg__malloc(UVG__CHANNEL_READ_BUF)) == NULL)
     rc = UVG_ENOMEM;
   if (rc == 0) rc = uvg__sched_acquire(loop, &ch->sched);
   if (rc != 0) {
     uvg__target_free(&ch->target);
     uvg__free(ch->authority);
+    uvg__free(ch->tls_name);
     uvg__free(ch->read_buf);
     uvg__free(ch);
     return rc;
   }
+  if (!creds->cfg.insecure) ch->tls = uvg__tls_config_ref(&creds->cfg);
+  uvg__call_creds_ref(ch->opts.call_credentials);
   ch->loop = loop;
   ch->state = UVG_STATE_IDLE;
   ch->settings.initial_window_size = ch->opts.initial_window_size;
@@ -575,6 +600,9 @@ static void run_release(void *arg, int status) {
   uvg__target_free(&ch->target);
   uvg__free(ch->addrs);
   uvg__free(ch->authority);
+  uvg__free(ch->tls_name);
+  uvg__tls_config_unref(ch->tls);
+  uvg_call_credentials_release(ch->opts.call_credentials);
   uvg__free(ch->read_buf);
   if (ch->close_cb != NULL) ch->close_cb(ch, ch->close_data);
   uvg__free(ch);

@@ -14,6 +14,7 @@
 #define UVG_CLIENT_CHANNEL_H
 
 #include "../rpc/rpc.h"
+#include "../tls/tls.h"
 #include "../transport/conn.h"
 #include "../../loop/connect.h"
 #include "client.h"
@@ -21,9 +22,26 @@
 /* gRFC A8: the least keepalive time a client may use. */
 #define UVG__CLIENT_KEEPALIVE_MIN_MS 10000u
 
-struct uvg_channel_credentials_s {
-  int insecure;
+/* Call credentials (call_creds.c): refcounted, atomically like the
+ * channel credentials, since they may be shared across loops. */
+struct uvg_call_credentials_s {
+  atomic_uint refs;
+  uvg_get_metadata_cb get;
+  void (*destroy)(void *user_data);
+  void *user_data;
 };
+
+/* Takes a reference; NULL stays NULL. */
+uvg_call_credentials_t *uvg__call_creds_ref(uvg_call_credentials_t *cc);
+/* The service URL call credentials are asked with: "https://" + the
+ * authority without a ":443" + the method's "/package.Service" (grpc-go's
+ * audience). Returns an allocated string or NULL when out of memory. */
+char *uvg__service_url(const char *authority, const char *method);
+/* The status a failing call credential ends a call with: `code`, unless
+ * gRFC A54 reserves it for the control plane (INVALID_ARGUMENT, NOT_FOUND,
+ * ALREADY_EXISTS, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, DATA_LOSS):
+ * then INTERNAL. */
+uvg_status_code_t uvg__call_creds_code(uvg_status_code_t code);
 
 /* A client connection: the transport's connection and its channel. */
 typedef struct {
@@ -33,7 +51,8 @@ typedef struct {
 } uvg__cconn_t;
 
 /* Reads of the channel's connections land here: the transport consumes
- * every read at once, so one buffer serves them all. */
+ * every read at once, so one buffer serves them all. Over TLS its top
+ * UVG__TLS_PLAIN_MAX bytes take the decrypted records. */
 #define UVG__CHANNEL_READ_BUF (64 * 1024)
 
 struct uvg_channel_s {
@@ -44,6 +63,8 @@ struct uvg_channel_s {
   uvg__conn_settings_t settings;
   uvg__target_t target;
   char *authority;
+  uvg__tls_config_t *tls; /* a reference; NULL for plaintext */
+  char *tls_name;         /* what the server's certificate must match */
   uvg_connectivity_t state;
   /* resolved addresses; pick_first tries them in order */
   struct sockaddr_storage *addrs;
@@ -79,7 +100,7 @@ struct uvg_channel_s {
   uint8_t released;
   uvg_channel_close_cb close_cb;
   void *close_data;
-  char last_error[128]; /* why the last connection attempt failed */
+  char last_error[320]; /* why the last connection attempt failed */
 };
 
 /* ---- call.c: the calls' side of the channel ---- */

@@ -5,6 +5,7 @@
 
 #include "../rpc/rpc.h"
 #include "../../loop/listener.h"
+#include "../tls/tls.h"
 #include "../transport/conn.h"
 
 /* One registered method, allocated on its own: calls in flight point at
@@ -20,6 +21,7 @@ typedef struct {
   uvg__listener_t l;
   uvg__list_t link;
   uvg_server_t *server;
+  uvg__tls_config_t *tls; /* a reference; NULL for plaintext */
   uint8_t closing;
 } uvg__server_listener_t;
 
