@@ -1023,7 +1023,8 @@ static void unary_message(uvg_client_call_t *call, const uint8_t *msg, size_t le
   unary_t *u = ud;
   if (++u->nreplies == 1) {
     u->reply = uvg__malloc(len ? len : 1);
-    if (u->reply != NULL) memcpy(u->reply, msg, len);
+    /* an empty message may come as NULL, which memcpy must not see */
+    if (u->reply != NULL && len > 0) memcpy(u->reply, msg, len);
     u->len = len;
   }
   uvg_client_call_read(call);
