@@ -92,6 +92,7 @@ struct uvg_client_call_s {
    * the channel's [0] and the call's [1] that await their answer */
   uvg_call_credentials_t *creds;
   uvg_metadata_request_t *reqs[2];
+  uvg__md_list_t creds_md[2]; /* their answers, added in this order */
   unsigned creds_waiting;
   uvg__auth_t *auth; /* the TLS view of the connection it went on */
   uint8_t on_conn;   /* it has had a stream: auth is what it is */
@@ -230,6 +231,8 @@ static void free_call(uvg_client_call_t *c) {
     if (c->reqs[i] != NULL) c->reqs[i]->call = NULL;
   uvg__auth_unref(c->auth);
   uvg_call_credentials_release(c->creds);
+  uvg__md_list_free(&c->creds_md[0]);
+  uvg__md_list_free(&c->creds_md[1]);
   free_kept(c);
   uvg__list_remove(&c->link);
   uvg__list_remove(&c->all_link);
@@ -785,13 +788,26 @@ int uvg_metadata_request_done(uvg_metadata_request_t *r, const uvg_metadata_t *m
     uvg__ccall_fail(c, final, final != code ? text : message);
     return 0;
   }
-  if ((rc = uvg__md_list_add_app(&c->md, md, n)) != 0) {
+  if ((rc = uvg__md_list_add_app(&c->creds_md[slot], md, n)) != 0) {
     uvg__ccall_fail(c, UVG_STATUS_INTERNAL,
                     rc == UVG_ENOMEM ? "out of memory"
                                      : "call credentials gave invalid metadata");
     return rc;
   }
-  if (c->creds_waiting == 0) uvg__channel_place(c->ch, c, &c->link);
+  if (c->creds_waiting > 0) return 0;
+  /* the channel's metadata, then the call's, whichever answered first */
+  for (unsigned i = 0; i < 2 && rc == 0; i++)
+    for (size_t k = 0; k < c->creds_md[i].n && rc == 0; k++) {
+      const uvg_metadata_t *m = &c->creds_md[i].items[k];
+      rc = uvg__md_list_add(&c->md, m->key, strlen(m->key), m->value, m->value_len);
+    }
+  uvg__md_list_free(&c->creds_md[0]);
+  uvg__md_list_free(&c->creds_md[1]);
+  if (rc != 0) {
+    uvg__ccall_fail(c, UVG_STATUS_INTERNAL, "out of memory");
+    return rc;
+  }
+  uvg__channel_place(c->ch, c, &c->link);
   return 0;
 }
 
@@ -852,6 +868,8 @@ int uvg_client_call_start(uvg_channel_t *ch, const char *method,
   uvg__list_init(&c->kept);
   c->replayable = 1;
   uvg__md_list_init(&c->md);
+  uvg__md_list_init(&c->creds_md[0]);
+  uvg__md_list_init(&c->creds_md[1]);
   uvg__md_list_init(&c->resp_md);
   uvg__md_list_init(&c->trailers);
   uvg__work_init(&c->w_start);
