@@ -5,6 +5,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
 #include <stdio.h>
@@ -61,6 +62,7 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
   }
   if (errno == EAGAIN || errno == EINTR) return MBEDTLS_ERR_SSL_WANT_READ;
   p->eof = 1;
+  p->recv_errno = errno;
   return MBEDTLS_ERR_NET_RECV_FAILED;
 }
 
@@ -99,6 +101,9 @@ int tp_connect(tp_t *p, uv_loop_t *loop, int port, const tp_opts_t *o) {
   p->fd = socket(AF_INET, SOCK_STREAM, 0);
   uv_ip4_addr("127.0.0.1", port, &a);
   if (p->fd < 0 || connect(p->fd, (struct sockaddr *)&a, sizeof(a)) != 0) return -1;
+  /* as the server's sockets: no Nagle delay on a handshake's small flights */
+  int one = 1;
+  setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   return 0;
 }
 
@@ -179,6 +184,12 @@ int tp_wait_closed(tp_t *p, int timeout_ms) {
 }
 
 int tp_renegotiate(tp_t *p) { return mbedtls_ssl_renegotiate(&p->ssl); }
+
+int tp_h2_preface(tp_t *p) {
+  static const uint8_t preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                   "\0\0\0\4\0\0\0\0\0"; /* empty SETTINGS */
+  return tp_write(p, preface, sizeof(preface) - 1);
+}
 
 void tp_close(tp_t *p) {
   if (p->fd >= 0) close(p->fd);
@@ -283,7 +294,11 @@ int tp_unary(tp_t *p, const char *path, const uint8_t *msg, size_t len,
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, u_close);
   nghttp2_session_client_new(&s, cbs, &u);
   nghttp2_session_callbacks_del(cbs);
-  nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, NULL, 0);
+  /* windows large enough that flow control does not cut the server's
+   * writes short */
+  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24}};
+  nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, 1);
+  nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0, 1 << 24);
   nghttp2_nv nv[] = {
 #define NV(k, v) {(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), 0}
       NV(":method", "POST"), NV(":scheme", "https"), NV(":path", path),

@@ -27,6 +27,7 @@ typedef struct {
   int fd;
   int eof; /* the server closed its end */
   int app_records; /* application data records received */
+  int recv_errno;  /* why the socket failed, when it did */
   uint8_t hdr[5];
   size_t hdr_len, rec_left;
   mbedtls_ssl_context ssl;
@@ -55,6 +56,9 @@ int tp_read(tp_t *p, uint8_t *buf, size_t cap, int timeout_ms);
 /* 1 if the server ends the connection within timeout_ms (reading and
  * dropping whatever comes), else 0. */
 int tp_wait_closed(tp_t *p, int timeout_ms);
+/* Sends the HTTP/2 client preface and an empty SETTINGS frame: an idle
+ * HTTP/2 connection from here on. Returns 0 or an mbedtls error. */
+int tp_h2_preface(tp_t *p);
 /* Starts a renegotiation (a ClientHello inside the session). Returns what
  * mbedtls_ssl_renegotiate() returns at first. */
 int tp_renegotiate(tp_t *p);
