@@ -836,7 +836,16 @@ static void run_start(void *arg, int status) {
 static void on_deadline(uvg__timer_t *t) {
   uvg_client_call_t *c = uvg__container_of(t, uvg_client_call_t, deadline);
   if (!c->attached) {
-    uvg__ccall_fail(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+    /* a wait-for-ready call that waited out failing connections says why
+     * they failed (a refused TLS handshake, say), as grpc-go does */
+    char text[400];
+    uvg_channel_t *ch = c->ch;
+    int why = ch->state == UVG_STATE_TRANSIENT_FAILURE && ch->last_error[0];
+    if (why)
+      snprintf(text, sizeof(text),
+               "Deadline Exceeded while waiting for a connection; the last "
+               "attempt: %s", ch->last_error);
+    uvg__ccall_fail(c, UVG_STATUS_DEADLINE_EXCEEDED, why ? text : "Deadline Exceeded");
     return;
   }
   end_call(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded", 0);

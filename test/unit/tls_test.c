@@ -135,6 +135,7 @@ typedef struct {
 
 static const uint8_t *sent_msg;
 static size_t sent_len;
+static int wait_for_ready; /* call_once's calls wait, with a 300 ms deadline */
 
 static void on_reply(const uvg_status_t *st, const uint8_t *reply, size_t len,
                      void *data) {
@@ -188,7 +189,8 @@ static result_t call_once(int port, const client_t *c, const void *msg,
   uvg_channel_t *ch;
   CHECK_EQ(uvg_channel_new(loop, target, creds, &co, &ch), 0);
   uvg_channel_credentials_release(creds);
-  uvg_client_call_options_t opts = {.timeout_ms = 5000};
+  uvg_client_call_options_t opts = {.timeout_ms = wait_for_ready ? 300 : 5000,
+                                    .wait_for_ready = wait_for_ready};
   sent_msg = msg;
   sent_len = len;
   CHECK_EQ(uvg_channel_unary(ch, "/t.T/Echo", msg, len, &opts, on_reply, &r), 0);
@@ -322,6 +324,13 @@ static void test_refused_certificates(void) {
   client_t untrusted = {.roots = &other_ca, .override = "localhost"};
   refused(port, &untrusted, "it is not signed by a trusted CA",
           "refused it with the alert unknown_ca");
+  /* a wait-for-ready call waits out its deadline, then says why */
+  wait_for_ready = 1;
+  result_t r = call_once(port, &wrong_host, "hi", 2);
+  wait_for_ready = 0;
+  CHECK_EQ(r.code, UVG_STATUS_DEADLINE_EXCEEDED);
+  CHECK(strstr(r.message, "while waiting for a connection; the last attempt: TLS "
+                          "handshake failed") != NULL);
   client_t ok = {.roots = &ca, .override = "localhost"};
   CHECK_EQ(call_once(port, &ok, "hi", 2).code, UVG_STATUS_OK);
   close_server(s);
