@@ -61,7 +61,8 @@ static size_t san_text(const mbedtls_x509_buf *b, uvg_san_type_t *type,
     case UVG_SAN_IP:
       *type = UVG_SAN_IP;
       if ((b->len != 4 && b->len != 16) ||
-          inet_ntop(b->len == 4 ? AF_INET : AF_INET6, b->p, text, (socklen_t)cap) == NULL)
+          inet_ntop(b->len == 4 ? AF_INET : AF_INET6, b->p, text,
+                    (socklen_t)cap) == NULL)
         return 0;
       return strlen(text) + 1;
     default:
@@ -69,8 +70,9 @@ static size_t san_text(const mbedtls_x509_buf *b, uvg_san_type_t *type,
   }
 }
 
-static void layout(cursor_t *c, uvg_auth_info_t *info, const mbedtls_ssl_context *ssl,
-                   const char *server_name, int is_server) {
+static void layout(cursor_t *c, uvg_auth_info_t *info,
+                   const mbedtls_ssl_context *ssl, const char *server_name,
+                   int is_server) {
   const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(ssl);
   const char *suite = mbedtls_ssl_get_ciphersuite(ssl);
   const char *alpn = mbedtls_ssl_get_alpn_protocol(ssl);
@@ -78,7 +80,8 @@ static void layout(cursor_t *c, uvg_auth_info_t *info, const mbedtls_ssl_context
   info->secure = 1;
   info->protocol = put_str(c, version, strlen(version));
   info->alpn = alpn != NULL ? put_str(c, alpn, strlen(alpn)) : NULL;
-  if (server_name != NULL) info->server_name = put_str(c, server_name, strlen(server_name));
+  if (server_name != NULL)
+    info->server_name = put_str(c, server_name, strlen(server_name));
   /* mbedtls says "TLS-ECDHE-RSA-WITH-..."; IANA's names use '_' */
   char *cs = (char *)put_str(c, suite, strlen(suite));
   for (char *p = cs; p != NULL && *p; p++)
@@ -91,19 +94,26 @@ static void layout(cursor_t *c, uvg_auth_info_t *info, const mbedtls_ssl_context
   char text[1024];
   int n = mbedtls_x509_dn_gets(text, sizeof(text), &peer->subject);
   if (n > 0) info->peer_subject = put_str(c, text, (size_t)n);
-  for (const mbedtls_x509_name *name = &peer->subject; name != NULL; name = name->next)
-    if (name->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &name->oid) == 0) {
+  for (const mbedtls_x509_name *name = &peer->subject; name != NULL;
+       name = name->next)
+    if (name->oid.p != NULL &&
+        MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &name->oid) == 0) {
       info->peer_common_name = put_str(c, name->val.p, name->val.len);
       break;
     }
   size_t nsans = 0;
   uvg_san_type_t type;
-  for (const mbedtls_x509_sequence *s = &peer->subject_alt_names; s != NULL; s = s->next)
-    if (s->buf.p != NULL && san_text(&s->buf, &type, text, sizeof(text)) > 0) nsans++;
-  uvg_san_t *sans = put(c, NULL, nsans * sizeof(uvg_san_t), _Alignof(uvg_san_t));
+  for (const mbedtls_x509_sequence *s = &peer->subject_alt_names; s != NULL;
+       s = s->next)
+    if (s->buf.p != NULL && san_text(&s->buf, &type, text, sizeof(text)) > 0)
+      nsans++;
+  uvg_san_t *sans =
+      put(c, NULL, nsans * sizeof(uvg_san_t), _Alignof(uvg_san_t));
   size_t i = 0;
-  for (const mbedtls_x509_sequence *s = &peer->subject_alt_names; s != NULL; s = s->next) {
-    size_t len = s->buf.p != NULL ? san_text(&s->buf, &type, text, sizeof(text)) : 0;
+  for (const mbedtls_x509_sequence *s = &peer->subject_alt_names; s != NULL;
+       s = s->next) {
+    size_t len =
+        s->buf.p != NULL ? san_text(&s->buf, &type, text, sizeof(text)) : 0;
     if (len == 0) continue;
     const char *v = put_str(c, text, len - 1);
     if (sans != NULL) sans[i] = (uvg_san_t){type, v};

@@ -76,8 +76,12 @@ void uvg_channel_credentials_release(uvg_channel_credentials_t *creds) {
 
 /* ---- loading PEM ---- */
 
-static int pem_given(const uvg_pem_t *p) { return p->file != NULL || p->data != NULL; }
-static int pem_valid(const uvg_pem_t *p) { return p->file == NULL || p->data == NULL; }
+static int pem_given(const uvg_pem_t *p) {
+  return p->file != NULL || p->data != NULL;
+}
+static int pem_valid(const uvg_pem_t *p) {
+  return p->file == NULL || p->data == NULL;
+}
 
 static const char *pem_source(const uvg_pem_t *p) {
   return p->file != NULL ? p->file : "memory";
@@ -118,7 +122,8 @@ static int load_certs(mbedtls_x509_crt *crt, const uvg_pem_t *p,
   if (rc > 0) {
     uvg__log(UVG_LOG_WARN,
              "TLS credentials: %d of the certificates in the %s from %s do "
-             "not parse", rc, what, pem_source(p));
+             "not parse",
+             rc, what, pem_source(p));
     return UVG_EBADCREDS;
   }
   if (rc < 0) {
@@ -154,10 +159,12 @@ static int load_identity(uvg__tls_config_t *cfg, const uvg_pem_t *chain,
   if (rc == 0 && mbedtls_pk_check_pair(&cfg->chain.pk, &cfg->key) != 0) {
     uvg__log(UVG_LOG_WARN,
              "TLS credentials: the private key from %s does not match the "
-             "certificate from %s", pem_source(key), pem_source(chain));
+             "certificate from %s",
+             pem_source(key), pem_source(chain));
     rc = UVG_EBADCREDS;
   }
-  if (rc == 0 && mbedtls_ssl_conf_own_cert(&cfg->conf, &cfg->chain, &cfg->key) != 0)
+  if (rc == 0 &&
+      mbedtls_ssl_conf_own_cert(&cfg->conf, &cfg->chain, &cfg->key) != 0)
     rc = UVG_ENOMEM;
   return rc;
 }
@@ -174,7 +181,8 @@ static uvg__tls_config_t *config_new(int endpoint) {
   mbedtls_x509_crt_init(&cfg->ca);
   mbedtls_x509_crt_init(&cfg->chain);
   mbedtls_pk_init(&cfg->key);
-  if (mbedtls_ssl_config_defaults(&cfg->conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM,
+  if (mbedtls_ssl_config_defaults(&cfg->conf, endpoint,
+                                  MBEDTLS_SSL_TRANSPORT_STREAM,
                                   MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
     config_free(cfg);
     return NULL;
@@ -191,9 +199,11 @@ static uvg__tls_config_t *config_new(int endpoint) {
   mbedtls_ssl_conf_alpn_protocols(&cfg->conf, alpn);
   /* RFC 9113 9.2.1: "A deployment of HTTP/2 over TLS 1.2 MUST disable
    * renegotiation" (stream.c ends a connection whose peer tries) */
-  mbedtls_ssl_conf_renegotiation(&cfg->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  mbedtls_ssl_conf_renegotiation(&cfg->conf,
+                                 MBEDTLS_SSL_RENEGOTIATION_DISABLED);
   if (!cfg->is_server)
-    mbedtls_ssl_conf_session_tickets(&cfg->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+    mbedtls_ssl_conf_session_tickets(&cfg->conf,
+                                     MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
   return cfg;
 }
 
@@ -222,9 +232,10 @@ int uvg_tls_server_credentials_new(const uvg_tls_server_options_t *o,
       mbedtls_ssl_conf_ca_chain(&cfg->conf, &cfg->ca, NULL);
       /* REQUEST checks a certificate that was sent once the handshake is
        * done (stream.c); OPTIONAL lets a client without one in */
-      mbedtls_ssl_conf_authmode(&cfg->conf, o->client_cert == UVG_CLIENT_CERT_REQUIRE
-                                                ? MBEDTLS_SSL_VERIFY_REQUIRED
-                                                : MBEDTLS_SSL_VERIFY_OPTIONAL);
+      mbedtls_ssl_conf_authmode(&cfg->conf,
+                                o->client_cert == UVG_CLIENT_CERT_REQUIRE
+                                    ? MBEDTLS_SSL_VERIFY_REQUIRED
+                                    : MBEDTLS_SSL_VERIFY_OPTIONAL);
     }
   } else {
     mbedtls_ssl_conf_authmode(&cfg->conf, MBEDTLS_SSL_VERIFY_NONE);

@@ -21,13 +21,17 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static mbedtls_entropy_context entropy;
 static mbedtls_ctr_drbg_context drbg;
 static int seeded;
-static int forked; /* set in a child by the fork handler */
+static int forked;  /* set in a child by the fork handler */
 static pid_t owner; /* the process the generator was last seeded in */
 
 /* The lock is held across fork(), so that no other thread of the parent
  * can be inside the generator when the child's copy of it is made. */
-static void before_fork(void) { pthread_mutex_lock(&lock); }
-static void after_fork_parent(void) { pthread_mutex_unlock(&lock); }
+static void before_fork(void) {
+  pthread_mutex_lock(&lock);
+}
+static void after_fork_parent(void) {
+  pthread_mutex_unlock(&lock);
+}
 static void after_fork_child(void) {
   forked = 1;
   pthread_mutex_unlock(&lock);
@@ -53,7 +57,8 @@ static int ensure_seeded(void) {
                                sizeof(pers));
     seeded = rc == 0;
   } else if (forked || owner != pid) {
-    rc = mbedtls_ctr_drbg_reseed(&drbg, (const unsigned char *)&pid, sizeof(pid));
+    rc = mbedtls_ctr_drbg_reseed(&drbg, (const unsigned char *)&pid,
+                                 sizeof(pid));
   }
   if (rc == 0) {
     forked = 0;
@@ -69,7 +74,8 @@ int uvg__tls_random(void *unused, unsigned char *out, size_t len) {
   int rc = ensure_seeded();
   /* one request gives at most MBEDTLS_CTR_DRBG_MAX_REQUEST bytes */
   while (rc == 0 && len > 0) {
-    size_t n = len < MBEDTLS_CTR_DRBG_MAX_REQUEST ? len : MBEDTLS_CTR_DRBG_MAX_REQUEST;
+    size_t n =
+        len < MBEDTLS_CTR_DRBG_MAX_REQUEST ? len : MBEDTLS_CTR_DRBG_MAX_REQUEST;
     rc = mbedtls_ctr_drbg_random(&drbg, out, n);
     out += n;
     len -= n;

@@ -51,11 +51,11 @@ typedef enum {
 typedef struct {
   mbedtls_ssl_context ssl;
   uvg__stream_t *s;
-  uvg__tls_config_t *cfg;               /* a reference */
-  const uvg__stream_ops_t *sock_ops;    /* the socket's own */
-  const uvg__stream_cbs_t *cbs;         /* the owner's */
-  uint8_t *plain;                       /* decrypted bytes land here */
-  const uint8_t *in;                    /* the read mbedtls is fed */
+  uvg__tls_config_t *cfg;            /* a reference */
+  const uvg__stream_ops_t *sock_ops; /* the socket's own */
+  const uvg__stream_cbs_t *cbs;      /* the owner's */
+  uint8_t *plain;                    /* decrypted bytes land here */
+  const uint8_t *in;                 /* the read mbedtls is fed */
   size_t in_len;
   /* the record headers going by, to tell a renegotiation */
   uint8_t hdr[5];
@@ -76,10 +76,10 @@ typedef struct {
   uint8_t fail_pending; /* the owner is told once the alert is written */
   uint8_t shutdown_wanted, shut;
   uint8_t closing;
-  int sent_alert;    /* the description of a plaintext alert we sent, or -1 */
-  int fail_code;     /* the read error the owner gets */
-  char *name;        /* client: the name verified; server: the SNI */
-  uint8_t ip[16];    /* client: a name that is an IP address */
+  int sent_alert; /* the description of a plaintext alert we sent, or -1 */
+  int fail_code;  /* the read error the owner gets */
+  char *name;     /* client: the name verified; server: the SNI */
+  uint8_t ip[16]; /* client: a name that is an IP address */
   size_t ip_len;
   uvg__auth_t *auth;
   char peer[64];
@@ -194,34 +194,27 @@ static void fail(tls_t *t, int code, const char *fmt, ...) {
 
 /* RFC 5246 7.2 and RFC 7301 3.2 alert names, for the log. */
 static const char *alert_name(int d) {
-  switch (d) {
-    case 0: return "close_notify";
-    case 10: return "unexpected_message";
-    case 20: return "bad_record_mac";
-    case 22: return "record_overflow";
-    case 40: return "handshake_failure";
-    case 42: return "bad_certificate";
-    case 43: return "unsupported_certificate";
-    case 44: return "certificate_revoked";
-    case 45: return "certificate_expired";
-    case 46: return "certificate_unknown";
-    case 47: return "illegal_parameter";
-    case 48: return "unknown_ca";
-    case 49: return "access_denied";
-    case 50: return "decode_error";
-    case 51: return "decrypt_error";
-    case 70: return "protocol_version";
-    case 71: return "insufficient_security";
-    case 80: return "internal_error";
-    case 90: return "user_canceled";
-    case 100: return "no_renegotiation";
-    case 109: return "missing_extension";
-    case 110: return "unsupported_extension";
-    case 112: return "unrecognized_name";
-    case 116: return "certificate_required";
-    case 120: return "no_application_protocol";
-    default: return "unknown alert";
-  }
+  static const struct {
+    int d;
+    const char *name;
+  } names[] = {
+      {0, "close_notify"},          {10, "unexpected_message"},
+      {20, "bad_record_mac"},       {22, "record_overflow"},
+      {40, "handshake_failure"},    {42, "bad_certificate"},
+      {43, "unsupported_certificate"}, {44, "certificate_revoked"},
+      {45, "certificate_expired"},  {46, "certificate_unknown"},
+      {47, "illegal_parameter"},    {48, "unknown_ca"},
+      {49, "access_denied"},        {50, "decode_error"},
+      {51, "decrypt_error"},        {70, "protocol_version"},
+      {71, "insufficient_security"}, {80, "internal_error"},
+      {90, "user_canceled"},        {100, "no_renegotiation"},
+      {109, "missing_extension"},   {110, "unsupported_extension"},
+      {112, "unrecognized_name"},   {116, "certificate_required"},
+      {120, "no_application_protocol"},
+  };
+  for (size_t i = 0; i < UVG__ARRAY_SIZE(names); i++)
+    if (names[i].d == d) return names[i].name;
+  return "unknown alert";
 }
 
 /* Why a certificate was refused, from mbedtls's verification flags. */
@@ -255,7 +248,8 @@ static void describe_verify(tls_t *t, uint32_t flags, char *out, size_t cap) {
                           t->name ? t->name : "?");
     sep = "; ";
   }
-  if (*sep == '\0' && n < cap) mbedtls_x509_crt_verify_info(out + n, cap - n, "", flags);
+  if (*sep == '\0' && n < cap)
+    mbedtls_x509_crt_verify_info(out + n, cap - n, "", flags);
 }
 
 /* The reason of a failed handshake step, for the log and the owner. */
@@ -329,10 +323,12 @@ static int check_first_bytes(tls_t *t, const uint8_t *p, size_t n) {
   if (p[0] == REC_HANDSHAKE || p[0] == REC_ALERT) return 0;
   size_t k = n < sizeof(preface) - 1 ? n : sizeof(preface) - 1;
   if (memcmp(p, preface, k) == 0)
-    fail(t, UV_EPROTO, "the client sent plaintext HTTP/2 to a TLS port (a channel "
+    fail(t, UV_EPROTO,
+         "the client sent plaintext HTTP/2 to a TLS port (a channel "
          "without TLS credentials?)");
   else if (!t->is_server && p[0] == 0)
-    fail(t, UV_EPROTO, "the server answered with plaintext HTTP/2, not TLS (a "
+    fail(t, UV_EPROTO,
+         "the server answered with plaintext HTTP/2, not TLS (a "
          "server without TLS credentials?)");
   else if ((p[0] >= 'A' && p[0] <= 'Z'))
     fail(t, UV_EPROTO, "the %s sent plaintext (HTTP/1?), not TLS",
@@ -360,9 +356,11 @@ static int handshake_steps(tls_t *t) {
       t->alpn_checked = 1;
       const char *p = mbedtls_ssl_get_alpn_protocol(&t->ssl);
       if (p == NULL || strcmp(p, "h2") != 0) {
-        mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
-                                       MBEDTLS_SSL_ALERT_MSG_NO_APPLICATION_PROTOCOL);
-        fail(t, UV_EPROTO, "the %s negotiated no ALPN protocol (gRPC requires \"h2\")",
+        mbedtls_ssl_send_alert_message(
+            &t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+            MBEDTLS_SSL_ALERT_MSG_NO_APPLICATION_PROTOCOL);
+        fail(t, UV_EPROTO,
+             "the %s negotiated no ALPN protocol (gRPC requires \"h2\")",
              t->is_server ? "client" : "server");
         return -1;
       }
@@ -407,12 +405,14 @@ static int drive_handshake(tls_t *t) {
     fail(t, UVG_ENOMEM, "out of memory");
     return -1;
   }
-  UVG__TRACE(UVG__TRACE_TLS, "%s: TLS handshake done: %s, %s, ALPN %s%s%s", t->peer,
-             mbedtls_ssl_get_version(&t->ssl), mbedtls_ssl_get_ciphersuite(&t->ssl),
+  UVG__TRACE(UVG__TRACE_TLS, "%s: TLS handshake done: %s, %s, ALPN %s%s%s",
+             t->peer, mbedtls_ssl_get_version(&t->ssl),
+             mbedtls_ssl_get_ciphersuite(&t->ssl),
              mbedtls_ssl_get_alpn_protocol(&t->ssl),
              uvg__auth_info(t->auth)->peer_subject ? ", peer " : "",
-             uvg__auth_info(t->auth)->peer_subject ? uvg__auth_info(t->auth)->peer_subject
-                                                   : "");
+             uvg__auth_info(t->auth)->peer_subject
+                 ? uvg__auth_info(t->auth)->peer_subject
+                 : "");
   if (t->owner == OWNER_HELD) {
     uv_buf_t b = uv_buf_init((char *)t->held.data, (unsigned)t->held.len);
     rc = encrypt(t, &b, 1);
@@ -647,7 +647,8 @@ static void tls_peer_name(uvg__stream_t *s, char *out, size_t len) {
 
 static void tls_set_user_timeout(uvg__stream_t *s, uint64_t ms) {
   tls_t *t = s->layer;
-  if (t->sock_ops->set_user_timeout != NULL) t->sock_ops->set_user_timeout(s, ms);
+  if (t->sock_ops->set_user_timeout != NULL)
+    t->sock_ops->set_user_timeout(s, ms);
 }
 
 static const char *tls_error(uvg__stream_t *s) {
@@ -688,10 +689,12 @@ int uvg__tls_sni_cb(void *unused, mbedtls_ssl_context *ssl,
 /* A client whose target is an IP address: mbedtls matches only DNS names,
  * so the leaf's IP SANs are checked here (RFC 6125 6.2.1: an IP reference
  * identity matches an iPAddress SAN, never a DNS name or the CN). */
-static int verify_ip(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
+static int verify_ip(void *arg, mbedtls_x509_crt *crt, int depth,
+                     uint32_t *flags) {
   tls_t *t = arg;
   if (depth != 0) return 0;
-  for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s != NULL; s = s->next)
+  for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s != NULL;
+       s = s->next)
     if (s->buf.p != NULL && (s->buf.tag & 0x1F) == 7 &&
         !(s->buf.tag & MBEDTLS_ASN1_CONSTRUCTED) && s->buf.len == t->ip_len &&
         memcmp(s->buf.p, t->ip, t->ip_len) == 0)
@@ -720,7 +723,9 @@ static int set_server_name(tls_t *t, const char *name) {
     t->ip_len = 16;
   } else {
     int rc = mbedtls_ssl_set_hostname(&t->ssl, t->name);
-    return rc == MBEDTLS_ERR_SSL_ALLOC_FAILED ? UVG_ENOMEM : rc != 0 ? UVG_EINVAL : 0;
+    return rc == MBEDTLS_ERR_SSL_ALLOC_FAILED ? UVG_ENOMEM
+           : rc != 0                          ? UVG_EINVAL
+                                              : 0;
   }
   /* no SNI for an address (RFC 6066 3) */
   mbedtls_ssl_set_verify(&t->ssl, verify_ip, t);
@@ -731,8 +736,8 @@ static int set_server_name(tls_t *t, const char *name) {
 
 int uvg__tls_wrap(uvg__stream_t *s, uvg__tls_config_t *cfg,
                   const char *server_name) {
-  if (s->read_buf_len < 2 * UVG__TLS_PLAIN_MAX || cfg == NULL || cfg->insecure ||
-      (!cfg->is_server && server_name == NULL))
+  if (s->read_buf_len < 2 * UVG__TLS_PLAIN_MAX || cfg == NULL ||
+      cfg->insecure || (!cfg->is_server && server_name == NULL))
     return UVG_EINVAL;
   tls_t *t = uvg__calloc(1, sizeof(*t));
   if (t == NULL) return UVG_ENOMEM;

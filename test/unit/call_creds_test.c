@@ -29,12 +29,16 @@ static void test_service_url(void) {
   u = uvg__service_url("[::1]:443", "/s.S/M");
   CHECK_STR(u, "https://[::1]/s.S");
   uvg__free(u);
-  CHECK_EQ(uvg__call_creds_code(UVG_STATUS_UNAUTHENTICATED), UVG_STATUS_UNAUTHENTICATED);
-  CHECK_EQ(uvg__call_creds_code(UVG_STATUS_PERMISSION_DENIED), UVG_STATUS_PERMISSION_DENIED);
-  CHECK_EQ(uvg__call_creds_code(UVG_STATUS_UNAVAILABLE), UVG_STATUS_UNAVAILABLE);
+  CHECK_EQ(uvg__call_creds_code(UVG_STATUS_UNAUTHENTICATED),
+           UVG_STATUS_UNAUTHENTICATED);
+  CHECK_EQ(uvg__call_creds_code(UVG_STATUS_PERMISSION_DENIED),
+           UVG_STATUS_PERMISSION_DENIED);
+  CHECK_EQ(uvg__call_creds_code(UVG_STATUS_UNAVAILABLE),
+           UVG_STATUS_UNAVAILABLE);
   const uvg_status_code_t reserved[] = {
-      UVG_STATUS_INVALID_ARGUMENT, UVG_STATUS_NOT_FOUND, UVG_STATUS_ALREADY_EXISTS,
-      UVG_STATUS_FAILED_PRECONDITION, UVG_STATUS_ABORTED, UVG_STATUS_OUT_OF_RANGE,
+      UVG_STATUS_INVALID_ARGUMENT, UVG_STATUS_NOT_FOUND,
+      UVG_STATUS_ALREADY_EXISTS,   UVG_STATUS_FAILED_PRECONDITION,
+      UVG_STATUS_ABORTED,          UVG_STATUS_OUT_OF_RANGE,
       UVG_STATUS_DATA_LOSS};
   for (size_t i = 0; i < UVG__ARRAY_SIZE(reserved); i++)
     CHECK_EQ(uvg__call_creds_code(reserved[i]), UVG_STATUS_INTERNAL);
@@ -49,10 +53,11 @@ static void whoami(uvg_call_t *call, const uint8_t *msg, size_t len) {
   const uvg_metadata_t *md;
   size_t n = uvg_call_metadata(call, &md);
   for (size_t i = 0; i < n; i++)
-    if (strcmp(md[i].key, "authorization") == 0 || strcmp(md[i].key, "x-call") == 0) {
+    if (strcmp(md[i].key, "authorization") == 0 ||
+        strcmp(md[i].key, "x-call") == 0) {
       size_t k = strlen(reply);
-      snprintf(reply + k, sizeof(reply) - k, "%s%s=%.*s", k ? ";" : "", md[i].key,
-               (int)md[i].value_len, (const char *)md[i].value);
+      snprintf(reply + k, sizeof(reply) - k, "%s%s=%.*s", k ? ";" : "",
+               md[i].key, (int)md[i].value_len, (const char *)md[i].value);
     }
   uvg_call_send(call, reply, strlen(reply), 0, NULL, NULL);
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
@@ -67,9 +72,9 @@ static const uvg_method_t methods[] = {
 /* ---- credentials the tests configure ---- */
 
 typedef struct {
-  const char *token;  /* added as "authorization: Bearer <token>" */
-  const char *key;    /* or this key... */
-  int later_ms;       /* answer from a timer this much later (0: at once) */
+  const char *token;      /* added as "authorization: Bearer <token>" */
+  const char *key;        /* or this key... */
+  int later_ms;           /* answer from a timer this much later (0: at once) */
   uvg_status_code_t fail; /* answer with this code instead */
   int asked;
   int destroyed;
@@ -86,16 +91,19 @@ typedef struct {
 static void answer(uvg_metadata_request_t *req, creds_cfg_t *cfg) {
   char value[96];
   if (cfg->fail != UVG_STATUS_OK) {
-    cfg->last_rc = uvg_metadata_request_done(req, NULL, 0, cfg->fail, "token service down");
+    cfg->last_rc = uvg_metadata_request_done(req, NULL, 0, cfg->fail,
+                                             "token service down");
     return;
   }
   snprintf(value, sizeof(value), "Bearer %s", cfg->token);
-  uvg_metadata_t md = {cfg->key ? cfg->key : "authorization", (const uint8_t *)value,
-                       strlen(value)};
+  uvg_metadata_t md = {cfg->key ? cfg->key : "authorization",
+                       (const uint8_t *)value, strlen(value)};
   cfg->last_rc = uvg_metadata_request_done(req, &md, 1, UVG_STATUS_OK, NULL);
 }
 
-static void free_later(uv_handle_t *h) { free(h); }
+static void free_later(uv_handle_t *h) {
+  free(h);
+}
 
 static void on_later(uv_timer_t *t) {
   later_t *l = (later_t *)t;
@@ -120,7 +128,9 @@ static void get_metadata(uvg_metadata_request_t *req, const char *url,
   uv_timer_start(&l->t, on_later, (uint64_t)cfg->later_ms, 0);
 }
 
-static void destroy(void *user_data) { ((creds_cfg_t *)user_data)->destroyed++; }
+static void destroy(void *user_data) {
+  ((creds_cfg_t *)user_data)->destroyed++;
+}
 
 static uvg_call_credentials_t *make(creds_cfg_t *cfg) {
   uvg_call_credentials_t *c;
@@ -143,7 +153,8 @@ static void on_reply(const uvg_status_t *st, const uint8_t *reply, size_t len,
   r->done = 1;
   r->code = st->code;
   snprintf(r->message, sizeof(r->message), "%s", st->message);
-  snprintf(r->reply, sizeof(r->reply), "%.*s", (int)len, reply ? (const char *)reply : "");
+  snprintf(r->reply, sizeof(r->reply), "%.*s", (int)len,
+           reply ? (const char *)reply : "");
 }
 
 static int port, plain_port, channel_closed;
@@ -161,8 +172,9 @@ static result_t call(int plain, int allow_insecure, uvg_call_credentials_t *chc,
   memset(&r, 0, sizeof(r));
   uvg_channel_credentials_t *creds = uvg_insecure_channel_credentials();
   if (!plain) {
-    uvg_tls_channel_options_t o = {.root_certs = {.data = ca.cert, .len = strlen(ca.cert)},
-                                   .server_name_override = "localhost"};
+    uvg_tls_channel_options_t o = {
+        .root_certs = {.data = ca.cert, .len = strlen(ca.cert)},
+        .server_name_override = "localhost"};
     CHECK_EQ(uvg_tls_channel_credentials_new(&o, &creds), 0);
   }
   uvg_channel_options_t co;
@@ -285,8 +297,9 @@ int main(void) {
   CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
   CHECK_EQ(uvg_server_register(s, methods, 1), 0);
   CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", sc, &port), 0);
-  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(),
-                             &plain_port), 0);
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0",
+                             uvg_insecure_server_credentials(), &plain_port),
+           0);
   uvg_server_credentials_release(sc);
   RUN(test_token_reaches_server);
   RUN(test_channel_and_call_together);

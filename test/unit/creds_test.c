@@ -20,7 +20,9 @@ static void on_log(uvg_log_level_t level, const char *line, void *data) {
   snprintf(last_log, sizeof(last_log), "%s", line);
 }
 
-static uvg_pem_t file(const char *path) { return (uvg_pem_t){.file = path}; }
+static uvg_pem_t file(const char *path) {
+  return (uvg_pem_t){.file = path};
+}
 static uvg_pem_t mem(const char *text) {
   return (uvg_pem_t){.data = text, .len = text ? strlen(text) : 0};
 }
@@ -44,10 +46,12 @@ static int channel_creds(uvg_tls_channel_options_t o) {
 }
 
 static void test_server_credentials(void) {
-  uvg_tls_server_options_t ok = {.cert_chain = mem(leaf.cert), .private_key = mem(leaf.key)};
+  uvg_tls_server_options_t ok = {.cert_chain = mem(leaf.cert),
+                                 .private_key = mem(leaf.key)};
   CHECK_EQ(server_creds(ok), 0);
-  uvg_tls_server_options_t files = {.cert_chain = file(GRPC_TESTDATA "/server1.pem"),
-                                    .private_key = file(GRPC_TESTDATA "/server1.key")};
+  uvg_tls_server_options_t files = {
+      .cert_chain = file(GRPC_TESTDATA "/server1.pem"),
+      .private_key = file(GRPC_TESTDATA "/server1.key")};
   CHECK_EQ(server_creds(files), 0);
   uvg_server_credentials_t *c;
   CHECK_EQ(uvg_tls_server_credentials_new(NULL, &c), UVG_EINVAL);
@@ -66,9 +70,11 @@ static void test_server_credentials(void) {
   o = ok;
   o.cert_chain = file("/nonexistent/server.pem");
   CHECK_EQ(server_creds(o), UVG_EBADCREDS);
-  CHECK(strstr(last_log, "certificate chain from /nonexistent/server.pem") != NULL);
+  CHECK(strstr(last_log, "certificate chain from /nonexistent/server.pem") !=
+        NULL);
   o = ok;
-  o.cert_chain = mem("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+  o.cert_chain = mem(
+      "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
   CHECK_EQ(server_creds(o), UVG_EBADCREDS);
   CHECK(strstr(last_log, "certificate chain from memory") != NULL);
   o = ok;
@@ -117,16 +123,19 @@ static void test_kinds_and_references(void) {
   uv_loop_t *loop = uv_default_loop();
   uvg_server_credentials_t *sc;
   uvg_channel_credentials_t *cc;
-  uvg_tls_server_options_t so = {.cert_chain = mem(leaf.cert), .private_key = mem(leaf.key)};
+  uvg_tls_server_options_t so = {.cert_chain = mem(leaf.cert),
+                                 .private_key = mem(leaf.key)};
   uvg_tls_channel_options_t co = {.root_certs = mem(ca.cert)};
   CHECK_EQ(uvg_tls_server_credentials_new(&so, &sc), 0);
   CHECK_EQ(uvg_tls_channel_credentials_new(&co, &cc), 0);
   uvg_server_t *s;
   uvg_channel_t *ch, *ch2;
   CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
-  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", (uvg_server_credentials_t *)cc, NULL),
-           UVG_EINVAL);
-  CHECK_EQ(uvg_channel_new(loop, "localhost:1", (uvg_channel_credentials_t *)sc, NULL, &ch),
+  CHECK_EQ(
+      uvg_server_listen(s, "127.0.0.1:0", (uvg_server_credentials_t *)cc, NULL),
+      UVG_EINVAL);
+  CHECK_EQ(uvg_channel_new(loop, "localhost:1", (uvg_channel_credentials_t *)sc,
+                           NULL, &ch),
            UVG_EINVAL);
   /* two channels share one credentials object beyond the caller's release */
   CHECK_EQ(uvg_channel_new(loop, "localhost:1", cc, NULL, &ch), 0);

@@ -2,7 +2,7 @@
  * A TLS client playing the attacker: handshakes that stall halfway,
  * renegotiation, records of the largest size and larger, plaintext and
  * garbage on a TLS port, a malformed ClientHello, no ALPN or the wrong
- * one, an old TLS version, bad client certificates. Each ends that one
+ * one, TLS 1.1, bad client certificates. Each ends that one
  * connection, with a log line that says why; the server keeps serving;
  * and its memory returns to where it was.
  */
@@ -59,10 +59,12 @@ static void served(int to, const tp_opts_t *o) {
   tp_t p;
   CHECK_EQ(tp_connect(&p, loop, to, o), 0);
   int hs = tp_handshake(&p, 3000);
-  int st = hs == 0 ? tp_unary(&p, "/t.T/Echo", (const uint8_t *)"hi", 2, NULL, 3000) : -1;
+  int st = hs == 0
+               ? tp_unary(&p, "/t.T/Echo", (const uint8_t *)"hi", 2, NULL, 3000)
+               : -1;
   if (hs != 0 || st != 0) {
-    fprintf(stderr, "  not served: handshake -0x%04x, status %d, errno %d\n", -hs, st,
-            p.recv_errno);
+    fprintf(stderr, "  not served: handshake -0x%04x, status %d, errno %d\n",
+            -hs, st, p.recv_errno);
     for (int i = nlogged > 4 ? nlogged - 4 : 0; i < nlogged; i++)
       fprintf(stderr, "  log: %s\n", logged[i % 16]);
   }
@@ -147,7 +149,8 @@ static void test_renegotiation(void) {
   CHECK_EQ(tp_handshake(&p, 3000), 0);
   CHECK_EQ(tp_unary(&p, "/t.T/Echo", (const uint8_t *)"hi", 2, NULL, 3000), 0);
   int rc = tp_renegotiate(&p);
-  CHECK(rc == 0 || rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE);
+  CHECK(rc == 0 || rc == MBEDTLS_ERR_SSL_WANT_READ ||
+        rc == MBEDTLS_ERR_SSL_WANT_WRITE);
   CHECK(tp_wait_closed(&p, 2000));
   tp_close(&p);
   wait_ms(loop, 10);
@@ -174,7 +177,8 @@ static void test_record_sizes(void) {
    * headers and trailers */
   int ideal = (int)((sizeof(big) + 5 + 16383) / 16384);
   if (p.app_records > ideal + 8)
-    fprintf(stderr, "  %d records for %d records' worth\n", p.app_records, ideal);
+    fprintf(stderr, "  %d records for %d records' worth\n", p.app_records,
+            ideal);
   CHECK(p.app_records <= ideal + 8);
   int from = nlogged;
   /* RFC 5246 6.2.3: at most 2^14 + 2048 bytes of ciphertext */
@@ -197,39 +201,53 @@ static void test_plaintext_and_garbage(void) {
   raw_refused(preface, sizeof(preface) - 1,
               "the client sent plaintext HTTP/2 to a TLS port");
   static const char get[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-  raw_refused(get, sizeof(get) - 1, "the client sent plaintext (HTTP/1?), not TLS");
+  raw_refused(get, sizeof(get) - 1,
+              "the client sent plaintext (HTTP/1?), not TLS");
   static const uint8_t junk[] = {0x80, 0x2e, 0x01, 0x03, 0x01};
-  raw_refused(junk, sizeof(junk), "the client's first bytes are not a TLS record (0x80)");
+  raw_refused(junk, sizeof(junk),
+              "the client's first bytes are not a TLS record (0x80)");
 }
 
 /* A handshake record whose ClientHello claims more than it holds and then
  * holds nonsense. */
 static void test_malformed_client_hello(void) {
   static const uint8_t hello[] = {
-      22, 3, 1, 0, 16,        /* handshake record, 16 bytes */
-      1, 0, 0, 12,            /* ClientHello, 12 bytes */
-      3, 3, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 0, 0};
+      22, 3, 1,    0,    16, /* handshake record, 16 bytes */
+      1,  0, 0,    12,       /* ClientHello, 12 bytes */
+      3,  3, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 0, 0};
   raw_refused(hello, sizeof(hello), "TLS handshake failed");
 }
 
 static void test_alpn(void) {
   tp_opts_t o = good();
   o.alpn = NULL;
-  handshake_refused(&o, 0, "the client negotiated no ALPN protocol (gRPC requires \"h2\")");
+  handshake_refused(
+      &o, 0, "the client negotiated no ALPN protocol (gRPC requires \"h2\")");
   static const char *http1[] = {"http/1.1", NULL};
   o.alpn = http1;
   handshake_refused(&o, 0, "the client offers no ALPN protocol gRPC speaks");
 }
 
-static void test_client_certificates(void) {
+/* RFC 9113 9.2: TLS 1.2 or newer; this side has nothing newer. */
+static void test_old_tls_version(void) {
   tp_opts_t o = good();
-  handshake_refused(&o, 1, "the client sent no certificate, and one is required");
-  o.cert = expired_client.cert;
-  o.key = expired_client.key;
-  handshake_refused(&o, 1, "the client's certificate is refused: it has expired");
+  o.max_minor = MBEDTLS_SSL_MINOR_VERSION_2; /* TLS 1.1 */
+  handshake_refused(&o, 0, "no TLS version in common (this side speaks TLS 1.2)");
 }
 
-static size_t heap_in_use(void) { return mallinfo2().uordblks; }
+static void test_client_certificates(void) {
+  tp_opts_t o = good();
+  handshake_refused(&o, 1,
+                    "the client sent no certificate, and one is required");
+  o.cert = expired_client.cert;
+  o.key = expired_client.key;
+  handshake_refused(&o, 1,
+                    "the client's certificate is refused: it has expired");
+}
+
+static size_t heap_in_use(void) {
+  return mallinfo2().uordblks;
+}
 
 /* What an idle TLS connection costs the server (printed, not asserted:
  * the mbedtls record buffers dominate). */
@@ -251,9 +269,10 @@ static void test_idle_connections(void) {
   uvg_server_get_stats(server, &st);
   CHECK_EQ(st.connections_open, IDLE);
   if (base != 0)
-    fprintf(stderr, "  %d idle TLS connections: %zu bytes of heap each, the "
-            "server's and the test's mbedtls client's together\n", IDLE,
-            (open - base) / IDLE);
+    fprintf(stderr,
+            "  %d idle TLS connections: %zu bytes of heap each, the "
+            "server's and the test's mbedtls client's together\n",
+            IDLE, (open - base) / IDLE);
   for (int i = 0; i < IDLE; i++) tp_close(&p[i]);
   for (int k = 0; k < 200 && st.connections_open > 0; k++) {
     wait_ms(loop, 5);
@@ -273,7 +292,8 @@ static uvg_server_t *start(uvg_client_cert_t mode, uint64_t timeout, int *p) {
       .client_cert = mode,
   };
   if (mode != UVG_CLIENT_CERT_NONE)
-    o.client_ca = (uvg_pem_t){.data = client_ca.cert, .len = strlen(client_ca.cert)};
+    o.client_ca =
+        (uvg_pem_t){.data = client_ca.cert, .len = strlen(client_ca.cert)};
   uvg_server_credentials_t *creds;
   CHECK_EQ(uvg_tls_server_credentials_new(&o, &creds), 0);
   CHECK_EQ(uvg_server_new(loop, &so, &s), 0);
@@ -293,7 +313,8 @@ int main(void) {
   CHECK_EQ(tc_make_leaf(&server_cert, &ca, &leaf), 0);
   tc_leaf_t client = {.cn = "client"};
   CHECK_EQ(tc_make_leaf(&client_cert, &client_ca, &client), 0);
-  tc_leaf_t old = {.cn = "old client", .not_before_days = -10, .not_after_days = -2};
+  tc_leaf_t old = {
+      .cn = "old client", .not_before_days = -10, .not_after_days = -2};
   CHECK_EQ(tc_make_leaf(&expired_client, &client_ca, &old), 0);
   server = start(UVG_CLIENT_CERT_NONE, 300, &port);
   mtls_server = start(UVG_CLIENT_CERT_REQUIRE, 3000, &mtls_port);
@@ -308,6 +329,7 @@ int main(void) {
     RUN(test_plaintext_and_garbage);
     RUN(test_malformed_client_hello);
     RUN(test_alpn);
+    RUN(test_old_tls_version);
     RUN(test_client_certificates);
     RUN(test_idle_connections);
     wait_ms(loop, 50);
@@ -316,13 +338,15 @@ int main(void) {
   if (heap[0] == 0) {
     fprintf(stderr, "heap accounting unavailable under this allocator\n");
   } else {
-    fprintf(stderr, "heap after round one %zu, after round two %zu\n", heap[0], heap[1]);
+    fprintf(stderr, "heap after round one %zu, after round two %zu\n", heap[0],
+            heap[1]);
     CHECK(heap[1] <= heap[0] + 64 * 1024);
   }
   uvg_server_close(server, NULL, NULL);
   uvg_server_close(mtls_server, NULL, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
-  tc_pem_t *all[] = {&ca, &server_cert, &client_ca, &client_cert, &expired_client};
+  tc_pem_t *all[] = {&ca, &server_cert, &client_ca, &client_cert,
+                     &expired_client};
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) tc_free(all[i]);
   CHECK_EQ(uv_loop_close(loop), 0);
   TEST_EXIT();

@@ -30,7 +30,8 @@ static int new_key(mbedtls_pk_context *pk) {
 
 static char *key_pem(mbedtls_pk_context *pk) {
   char *buf = malloc(PEM_MAX);
-  if (buf != NULL && mbedtls_pk_write_key_pem(pk, (unsigned char *)buf, PEM_MAX) != 0) {
+  if (buf != NULL &&
+      mbedtls_pk_write_key_pem(pk, (unsigned char *)buf, PEM_MAX) != 0) {
     free(buf);
     buf = NULL;
   }
@@ -58,15 +59,16 @@ static int san_der(const tc_leaf_t *l, unsigned char *buf, size_t cap,
   unsigned char *p = buf + cap;
   size_t len = 0;
   int rc;
-#define ADD(tag, data, n)                                                  \
-  do {                                                                     \
-    size_t n_ = (n);                                                       \
-    if ((rc = mbedtls_asn1_write_raw_buffer(&p, buf, (const unsigned char *)(data), n_)) < 0 || \
-        (rc = mbedtls_asn1_write_len(&p, buf, n_)) < 0)                    \
-      return rc;                                                           \
-    len += n_ + (size_t)rc;                                                \
-    if ((rc = mbedtls_asn1_write_tag(&p, buf, (tag))) < 0) return rc;      \
-    len += (size_t)rc;                                                     \
+#define ADD(tag, data, n)                                             \
+  do {                                                                \
+    size_t n_ = (n);                                                  \
+    if ((rc = mbedtls_asn1_write_raw_buffer(                          \
+             &p, buf, (const unsigned char *)(data), n_)) < 0 ||      \
+        (rc = mbedtls_asn1_write_len(&p, buf, n_)) < 0)               \
+      return rc;                                                      \
+    len += n_ + (size_t)rc;                                           \
+    if ((rc = mbedtls_asn1_write_tag(&p, buf, (tag))) < 0) return rc; \
+    len += (size_t)rc;                                                \
   } while (0)
   /* back to front, so the names come out in the order given: DNS names,
    * then addresses, then URIs */
@@ -75,7 +77,9 @@ static int san_der(const tc_leaf_t *l, unsigned char *buf, size_t cap,
   for (size_t i = count(l->ips); i-- > 0;) {
     unsigned char a[16];
     const char *ip = l->ips[i];
-    size_t n = inet_pton(AF_INET, ip, a) == 1 ? 4 : inet_pton(AF_INET6, ip, a) == 1 ? 16 : 0;
+    size_t n = inet_pton(AF_INET, ip, a) == 1    ? 4
+               : inet_pton(AF_INET6, ip, a) == 1 ? 16
+                                                 : 0;
     if (n == 0) return -1;
     ADD(MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7, a, n);
   }
@@ -84,7 +88,8 @@ static int san_der(const tc_leaf_t *l, unsigned char *buf, size_t cap,
 #undef ADD
   if ((rc = mbedtls_asn1_write_len(&p, buf, len)) < 0) return rc;
   len += (size_t)rc;
-  if ((rc = mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) < 0)
+  if ((rc = mbedtls_asn1_write_tag(
+           &p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) < 0)
     return rc;
   len += (size_t)rc;
   *start = p;
@@ -110,8 +115,8 @@ static int issue(tc_pem_t *out, const tc_pem_t *ca, const char *subject_cn,
   snprintf(subject, sizeof(subject), "O=uvgrpc tests,CN=%s", subject_cn);
   if ((rc = new_key(&key)) != 0) goto done;
   if (ca != NULL) {
-    rc = mbedtls_pk_parse_key(&ca_key, (const unsigned char *)ca->key, strlen(ca->key) + 1,
-                              NULL, 0);
+    rc = mbedtls_pk_parse_key(&ca_key, (const unsigned char *)ca->key,
+                              strlen(ca->key) + 1, NULL, 0);
     if (rc == 0)
       rc = mbedtls_x509_crt_parse(&ca_crt, (const unsigned char *)ca->cert,
                                   strlen(ca->cert) + 1);
@@ -128,7 +133,8 @@ static int issue(tc_pem_t *out, const tc_pem_t *ca, const char *subject_cn,
   }
   stamp(from, nb);
   stamp(to, na);
-  mbedtls_mpi_lset(&serial, (mbedtls_mpi_sint)(serial_no++ * 7919 + (unsigned)time(NULL) % 1000));
+  mbedtls_mpi_lset(&serial, (mbedtls_mpi_sint)(serial_no++ * 7919 +
+                                               (unsigned)time(NULL) % 1000));
   mbedtls_x509write_crt_set_version(&w, MBEDTLS_X509_CRT_VERSION_3);
   mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
   mbedtls_x509write_crt_set_subject_key(&w, &key);
@@ -142,10 +148,10 @@ static int issue(tc_pem_t *out, const tc_pem_t *ca, const char *subject_cn,
   if (leaf != NULL && (leaf->dns || leaf->ips || leaf->uris)) {
     unsigned char der[1024], *start;
     int n = san_der(leaf, der, sizeof(der), &start);
-    if (n < 0 ||
-        (rc = mbedtls_x509write_crt_set_extension(&w, MBEDTLS_OID_SUBJECT_ALT_NAME,
-                                                  MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME),
-                                                  0, start, (size_t)n)) != 0) {
+    if (n < 0 || (rc = mbedtls_x509write_crt_set_extension(
+                      &w, MBEDTLS_OID_SUBJECT_ALT_NAME,
+                      MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0, start,
+                      (size_t)n)) != 0) {
       rc = n < 0 ? n : rc;
       goto done;
     }
@@ -171,7 +177,9 @@ done:
   return 0;
 }
 
-int tc_make_ca(tc_pem_t *ca, const char *cn) { return issue(ca, NULL, cn, 1, NULL); }
+int tc_make_ca(tc_pem_t *ca, const char *cn) {
+  return issue(ca, NULL, cn, 1, NULL);
+}
 
 int tc_make_leaf(tc_pem_t *out, const tc_pem_t *ca, const tc_leaf_t *leaf) {
   return issue(out, ca, leaf->cn, 0, leaf);

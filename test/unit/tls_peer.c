@@ -76,31 +76,41 @@ int tp_connect(tp_t *p, uv_loop_t *loop, int port, const tp_opts_t *o) {
   mbedtls_x509_crt_init(&p->cert);
   mbedtls_pk_init(&p->key);
   mbedtls_ssl_config_defaults(&p->conf, MBEDTLS_SSL_IS_CLIENT,
-                              MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+                              MBEDTLS_SSL_TRANSPORT_STREAM,
+                              MBEDTLS_SSL_PRESET_DEFAULT);
   mbedtls_ssl_conf_rng(&p->conf, uvg__tls_random, NULL);
   if (o->ca != NULL) {
-    mbedtls_x509_crt_parse(&p->ca, (const unsigned char *)o->ca, strlen(o->ca) + 1);
+    mbedtls_x509_crt_parse(&p->ca, (const unsigned char *)o->ca,
+                           strlen(o->ca) + 1);
     mbedtls_ssl_conf_ca_chain(&p->conf, &p->ca, NULL);
     mbedtls_ssl_conf_authmode(&p->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
   } else {
     mbedtls_ssl_conf_authmode(&p->conf, MBEDTLS_SSL_VERIFY_NONE);
   }
   if (o->cert != NULL) {
-    mbedtls_x509_crt_parse(&p->cert, (const unsigned char *)o->cert, strlen(o->cert) + 1);
-    mbedtls_pk_parse_key(&p->key, (const unsigned char *)o->key, strlen(o->key) + 1,
-                         NULL, 0);
+    mbedtls_x509_crt_parse(&p->cert, (const unsigned char *)o->cert,
+                           strlen(o->cert) + 1);
+    mbedtls_pk_parse_key(&p->key, (const unsigned char *)o->key,
+                         strlen(o->key) + 1, NULL, 0);
     mbedtls_ssl_conf_own_cert(&p->conf, &p->cert, &p->key);
   }
-  if (o->alpn != NULL) mbedtls_ssl_conf_alpn_protocols(&p->conf, (const char **)o->alpn);
-  mbedtls_ssl_conf_renegotiation(&p->conf, o->renegotiation
-                                               ? MBEDTLS_SSL_RENEGOTIATION_ENABLED
-                                               : MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  if (o->alpn != NULL)
+    mbedtls_ssl_conf_alpn_protocols(&p->conf, (const char **)o->alpn);
+  mbedtls_ssl_conf_renegotiation(
+      &p->conf, o->renegotiation ? MBEDTLS_SSL_RENEGOTIATION_ENABLED
+                                 : MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  if (o->max_minor != 0) {
+    mbedtls_ssl_conf_min_version(&p->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_1);
+    mbedtls_ssl_conf_max_version(&p->conf, MBEDTLS_SSL_MAJOR_VERSION_3, o->max_minor);
+  }
   mbedtls_ssl_setup(&p->ssl, &p->conf);
   if (o->hostname != NULL) mbedtls_ssl_set_hostname(&p->ssl, o->hostname);
   mbedtls_ssl_set_bio(&p->ssl, p, bio_send, bio_recv, NULL);
   p->fd = socket(AF_INET, SOCK_STREAM, 0);
   uv_ip4_addr("127.0.0.1", port, &a);
-  if (p->fd < 0 || connect(p->fd, (struct sockaddr *)&a, sizeof(a)) != 0) return -1;
+  if (p->fd < 0 || connect(p->fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+    return -1;
   /* as the server's sockets: no Nagle delay on a handshake's small flights */
   int one = 1;
   setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -116,7 +126,8 @@ int tp_handshake(tp_t *p, int timeout_ms) {
   uint64_t end = now_ms(p) + (uint64_t)timeout_ms;
   for (;;) {
     int rc = mbedtls_ssl_handshake(&p->ssl);
-    if (rc != MBEDTLS_ERR_SSL_WANT_READ && rc != MBEDTLS_ERR_SSL_WANT_WRITE) return rc;
+    if (rc != MBEDTLS_ERR_SSL_WANT_READ && rc != MBEDTLS_ERR_SSL_WANT_WRITE)
+      return rc;
     if (now_ms(p) >= end) return MBEDTLS_ERR_SSL_TIMEOUT;
     tp_pump(p);
   }
@@ -166,7 +177,8 @@ int tp_read(tp_t *p, uint8_t *buf, size_t cap, int timeout_ms) {
     int rc = mbedtls_ssl_read(&p->ssl, buf, cap);
     if (rc > 0) return rc;
     if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) return 0;
-    if (rc != MBEDTLS_ERR_SSL_WANT_READ && rc != MBEDTLS_ERR_SSL_WANT_WRITE) return rc;
+    if (rc != MBEDTLS_ERR_SSL_WANT_READ && rc != MBEDTLS_ERR_SSL_WANT_WRITE)
+      return rc;
     if (now_ms(p) >= end) return MBEDTLS_ERR_SSL_TIMEOUT;
     tp_pump(p);
   }
@@ -183,11 +195,14 @@ int tp_wait_closed(tp_t *p, int timeout_ms) {
   return 0;
 }
 
-int tp_renegotiate(tp_t *p) { return mbedtls_ssl_renegotiate(&p->ssl); }
+int tp_renegotiate(tp_t *p) {
+  return mbedtls_ssl_renegotiate(&p->ssl);
+}
 
 int tp_h2_preface(tp_t *p) {
-  static const uint8_t preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-                                   "\0\0\0\4\0\0\0\0\0"; /* empty SETTINGS */
+  static const uint8_t preface[] =
+      "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+      "\0\0\0\4\0\0\0\0\0"; /* empty SETTINGS */
   return tp_write(p, preface, sizeof(preface) - 1);
 }
 
@@ -213,8 +228,8 @@ typedef struct {
   int closed, failed;
 } unary_t;
 
-static ssize_t u_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags,
-                      void *ud) {
+static ssize_t u_send(nghttp2_session *s, const uint8_t *data, size_t len,
+                      int flags, void *ud) {
   unary_t *u = ud;
   (void)s;
   (void)flags;
@@ -225,9 +240,9 @@ static ssize_t u_send(nghttp2_session *s, const uint8_t *data, size_t len, int f
   return (ssize_t)len;
 }
 
-static int u_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-                    size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags,
-                    void *ud) {
+static int u_header(nghttp2_session *s, const nghttp2_frame *f,
+                    const uint8_t *name, size_t nlen, const uint8_t *value,
+                    size_t vlen, uint8_t flags, void *ud) {
   unary_t *u = ud;
   (void)s;
   (void)f;
@@ -240,8 +255,8 @@ static int u_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n
   return 0;
 }
 
-static int u_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
-                  size_t len, void *ud) {
+static int u_data(nghttp2_session *s, uint8_t flags, int32_t id,
+                  const uint8_t *data, size_t len, void *ud) {
   unary_t *u = ud;
   (void)s;
   (void)flags;
@@ -296,13 +311,17 @@ int tp_unary(tp_t *p, const char *path, const uint8_t *msg, size_t len,
   nghttp2_session_callbacks_del(cbs);
   /* windows large enough that flow control does not cut the server's
    * writes short */
-  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24}};
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24}};
   nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, 1);
   nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0, 1 << 24);
   nghttp2_nv nv[] = {
 #define NV(k, v) {(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), 0}
-      NV(":method", "POST"), NV(":scheme", "https"), NV(":path", path),
-      NV(":authority", "localhost"), NV("content-type", "application/grpc"),
+      NV(":method", "POST"),
+      NV(":scheme", "https"),
+      NV(":path", path),
+      NV(":authority", "localhost"),
+      NV("content-type", "application/grpc"),
       NV("te", "trailers"),
 #undef NV
   };

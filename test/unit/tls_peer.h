@@ -20,6 +20,7 @@ typedef struct {
   const char *const *alpn;  /* NULL-terminated; NULL: no ALPN extension */
   const char *hostname;     /* SNI and the name verified; may be NULL */
   int renegotiation;        /* 1: renegotiation enabled on this side */
+  int max_minor;            /* nonzero: newest TLS 1.x minor version (2 = 1.1) */
 } tp_opts_t;
 
 typedef struct {

@@ -7,16 +7,16 @@
  * server goes on serving; a loop turn's output leaves in one write and as
  * few records as the record size allows.
  */
+#include "tls/tls.h"
+
 #include <unistd.h>
 #include <uvgrpc.h>
 
+#include "../../loop/listener.h"
 #include "loop_wait.h"
 #include "test.h"
-#include "tls/tls.h"
 #include "tls_certs.h"
 #include "tls_peer.h"
-
-#include "../../loop/listener.h"
 
 static uv_loop_t *loop;
 static tc_pem_t ca, other_ca, server_cert, ip_less_cert, expired_cert,
@@ -43,7 +43,7 @@ static int logged_since(int from, const char *text) {
 
 /* ---- a server that echoes and records what its calls saw ---- */
 
-static uvg_auth_info_t seen;      /* the last call's auth info, copied */
+static uvg_auth_info_t seen; /* the last call's auth info, copied */
 static char seen_subject[256], seen_cn[128], seen_sni[128], seen_suite[128],
     seen_protocol[32], seen_alpn[16];
 static uvg_san_type_t seen_san_type;
@@ -66,7 +66,8 @@ static void echo(uvg_call_t *call, const uint8_t *msg, size_t len) {
   seen_san_type = a->npeer_sans > 0 ? a->peer_sans[0].type : 0;
   /* the pointers of `seen` die with the call: only its numbers are read */
   for (size_t i = 0; i < 4; i++)
-    keep(seen_san[i], sizeof(seen_san[i]), i < a->npeer_sans ? a->peer_sans[i].value : NULL);
+    keep(seen_san[i], sizeof(seen_san[i]),
+         i < a->npeer_sans ? a->peer_sans[i].value : NULL);
   uvg_call_send(call, msg, len, 0, NULL, NULL);
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
 }
@@ -104,7 +105,8 @@ static uvg_server_t *tls_server(const tc_pem_t *cert, uvg_client_cert_t mode,
       .private_key = {.data = cert->key, .len = strlen(cert->key)},
       .client_cert = mode,
   };
-  if (cca != NULL) to.client_ca = (uvg_pem_t){.data = cca->cert, .len = strlen(cca->cert)};
+  if (cca != NULL)
+    to.client_ca = (uvg_pem_t){.data = cca->cert, .len = strlen(cca->cert)};
   uvg_server_credentials_t *creds;
   CHECK_EQ(uvg_tls_server_credentials_new(&to, &creds), 0);
   CHECK_EQ(uvg_server_new(loop, &o, &s), 0);
@@ -144,7 +146,8 @@ static void on_reply(const uvg_status_t *st, const uint8_t *reply, size_t len,
   r->code = st->code;
   keep(r->message, sizeof(r->message), st->message);
   r->len = len;
-  r->ok_bytes = len == sent_len && (len == 0 || memcmp(reply, sent_msg, len) == 0);
+  r->ok_bytes =
+      len == sent_len && (len == 0 || memcmp(reply, sent_msg, len) == 0);
 }
 
 static int channel_closed;
@@ -175,8 +178,10 @@ static result_t call_once(int port, const client_t *c, const void *msg,
         .server_name_override = c->override,
     };
     if (c->cert != NULL) {
-      o.cert_chain = (uvg_pem_t){.data = c->cert->cert, .len = strlen(c->cert->cert)};
-      o.private_key = (uvg_pem_t){.data = c->cert->key, .len = strlen(c->cert->key)};
+      o.cert_chain =
+          (uvg_pem_t){.data = c->cert->cert, .len = strlen(c->cert->cert)};
+      o.private_key =
+          (uvg_pem_t){.data = c->cert->key, .len = strlen(c->cert->key)};
     }
     CHECK_EQ(uvg_tls_channel_credentials_new(&o, &creds), 0);
   }
@@ -185,7 +190,8 @@ static result_t call_once(int port, const client_t *c, const void *msg,
            c && c->target_host ? c->target_host : "127.0.0.1", port);
   uvg_channel_options_t co;
   uvg_channel_options_init(&co);
-  if (c != NULL && c->connect_timeout) co.min_connect_timeout_ms = c->connect_timeout;
+  if (c != NULL && c->connect_timeout)
+    co.min_connect_timeout_ms = c->connect_timeout;
   uvg_channel_t *ch;
   CHECK_EQ(uvg_channel_new(loop, target, creds, &co, &ch), 0);
   uvg_channel_credentials_release(creds);
@@ -193,7 +199,8 @@ static result_t call_once(int port, const client_t *c, const void *msg,
                                     .wait_for_ready = wait_for_ready};
   sent_msg = msg;
   sent_len = len;
-  CHECK_EQ(uvg_channel_unary(ch, "/t.T/Echo", msg, len, &opts, on_reply, &r), 0);
+  CHECK_EQ(uvg_channel_unary(ch, "/t.T/Echo", msg, len, &opts, on_reply, &r),
+           0);
   CHECK(wait_count(loop, &r.done, 1, 6000));
   int before = channel_closed;
   uvg_channel_close(ch, on_channel_closed, NULL);
@@ -205,7 +212,8 @@ static result_t call_once(int port, const client_t *c, const void *msg,
 
 static void test_calls_and_identities(void) {
   int port;
-  uvg_server_t *s = tls_server(&server_cert, UVG_CLIENT_CERT_NONE, NULL, 0, &port);
+  uvg_server_t *s =
+      tls_server(&server_cert, UVG_CLIENT_CERT_NONE, NULL, 0, &port);
   client_t c = {.roots = &ca, .override = "localhost"};
   static uint8_t big[1 << 20];
   memset(big, 0x5a, sizeof(big));
@@ -263,8 +271,10 @@ static void on_status(uvg_client_call_t *call, const uvg_status_t *st,
 
 static void test_client_sees_server_certificate(void) {
   int port;
-  uvg_server_t *s = tls_server(&server_cert, UVG_CLIENT_CERT_NONE, NULL, 0, &port);
-  uvg_tls_channel_options_t o = {.root_certs = {.data = ca.cert, .len = strlen(ca.cert)}};
+  uvg_server_t *s =
+      tls_server(&server_cert, UVG_CLIENT_CERT_NONE, NULL, 0, &port);
+  uvg_tls_channel_options_t o = {
+      .root_certs = {.data = ca.cert, .len = strlen(ca.cert)}};
   uvg_channel_credentials_t *creds;
   CHECK_EQ(uvg_tls_channel_credentials_new(&o, &creds), 0);
   char target[64];
@@ -303,7 +313,8 @@ static void refused(int port, const client_t *c, const char *why,
   result_t r = call_once(port, c, "hi", 2);
   CHECK_EQ(r.code, UVG_STATUS_UNAVAILABLE);
   if (strstr(r.message, why) == NULL)
-    fprintf(stderr, "  status message: %s\n  (expected to hold: %s)\n", r.message, why);
+    fprintf(stderr, "  status message: %s\n  (expected to hold: %s)\n",
+            r.message, why);
   CHECK(strstr(r.message, why) != NULL);
   if (server_log != NULL) {
     wait_ms(loop, 20);
@@ -315,12 +326,14 @@ static void refused(int port, const client_t *c, const char *why,
 
 static void test_refused_certificates(void) {
   int port;
-  uvg_server_t *s = tls_server(&server_cert, UVG_CLIENT_CERT_NONE, NULL, 0, &port);
+  uvg_server_t *s =
+      tls_server(&server_cert, UVG_CLIENT_CERT_NONE, NULL, 0, &port);
   client_t wrong_host = {.roots = &ca, .override = "wrong.example"};
-  refused(port, &wrong_host,
-          "TLS handshake failed: the server's certificate is refused: it is not "
-          "for \"wrong.example\"",
-          "refused it with the alert bad_certificate");
+  refused(
+      port, &wrong_host,
+      "TLS handshake failed: the server's certificate is refused: it is not "
+      "for \"wrong.example\"",
+      "refused it with the alert bad_certificate");
   client_t untrusted = {.roots = &other_ca, .override = "localhost"};
   refused(port, &untrusted, "it is not signed by a trusted CA",
           "refused it with the alert unknown_ca");
@@ -329,8 +342,9 @@ static void test_refused_certificates(void) {
   result_t r = call_once(port, &wrong_host, "hi", 2);
   wait_for_ready = 0;
   CHECK_EQ(r.code, UVG_STATUS_DEADLINE_EXCEEDED);
-  CHECK(strstr(r.message, "while waiting for a connection; the last attempt: TLS "
-                          "handshake failed") != NULL);
+  CHECK(strstr(r.message,
+               "while waiting for a connection; the last attempt: TLS "
+               "handshake failed") != NULL);
   client_t ok = {.roots = &ca, .override = "localhost"};
   CHECK_EQ(call_once(port, &ok, "hi", 2).code, UVG_STATUS_OK);
   close_server(s);
@@ -348,7 +362,8 @@ static void test_refused_certificates(void) {
 
 static void test_plaintext_either_way(void) {
   int port;
-  uvg_server_t *s = tls_server(&server_cert, UVG_CLIENT_CERT_NONE, NULL, 0, &port);
+  uvg_server_t *s =
+      tls_server(&server_cert, UVG_CLIENT_CERT_NONE, NULL, 0, &port);
   int from = nlogged;
   result_t r = call_once(port, NULL, "hi", 2);
   CHECK_EQ(r.code, UVG_STATUS_UNAVAILABLE);
@@ -361,14 +376,17 @@ static void test_plaintext_either_way(void) {
   /* a TLS channel to a plaintext server */
   CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
   CHECK_EQ(uvg_server_register(s, methods, 1), 0);
-  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &port), 0);
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0",
+                             uvg_insecure_server_credentials(), &port),
+           0);
   refused(port, &ok, "TLS handshake failed: the server", NULL);
   close_server(s);
 }
 
 static void test_mtls(void) {
   int port;
-  uvg_server_t *s = tls_server(&server_cert, UVG_CLIENT_CERT_REQUIRE, &client_ca, 0, &port);
+  uvg_server_t *s =
+      tls_server(&server_cert, UVG_CLIENT_CERT_REQUIRE, &client_ca, 0, &port);
   client_t with = {.roots = &ca, .override = "localhost", .cert = &client_cert};
   intercepted_verified = -1;
   result_t r = call_once(port, &with, "hi", 2);
@@ -384,9 +402,11 @@ static void test_mtls(void) {
           "the server refused it with the alert handshake_failure (it asked "
           "for a client certificate, and this channel has none)",
           "the client sent no certificate, and one is required");
-  client_t stranger = {.roots = &ca, .override = "localhost", .cert = &stranger_cert};
-  refused(port, &stranger, "TLS handshake failed",
-          "the client's certificate is refused: it is not signed by a trusted CA");
+  client_t stranger = {
+      .roots = &ca, .override = "localhost", .cert = &stranger_cert};
+  refused(
+      port, &stranger, "TLS handshake failed",
+      "the client's certificate is refused: it is not signed by a trusted CA");
   close_server(s);
 
   /* REQUEST: a client may come without, but not with a bad one */
@@ -396,8 +416,9 @@ static void test_mtls(void) {
   CHECK_EQ(call_once(port, &with, "hi", 2).code, UVG_STATUS_OK);
   CHECK_EQ(seen.peer_verified, 1);
   CHECK_STR(seen_cn, "client-one");
-  refused(port, &stranger, "unknown_ca",
-          "the client's certificate is refused: it is not signed by a trusted CA");
+  refused(
+      port, &stranger, "unknown_ca",
+      "the client's certificate is refused: it is not signed by a trusted CA");
   close_server(s);
 }
 
@@ -426,7 +447,8 @@ static void test_client_handshake_timeout(void) {
   uv_ip4_addr("127.0.0.1", 0, &a);
   CHECK_EQ(uvg__sched_acquire(loop, &sched), 0);
   CHECK_EQ(uvg__listener_open(sched, &l, (struct sockaddr *)&a, NULL, &port,
-                              on_mute_accept), 0);
+                              on_mute_accept),
+           0);
   client_t c = {.roots = &ca, .override = "localhost", .connect_timeout = 200};
   int from = nlogged;
   result_t r = call_once(port, &c, "hi", 2);
@@ -464,8 +486,9 @@ static uvg_server_credentials_t *stream_creds;
 static int stream_accepted;
 
 static void on_stream_accept(uvg__listener_t *l, int fd) {
-  CHECK_EQ(uvg__stream_open_fd(loop, &srv_stream, fd, l->is_unix, &s_cbs, srv_buf,
-                               sizeof(srv_buf)), 0);
+  CHECK_EQ(uvg__stream_open_fd(loop, &srv_stream, fd, l->is_unix, &s_cbs,
+                               srv_buf, sizeof(srv_buf)),
+           0);
   CHECK_EQ(uvg__tls_wrap(&srv_stream, &stream_creds->cfg, NULL), 0);
   CHECK_EQ(srv_stream.ops->read_start(&srv_stream), 0);
   stream_accepted = 1;
@@ -484,7 +507,8 @@ static void test_one_write_full_records(void) {
   uv_ip4_addr("127.0.0.1", 0, &a);
   CHECK_EQ(uvg__sched_acquire(loop, &sched), 0);
   CHECK_EQ(uvg__listener_open(sched, &l, (struct sockaddr *)&a, NULL, &port,
-                              on_stream_accept), 0);
+                              on_stream_accept),
+           0);
   tp_t p;
   static const char *h2[] = {"h2", NULL};
   tp_opts_t po = {.ca = ca.cert, .hostname = "localhost", .alpn = h2};
@@ -539,7 +563,8 @@ static void test_one_write_full_records(void) {
 static void make_certs(void) {
   static const char *const localhost[] = {"localhost", NULL};
   static const char *const loopback[] = {"127.0.0.1", "::1", NULL};
-  static const char *const client_uri[] = {"spiffe://uvgrpc.test/client-one", NULL};
+  static const char *const client_uri[] = {"spiffe://uvgrpc.test/client-one",
+                                           NULL};
   CHECK_EQ(tc_make_ca(&ca, "test CA"), 0);
   CHECK_EQ(tc_make_ca(&other_ca, "another CA"), 0);
   CHECK_EQ(tc_make_ca(&client_ca, "client CA"), 0);
@@ -547,7 +572,9 @@ static void make_certs(void) {
   CHECK_EQ(tc_make_leaf(&server_cert, &ca, &leaf), 0);
   tc_leaf_t no_ip = {.cn = "localhost", .dns = localhost};
   CHECK_EQ(tc_make_leaf(&ip_less_cert, &ca, &no_ip), 0);
-  tc_leaf_t old = {.cn = "localhost", .dns = localhost, .not_before_days = -30,
+  tc_leaf_t old = {.cn = "localhost",
+                   .dns = localhost,
+                   .not_before_days = -30,
                    .not_after_days = -1};
   CHECK_EQ(tc_make_leaf(&expired_cert, &ca, &old), 0);
   tc_leaf_t client = {.cn = "client-one", .uris = client_uri};
@@ -567,8 +594,8 @@ int main(void) {
   RUN(test_mtls);
   RUN(test_client_handshake_timeout);
   RUN(test_one_write_full_records);
-  tc_pem_t *all[] = {&ca, &other_ca, &server_cert, &ip_less_cert, &expired_cert,
-                     &client_ca, &client_cert, &stranger_cert};
+  tc_pem_t *all[] = {&ca,           &other_ca,  &server_cert, &ip_less_cert,
+                     &expired_cert, &client_ca, &client_cert, &stranger_cert};
   for (size_t i = 0; i < UVG__ARRAY_SIZE(all); i++) tc_free(all[i]);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK_EQ(uv_loop_close(loop), 0);
