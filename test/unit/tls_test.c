@@ -185,9 +185,12 @@ static result_t call_once(int port, const client_t *c, const void *msg,
     }
     CHECK_EQ(uvg_tls_channel_credentials_new(&o, &creds), 0);
   }
-  char target[64];
-  snprintf(target, sizeof(target), "%s:%d",
-           c && c->target_host ? c->target_host : "127.0.0.1", port);
+  char target[96];
+  if (port < 0) /* target_host is the whole target */
+    snprintf(target, sizeof(target), "%s", c->target_host);
+  else
+    snprintf(target, sizeof(target), "%s:%d",
+             c && c->target_host ? c->target_host : "127.0.0.1", port);
   uvg_channel_options_t co;
   uvg_channel_options_init(&co);
   if (c != NULL && c->connect_timeout)
@@ -301,6 +304,40 @@ static void test_client_sees_server_certificate(void) {
   int before = channel_closed;
   uvg_channel_close(ch, on_channel_closed, NULL);
   CHECK(wait_count(loop, &channel_closed, before + 1, 3000));
+  close_server(s);
+}
+
+/* TLS over a unix socket (the authority "localhost" is the name) and to
+ * an IPv6 address (matched by the certificate's IP SAN ::1). */
+static void test_unix_and_ipv6(void) {
+  uvg_server_t *s;
+  uvg_tls_server_options_t to = {
+      .cert_chain = {.data = server_cert.cert, .len = strlen(server_cert.cert)},
+      .private_key = {.data = server_cert.key, .len = strlen(server_cert.key)},
+  };
+  uvg_server_credentials_t *creds;
+  char path[64], addr[80];
+  snprintf(path, sizeof(path), "/tmp/uvg-tls-test-%d.sock", (int)getpid());
+  snprintf(addr, sizeof(addr), "unix:%s", path);
+  CHECK_EQ(uvg_tls_server_credentials_new(&to, &creds), 0);
+  CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
+  CHECK_EQ(uvg_server_register(s, methods, 1), 0);
+  CHECK_EQ(uvg_server_listen(s, addr, creds, NULL), 0);
+  int v6port = 0;
+  int have_v6 = uvg_server_listen(s, "[::1]:0", creds, &v6port) == 0;
+  uvg_server_credentials_release(creds);
+  client_t c = {.roots = &ca, .target_host = addr};
+  result_t r = call_once(-1, &c, "unix", 4);
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  CHECK_STR(seen_sni, "localhost");
+  if (have_v6) {
+    client_t v6 = {.roots = &ca, .target_host = "[::1]"};
+    r = call_once(v6port, &v6, "v6", 2);
+    CHECK_EQ(r.code, UVG_STATUS_OK);
+    CHECK(r.ok_bytes);
+  } else {
+    fprintf(stderr, "  no IPv6 loopback here: only the unix socket checked\n");
+  }
   close_server(s);
 }
 
@@ -589,6 +626,7 @@ int main(void) {
   make_certs();
   RUN(test_calls_and_identities);
   RUN(test_client_sees_server_certificate);
+  RUN(test_unix_and_ipv6);
   RUN(test_refused_certificates);
   RUN(test_plaintext_either_way);
   RUN(test_mtls);
