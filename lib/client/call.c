@@ -563,8 +563,13 @@ void uvg__ccall_on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
   if (retry(c, h2_error)) return;
   c->ts_closed = 1;
   uvg__list_remove(&c->link);
-  char text[64];
-  if (h2_error == UVG__H2_CONN_CLOSED) {
+  char text[200];
+  if (h2_error == NGHTTP2_REFUSED_STREAM && c->ch->goaway_text[0]) {
+    /* refused by a GOAWAY that said why (a TLS port answering plaintext) */
+    snprintf(text, sizeof(text), "stream refused by the server: %s",
+             c->ch->goaway_text);
+    end_call(c, UVG_STATUS_UNAVAILABLE, text, 0);
+  } else if (h2_error == UVG__H2_CONN_CLOSED) {
     end_call(c, UVG_STATUS_UNAVAILABLE, "connection closed", 0);
   } else if (h2_error == NGHTTP2_NO_ERROR) {
     end_call(c, UVG_STATUS_INTERNAL, "grpc: the stream ended without a status", 0);

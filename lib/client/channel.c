@@ -134,6 +134,7 @@ static void on_conn_ready(uvg__conn_t *c) {
   uvg__timer_stop(&ch->backoff_timer);
   ch->conn = cc;
   ch->last_error[0] = '\0';
+  ch->goaway_text[0] = '\0';
   UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: channel READY", c->peer);
   set_state(ch, UVG_STATE_READY);
   /* connected without a call (uvg_channel_state(ch, 1)): idle from now */
@@ -155,6 +156,8 @@ static void on_conn_goaway(uvg__conn_t *c, int32_t last, uint32_t code,
                            const uint8_t *debug, size_t len) {
   uvg__cconn_t *cc = (uvg__cconn_t *)c;
   (void)last;
+  if (code != NGHTTP2_NO_ERROR)
+    snprintf(cc->ch->goaway_text, sizeof(cc->ch->goaway_text), "%s", c->goaway_text);
   /* gRFC A8: the server finds our pings too frequent */
   if (code == NGHTTP2_ENHANCE_YOUR_CALM && len == 14 &&
       memcmp(debug, "too_many_pings", 14) == 0 && cc->ch->settings.keepalive_time) {

@@ -101,6 +101,9 @@ struct uvg_channel_s {
   uvg_channel_close_cb close_cb;
   void *close_data;
   char last_error[320]; /* why the last connection attempt failed */
+  /* the last GOAWAY with an error code since a connection became READY:
+   * why the streams it refuses fail */
+  char goaway_text[128];
 };
 
 /* ---- call.c: the calls' side of the channel ---- */

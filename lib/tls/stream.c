@@ -198,18 +198,30 @@ static const char *alert_name(int d) {
     int d;
     const char *name;
   } names[] = {
-      {0, "close_notify"},          {10, "unexpected_message"},
-      {20, "bad_record_mac"},       {22, "record_overflow"},
-      {40, "handshake_failure"},    {42, "bad_certificate"},
-      {43, "unsupported_certificate"}, {44, "certificate_revoked"},
-      {45, "certificate_expired"},  {46, "certificate_unknown"},
-      {47, "illegal_parameter"},    {48, "unknown_ca"},
-      {49, "access_denied"},        {50, "decode_error"},
-      {51, "decrypt_error"},        {70, "protocol_version"},
-      {71, "insufficient_security"}, {80, "internal_error"},
-      {90, "user_canceled"},        {100, "no_renegotiation"},
-      {109, "missing_extension"},   {110, "unsupported_extension"},
-      {112, "unrecognized_name"},   {116, "certificate_required"},
+      {0, "close_notify"},
+      {10, "unexpected_message"},
+      {20, "bad_record_mac"},
+      {22, "record_overflow"},
+      {40, "handshake_failure"},
+      {42, "bad_certificate"},
+      {43, "unsupported_certificate"},
+      {44, "certificate_revoked"},
+      {45, "certificate_expired"},
+      {46, "certificate_unknown"},
+      {47, "illegal_parameter"},
+      {48, "unknown_ca"},
+      {49, "access_denied"},
+      {50, "decode_error"},
+      {51, "decrypt_error"},
+      {70, "protocol_version"},
+      {71, "insufficient_security"},
+      {80, "internal_error"},
+      {90, "user_canceled"},
+      {100, "no_renegotiation"},
+      {109, "missing_extension"},
+      {110, "unsupported_extension"},
+      {112, "unrecognized_name"},
+      {116, "certificate_required"},
       {120, "no_application_protocol"},
   };
   for (size_t i = 0; i < UVG__ARRAY_SIZE(names); i++)
@@ -322,20 +334,31 @@ static int check_first_bytes(tls_t *t, const uint8_t *p, size_t n) {
   static const char preface[] = "PRI * HTTP/2.0";
   if (p[0] == REC_HANDSHAKE || p[0] == REC_ALERT) return 0;
   size_t k = n < sizeof(preface) - 1 ? n : sizeof(preface) - 1;
-  if (memcmp(p, preface, k) == 0)
+  if (memcmp(p, preface, k) == 0) {
+    /* An h2c client: tell it in its own terms, SETTINGS then GOAWAY
+     * INADEQUATE_SECURITY with a reason, written in the clear before the
+     * failure closes the connection. */
+    static const char frames[] =
+        "\0\0\0\x04\0\0\0\0\0"   /* SETTINGS, empty */
+        "\0\0\x1e\x07\0\0\0\0\0" /* GOAWAY, 8 + 22 bytes: */
+        "\0\0\0\0\0\0\0\x0c"      /* last stream 0, INADEQUATE_SECURITY */
+        "this port requires TLS";
+    if (t->is_server)
+      uvg__bytes_append(&t->out[t->fill], frames, sizeof(frames) - 1);
     fail(t, UV_EPROTO,
          "the client sent plaintext HTTP/2 to a TLS port (a channel "
          "without TLS credentials?)");
-  else if (!t->is_server && p[0] == 0)
+  } else if (!t->is_server && p[0] == 0) {
     fail(t, UV_EPROTO,
          "the server answered with plaintext HTTP/2, not TLS (a "
          "server without TLS credentials?)");
-  else if ((p[0] >= 'A' && p[0] <= 'Z'))
+  } else if (p[0] >= 'A' && p[0] <= 'Z') {
     fail(t, UV_EPROTO, "the %s sent plaintext (HTTP/1?), not TLS",
          t->is_server ? "client" : "server");
-  else
+  } else {
     fail(t, UV_EPROTO, "the %s's first bytes are not a TLS record (0x%02x)",
          t->is_server ? "client" : "server", p[0]);
+  }
   return -1;
 }
 

@@ -176,6 +176,8 @@ struct uvg__conn_s {
   uint8_t lingering;         /* half-closed, waiting for the peer's EOF */
   uint8_t abort_frame[17];   /* a GOAWAY written when nghttp2 gave up */
   char peer[64];
+  /* a GOAWAY with an error, as a close reason: its code and debug text */
+  char goaway_text[128];
 };
 
 /* Prepares `c` before its io is opened; sets c->io.cbs, which the byte

@@ -404,6 +404,12 @@ static void test_plaintext_either_way(void) {
   int from = nlogged;
   result_t r = call_once(port, NULL, "hi", 2);
   CHECK_EQ(r.code, UVG_STATUS_UNAVAILABLE);
+  /* the TLS port answered the plaintext client in HTTP/2 */
+  if (strstr(r.message, "GOAWAY INADEQUATE_SECURITY from the peer: this port "
+                        "requires TLS") == NULL)
+    fprintf(stderr, "  status message: %s\n", r.message);
+  CHECK(strstr(r.message, "GOAWAY INADEQUATE_SECURITY from the peer: this port "
+                          "requires TLS") != NULL);
   wait_ms(loop, 20);
   CHECK(logged_since(from, "the client sent plaintext HTTP/2 to a TLS port"));
   client_t ok = {.roots = &ca, .override = "localhost"};
