@@ -407,7 +407,6 @@ static int drive_handshake(tls_t *t) {
     fail_mbedtls(t, rc);
     return -1;
   }
-  t->handshake_done = 1;
   /* UVG_CLIENT_CERT_REQUEST: mbedtls let any certificate in (OPTIONAL);
    * one that was sent must verify all the same */
   uint32_t vr = mbedtls_ssl_get_verify_result(&t->ssl);
@@ -428,6 +427,7 @@ static int drive_handshake(tls_t *t) {
     fail(t, UVG_ENOMEM, "out of memory");
     return -1;
   }
+  t->handshake_done = 1;
   UVG__TRACE(UVG__TRACE_TLS, "%s: TLS handshake done: %s, %s, ALPN %s%s%s",
              t->peer, mbedtls_ssl_get_version(&t->ssl),
              mbedtls_ssl_get_ciphersuite(&t->ssl),
