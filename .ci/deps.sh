@@ -14,6 +14,9 @@ packages=(
   # protoc-gen-uvgrpc reads descriptor.proto (libprotobuf-dev) and
   # compiler/plugin.proto (libprotoc-dev) with protobuf-c
   libprotobuf-dev libprotoc-dev
+  # TLS: mbedtls 2.28, and gRPC's test certificates (server1.pem, ca.pem,
+  # x509/client1_cert.pem, ...) from grpc-go's testdata
+  libmbedtls-dev golang-google-grpc-dev
   # the interop tests and the demo's client: Python grpcio and its messages
   grpc-proto python3-grpcio python3-protobuf protobuf-compiler
   "$@"
@@ -49,6 +52,10 @@ done
 [ -d /usr/share/grpc-proto/grpc/testing ] || absent+=("/usr/share/grpc-proto")
 [ -f /usr/include/google/protobuf/compiler/plugin.proto ] ||
   absent+=("/usr/include/google/protobuf/compiler/plugin.proto")
+[ -f /usr/include/mbedtls/ssl.h ] || absent+=("/usr/include/mbedtls/ssl.h")
+testdata=/usr/share/gocode/src/google.golang.org/grpc/testdata
+[ -f $testdata/server1.pem ] && [ -f $testdata/x509/client1_cert.pem ] ||
+  absent+=("$testdata (server1.pem, x509/client1_cert.pem)")
 if [ ${#absent[@]} -gt 0 ]; then
   printf 'deps.sh: missing after installing: %s\n' "${absent[@]}" >&2
   exit 1

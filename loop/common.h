@@ -67,7 +67,8 @@ enum {
   UVG__TRACE_TRANSPORT = 1u << 1,
   UVG__TRACE_WRITER = 1u << 2,
   UVG__TRACE_SERVER = 1u << 3,
-  UVG__TRACE_CALL = 1u << 4
+  UVG__TRACE_CALL = 1u << 4,
+  UVG__TRACE_TLS = 1u << 5
 };
 extern unsigned uvg__trace_flags;
 

@@ -18,7 +18,8 @@ static const struct {
 } trace_names[] = {
     {"api", UVG__TRACE_API},       {"transport", UVG__TRACE_TRANSPORT},
     {"writer", UVG__TRACE_WRITER}, {"server", UVG__TRACE_SERVER},
-    {"call", UVG__TRACE_CALL},     {"all", ~0u},
+    {"call", UVG__TRACE_CALL},     {"tls", UVG__TRACE_TLS},
+    {"all", ~0u},
 };
 
 static void parse_trace(void) {

@@ -95,16 +95,27 @@ static void tcp_set_user_timeout(uvg__stream_t *s, uint64_t ms) {
 }
 
 static const uvg__stream_ops_t tcp_ops = {
-    sock_read_start, sock_write, sock_close, sock_shutdown, tcp_peer_name,
-    tcp_set_user_timeout};
+    .read_start = sock_read_start,
+    .write = sock_write,
+    .close = sock_close,
+    .shutdown = sock_shutdown,
+    .peer_name = tcp_peer_name,
+    .set_user_timeout = tcp_set_user_timeout,
+};
 static const uvg__stream_ops_t pipe_ops = {
-    sock_read_start, sock_write, sock_close, sock_shutdown, pipe_peer_name, NULL};
+    .read_start = sock_read_start,
+    .write = sock_write,
+    .close = sock_close,
+    .shutdown = sock_shutdown,
+    .peer_name = pipe_peer_name,
+};
 
 int uvg__stream_open_fd(uv_loop_t *loop, uvg__stream_t *s, int fd, int is_unix,
                         const uvg__stream_cbs_t *cbs, uint8_t *read_buf,
                         size_t read_buf_len) {
   int err;
   s->cbs = cbs;
+  s->layer = NULL;
   s->read_buf = read_buf;
   s->read_buf_len = read_buf_len;
   err = is_unix ? uv_pipe_init(loop, &s->h.pipe, 0) : uv_tcp_init(loop, &s->h.tcp);

@@ -1,7 +1,10 @@
 /*
  * A byte stream: what the HTTP/2 transport reads from and writes to. TCP and
- * unix sockets implement it here; TLS will implement the same operations on
- * top of one of them, so the transport never knows which it has.
+ * unix sockets implement it here; TLS (lib/tls/) implements the same
+ * operations on top of one of them, so the transport never knows which it
+ * has. A layer wraps an open socket stream in place: it keeps the socket's
+ * ops and the owner's callbacks, puts its own in their stead and its state
+ * in `layer`, so the owner's pointer to the stream stays the same.
  *
  * Reads go into a buffer the owner lends (one per scheduler is enough: the
  * transport consumes every read synchronously), so an idle connection holds
@@ -32,6 +35,13 @@ typedef struct {
   /* TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before
    * the kernel drops the connection. NULL where it does not apply. */
   void (*set_user_timeout)(uvg__stream_t *s, uint64_t ms);
+  /* Optional (NULL for sockets). Why the stream failed once a read reported
+   * an error: text the stream owns, valid until on_close; NULL when the
+   * error code says it all. */
+  const char *(*error)(uvg__stream_t *s);
+  /* Optional. 1 while a layer's own handshake (TLS) is unfinished, so that
+   * the owner's timeout can say what stalled. */
+  int (*handshaking)(uvg__stream_t *s);
 } uvg__stream_ops_t;
 
 typedef struct {
@@ -49,6 +59,7 @@ struct uvg__stream_s {
   const uvg__stream_cbs_t *cbs;
   uint8_t *read_buf; /* lent by the owner */
   size_t read_buf_len;
+  void *layer; /* the state of a layer wrapped over the socket, or NULL */
   uv_write_t wreq;
   uv_shutdown_t sreq;
   union {

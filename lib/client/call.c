@@ -100,6 +100,22 @@ struct uvg_client_call_s {
   uvg__work_t w_start, w_meta, w_msg, w_status, w_free;
   unsigned nics;       /* interceptors the call was started with */
   unsigned intercepted; /* [0, intercepted) accepted it in on_start */
+  /* call credentials: the call's own (a reference), and the requests for
+   * the channel's [0] and the call's [1] that await their answer */
+  uvg_call_credentials_t *creds;
+  uvg_metadata_request_t *reqs[2];
+  uvg__md_list_t creds_md[2]; /* their answers, added in this order */
+  unsigned creds_waiting;
+  uvg__auth_t *auth; /* the TLS view of the connection it went on */
+  uint8_t on_conn;   /* it has had a stream: auth is what it is */
+};
+
+/* One call's question to one call credential (uvg_get_metadata_cb). */
+struct uvg_metadata_request_s {
+  uvg_client_call_t *call; /* NULL once the call is freed */
+  unsigned slot;           /* in call->reqs */
+  char *method_name;       /* after service_url, in this allocation */
+  char service_url[];
 };
 
 #define EACH_INTERCEPTOR(c, i, n, fn)                              \
@@ -235,6 +251,13 @@ static void free_kept(uvg_client_call_t *c) {
 
 static void free_call(uvg_client_call_t *c) {
   uvg_channel_t *ch = c->ch;
+  /* an answer still to come finds no call and is dropped */
+  for (unsigned i = 0; i < 2; i++)
+    if (c->reqs[i] != NULL) c->reqs[i]->call = NULL;
+  uvg__auth_unref(c->auth);
+  uvg_call_credentials_release(c->creds);
+  uvg__md_list_free(&c->creds_md[0]);
+  uvg__md_list_free(&c->creds_md[1]);
   free_kept(c);
   uvg__list_remove(&c->link);
   uvg__list_remove(&c->all_link);
@@ -625,7 +648,7 @@ void uvg__ccall_on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
     maybe_free(c);
     return;
   }
-  char text[64];
+  char text[200];
   uvg_status_code_t lost = h2_error == UVG__H2_CONN_CLOSED ? UVG_STATUS_UNAVAILABLE
                            : h2_error == NGHTTP2_NO_ERROR ? UVG_STATUS_INTERNAL
                                                           : uvg__status_of_reset(h2_error);
@@ -637,7 +660,12 @@ void uvg__ccall_on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
     maybe_free(c);
     return;
   }
-  if (h2_error == UVG__H2_CONN_CLOSED) {
+  if (h2_error == NGHTTP2_REFUSED_STREAM && c->ch->goaway_text[0]) {
+    /* refused by a GOAWAY that said why (a TLS port answering plaintext) */
+    snprintf(text, sizeof(text), "stream refused by the server: %s",
+             c->ch->goaway_text);
+    end_call(c, UVG_STATUS_UNAVAILABLE, text, 0);
+  } else if (h2_error == UVG__H2_CONN_CLOSED) {
     end_call(c, UVG_STATUS_UNAVAILABLE, "connection closed", 0);
   } else if (h2_error == NGHTTP2_NO_ERROR) {
     end_call(c, UVG_STATUS_INTERNAL, "grpc: the stream ended without a status", 0);
@@ -744,6 +772,9 @@ void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
     return;
   }
   c->attached = 1;
+  c->on_conn = 1;
+  uvg__auth_unref(c->auth); /* a transparent retry's earlier connection */
+  c->auth = uvg__auth_ref(uvg__tls_auth(&cc->c.io));
   uvg__list_remove(&c->link);
   uvg__list_push(&ch->active, &c->link);
   while (!uvg__list_empty(&c->early)) {
@@ -817,6 +848,114 @@ void uvg__ccall_cancel_all(uvg_channel_t *ch, const char *msg) {
     abandon(uvg__container_of(p, uvg_client_call_t, all_link), msg);
 }
 
+/* ---- call credentials ---- */
+
+/* Asks the call's credentials, the channel's and its own, for metadata.
+ * Returns 0 when there are none (the call goes on now), 1 when the call
+ * waits for the answers or has ended. */
+static int ask_credentials(uvg_client_call_t *c) {
+  uvg_channel_t *ch = c->ch;
+  uvg_call_credentials_t *creds[2] = {ch->opts.call_credentials, c->creds};
+  if (creds[0] == NULL && creds[1] == NULL) return 0;
+  if (ch->tls == NULL && !ch->opts.allow_insecure_call_credentials) {
+    /* grpc-go: "cannot send secure credentials on an insecure connection" */
+    uvg__ccall_fail(c, UVG_STATUS_UNAUTHENTICATED,
+                    "cannot send call credentials on an insecure channel (its "
+                    "options do not set allow_insecure_call_credentials)");
+    return 1;
+  }
+  char *url = uvg__service_url(c->authority ? c->authority : ch->authority, c->method);
+  const char *name = strrchr(c->method, '/') + 1; /* the path starts with '/' */
+  size_t ulen = url != NULL ? strlen(url) + 1 : 0, nlen = strlen(name) + 1;
+  for (unsigned i = 0; i < 2 && url != NULL; i++) {
+    if (creds[i] == NULL) continue;
+    uvg_metadata_request_t *r = uvg__malloc(sizeof(*r) + ulen + nlen);
+    if (r == NULL) break;
+    r->call = c;
+    r->slot = i;
+    memcpy(r->service_url, url, ulen);
+    r->method_name = r->service_url + ulen;
+    memcpy(r->method_name, name, nlen);
+    c->reqs[i] = r;
+    c->creds_waiting++;
+  }
+  uvg__free(url);
+  if (c->creds_waiting < (unsigned)((creds[0] != NULL) + (creds[1] != NULL))) {
+    for (unsigned i = 0; i < 2; i++) uvg__free(c->reqs[i]);
+    c->reqs[0] = c->reqs[1] = NULL;
+    c->creds_waiting = 0;
+    uvg__ccall_fail(c, UVG_STATUS_INTERNAL, "out of memory");
+    return 1;
+  }
+  /* All requests exist before the first is asked, so that an answer given
+   * at once cannot send the call before the other one is in. */
+  for (unsigned i = 0; i < 2; i++) {
+    uvg_metadata_request_t *r = c->reqs[i];
+    if (r == NULL) continue;
+    if (c->done) { /* an earlier answer ended the call: no need to ask */
+      c->reqs[i] = NULL;
+      c->creds_waiting--;
+      uvg__free(r);
+      continue;
+    }
+    creds[i]->get(r, r->service_url, r->method_name, creds[i]->user_data);
+  }
+  return 1;
+}
+
+int uvg_metadata_request_done(uvg_metadata_request_t *r, const uvg_metadata_t *md,
+                              size_t n, uvg_status_code_t code,
+                              const char *message) {
+  if (r == NULL) return UVG_EINVAL;
+  uvg_client_call_t *c = r->call;
+  unsigned slot = r->slot;
+  uvg__free(r);
+  if (c == NULL) return UVG_ECANCELED;
+  c->reqs[slot] = NULL;
+  c->creds_waiting--;
+  if (c->done) {
+    maybe_free(c);
+    return UVG_ECANCELED;
+  }
+  int rc = 0;
+  char text[192];
+  if ((unsigned)code > UVG_STATUS_UNAUTHENTICATED) {
+    uvg__ccall_fail(c, UVG_STATUS_INTERNAL,
+                    "call credentials answered with an invalid status code");
+    return UVG_EINVAL;
+  }
+  if (code != UVG_STATUS_OK) {
+    uvg_status_code_t final = uvg__call_creds_code(code);
+    if (final != code)
+      snprintf(text, sizeof(text),
+               "call credentials failed with the status %s, which gRFC A54 "
+               "reserves: %s", uvg_status_code_name(code), message ? message : "");
+    uvg__ccall_fail(c, final, final != code ? text : message);
+    return 0;
+  }
+  if ((rc = uvg__md_list_add_app(&c->creds_md[slot], md, n)) != 0) {
+    uvg__ccall_fail(c, UVG_STATUS_INTERNAL,
+                    rc == UVG_ENOMEM ? "out of memory"
+                                     : "call credentials gave invalid metadata");
+    return rc;
+  }
+  if (c->creds_waiting > 0) return 0;
+  /* the channel's metadata, then the call's, whichever answered first */
+  for (unsigned i = 0; i < 2 && rc == 0; i++)
+    for (size_t k = 0; k < c->creds_md[i].n && rc == 0; k++) {
+      const uvg_metadata_t *m = &c->creds_md[i].items[k];
+      rc = uvg__md_list_add(&c->md, m->key, strlen(m->key), m->value, m->value_len);
+    }
+  uvg__md_list_free(&c->creds_md[0]);
+  uvg__md_list_free(&c->creds_md[1]);
+  if (rc != 0) {
+    uvg__ccall_fail(c, UVG_STATUS_INTERNAL, "out of memory");
+    return rc;
+  }
+  uvg__channel_place(c->ch, c, &c->link);
+  return 0;
+}
+
 /* Runs the interceptors' on_start from the queue, then places the call. */
 static void run_start(void *arg, int status) {
   uvg_client_call_t *c = arg;
@@ -835,14 +974,23 @@ static void run_start(void *arg, int status) {
     }
     c->intercepted = i + 1;
   }
-  if (!c->done) uvg__channel_place(ch, c, &c->link);
+  if (!c->done && !ask_credentials(c)) uvg__channel_place(ch, c, &c->link);
   maybe_free(c);
 }
 
 static void on_deadline(uvg__timer_t *t) {
   uvg_client_call_t *c = uvg__container_of(t, uvg_client_call_t, deadline);
   if (!c->attached) {
-    uvg__ccall_fail(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+    /* a wait-for-ready call that waited out failing connections says why
+     * they failed (a refused TLS handshake, say), as grpc-go does */
+    char text[400];
+    uvg_channel_t *ch = c->ch;
+    int why = ch->state == UVG_STATE_TRANSIENT_FAILURE && ch->last_error[0];
+    if (why)
+      snprintf(text, sizeof(text),
+               "Deadline Exceeded while waiting for a connection; the last "
+               "attempt: %s", ch->last_error);
+    uvg__ccall_fail(c, UVG_STATUS_DEADLINE_EXCEEDED, why ? text : "Deadline Exceeded");
     return;
   }
   end_call(c, UVG_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded", 0);
@@ -874,6 +1022,8 @@ static int start_call(uvg_channel_t *ch, const char *method,
   uvg__list_init(&c->kept);
   c->replayable = 1;
   uvg__md_list_init(&c->md);
+  uvg__md_list_init(&c->creds_md[0]);
+  uvg__md_list_init(&c->creds_md[1]);
   uvg__md_list_init(&c->resp_md);
   uvg__md_list_init(&c->trailers);
   uvg__work_init(&c->w_start);
@@ -895,6 +1045,7 @@ static int start_call(uvg_channel_t *ch, const char *method,
   c->started_at = uv_now(ch->loop);
   int rc = uvg__md_list_add_app(&c->md, opts->metadata, opts->nmetadata);
   c->method = uvg__strdup(method);
+  c->creds = uvg__call_creds_ref(opts->call_credentials);
   if (opts->authority != NULL) c->authority = uvg__strdup(opts->authority);
   if (rc == 0 && (c->method == NULL || (opts->authority && c->authority == NULL)))
     rc = UVG_ENOMEM;
@@ -902,6 +1053,7 @@ static int start_call(uvg_channel_t *ch, const char *method,
     uvg__md_list_free(&c->md);
     uvg__free(c->method);
     uvg__free(c->authority);
+    uvg_call_credentials_release(c->creds);
     uvg__free(c);
     return rc;
   }
@@ -916,8 +1068,10 @@ static int start_call(uvg_channel_t *ch, const char *method,
   if (pinned != NULL) c->config_applied = 1; /* the library's own call */
   uvg__channel_call_born(ch, pinned != NULL);
   c->nics = pinned != NULL ? 0 : ch->ninterceptors;
-  if (c->nics > 0)
-    post(c, &c->w_start, run_start); /* interceptors run from the loop */
+  /* interceptors and call credentials run from the loop */
+  if (c->nics > 0 ||
+      (pinned == NULL && (c->creds != NULL || ch->opts.call_credentials != NULL)))
+    post(c, &c->w_start, run_start);
   else
     uvg__channel_place(ch, c, &c->link);
   return 0;
@@ -940,6 +1094,10 @@ uvg__cconn_t *uvg__ccall_pinned(const uvg_client_call_t *c) { return c->pinned; 
 int uvg__ccall_attached(const uvg_client_call_t *c) { return c->attached; }
 
 const char *uvg_client_call_method(const uvg_client_call_t *c) { return c->method; }
+
+const uvg_auth_info_t *uvg_client_call_auth_info(const uvg_client_call_t *c) {
+  return c->on_conn ? uvg__auth_info(c->auth) : NULL;
+}
 
 int uvg_client_call_message_compressed(const uvg_client_call_t *c) {
   return c->cur_compressed;
@@ -1065,7 +1223,8 @@ static void unary_message(uvg_client_call_t *call, const uint8_t *msg, size_t le
   unary_t *u = ud;
   if (++u->nreplies == 1) {
     u->reply = uvg__malloc(len ? len : 1);
-    if (u->reply != NULL) memcpy(u->reply, msg, len);
+    /* an empty message may come as NULL, which memcpy must not see */
+    if (u->reply != NULL && len > 0) memcpy(u->reply, msg, len);
     u->len = len;
   }
   uvg_client_call_read(call);

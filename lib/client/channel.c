@@ -20,11 +20,6 @@ static void set_state(uvg_channel_t *ch, uvg_connectivity_t st);
 static void want_connection(uvg_channel_t *ch);
 static void arm_idle_timer(uvg_channel_t *ch);
 
-uvg_channel_credentials_t *uvg_insecure_channel_credentials(void) {
-  static uvg_channel_credentials_t insecure = {1};
-  return &insecure;
-}
-
 const char *uvg_connectivity_name(int state) {
   static const char *names[] = {"IDLE", "CONNECTING", "READY",
                                 "TRANSIENT_FAILURE", "SHUTDOWN"};
@@ -74,6 +69,8 @@ static int merge_options(uvg_channel_options_t *o, const uvg_channel_options_t *
     TAKE(default_service_config);
     TAKE(http_proxy);
     TAKE(disable_http_proxy);
+    TAKE(call_credentials);
+    TAKE(allow_insecure_call_credentials);
 #undef TAKE
   }
   if (o->initial_window_size > 0x7fffffff ||
@@ -285,7 +282,7 @@ static void pick_for(uvg_channel_t *ch, uvg_client_call_t *call) {
     return; /* a subchannel that is not READY now: wait */
   }
   if (r == UVG_PICK_FAIL && !uvg__ccall_wait_for_ready(call)) {
-    char msg[192];
+    char msg[352];
     if (st.message == NULL)
       snprintf(msg, sizeof(msg), "no connection: %s",
                ch->last_error[0] ? ch->last_error : "connection failed");
@@ -392,6 +389,21 @@ int uvg_channel_add_interceptor(uvg_channel_t *ch, const uvg_client_interceptor_
 
 /* ---- creating and closing ---- */
 
+/* The host of an authority ("host:port", "[v6]:port", "host"), which a
+ * server's certificate must match; brackets stay (uvg__tls_wrap takes
+ * them off). Returns a copy or NULL when out of memory. */
+static char *authority_host(const char *auth) {
+  const char *end = auth + strlen(auth);
+  if (auth[0] == '[') {
+    const char *close = strchr(auth, ']');
+    if (close != NULL) end = close + 1;
+  } else {
+    const char *colon = strchr(auth, ':');
+    if (colon != NULL && strchr(colon + 1, ':') == NULL) end = colon;
+  }
+  return uvg__strndup(auth, (size_t)(end - auth));
+}
+
 static int lb_supported(const char *name, void *arg) {
   (void)arg;
   return uvg__lb_find(name) != NULL;
@@ -402,7 +414,7 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
                     const uvg_channel_options_t *opts, uvg_channel_t **out) {
   if (loop == NULL || target == NULL || out == NULL) return UVG_EINVAL;
   if (creds == NULL) return UVG_ENOCREDS;
-  if (!creds->insecure) return UVG_EINVAL;
+  if (!creds->cfg.insecure && creds->cfg.is_server) return UVG_EINVAL;
   uvg__trace_init();
   uvg_channel_t *ch = uvg__calloc(1, sizeof(*ch));
   if (ch == NULL) return UVG_ENOMEM;
@@ -434,6 +446,12 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
     ch->opts.authority = NULL; /* the caller's string is not kept */
     if ((ch->authority = uvg__strdup(auth)) == NULL) rc = UVG_ENOMEM;
   }
+  if (rc == 0 && !creds->cfg.insecure) {
+    ch->tls_name = creds->cfg.server_name != NULL
+                       ? uvg__strdup(creds->cfg.server_name)
+                       : authority_host(ch->authority);
+    if (ch->tls_name == NULL) rc = UVG_ENOMEM;
+  }
   if (rc == 0 && (ch->read_buf = uvg__malloc(UVG__CHANNEL_READ_BUF)) == NULL)
     rc = UVG_ENOMEM;
   if (rc == 0) rc = uvg__sched_acquire(loop, &ch->sched);
@@ -444,10 +462,13 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
     uvg__resolver_free(ch);
     uvg__proxy_free(ch->proxy);
     uvg__free(ch->authority);
+    uvg__free(ch->tls_name);
     uvg__free(ch->read_buf);
     uvg__free(ch);
     return rc;
   }
+  if (!creds->cfg.insecure) ch->tls = uvg__tls_config_ref(&creds->cfg);
+  uvg__call_creds_ref(ch->opts.call_credentials);
   ch->loop = loop;
   ch->state = UVG_STATE_IDLE;
   ch->idle_mode = 1;
@@ -494,6 +515,9 @@ static void run_release(void *arg, int status) {
   if (ch->sc != NULL) uvg__service_config_unref(ch->sc);
   if (ch->sc_default != NULL) uvg__service_config_unref(ch->sc_default);
   uvg__free(ch->authority);
+  uvg__free(ch->tls_name);
+  uvg__tls_config_unref(ch->tls);
+  uvg_call_credentials_release(ch->opts.call_credentials);
   uvg__free(ch->read_buf);
   if (ch->close_cb != NULL) ch->close_cb(ch, ch->close_data);
   uvg__free(ch);

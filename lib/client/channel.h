@@ -19,6 +19,7 @@
 #define UVG_CLIENT_CHANNEL_H
 
 #include "../rpc/rpc.h"
+#include "../tls/tls.h"
 #include "../transport/conn.h"
 #include "../../loop/connect.h"
 #include "client.h"
@@ -32,9 +33,26 @@
 #define UVG__CHANNEL_WINDOW 65535u
 #define UVG__CHANNEL_BDP_LIMIT (16u * 1024 * 1024)
 
-struct uvg_channel_credentials_s {
-  int insecure;
+/* Call credentials (call_creds.c): refcounted, atomically like the
+ * channel credentials, since they may be shared across loops. */
+struct uvg_call_credentials_s {
+  atomic_uint refs;
+  uvg_get_metadata_cb get;
+  void (*destroy)(void *user_data);
+  void *user_data;
 };
+
+/* Takes a reference; NULL stays NULL. */
+uvg_call_credentials_t *uvg__call_creds_ref(uvg_call_credentials_t *cc);
+/* The service URL call credentials are asked with: "https://" + the
+ * authority without a ":443" + the method's "/package.Service" (grpc-go's
+ * audience). Returns an allocated string or NULL when out of memory. */
+char *uvg__service_url(const char *authority, const char *method);
+/* The status a failing call credential ends a call with: `code`, unless
+ * gRFC A54 reserves it for the control plane (INVALID_ARGUMENT, NOT_FOUND,
+ * ALREADY_EXISTS, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, DATA_LOSS):
+ * then INTERNAL. */
+uvg_status_code_t uvg__call_creds_code(uvg_status_code_t code);
 
 /* A client connection: the transport's connection, its channel, and the
  * subchannel it belongs to (NULL once the subchannel is released: it then
@@ -44,6 +62,7 @@ typedef struct {
   uvg_channel_t *ch;
   uvg_subchannel_t *sc;
   uint8_t draining; /* GOAWAY received or sent: no new calls */
+  uint8_t used;     /* a call has had a stream on it */
 } uvg__cconn_t;
 
 /* The address attribute that names, for a channel through an HTTP CONNECT
@@ -51,7 +70,8 @@ typedef struct {
 #define UVG__ATTR_TUNNEL "uvg.tunnel"
 
 /* Reads of the channel's connections land here: the transport consumes
- * every read at once, so one buffer serves them all. */
+ * every read at once, so one buffer serves them all. Over TLS its top
+ * UVG__TLS_PLAIN_MAX bytes take the decrypted records. */
 #define UVG__CHANNEL_READ_BUF (64 * 1024)
 
 /* ---- subchannel.c ---- */
@@ -83,7 +103,7 @@ struct uvg_subchannel_s {
   uvg_client_call_t *health_call;
   uvg__timer_t health_timer;
   uvg__backoff_t health_backoff;
-  char last_error[128];
+  char last_error[256];
 };
 
 /* Makes a subchannel (IDLE) for the channel's policy. */
@@ -167,6 +187,8 @@ struct uvg_channel_s {
   uvg_channel_options_t opts;
   uvg__conn_settings_t settings;
   char *authority;
+  uvg__tls_config_t *tls; /* a reference; NULL for plaintext */
+  char *tls_name;         /* what the server's certificate must match */
   uvg_connectivity_t state;
   /* the target and its resolver */
   uvg_target_info_t tinfo; /* strings owned */
@@ -220,7 +242,10 @@ struct uvg_channel_s {
   uint8_t released;
   uvg_channel_close_cb close_cb;
   void *close_data;
-  char last_error[128]; /* why the channel has no connection */
+  char last_error[320]; /* why the channel has no connection */
+  /* the last GOAWAY with an error code since a connection became READY:
+   * why the streams it refuses fail */
+  char goaway_text[128];
 };
 
 /* The policy's state and picker: the channel's state; waiting calls are

@@ -214,6 +214,12 @@ static void run_subchannel_state(void *arg, int status) {
 
 void uvg__lb_post_subchannel_state(uvg_subchannel_t *sc) {
   size_t max = UVG__ARRAY_SIZE(sc->pend);
+  /* READY lost before the policy heard of it was never usable: the policy
+   * sees the attempt end as it ended (a server that answers SETTINGS and
+   * GOAWAY together, say), not a READY it would pick */
+  if (sc->npend > 0 && sc->pend[sc->npend - 1] == UVG_STATE_READY &&
+      sc->state != UVG_STATE_READY)
+    sc->npend--;
   if (sc->npend == max) sc->npend--;
   sc->pend[sc->npend++] = sc->state;
   if (uvg__work_queued(&sc->w_state)) return;

@@ -35,13 +35,13 @@ typedef struct {
   uint8_t first_pass_done;
   uint8_t shuffle;
   uvg__timer_t eyeballs;
-  char error[160];
+  char error[256];
 } pf_t;
 
 typedef struct {
   uvg_connectivity_t state;
   uvg_subchannel_t *sc;
-  char message[192];
+  char message[288];
 } pf_picker_t;
 
 static uvg_pick_result_t pf_pick(void *p, const uvg_pick_info_t *info,

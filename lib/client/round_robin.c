@@ -25,13 +25,13 @@ typedef struct {
   rr_entry_t *v;
   size_t n;
   uvg_connectivity_t state;
-  char error[160];
+  char error[256];
 } rr_t;
 
 typedef struct {
   uvg_connectivity_t state;
   size_t n, next;
-  char message[192];
+  char message[288];
   uvg_subchannel_t *ready[]; /* n of them */
 } rr_picker_t;
 

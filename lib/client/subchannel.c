@@ -63,6 +63,7 @@ static void on_conn_ready(uvg__conn_t *c) {
   /* connection-backoff.md: reset once the SETTINGS frame is received */
   uvg__backoff_reset(&sc->backoff);
   sc->conn = cc;
+  sc->ch->goaway_text[0] = '\0';
   if (uvg__health_enabled(sc->ch)) { /* READY once the server says SERVING */
     uvg__health_start(sc);
     return;
@@ -101,10 +102,25 @@ static void on_conn_goaway(uvg__conn_t *c, int32_t last, uint32_t code,
                            const uint8_t *debug, size_t len) {
   uvg__cconn_t *cc = (uvg__cconn_t *)c;
   (void)last;
+  if (code != NGHTTP2_NO_ERROR)
+    snprintf(cc->ch->goaway_text, sizeof(cc->ch->goaway_text), "%s", c->goaway_text);
   if (code == NGHTTP2_ENHANCE_YOUR_CALM && len == 14 &&
       memcmp(debug, "too_many_pings", 14) == 0)
     uvg__channel_too_many_pings(cc->ch, c->peer);
-  if (cc->sc != NULL) leave_conn(cc->sc, cc, "GOAWAY during the handshake");
+  uvg_subchannel_t *sc = cc->sc;
+  if (sc != NULL && sc->conn == cc && code != NGHTTP2_NO_ERROR && c->nstreams == 0 &&
+      !cc->used) {
+    /* an error before any call went there (a TLS port answering a
+     * plaintext client): the attempt failed, for that reason */
+    cc->draining = 1;
+    sc->conn = NULL;
+    uvg__health_stop(sc);
+    set_error(sc, "", c->goaway_text[0] ? c->goaway_text : "GOAWAY from the server");
+    attempt_failed(sc);
+    return;
+  }
+  if (sc != NULL) leave_conn(sc, cc, c->goaway_text[0] ? c->goaway_text
+                                                       : "GOAWAY during the handshake");
   cc->draining = 1;
 }
 
@@ -118,7 +134,7 @@ static void on_conn_close(uvg__conn_t *c) {
       set_error(sc, "", c->close_reason);
     leave_conn(sc, cc, c->close_reason);
     if (c->close_reason != NULL)
-      uvg__channel_set_error(ch, "%s: %s", sc->name, c->close_reason);
+      uvg__channel_set_error(ch, "%s", c->close_reason);
   }
   uvg__free(cc);
   uvg__channel_maybe_released(ch);
@@ -155,7 +171,7 @@ static void on_connected(uvg__connect_t *req, int status) {
                  ch->proxy->name, uv_strerror(status));
       else
         set_error(sc, "connect", uv_strerror(status));
-      uvg__channel_set_error(ch, "%s: %s", sc->name, sc->last_error);
+      uvg__channel_set_error(ch, "%s", sc->last_error);
       UVG__TRACE(UVG__TRACE_TRANSPORT, "subchannel %s: %s", sc->name, sc->last_error);
       attempt_failed(sc);
     }
@@ -163,13 +179,14 @@ static void on_connected(uvg__connect_t *req, int status) {
     return;
   }
   uvg__list_push(&ch->conns, &cc->c.link);
-  int err = sc->released || ch->closing
-                ? UVG_ECLOSED
-                : uvg__conn_start_client(&cc->c, &ch->settings);
+  int err = sc->released || ch->closing ? UVG_ECLOSED : 0;
+  if (err == 0 && ch->tls != NULL) err = uvg__tls_wrap(&cc->c.io, ch->tls, ch->tls_name);
+  if (err == 0) err = uvg__conn_start_client(&cc->c, &ch->settings);
   if (err != 0) {
+    const char *why = cc->c.io.ops->error ? cc->c.io.ops->error(&cc->c.io) : NULL;
     cc->sc = NULL;
     if (!sc->released && !ch->closing) {
-      set_error(sc, "", uvg_strerror(err));
+      set_error(sc, "", why ? why : uvg_strerror(err));
       attempt_failed(sc);
     }
     uvg__conn_close(&cc->c);
@@ -244,7 +261,7 @@ void uvg_subchannel_connect(uvg_subchannel_t *sc) {
   if (rc != 0) {
     uvg__free(cc);
     set_error(sc, "connect", uv_strerror(rc));
-    uvg__channel_set_error(ch, "%s: %s", sc->name, sc->last_error);
+    uvg__channel_set_error(ch, "%s", sc->last_error);
     attempt_failed(sc);
     return;
   }

@@ -57,7 +57,9 @@ typedef enum {
   UVG_EEXIST = -30008,   /* a method with that path is already registered */
   UVG_EADDR = -30009,    /* the address string cannot be parsed */
   UVG_ENOTSUP = -30010,  /* the peer does not accept what was asked for */
-  UVG_E2BIG = -30011     /* a message is larger than the configured limit */
+  UVG_E2BIG = -30011,    /* a message is larger than the configured limit */
+  UVG_EBADCREDS = -30012 /* a certificate, key or CA list cannot be read,
+                          * parsed or used together (the log says why) */
 } uvg_errno_t;
 
 /* Returns a static, human readable name for `err`: a UVG_E* code, a libuv
@@ -83,8 +85,9 @@ UVG_EXTERN int uvg_set_allocator(void *(*malloc_fn)(size_t),
  * Warnings (a peer that broke the protocol, an accept that failed) go to the
  * log callback; the default one writes a line to stderr. Tracing is switched
  * on per subsystem by the environment variable UVG_TRACE, a comma-separated
- * list of: api, transport, writer, server, call, all. It is read once, at the
- * first server created; tracing costs one branch when off.
+ * list of: api, transport, writer, server, call, tls, all. It is read once,
+ * at the first server or channel created; tracing costs one branch when
+ * off.
  * ------------------------------------------------------------------------- */
 
 typedef enum { UVG_LOG_ERROR = 0, UVG_LOG_WARN = 1, UVG_LOG_TRACE = 2 } uvg_log_level_t;
@@ -181,11 +184,127 @@ typedef struct {
  * Credentials
  * ------------------------------------------------------------------------- */
 
+/*
+ * TLS runs on mbedtls 2.28, which speaks TLS 1.2 and nothing newer (it has
+ * no TLS 1.3): every connection is TLS 1.2, with the cipher suites RFC 9113
+ * 9.2.2 leaves to HTTP/2 (ECDHE key exchange, AES-GCM or ChaCha20-Poly1305:
+ * TLS_ECDHE_{ECDSA,RSA}_WITH_{AES_128_GCM_SHA256, AES_256_GCM_SHA384,
+ * CHACHA20_POLY1305_SHA256}), on X25519, P-256 or P-384, without
+ * renegotiation (a peer that tries it loses the connection) and without
+ * session resumption. Both sides offer ALPN "h2" and require it: a peer
+ * that negotiates no ALPN, or another protocol, is refused during the
+ * handshake with a no_application_protocol alert.
+ *
+ * Credentials objects are refcounted: whatever they are made from (files,
+ * memory) is read and parsed when they are made and not used afterwards;
+ * a server or channel given them keeps its own reference for as long as it
+ * needs them, so the application may release its reference right after
+ * uvg_server_listen() or uvg_channel_new(). The reference count is atomic:
+ * one credentials object may serve servers and channels on several loops
+ * and threads. Creating and releasing credentials may be done from any
+ * thread. The insecure credentials are static objects; releasing them does
+ * nothing.
+ *
+ * A handshake failure (plaintext sent to a TLS port, a malformed
+ * ClientHello, a certificate that is expired, for another name or from an
+ * untrusted CA, no ALPN "h2") ends that connection alone, with a log line
+ * naming the peer and the reason; a channel's calls then fail UNAVAILABLE
+ * with a message carrying that reason.
+ *
+ * mbedtls's own memory (record buffers, about 33 KiB per connection, and
+ * parsed certificates) comes from the C library's allocator, not from
+ * uvg_set_allocator(): Debian builds mbedtls without
+ * MBEDTLS_PLATFORM_MEMORY.
+ */
+
+/* A subject alternative name of a certificate. */
+typedef enum {
+  UVG_SAN_EMAIL = 1, /* rfc822Name */
+  UVG_SAN_DNS = 2,   /* dNSName, "*.example.com" as written */
+  UVG_SAN_URI = 6,   /* uniformResourceIdentifier, "spiffe://..." */
+  UVG_SAN_IP = 7     /* iPAddress, as text: "192.168.1.3", "2001:db8::1" */
+} uvg_san_type_t;
+
+typedef struct {
+  uvg_san_type_t type;
+  const char *value;
+} uvg_san_t;
+
+/* What a connection's security established: the server's handlers and
+ * interceptors see it for the client (uvg_call_auth_info()), a client call
+ * for the server (uvg_client_call_auth_info()). On a plaintext connection
+ * every field is 0 or NULL. */
+typedef struct {
+  int secure;        /* 1: TLS */
+  /* 1 when the peer presented a certificate that verified: always on a
+   * client's TLS connection, on a server's when the client sent one */
+  int peer_verified;
+  const char *protocol;     /* "TLSv1.2" */
+  const char *cipher_suite; /* IANA name, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" */
+  const char *alpn;         /* "h2" */
+  /* server: the name the client asked for (SNI), NULL if it sent none;
+   * client: the name the server's certificate was verified against */
+  const char *server_name;
+  /* The peer's certificate: its subject ("C=US, O=..., CN=test-client1"),
+   * the subject's common name, its subject alternative names and the
+   * whole certificate (DER); NULL / 0 when the peer sent none. */
+  const char *peer_subject;
+  const char *peer_common_name;
+  const uvg_san_t *peer_sans;
+  size_t npeer_sans;
+  const uint8_t *peer_cert;
+  size_t peer_cert_len;
+} uvg_auth_info_t;
+
+/* PEM text: from the file `file`, or the `len` bytes at `data` (no NUL
+ * needed). Exactly one of the two may be set; neither means "none". */
+typedef struct {
+  const char *file;
+  const char *data;
+  size_t len;
+} uvg_pem_t;
+
 typedef struct uvg_server_credentials_s uvg_server_credentials_t;
 
 /* Plaintext HTTP/2 (h2c). A deliberate choice: uvg_server_listen() refuses to
  * listen without credentials. The returned object is static; never free it. */
 UVG_EXTERN uvg_server_credentials_t *uvg_insecure_server_credentials(void);
+
+/* Whether a TLS server asks clients for a certificate (mTLS). */
+typedef enum {
+  UVG_CLIENT_CERT_NONE = 0,    /* no certificate is asked for */
+  /* asked for; a client may send none, but one it sends must verify
+   * against client_ca (else the connection is refused) */
+  UVG_CLIENT_CERT_REQUEST = 1,
+  /* asked for and required: a client without a certificate that verifies
+   * against client_ca is refused during the handshake */
+  UVG_CLIENT_CERT_REQUIRE = 2
+} uvg_client_cert_t;
+
+typedef struct {
+  /* Required: the server's certificate, then any intermediates, and its
+   * private key (RSA or EC; PKCS#1, SEC1 or unencrypted PKCS#8). */
+  uvg_pem_t cert_chain;
+  uvg_pem_t private_key;
+  /* The CAs client certificates must chain to: required when
+   * client_cert is not UVG_CLIENT_CERT_NONE, else unused. */
+  uvg_pem_t client_ca;
+  uvg_client_cert_t client_cert;
+} uvg_tls_server_options_t;
+
+/* Makes TLS server credentials with one reference, which the caller
+ * releases with uvg_server_credentials_release(). Returns 0;
+ * UVG_EINVAL (NULL argument, a uvg_pem_t with both or, where required,
+ * neither source, client_cert out of range); UVG_EBADCREDS (a file that
+ * cannot be read, PEM that does not parse, a key that does not match the
+ * certificate, client_ca missing with a client_cert mode; the log says
+ * which); UVG_ENOMEM. */
+UVG_EXTERN int uvg_tls_server_credentials_new(const uvg_tls_server_options_t *opts,
+                                              uvg_server_credentials_t **out);
+
+/* Drops the caller's reference (NULL and the insecure credentials: no-op).
+ * Servers listening with them keep theirs until they close. */
+UVG_EXTERN void uvg_server_credentials_release(uvg_server_credentials_t *creds);
 
 /* ---------------------------------------------------------------------------
  * Server
@@ -423,6 +542,11 @@ UVG_EXTERN int64_t uvg_call_time_remaining(const uvg_call_t *call);
 /* 1 once the call has been cancelled (see on_cancel), else 0. */
 UVG_EXTERN int uvg_call_is_cancelled(const uvg_call_t *call);
 
+/* The security of the call's connection: TLS, and the client's identity
+ * when it presented a certificate (mTLS). Never NULL; valid for the call's
+ * life, also after its connection closed. */
+UVG_EXTERN const uvg_auth_info_t *uvg_call_auth_info(const uvg_call_t *call);
+
 /* Sends the response headers with `n` custom metadata entries (copied).
  * Optional: the first uvg_call_send() or uvg_call_finish() sends headers
  * without custom metadata if this was not called.
@@ -527,6 +651,93 @@ typedef struct uvg_client_call_s uvg_client_call_t;
  * make a channel without credentials. The object is static; never free it. */
 UVG_EXTERN uvg_channel_credentials_t *uvg_insecure_channel_credentials(void);
 
+/* TLS for a channel (see "Credentials" above for the protocol, the cipher
+ * suites and the ownership rules). */
+typedef struct {
+  /* The CAs the server's certificate must chain to. Neither file nor data:
+   * the file named by the environment variable
+   * GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (as gRPC reads it), else the system's
+   * bundle, /etc/ssl/certs/ca-certificates.crt. */
+  uvg_pem_t root_certs;
+  /* Optional, both or neither: a client certificate and its key for
+   * servers that ask for one (mTLS). */
+  uvg_pem_t cert_chain;
+  uvg_pem_t private_key;
+  /* The name the server's certificate must carry and that is sent as SNI,
+   * instead of the host of the channel's authority (gRPC's
+   * ssl_target_name_override, the interop tests' --server_host_override).
+   * It does not change the :authority of calls. Copied. An IP address
+   * (as the authority's host or here) is matched against the
+   * certificate's IP SANs and is not sent as SNI (RFC 6066 3). */
+  const char *server_name_override;
+} uvg_tls_channel_options_t;
+
+/* Makes TLS channel credentials with one reference, which the caller
+ * releases with uvg_channel_credentials_release(). Every connection
+ * verifies the server's certificate against the roots and the name (the
+ * override or the authority's host); there is no way to skip it.
+ * Returns 0; UVG_EINVAL (NULL argument, a uvg_pem_t with both sources, a
+ * certificate without its key or a key without its certificate);
+ * UVG_EBADCREDS (a file that cannot be read, PEM that does not parse, no
+ * usable root, a key that does not match its certificate; the log says
+ * which); UVG_ENOMEM. */
+UVG_EXTERN int uvg_tls_channel_credentials_new(const uvg_tls_channel_options_t *opts,
+                                               uvg_channel_credentials_t **out);
+
+/* Drops the caller's reference (NULL and the insecure credentials:
+ * no-op). Channels made with them keep theirs until they are released. */
+UVG_EXTERN void uvg_channel_credentials_release(uvg_channel_credentials_t *creds);
+
+/* ---- Call credentials: per-call metadata such as a bearer token ---- */
+
+typedef struct uvg_call_credentials_s uvg_call_credentials_t;
+typedef struct uvg_metadata_request_s uvg_metadata_request_t;
+
+/* Asks for the metadata of one call: `service_url` is
+ * "https://" + the call's authority (without ":443") + "/package.Service",
+ * `method_name` the method alone ("SayHello"), as gRPC's plugin
+ * credentials get them; both are valid until the request is answered.
+ * Answer exactly once, now or later, with uvg_metadata_request_done(). It
+ * runs on the loop, never inside a uvgrpc function the application called. */
+typedef void (*uvg_get_metadata_cb)(uvg_metadata_request_t *req,
+                                    const char *service_url,
+                                    const char *method_name, void *user_data);
+
+/* Makes call credentials with one reference: `get` is asked before each
+ * call that uses them starts; `destroy` (may be NULL) runs with user_data
+ * once the last reference is gone. Returns 0, UVG_EINVAL (get NULL) or
+ * UVG_ENOMEM. Call credentials apply per channel
+ * (uvg_channel_options_t.call_credentials) and per call
+ * (uvg_client_call_options_t.call_credentials); a call with both asks both,
+ * the channel's first, and carries the metadata of both. They are sent
+ * only over TLS: on a channel with insecure credentials such a call fails
+ * UNAUTHENTICATED, without asking `get`, unless the channel sets
+ * allow_insecure_call_credentials. */
+UVG_EXTERN int uvg_call_credentials_new(uvg_get_metadata_cb get,
+                                        void (*destroy)(void *user_data),
+                                        void *user_data,
+                                        uvg_call_credentials_t **out);
+
+/* Drops a reference (NULL: no-op). Channels and calls given the
+ * credentials keep their own. */
+UVG_EXTERN void uvg_call_credentials_release(uvg_call_credentials_t *creds);
+
+/* Answers `req`: with code UVG_STATUS_OK its `n` metadata entries (copied;
+ * keys and values as for request metadata) are added to the call, which
+ * goes on; with another code the call ends with that code and `message`
+ * (may be NULL, copied) without being sent, except that the codes gRFC A54
+ * keeps for the control plane (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
+ * FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, DATA_LOSS) become INTERNAL.
+ * `req` is freed by this call in every case. Returns 0; UVG_ECANCELED (the
+ * call ended meanwhile: nothing is added); UVG_EINVAL (NULL req, a bad key
+ * or value, or a code outside 0..16: the call ends INTERNAL); UVG_ENOMEM
+ * (the call ends INTERNAL). Loop thread only, like everything but
+ * uvg_post(): a token fetched on another thread comes back through it. */
+UVG_EXTERN int uvg_metadata_request_done(uvg_metadata_request_t *req,
+                                         const uvg_metadata_t *md, size_t n,
+                                         uvg_status_code_t code,
+                                         const char *message);
+
 /* Connectivity states (grpc/grpc doc/connectivity-semantics-and-api.md). */
 typedef enum {
   UVG_STATE_IDLE = 0,
@@ -604,6 +815,12 @@ typedef struct {
   /* Nonzero: never a proxy, whatever http_proxy and the environment say
    * (gRPC C-core's GRPC_ARG_ENABLE_HTTP_PROXY=0). Default 0. */
   int disable_http_proxy;
+  /* Call credentials every call of the channel uses (the channel takes a
+   * reference); NULL: none. */
+  uvg_call_credentials_t *call_credentials;
+  /* Nonzero: call credentials may be sent over a channel with insecure
+   * credentials (for a proxy that terminates TLS, or tests). */
+  int allow_insecure_call_credentials;
 } uvg_channel_options_t;
 
 /* Fills `opts` with the defaults. */
@@ -696,6 +913,9 @@ typedef struct {
   uint32_t max_send_message_size;
   /* The call's :authority, instead of the channel's. */
   const char *authority;
+  /* Call credentials for this call alone, after the channel's (the call
+   * takes a reference); NULL: none. */
+  uvg_call_credentials_t *call_credentials;
 } uvg_client_call_options_t;
 
 /* Starts a call of `method` ("/package.Service/Method", copied) with
@@ -795,6 +1015,13 @@ UVG_EXTERN int uvg_channel_add_interceptor(uvg_channel_t *channel,
 
 /* The call's method path; valid for the call's life. */
 UVG_EXTERN const char *uvg_client_call_method(const uvg_client_call_t *call);
+
+/* The security of the connection the call was sent on: the server's
+ * certificate over TLS. NULL until the call has a stream (from on_metadata
+ * on, and in on_status for a call that reached the server); then valid
+ * for the call's life. */
+UVG_EXTERN const uvg_auth_info_t *uvg_client_call_auth_info(
+    const uvg_client_call_t *call);
 
 /* The request metadata as it stands (valid until it is changed). Returns
  * the number of entries. */

@@ -39,6 +39,7 @@ const char *uvg_strerror(int err) {
     case UVG_EADDR: return "malformed address";
     case UVG_ENOTSUP: return "not accepted by the peer";
     case UVG_E2BIG: return "message larger than the configured limit";
+    case UVG_EBADCREDS: return "unusable certificate, key or CA list";
     default: break;
   }
   if (err < 0 && err > -30000) return uv_strerror(err);

@@ -24,6 +24,7 @@ struct uvg_call_s {
   uvg__tstream_t ts; /* first: the transport's stream */
   uvg_server_t *server;
   const uvg__method_entry_t *method;
+  uvg__auth_t *auth; /* the connection's TLS view (a reference), or NULL */
   uvg__list_t pool_link;
   char *path;
   uvg__md_list_t md;
@@ -333,6 +334,7 @@ static void free_call(uvg_call_t *c) {
   uvg__free(c->bad_encoding);
   uvg__arena_reset(&c->arena);
   uvg__arena_reset(&c->msg_arena);
+  uvg__auth_unref(c->auth);
   s->stats.calls_open--;
   if (s->call_pool_n < CALL_POOL_MAX && !s->closing) {
     uvg__list_push(&s->call_pool, &c->pool_link);
@@ -408,6 +410,7 @@ static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
   uvg__work_init(&c->w_cancel);
   uvg__work_init(&c->w_release);
   c->server = s;
+  c->auth = uvg__auth_ref(uvg__tls_auth(&conn->io));
   uvg__list_init(&c->pool_link);
   uvg__md_list_init(&c->md);
   uvg__deframer_init(&c->deframer, s->opts.max_receive_message_size);
@@ -725,6 +728,10 @@ int64_t uvg_call_time_remaining(const uvg_call_t *c) {
 }
 
 int uvg_call_is_cancelled(const uvg_call_t *c) { return c->cancelled; }
+
+const uvg_auth_info_t *uvg_call_auth_info(const uvg_call_t *c) {
+  return uvg__auth_info(c->auth);
+}
 
 static int can_send(const uvg_call_t *c) {
   return !c->cancelled && !c->finished && !c->ended && !c->ts_closed;

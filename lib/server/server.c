@@ -7,16 +7,8 @@
 
 #include "server.h"
 
+/* Over TLS its top UVG__TLS_PLAIN_MAX bytes take the decrypted records. */
 #define READ_BUF_LEN (64 * 1024)
-
-struct uvg_server_credentials_s {
-  int insecure;
-};
-
-uvg_server_credentials_t *uvg_insecure_server_credentials(void) {
-  static uvg_server_credentials_t insecure = {1};
-  return &insecure;
-}
 
 void uvg_server_options_init(uvg_server_options_t *o) {
   o->max_concurrent_streams = 100;
@@ -263,6 +255,7 @@ static void on_accept(uvg__listener_t *ll, int fd) {
   uvg__list_push(&s->conns, &c->link);
   s->stats.connections_accepted++;
   s->stats.connections_open++;
+  if (err == 0 && sl->tls != NULL) err = uvg__tls_wrap(&c->io, sl->tls, NULL);
   if (err == 0) err = uvg__conn_start_server(sc, &s->settings);
   if (err != 0) {
     uvg__log(UVG_LOG_WARN, "cannot start connection: %s", uvg_strerror(err));
@@ -302,6 +295,7 @@ static void on_listener_closed(uvg__listener_t *ll) {
   uvg__server_listener_t *sl = uvg__container_of(ll, uvg__server_listener_t, l);
   uvg_server_t *s = sl->server;
   uvg__list_remove(&sl->link);
+  uvg__tls_config_unref(sl->tls);
   uvg__free(sl);
   uvg__server_maybe_closed(s);
 }
@@ -313,7 +307,7 @@ int uvg_server_listen(uvg_server_t *s, const char *address,
   int err, port;
   if (s == NULL || address == NULL) return UVG_EINVAL;
   if (creds == NULL) return UVG_ENOCREDS;
-  if (!creds->insecure) return UVG_EINVAL;
+  if (!creds->cfg.insecure && !creds->cfg.is_server) return UVG_EINVAL;
   if (s->closing) return UVG_ECLOSED;
   if ((err = parse_address(address, &ss, &path)) != 0) return err;
   uvg__server_listener_t *sl = uvg__calloc(1, sizeof(*sl));
@@ -325,6 +319,7 @@ int uvg_server_listen(uvg_server_t *s, const char *address,
     uvg__free(sl);
     return err;
   }
+  if (!creds->cfg.insecure) sl->tls = uvg__tls_config_ref(&creds->cfg);
   uvg__list_push(&s->listeners, &sl->link);
   if (bound_port != NULL) *bound_port = port;
   UVG__TRACE(UVG__TRACE_SERVER, "listening on %s", address);

@@ -7,6 +7,7 @@
 #include "../rpc/rpc.h"
 #include "uvgrpc/protobuf.h"
 #include "../../loop/listener.h"
+#include "../tls/tls.h"
 #include "../transport/conn.h"
 
 /* A service added with uvg_server_add_service(): what its generated
@@ -42,6 +43,7 @@ typedef struct {
   uvg__listener_t l;
   uvg__list_t link;
   uvg_server_t *server;
+  uvg__tls_config_t *tls; /* a reference; NULL for plaintext */
   uint8_t closing;
 } uvg__server_listener_t;
 

@@ -182,6 +182,20 @@ static void on_settings_or_goaway(uvg__conn_t *c, const nghttp2_frame *frame) {
     c->goaway_received = 1;
     UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: GOAWAY last stream %d code %u",
                c->peer, frame->goaway.last_stream_id, frame->goaway.error_code);
+    if (frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+      /* the peer's reason is the connection's (a TLS port answering a
+       * plaintext client says so in the debug data) */
+      size_t n = frame->goaway.opaque_data_len, k;
+      const uint8_t *d = frame->goaway.opaque_data;
+      k = (size_t)snprintf(c->goaway_text, sizeof(c->goaway_text),
+                           "GOAWAY %s from the peer%s",
+                           nghttp2_http2_strerror(frame->goaway.error_code),
+                           n > 0 ? ": " : "");
+      for (size_t i = 0; i < n && k + 1 < sizeof(c->goaway_text); i++)
+        c->goaway_text[k++] = d[i] >= 0x20 && d[i] < 0x7f ? (char)d[i] : '?';
+      c->goaway_text[k] = '\0';
+      uvg__conn_set_close_reason(c, c->goaway_text);
+    }
     if (c->cbs->on_goaway != NULL)
       c->cbs->on_goaway(c, frame->goaway.last_stream_id,
                         frame->goaway.error_code, frame->goaway.opaque_data,
@@ -490,8 +504,11 @@ static void on_io_read(uvg__stream_t *io, ssize_t nread, const uint8_t *buf) {
   if (nread < 0) {
     UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: read ended: %s", c->peer,
                uv_strerror((int)nread));
-    uvg__conn_set_close_reason(c, nread == UV_EOF ? "connection closed by the peer"
-                                                  : "connection reset or read failed");
+    /* a layer's failure (a TLS handshake) says more than the code */
+    const char *why = c->io.ops->error ? c->io.ops->error(&c->io) : NULL;
+    uvg__conn_set_close_reason(c, why                ? why
+                                  : nread == UV_EOF ? "connection closed by the peer"
+                                                    : "connection reset or read failed");
     close_now(c);
     return;
   }
@@ -603,6 +620,7 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
   c->io.cbs = &io_cbs;
   c->peer[0] = '\0';
   c->srv = NULL;
+  c->goaway_text[0] = '\0';
   c->settings = NULL;
   c->nstreams = 0;
   c->ping_outstanding = 0;
@@ -763,7 +781,8 @@ void uvg__conn_set_close_reason(uvg__conn_t *c, const char *reason) {
 }
 
 static void close_now(uvg__conn_t *c) {
-  uvg__conn_set_close_reason(c, "connection closed");
+  const char *why = c->io.ops->error ? c->io.ops->error(&c->io) : NULL;
+  uvg__conn_set_close_reason(c, why ? why : "connection closed");
   if (!c->closing) begin_close(c);
   uvg__timer_stop(&c->close_timer);
   c->io.ops->close(&c->io);

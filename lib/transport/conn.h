@@ -100,8 +100,8 @@ typedef struct {
    * write in flight is reported when that write completes. s->conn is NULL
    * from here on. */
   void (*on_stream_close)(uvg__tstream_t *s, uint32_t h2_error);
-  /* The connection is closed (c->close_reason says why); it is freed when
-   * this returns. */
+  /* The connection is closed (c->close_reason says why, until this
+   * returns); it is freed when this returns. */
   void (*on_close)(uvg__conn_t *c);
   /* Optional. The peer's first SETTINGS arrived: the connection is ready
    * for streams (a client's signal to call it READY). */
@@ -176,10 +176,13 @@ struct uvg__conn_s {
   uint8_t is_client;
   uint8_t ready;          /* the peer's first SETTINGS arrived */
   uint8_t goaway_received;
-  const char *close_reason; /* static text: why the connection closed */
+  /* why the connection closed: static text, or the byte stream's error,
+   * valid until on_close returns */
+  const char *close_reason;
   /* keepalive and the handshake deadline (manage.c), both roles */
   const uvg__conn_settings_t *settings;
   uvg__timer_t ka_timer, hs_timer;
+  uint64_t hs_ms; /* the handshake's time, for the log line */
   uint64_t last_read, ping_sent_at;
   unsigned nstreams;
   uint8_t ping_outstanding;
@@ -192,6 +195,8 @@ struct uvg__conn_s {
   uint8_t lingering;         /* half-closed, waiting for the peer's EOF */
   uint8_t abort_frame[17];   /* a GOAWAY written when nghttp2 gave up */
   char peer[64];
+  /* a GOAWAY with an error, as a close reason: its code and debug text */
+  char goaway_text[128];
 };
 
 /* A server's connection: the common part and the server's policy. */
@@ -289,8 +294,9 @@ void uvg__conn_goaway(uvg__conn_t *c, uint32_t h2_error, const char *debug);
  * opens no new stream on it. `debug` is static text. */
 void uvg__conn_close_when_idle(uvg__conn_t *c, const char *debug);
 
-/* Records why the connection closes (static text), unless a reason is
- * already recorded: the first cause wins. */
+/* Records why the connection closes (static text, or text valid until
+ * on_close returns), unless a reason is already recorded: the first cause
+ * wins. */
 void uvg__conn_set_close_reason(uvg__conn_t *c, const char *reason);
 
 /* Closes now: every open stream gets on_stream_close, then on_close. */

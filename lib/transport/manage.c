@@ -48,15 +48,20 @@ static void on_keepalive(uvg__timer_t *t) {
 
 static void on_handshake_timeout(uvg__timer_t *t) {
   uvg__conn_t *c = uvg__container_of(t, uvg__conn_t, hs_timer);
-  uvg__log(UVG_LOG_WARN, "%s: no HTTP/2 preface and SETTINGS in time; closing",
-           c->peer);
-  uvg__conn_set_close_reason(c, "HTTP/2 handshake timed out");
+  /* the deadline covers the byte stream's own handshake (TLS) too */
+  int tls = c->io.ops->handshaking != NULL && c->io.ops->handshaking(&c->io);
+  uvg__log(UVG_LOG_WARN, "%s: %s in %llu ms; closing", c->peer,
+           tls ? "TLS handshake not finished" : "no HTTP/2 preface and SETTINGS",
+           (unsigned long long)c->hs_ms);
+  uvg__conn_set_close_reason(c, tls ? "TLS handshake timed out"
+                                    : "HTTP/2 handshake timed out");
   uvg__conn_close(c);
 }
 
 void uvg__conn_handshake_within(uvg__conn_t *c, uint64_t ms) {
   if (c->ready || c->closing) return;
-  uvg__timer_start(&c->hs_timer, on_handshake_timeout, ms ? ms : 1);
+  c->hs_ms = ms ? ms : 1;
+  uvg__timer_start(&c->hs_timer, on_handshake_timeout, c->hs_ms);
 }
 
 void uvg__conn_manage_start(uvg__conn_t *c) {
@@ -66,7 +71,8 @@ void uvg__conn_manage_start(uvg__conn_t *c) {
   if (st->keepalive_time && st->keepalive_timeout)
     uvg__timer_start(&c->ka_timer, on_keepalive, st->keepalive_time);
   if (st->handshake_timeout)
-    uvg__timer_start(&c->hs_timer, on_handshake_timeout, st->handshake_timeout);
+    uvg__timer_start(&c->hs_timer, on_handshake_timeout,
+                     c->hs_ms = st->handshake_timeout);
   uvg__srv_start(c);
 }
 

@@ -5,11 +5,17 @@
  *
  *   interop_client --server_port=N [--server_host=HOST]
  *                  [--server_host_override=NAME] [--test_case=NAME|all]
- *                  [--use_tls=false]
+ *                  [--use_tls=true|false] [--use_test_ca=true|false]
+ *                  [--ca_file=PEM] [--client_cert_file=PEM]
+ *                  [--client_key_file=PEM]
  *
  * Prints "PASS name" or "FAIL name: reason", one line per case, and exits
  * 0 only if every case passed. --server_host_override becomes the
- * :authority of every call.
+ * :authority of every call and, over TLS, the name the server's
+ * certificate must carry. With --use_tls=true the server's certificate is
+ * checked against gRPC's test CA (--use_test_ca=true: the testdata's
+ * ca.pem, or --ca_file), or else the system's roots; --client_cert_file
+ * and --client_key_file present a client certificate (mTLS).
  *
  * Everything runs on one loop. A case is a step function: it is called
  * when the case starts and again after each event of its RPCs (a response
@@ -27,7 +33,11 @@
  * notes the flag of every gRPC message in the HTTP/2 DATA frames going
  * by, in both directions. The cases check the responses' flags, and the
  * flags of their own requests as a self-check of the library's per-call
- * compression and of UVG_SEND_NO_COMPRESS.
+ * compression and of UVG_SEND_NO_COMPRESS. Over TLS the wire is
+ * encrypted: the responses' flags come from
+ * uvg_client_call_message_compressed() instead, and the requests'
+ * self-check is left to the server, which checks every request's
+ * expect_compressed against how it arrived.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -70,6 +80,8 @@ static const char *host_override; /* the calls' :authority, or NULL */
 /* --service_config_json: the channels' default service config, or NULL */
 static const char *service_config;
 static char server_addr[300];     /* host:port, [v6]:port */
+static uvg_channel_credentials_t *creds; /* every case's channel's */
+static int use_tls;
 
 typedef struct case_s case_t;
 typedef struct tap_s tap_t;
@@ -492,6 +504,7 @@ typedef struct {
   const ProtobufCMessageDescriptor *response_type;
   ProtobufCMessage *msgs[MAX_MSGS]; /* responses, unpacked (NULL: invalid) */
   size_t msg_len[MAX_MSGS];         /* their serialized sizes */
+  uint8_t compressed[MAX_MSGS];     /* ... and whether they came compressed */
   size_t nmsgs;                     /* responses received, kept or not */
   int ended;
   char *echo_initial;     /* x-grpc-test-echo-initial of the headers */
@@ -653,7 +666,7 @@ static void rpc_metadata(uvg_client_call_t *call, const uvg_metadata_t *md,
 
 /* Keeps a copy of response `m`: the stubs hand it over for the callback
  * only, and the cases look at it later. */
-static void keep_message(rpc_t *r, const ProtobufCMessage *m) {
+static void keep_message(rpc_t *r, uvg_client_call_t *call, const ProtobufCMessage *m) {
   if (r->nmsgs < MAX_MSGS) {
     size_t len = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = xmalloc(len);
@@ -661,6 +674,7 @@ static void keep_message(rpc_t *r, const ProtobufCMessage *m) {
     r->msgs[r->nmsgs] = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
     r->msg_len[r->nmsgs] = len;
     free(buf);
+    r->compressed[r->nmsgs] = (uint8_t)uvg_client_call_message_compressed(call);
   }
   r->nmsgs++;
 }
@@ -670,7 +684,7 @@ static void keep_message(rpc_t *r, const ProtobufCMessage *m) {
 static void rpc_message(uvg_client_call_t *call, const ProtobufCMessage *m,
                         void *user_data) {
   rpc_t *r = user_data;
-  keep_message(r, m);
+  keep_message(r, call, m);
   uvg_client_call_read(call);
   step(r->k);
 }
@@ -713,7 +727,9 @@ static void rpc_status(uvg_client_call_t *call, const uvg_status_t *status,
                                  const uvg_status_t *st, const resp_t *reply, \
                                  const uvg_metadata_t *t, size_t n,          \
                                  void *ud) {                                  \
-    if (reply != NULL) keep_message(ud, (const ProtobufCMessage *)reply);     \
+    if (reply != NULL)                                                        \
+      keep_message(ud, TYPED(svc, m##__client_raw)(c),                        \
+                   (const ProtobufCMessage *)reply);                          \
     rpc_status(TYPED(svc, m##__client_raw)(c), st, t, n, ud);                \
   }                                                                           \
   static const TYPED(svc, m##__client_cbs_t)                                  \
@@ -988,10 +1004,34 @@ static int expect_echoed_metadata(case_t *k, const rpc_t *r) {
   return 0;
 }
 
-/* The tap saw these compressed flags (see tap_flags()) going `dir`. */
+/* The responses' compressed flags as the API reports them, in tap_flags()
+ * form: one bracket per RPC started. */
+static const char *api_flags(const case_t *k, char *buf, size_t cap) {
+  size_t n = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < MAX_RPCS && k->rpc[i].k != NULL; i++) {
+    const rpc_t *r = &k->rpc[i];
+    n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "[");
+    for (size_t j = 0; j < r->nmsgs && j < MAX_MSGS; j++)
+      n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%u",
+                            j ? "," : "", r->compressed[j]);
+    n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "]");
+  }
+  return buf;
+}
+
+/* The tap saw these compressed flags (see tap_flags()) going `dir`; over
+ * TLS see the top of the file. */
 static int expect_flags(case_t *k, int dir, const char *want,
                         const char *what) {
   char got[128];
+  if (k->tap == NULL) {
+    if (dir == TAP_REQUESTS) return 1;
+    if (strcmp(api_flags(k, got, sizeof(got)), want) == 0) return 1;
+    fail(k, "%s: compressed flags per call were %s, expected %s", what, got,
+         want);
+    return 0;
+  }
   if (k->tap->error[0] != '\0') {
     fail(k, "%s", k->tap->error);
     return 0;
@@ -1588,7 +1628,7 @@ static int run_case(const case_def_t *def) {
   char target[340], why[512] = "";
   const char *target_addr = server_addr;
   char tap_addr[32];
-  if (def->tapped) {
+  if (def->tapped && !use_tls) {
     k->tap = tap_start(why, sizeof(why));
     if (k->tap != NULL) {
       snprintf(tap_addr, sizeof(tap_addr), "127.0.0.1:%d", k->tap->port);
@@ -1602,9 +1642,7 @@ static int run_case(const case_def_t *def) {
   o.default_service_config = service_config;
   snprintf(target, sizeof(target), "dns:///%s", target_addr);
   int rc =
-      why[0] ? -1
-             : uvg_channel_new(loop, target, uvg_insecure_channel_credentials(),
-                               &o, &k->ch);
+      why[0] ? -1 : uvg_channel_new(loop, target, creds, &o, &k->ch);
   if (rc != 0) {
     if (!why[0])
       snprintf(why, sizeof(why), "uvg_channel_new(%s): %s", target,
@@ -1639,7 +1677,8 @@ static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s --server_port=N [--server_host=HOST] "
           "[--server_host_override=NAME] [--test_case=NAME|all] "
-          "[--service_config_json=JSON] [--use_tls=false]\ncases:",
+          "[--service_config_json=JSON] [--use_tls=true|false] [--use_test_ca=true|false] [--ca_file=PEM] "
+          "[--client_cert_file=PEM] [--client_key_file=PEM]\ncases:",
           argv0);
   for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
     fprintf(stderr, " %s", cases[i].name);
@@ -1662,8 +1701,28 @@ static int flag(int argc, char **argv, int *i, const char *name,
   return 0;
 }
 
+/* Channel credentials from the TLS flags. Returns 0 or 1 (reported). */
+static int make_creds(const char *test_ca, const char *ca_file,
+                      const char *cert, const char *key) {
+  if (!use_tls) {
+    creds = uvg_insecure_channel_credentials();
+    return 0;
+  }
+  uvg_tls_channel_options_t o = {
+      .root_certs = {.file = strcmp(test_ca, "true") == 0 ? ca_file : NULL},
+      .cert_chain = {.file = cert},
+      .private_key = {.file = key},
+      .server_name_override = host_override,
+  };
+  int rc = uvg_tls_channel_credentials_new(&o, &creds);
+  if (rc != 0) fprintf(stderr, "interop_client: TLS credentials: %s\n", uvg_strerror(rc));
+  return rc != 0;
+}
+
 int main(int argc, char **argv) {
-  const char *test_case = "large_unary", *port = NULL, *tls = "false", *ignored;
+  const char *test_case = "large_unary", *port = NULL, *tls = "false";
+  const char *test_ca = "false", *ca_file = GRPC_TESTDATA "/ca.pem";
+  const char *cert = NULL, *key = NULL;
   for (int i = 1; i < argc; i++) {
     if (flag(argc, argv, &i, "--server_host", &server_host) ||
         flag(argc, argv, &i, "--server_port", &port) ||
@@ -1671,19 +1730,23 @@ int main(int argc, char **argv) {
         flag(argc, argv, &i, "--test_case", &test_case) ||
         flag(argc, argv, &i, "--service_config_json", &service_config) ||
         flag(argc, argv, &i, "--use_tls", &tls) ||
-        flag(argc, argv, &i, "--use_test_ca", &ignored))
+        flag(argc, argv, &i, "--use_test_ca", &test_ca) ||
+        flag(argc, argv, &i, "--ca_file", &ca_file) ||
+        flag(argc, argv, &i, "--client_cert_file", &cert) ||
+        flag(argc, argv, &i, "--client_key_file", &key))
       continue;
     usage(argv[0]);
     return 2;
   }
-  if (port == NULL || (server_port = atoi(port)) <= 0 || server_port > 65535) {
+  if (port == NULL || (server_port = atoi(port)) <= 0 || server_port > 65535 ||
+      (strcmp(tls, "true") != 0 && strcmp(tls, "false") != 0) ||
+      (strcmp(test_ca, "true") != 0 && strcmp(test_ca, "false") != 0) ||
+      (cert == NULL) != (key == NULL)) {
     usage(argv[0]);
     return 2;
   }
-  if (strcmp(tls, "false") != 0) {
-    fprintf(stderr, "interop_client: TLS is not supported (--use_tls=false)\n");
-    return 2;
-  }
+  use_tls = strcmp(tls, "true") == 0;
+  if (make_creds(test_ca, ca_file, cert, key) != 0) return 1;
   int v6 = strchr(server_host, ':') != NULL;
   snprintf(server_addr, sizeof(server_addr), "%s%s%s:%d", v6 ? "[" : "",
            server_host, v6 ? "]" : "", server_port);
@@ -1703,6 +1766,7 @@ int main(int argc, char **argv) {
     usage(argv[0]);
     return 2;
   }
+  uvg_channel_credentials_release(creds); /* the channels had their own */
   int rc = uv_loop_close(loop);
   if (rc != 0) {
     fprintf(stderr, "interop_client: uv_loop_close: %s\n", uv_strerror(rc));

@@ -2,19 +2,29 @@
 """gRPC interop test client.
 
 Runs one test case from grpc/grpc doc/interop-test-descriptions.md against a
-grpc.testing.TestService server over plaintext HTTP/2, using grpcio with no
-generated stubs.  Prints "PASS <case>" and exits 0 on success; prints
-"FAIL <case>: <reason>" and exits 1 otherwise.
+grpc.testing.TestService server, using grpcio with no generated stubs.
+Prints "PASS <case>" and exits 0 on success; prints "FAIL <case>: <reason>"
+and exits 1 otherwise.
 
     interop_client.py --server_port=N --test_case=NAME --pb_dir=DIR
+                      [--use_tls=true|false] [--use_test_ca=true|false]
+                      [--server_host_override=NAME] [--ca_file=PEM]
+                      [--client_cert_file=PEM --client_key_file=PEM]
+
+Over TLS the server's certificate is checked against gRPC's test CA
+(--use_test_ca=true: the ca.pem of grpc-go's testdata, or --ca_file) for
+the name --server_host_override gives; --client_cert_file and
+--client_key_file present a client certificate (mTLS).
 """
 
 import argparse
+import asyncio
 import importlib.util
 import itertools
 import os
 import queue
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -37,6 +47,8 @@ ECHO_INITIAL_KEY = 'x-grpc-test-echo-initial'
 ECHO_INITIAL_VALUE = 'test_initial_metadata_value'
 ECHO_TRAILING_KEY = 'x-grpc-test-echo-trailing-bin'
 ECHO_TRAILING_VALUE = b'\xab\xab\xab'
+
+TESTDATA = '/usr/share/gocode/src/google.golang.org/grpc/testdata'
 
 # Generated message modules, loaded by load_protos() from --pb_dir.
 messages = None
@@ -214,13 +226,14 @@ class _GrpcMessageReader:
 class MessageFlagTap:
     """TCP relay to (host, port) that records gRPC message compressed flags."""
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, start=True):
         self._upstream = (host, port)
         self._lock = threading.Lock()
         self._flags = {}  # (direction, connection, stream id) -> [flag, ...]
-        self._listener = socket.create_server(('127.0.0.1', 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept_loop, daemon=True).start()
+        if start:
+            self._listener = socket.create_server(('127.0.0.1', 0))
+            self.port = self._listener.getsockname()[1]
+            threading.Thread(target=self._accept_loop, daemon=True).start()
 
     def flags(self, direction):
         """Compressed flags per stream, in stream order.
@@ -272,6 +285,69 @@ class MessageFlagTap:
         except OSError:
             src.close()
             dst.close()
+
+
+class TlsMessageFlagTap(MessageFlagTap):
+    """The tap over TLS: it ends the client's TLS with gRPC's test server
+    certificate (which the client trusts through the test CA), reads the
+    frames in the clear and speaks TLS again to the server, as the client
+    would (ALPN h2, the test CA, the override name, the client
+    certificate).  On asyncio in a thread of its own: an SSL socket must not
+    be read and written by two threads at once."""
+
+    def __init__(self, host, port, args):
+        super().__init__(host, port, start=False)
+        self._accept = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._accept.load_cert_chain(f'{args.testdata_dir}/server1.pem',
+                                     f'{args.testdata_dir}/server1.key')
+        self._accept.set_alpn_protocols(['h2'])
+        self._connect = ssl.create_default_context(cafile=args.ca_file)
+        self._connect.set_alpn_protocols(['h2'])
+        if args.client_cert_file:
+            self._connect.load_cert_chain(args.client_cert_file,
+                                          args.client_key_file)
+        self._name = args.server_host_override or host
+        self._count = itertools.count()
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._serve, args=(ready,),
+                         daemon=True).start()
+        ready.wait()
+
+    def _serve(self, ready):
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(
+            self._relay, '127.0.0.1', 0, ssl=self._accept))
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        self._loop.run_forever()
+
+    async def _relay(self, down_reader, down_writer):
+        connection = next(self._count)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(
+                *self._upstream, ssl=self._connect,
+                server_hostname=self._name)
+        except (OSError, ssl.SSLError):
+            down_writer.close()
+            return
+        await asyncio.gather(
+            self._pump(down_reader, up_writer, _GrpcMessageReader(
+                self._recorder('request', connection), client_side=True)),
+            self._pump(up_reader, down_writer, _GrpcMessageReader(
+                self._recorder('response', connection), client_side=False)))
+
+    @staticmethod
+    async def _pump(reader, writer, tap_reader):
+        try:
+            while data := await reader.read(65536):
+                tap_reader.feed(data)
+                writer.write(data)
+                await writer.drain()
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
 
 
 def client_stream_with_write_flags(channel, method, requests, timeout):
@@ -678,17 +754,50 @@ def main():
     parser.add_argument('--pb_dir', required=True,
                         help='directory holding the generated '
                              'grpc/testing/*_pb2.py modules')
+    parser.add_argument('--use_tls', default='false',
+                        choices=['true', 'false'])
+    parser.add_argument('--use_test_ca', default='false',
+                        choices=['true', 'false'])
+    parser.add_argument('--server_host_override', default=None)
+    parser.add_argument('--testdata_dir', default=TESTDATA)
+    parser.add_argument('--ca_file', default=None,
+                        help='the test CA (default: ca.pem of the testdata)')
+    parser.add_argument('--client_cert_file', default=None)
+    parser.add_argument('--client_key_file', default=None)
     args = parser.parse_args()
     load_protos(args.pb_dir)
+    if args.ca_file is None and args.use_test_ca == 'true':
+        args.ca_file = f'{args.testdata_dir}/ca.pem'
+    if (args.client_cert_file is None) != (args.client_key_file is None):
+        sys.exit('interop_client: a client certificate needs its key')
 
     host, port, case = args.server_host, args.server_port, args.test_case
+    tls = args.use_tls == 'true'
     tap = None
     if case in TAPPED_CASES:
-        tap = MessageFlagTap(host, port)
+        tap = (TlsMessageFlagTap(host, port, args) if tls
+               else MessageFlagTap(host, port))
         host, port = '127.0.0.1', tap.port
     if ':' in host and not host.startswith('['):
         host = f'[{host}]'  # IPv6 literal
-    with grpc.insecure_channel(f'{host}:{port}') as channel:
+    if tls:
+        def read(path):
+            with open(path, 'rb') as f:
+                return f.read()
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=read(args.ca_file) if args.ca_file else None,
+            private_key=(read(args.client_key_file)
+                         if args.client_key_file else None),
+            certificate_chain=(read(args.client_cert_file)
+                               if args.client_cert_file else None))
+        options = []
+        if args.server_host_override:
+            options.append(('grpc.ssl_target_name_override',
+                            args.server_host_override))
+        channel = grpc.secure_channel(f'{host}:{port}', credentials, options)
+    else:
+        channel = grpc.insecure_channel(f'{host}:{port}')
+    with channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=RPC_TIMEOUT)
         except grpc.FutureTimeoutError:

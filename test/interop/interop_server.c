@@ -4,10 +4,18 @@
  * grpc-proto's test.proto, with the health service and reflection beside
  * it (a reflection client can call it knowing no .proto).
  *
- *   interop_server --port=N
+ *   interop_server --port=N [--use_tls=true|false] [--tls_cert_file=PEM]
+ *                  [--tls_key_file=PEM] [--require_client_cert[=true]]
+ *                  [--client_ca_file=PEM]
  *
  * Prints "listening on port N" once listening (N is the bound port, so
- * --port=0 works) and exits cleanly on SIGTERM or SIGINT.
+ * --port=0 works) and exits cleanly on SIGTERM or SIGINT. With
+ * --use_tls=true it serves gRPC's test certificate (server1.pem and
+ * server1.key of grpc-go's testdata, which Debian's golang-google-grpc-dev
+ * installs; --tls_cert_file/--tls_key_file as grpc-go's interop server
+ * names them choose others); --require_client_cert makes it require a
+ * client certificate signed by --client_ca_file (by default the testdata's
+ * x509/client_ca_cert.pem, which signs x509/client1_cert.pem).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -306,20 +314,67 @@ static void on_signal(uv_signal_t *h, int signum) {
   uvg_server_close(server, on_closed, h); /* a second signal is a no-op */
 }
 
+/* With --require_client_cert: a call without a verified client
+ * certificate is refused (it cannot happen: the handshake requires one). */
+static int check_peer(uvg_call_t *call, void *data, uvg_status_t *reject) {
+  const uvg_auth_info_t *a = uvg_call_auth_info(call);
+  (void)data;
+  if (a->secure && a->peer_verified && a->peer_common_name != NULL) return 0;
+  reject->code = UVG_STATUS_UNAUTHENTICATED;
+  reject->message = "no verified client certificate";
+  return 1;
+}
+
+/* Matches "--name=value" or "--name value"; sets *value. */
+static int flag(int argc, char **argv, int *i, const char *name,
+                const char **value) {
+  size_t n = strlen(name);
+  if (strncmp(argv[*i], name, n) != 0) return 0;
+  if (argv[*i][n] == '=') {
+    *value = argv[*i] + n + 1;
+    return 1;
+  }
+  if (argv[*i][n] == '\0' && *i + 1 < argc) {
+    *value = argv[++*i];
+    return 1;
+  }
+  return 0;
+}
+
+/* "true" or "false"; returns -1 for anything else. */
+static int boolean(const char *v) {
+  return strcmp(v, "true") == 0 ? 1 : strcmp(v, "false") == 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
-  const char *port = "10000";
+  const char *port = "10000", *tls = "false", *require = "false";
+  const char *cert = GRPC_TESTDATA "/server1.pem";
+  const char *key = GRPC_TESTDATA "/server1.key";
+  const char *client_ca = GRPC_TESTDATA "/x509/client_ca_cert.pem";
   for (int i = 1; i < argc; i++) {
-    if (strncmp(argv[i], "--port=", 7) == 0)
-      port = argv[i] + 7;
-    else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
-      port = argv[++i];
-    else if (strncmp(argv[i], "--use_tls=", 10) == 0 &&
-             strcmp(argv[i] + 10, "false") == 0)
+    if (strcmp(argv[i], "--require_client_cert") == 0) {
+      require = "true";
       continue;
-    else {
-      fprintf(stderr, "usage: %s --port=N [--use_tls=false]\n", argv[0]);
-      return 2;
     }
+    if (flag(argc, argv, &i, "--port", &port) ||
+        flag(argc, argv, &i, "--use_tls", &tls) ||
+        flag(argc, argv, &i, "--tls_cert_file", &cert) ||
+        flag(argc, argv, &i, "--tls_key_file", &key) ||
+        flag(argc, argv, &i, "--client_ca_file", &client_ca) ||
+        flag(argc, argv, &i, "--require_client_cert", &require))
+      continue;
+    fprintf(stderr,
+            "usage: %s --port=N [--use_tls=true|false] [--tls_cert_file=PEM] "
+            "[--tls_key_file=PEM] [--require_client_cert] "
+            "[--client_ca_file=PEM]\n",
+            argv[0]);
+    return 2;
+  }
+  int use_tls = boolean(tls), require_cert = boolean(require);
+  if (use_tls < 0 || require_cert < 0 || (require_cert && !use_tls)) {
+    fprintf(stderr, "interop_server: --use_tls and --require_client_cert take "
+                    "true or false, and a client certificate needs TLS\n");
+    return 2;
   }
   /* UnimplementedCall is left out: it answers UNIMPLEMENTED. */
   static const grpc__testing__TestService__server_t test_service = {
@@ -351,15 +406,36 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   uv_loop_t *loop = uv_default_loop();
   char addr[64];
-  int bound, err;
+  int bound, err = 0;
   snprintf(addr, sizeof(addr), "127.0.0.1:%s", port);
+  uvg_server_credentials_t *creds = uvg_insecure_server_credentials();
+  if (use_tls) {
+    uvg_tls_server_options_t o = {
+        .cert_chain = {.file = cert},
+        .private_key = {.file = key},
+        .client_ca = {.file = require_cert ? client_ca : NULL},
+        .client_cert = require_cert ? UVG_CLIENT_CERT_REQUIRE : UVG_CLIENT_CERT_NONE,
+    };
+    if ((err = uvg_tls_server_credentials_new(&o, &creds)) != 0) {
+      fprintf(stderr, "interop_server: TLS credentials: %s\n", uvg_strerror(err));
+      return 1;
+    }
+  }
   if ((err = uvg_server_new(loop, NULL, &server)) != 0 ||
       (err = grpc__testing__TestService__register(server, &test_service, NULL)) != 0 ||
       (err = uvg_health_add(server, &health)) != 0 ||
       (err = uvg_reflection_add(server)) != 0 ||
-      (err = uvg_server_listen(server, addr, uvg_insecure_server_credentials(),
+      (err = uvg_server_listen(server, addr, creds,
                                &bound)) != 0) {
     fprintf(stderr, "interop_server: %s: %s\n", addr, uvg_strerror(err));
+    return 1;
+  }
+  uvg_server_credentials_release(creds); /* the server holds its own */
+  /* mTLS: every call must come with the client's verified identity, as
+   * an interceptor sees it */
+  static const uvg_server_interceptor_t need_peer = {.on_start = check_peer};
+  if (require_cert && (err = uvg_server_add_interceptor(server, &need_peer, NULL)) != 0) {
+    fprintf(stderr, "interop_server: %s\n", uvg_strerror(err));
     return 1;
   }
   uv_signal_init(loop, &sigint);

@@ -2,11 +2,20 @@
 """gRPC interop test server (grpc.testing.TestService) on grpcio.
 
 Serves the "Server" features of grpc/grpc doc/interop-test-descriptions.md
-over plaintext HTTP/2 on 127.0.0.1, with no generated service code: the
-methods are grpcio generic handlers over the messages_pb2/empty_pb2 classes
-that protoc generates into --pb_dir.
+on 127.0.0.1, with no generated service code: the methods are grpcio generic
+handlers over the messages_pb2/empty_pb2 classes that protoc generates into
+--pb_dir.
 
-    interop_server.py --port=N --pb_dir=DIR [--use_tls=false]
+    interop_server.py --port=N --pb_dir=DIR [--use_tls=true|false]
+                      [--require_client_cert[=true|false]]
+                      [--tls_cert_file=PEM] [--tls_key_file=PEM]
+                      [--client_ca_file=PEM]
+
+With --use_tls=true it serves gRPC's test certificate (server1.pem and
+server1.key of grpc-go's testdata, from Debian's golang-google-grpc-dev);
+--require_client_cert requires a client certificate signed by
+--client_ca_file (the testdata's x509/client_ca_cert.pem), and every call
+must then come with the client's identity.
 
 Prints "listening on port N" once bound (N is the bound port, so --port=0
 works) and exits with status 0 on SIGTERM or SIGINT.
@@ -46,6 +55,10 @@ SERVICE = 'grpc.testing.TestService'
 ECHO_INITIAL_KEY = 'x-grpc-test-echo-initial'
 ECHO_TRAILING_KEY = 'x-grpc-test-echo-trailing-bin'
 GZIP_MAGIC = b'\x1f\x8b'
+TESTDATA = '/usr/share/gocode/src/google.golang.org/grpc/testdata'
+
+# Set by main(): with --require_client_cert every call must show its peer.
+require_peer = False
 
 # Generated message modules, loaded by load_protos() from --pb_dir.
 messages = None
@@ -93,9 +106,20 @@ def payload(size):
     return messages.Payload(type=messages.COMPRESSABLE, body=bytes(size))
 
 
+def admit(context):
+    """mTLS: a call without the client's certified identity is refused (the
+    handshake requires the certificate, so this checks what the handler
+    sees)."""
+    if require_peer and not context.peer_identities():
+        context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                      'no client certificate identity')
+
+
 def echo_metadata(context):
     """Echo Metadata: the initial key as initial metadata (sent now), the
-    trailing one as trailing metadata."""
+    trailing one as trailing metadata.  Every method starts here, so it
+    admits the call first."""
+    admit(context)
     received = context.invocation_metadata()
     initial = [(k, v) for k, v in received if k == ECHO_INITIAL_KEY]
     if initial:
@@ -254,10 +278,20 @@ def main():
     parser.add_argument('--port', type=int, default=10000)
     parser.add_argument('--pb_dir', required=True,
                         help='directory with the generated *_pb2.py modules')
-    parser.add_argument('--use_tls', default='false', choices=['false'],
-                        help='plaintext only')
+    parser.add_argument('--use_tls', default='false',
+                        choices=['true', 'false'])
+    parser.add_argument('--require_client_cert', nargs='?', const='true',
+                        default='false', choices=['true', 'false'])
+    parser.add_argument('--tls_cert_file', default=f'{TESTDATA}/server1.pem')
+    parser.add_argument('--tls_key_file', default=f'{TESTDATA}/server1.key')
+    parser.add_argument('--client_ca_file',
+                        default=f'{TESTDATA}/x509/client_ca_cert.pem')
     args = parser.parse_args()
     load_protos(args.pb_dir)
+    global require_peer  # pylint: disable=global-statement
+    require_peer = args.require_client_cert == 'true'
+    if require_peer and args.use_tls != 'true':
+        sys.exit('interop_server: --require_client_cert needs --use_tls=true')
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -267,7 +301,20 @@ def main():
         futures.ThreadPoolExecutor(max_workers=16),
         options=[('grpc.per_message_decompression', 0)])
     server.add_generic_rpc_handlers((handlers(),))
-    port = server.add_insecure_port(f'127.0.0.1:{args.port}')
+    address = f'127.0.0.1:{args.port}'
+    if args.use_tls == 'true':
+        with open(args.tls_key_file, 'rb') as key, \
+                open(args.tls_cert_file, 'rb') as cert:
+            pair = (key.read(), cert.read())
+        client_ca = None
+        if require_peer:
+            with open(args.client_ca_file, 'rb') as f:
+                client_ca = f.read()
+        port = server.add_secure_port(address, grpc.ssl_server_credentials(
+            [pair], root_certificates=client_ca,
+            require_client_auth=require_peer))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         sys.exit(f'interop_server: cannot listen on 127.0.0.1:{args.port}')
     server.start()

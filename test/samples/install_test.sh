@@ -30,8 +30,10 @@ C
 libdir=$(pkg-config --variable=libdir uvgrpc)
 cc -o "$dest/use-shared" "$dest/use.c" $(pkg-config --cflags --libs uvgrpc)
 LD_LIBRARY_PATH=$libdir "$dest/use-shared"
+# the archive, then what it needs (Libs.private: mbedtls, zlib, ...)
+static_libs=$(pkg-config --libs --static uvgrpc | sed 's/ *-luvgrpc\b//')
 cc -o "$dest/use-static" "$dest/use.c" $(pkg-config --cflags uvgrpc) \
-  "$libdir/libuvgrpc.a" $(pkg-config --libs --static libuv libnghttp2 zlib libprotobuf-c)
+  "$libdir/libuvgrpc.a" $static_libs
 "$dest/use-static"
 echo "installed library works through pkg-config (shared and static)"
 

@@ -1,6 +1,6 @@
 // gRPC C++ greeter for the benchmark: "Hello " + name on 127.0.0.1 only.
 //
-//   greeter_server_cpp [--port N] [--sync]
+//   greeter_server_cpp [--port N] [--sync] [--tls --cert PEM --key PEM]
 //
 // Callback (reactor) API by default, the one gRPC recommends and the faster
 // of the two standard servers here; --sync selects the synchronous API.
@@ -11,7 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -40,18 +42,43 @@ class SyncGreeter final : public Greeter::Service {
   }
 };
 
+static std::string slurp(const char* path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
 int main(int argc, char** argv) {
   std::string port = "0";
-  bool sync = false;
+  bool sync = false, tls = false;
+  const char *cert = nullptr, *key = nullptr;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--port") && i + 1 < argc)
       port = argv[++i];
     else if (!strcmp(argv[i], "--sync"))
       sync = true;
+    else if (!strcmp(argv[i], "--tls"))
+      tls = true;
+    else if (!strcmp(argv[i], "--cert") && i + 1 < argc)
+      cert = argv[++i];
+    else if (!strcmp(argv[i], "--key") && i + 1 < argc)
+      key = argv[++i];
     else {
-      fprintf(stderr, "usage: %s [--port N] [--sync]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--port N] [--sync] [--tls --cert PEM --key PEM]\n",
+              argv[0]);
       return 2;
     }
+  }
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (tls) {
+    if (cert == nullptr || key == nullptr) {
+      fprintf(stderr, "greeter_server_cpp: --tls needs --cert and --key\n");
+      return 2;
+    }
+    grpc::SslServerCredentialsOptions o;
+    o.pem_key_cert_pairs.push_back({slurp(key), slurp(cert)});
+    creds = grpc::SslServerCredentials(o);
   }
   // Block the stop signals before gRPC starts its threads so that only the
   // sigwait below receives them.
@@ -65,8 +92,7 @@ int main(int argc, char** argv) {
   SyncGreeter sy;
   int bound = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:" + port,
-                           grpc::InsecureServerCredentials(), &bound);
+  builder.AddListeningPort("127.0.0.1:" + port, creds, &bound);
   if (sync)
     builder.RegisterService(&sy);
   else

@@ -1,5 +1,6 @@
 // grpc-go greeter for the benchmark: the same service as
-// samples/helloworld, "Hello " + name, bound to 127.0.0.1 only.
+// samples/helloworld, "Hello " + name, bound to 127.0.0.1 only; with
+// --tls over TLS with the certificate and key --cert and --key name.
 // Prints "listening on port N" (N from --port, 0 picks one) and exits on
 // SIGTERM/SIGINT. Built in GOPATH mode against Debian's packaged modules by
 // test/bench/run.sh, which generates the benchgreeter/helloworld package.
@@ -18,6 +19,7 @@ import (
 	pb "benchgreeter/helloworld"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 type greeter struct {
@@ -30,12 +32,23 @@ func (greeter) SayHello(ctx context.Context, in *pb.HelloRequest) (*pb.HelloRepl
 
 func main() {
 	port := flag.Int("port", 0, "TCP port on 127.0.0.1 (0 picks a free one)")
+	tls := flag.Bool("tls", false, "serve TLS")
+	cert := flag.String("cert", "", "PEM certificate chain (with --tls)")
+	key := flag.String("key", "", "PEM private key (with --tls)")
 	flag.Parse()
+	var opts []grpc.ServerOption
+	if *tls {
+		creds, err := credentials.NewServerTLSFromFile(*cert, *key)
+		if err != nil {
+			log.Fatalf("tls: %v", err)
+		}
+		opts = append(opts, grpc.Creds(creds))
+	}
 	lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *port))
 	if err != nil {
 		log.Fatalf("listen: %v", err)
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(opts...)
 	pb.RegisterGreeterServer(s, greeter{})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
