@@ -575,16 +575,18 @@ static void next_attempt(uvg_client_call_t *c) {
   uvg__md_list_free(&c->resp_md);
   uvg__md_list_free(&c->trailers);
   uvg__deframer_free(&c->deframer);
+  /* the kept ones (sent, no callback, not counted any more) go first;
+   * those sent since (counted) follow */
+  for (uvg__list_t *p = c->kept.next; p != &c->kept; p = p->next) {
+    send_msg_t *sm = uvg__container_of(p, send_msg_t, early);
+    sm->m.off = 0;
+    c->msgs_out++;
+  }
   uvg__list_t later;
   uvg__list_init(&later);
   uvg__list_move(&c->early, &later);
   uvg__list_move(&c->kept, &c->early);
   uvg__list_move(&later, &c->early);
-  for (uvg__list_t *p = c->early.next; p != &c->early; p = p->next) {
-    send_msg_t *sm = uvg__container_of(p, send_msg_t, early);
-    sm->m.off = 0;
-    c->msgs_out++; /* kept ones have no callback */
-  }
   c->kept_bytes = 0;
   uvg__list_remove(&c->link);
   post(c, &c->w_start, run_replace);
@@ -597,6 +599,7 @@ static void next_attempt(uvg_client_call_t *c) {
  * attempt). */
 static int retry(uvg_client_call_t *c, uint32_t h2_error) {
   if (h2_error != NGHTTP2_REFUSED_STREAM || c->done || c->retried || c->retry_wait ||
+      c->pinned != NULL ||
       !c->replayable || c->got_response || c->msgs_out > 0 || c->ch->closing)
     return 0;
   UVG__TRACE(UVG__TRACE_CALL, "client call %s: not processed; retrying", c->method);
@@ -1162,7 +1165,8 @@ int uvg_client_call_send(uvg_client_call_t *c, const void *data, size_t len,
   sm->status = 0;
   sm->m.done = on_msg_done;
   uvg__list_init(&sm->early);
-  if (c->attached) {
+  /* between two attempts a message waits for the next one */
+  if (c->attached && !c->retry_wait) {
     if (uvg__ts_send(&c->ts, &sm->m) != 0) {
       uvg__free(sm);
       return UVG_ECANCELED;
@@ -1180,7 +1184,8 @@ int uvg_client_call_half_close(uvg_client_call_t *c) {
   if (c->done) return UVG_ECANCELED;
   if (c->half_close_wanted) return UVG_ESTATE;
   c->half_close_wanted = 1;
-  if (c->attached && uvg__ts_end(&c->ts, NULL, 0) != 0) return UVG_ECANCELED;
+  if (c->attached && !c->retry_wait && uvg__ts_end(&c->ts, NULL, 0) != 0)
+    return UVG_ECANCELED;
   return 0;
 }
 

@@ -109,6 +109,16 @@ void uvg__channel_update_ref(uvg_channel_t *ch) {
     else
       uv_unref(&c->io.h.handle);
   }
+  /* so must a connect in progress: a policy that keeps reconnecting to an
+   * address that never answers would keep the loop alive for good */
+  for (uvg__list_t *p = ch->subchannels.next; p != &ch->subchannels; p = p->next) {
+    uvg_subchannel_t *sc = uvg__container_of(p, uvg_subchannel_t, link);
+    if (sc->connecting == NULL || !sc->connect_req.polling) continue;
+    if (ch->ncalls > 0 || ch->closing)
+      uv_ref((uv_handle_t *)&sc->connect_req.poll);
+    else
+      uv_unref((uv_handle_t *)&sc->connect_req.poll);
+  }
 }
 
 void uvg__channel_set_error(uvg_channel_t *ch, const char *fmt, ...) {
@@ -514,6 +524,7 @@ static void run_release(void *arg, int status) {
   uvg__proxy_free(ch->proxy);
   if (ch->sc != NULL) uvg__service_config_unref(ch->sc);
   if (ch->sc_default != NULL) uvg__service_config_unref(ch->sc_default);
+  uvg__free(ch->health_service);
   uvg__free(ch->authority);
   uvg__free(ch->tls_name);
   uvg__tls_config_unref(ch->tls);

@@ -118,6 +118,8 @@ void uvg__subchannel_unref(uvg_subchannel_t *sc);
 /* The health check's verdict on its connection: READY, or
  * TRANSIENT_FAILURE with `why`. */
 void uvg__subchannel_set_health(uvg_subchannel_t *sc, int healthy, const char *why);
+/* A connected subchannel waits for a new health verdict. */
+void uvg__subchannel_set_connecting(uvg_subchannel_t *sc);
 
 /* ---- health.c ---- */
 
@@ -127,6 +129,9 @@ int uvg__health_enabled(const uvg_channel_t *ch);
 /* Watches the health of sc->conn; stops watching. */
 void uvg__health_start(uvg_subchannel_t *sc);
 void uvg__health_stop(uvg_subchannel_t *sc);
+/* The service config may have turned health checks on or off or renamed
+ * the service: every connected subchannel follows. */
+void uvg__health_config_changed(uvg_channel_t *ch);
 
 /* ---- resolver.c ---- */
 
@@ -173,7 +178,7 @@ void uvg__lb_post_subchannel_state(uvg_subchannel_t *sc);
 /* Copies an address with its attributes; frees such a copy. */
 int uvg__address_copy(uvg_address_t *dst, const uvg_address_t *src);
 void uvg__address_free(uvg_address_t *a);
-/* 1 when both are the same socket address (attributes aside). */
+/* 1 when both are the same socket address with the same attributes. */
 int uvg__address_equal(const uvg_address_t *a, const uvg_address_t *b);
 /* The address as text ("127.0.0.1:50051", "[::1]:1", "unix:/p"). */
 void uvg__address_name(const uvg_address_t *a, char *out, size_t len);
@@ -217,6 +222,7 @@ struct uvg_channel_s {
   uint8_t throttle_on;
   uint8_t idle_mode;   /* no resolver, no policy: the next call starts them */
   uint8_t health_unimplemented_logged;
+  char *health_service; /* what the subchannels watch now, or NULL */
   uint8_t exit_idle_queued;
   uvg__list_t subchannels;
   uvg__timer_t idle_timer;

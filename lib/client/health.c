@@ -120,21 +120,30 @@ static void health_start(uvg_subchannel_t *sc) {
       !uvg__health_enabled(ch))
     return;
   const char *service = ch->sc->health_check_service;
-  size_t n = strlen(service);
-  uint8_t req[2 + 127];
-  if (n > 127) n = 127; /* service names are short; one length byte */
-  req[0] = 0x0a;
-  req[1] = (uint8_t)n;
-  memcpy(req + 2, service, n);
+  size_t n = strlen(service), h = 1;
+  uint8_t *req = uvg__malloc(n + 6);
+  if (req == NULL) {
+    uvg__subchannel_set_health(sc, 0, "health check: out of memory");
+    uvg__timer_start(&sc->health_timer, on_retry, uvg__backoff_next(&sc->health_backoff));
+    return;
+  }
+  req[0] = 0x0a; /* field 1, length-delimited; the length as a varint */
+  for (size_t v = n; ; v >>= 7) {
+    req[h++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    if (v <= 0x7f) break;
+  }
+  memcpy(req + h, service, n);
   uvg_client_call_t *call;
   if (uvg__ccall_start_pinned(ch, sc->conn, WATCH, &health_cbs, sc, &call) != 0) {
+    uvg__free(req);
     uvg__subchannel_set_health(sc, 0, "health check: cannot start the watch");
     uvg__timer_start(&sc->health_timer, on_retry, uvg__backoff_next(&sc->health_backoff));
     return;
   }
   sc->health_call = call;
   sc->refs++; /* until on_status */
-  uvg_client_call_send(call, req, 2 + n, 0, NULL, NULL);
+  uvg_client_call_send(call, req, h + n, 0, NULL, NULL); /* copied */
+  uvg__free(req);
   uvg_client_call_half_close(call);
   uvg_client_call_read(call);
 }
@@ -142,6 +151,25 @@ static void health_start(uvg_subchannel_t *sc) {
 void uvg__health_start(uvg_subchannel_t *sc) {
   uvg__timer_stop(&sc->health_timer);
   health_start(sc);
+}
+
+void uvg__health_config_changed(uvg_channel_t *ch) {
+  const char *want = uvg__health_enabled(ch) ? ch->sc->health_check_service : NULL;
+  const char *now = ch->health_service;
+  if ((want == NULL && now == NULL) || (want && now && strcmp(want, now) == 0)) return;
+  uvg__free(ch->health_service);
+  ch->health_service = want ? uvg__strdup(want) : NULL;
+  for (uvg__list_t *p = ch->subchannels.next; p != &ch->subchannels; p = p->next) {
+    uvg_subchannel_t *sc = uvg__container_of(p, uvg_subchannel_t, link);
+    if (sc->released || sc->conn == NULL) continue;
+    uvg__health_stop(sc);
+    if (want == NULL) {
+      uvg__subchannel_set_health(sc, 1, NULL); /* no verdict to wait for */
+    } else {
+      uvg__subchannel_set_connecting(sc); /* until the new watch answers */
+      health_start(sc);
+    }
+  }
 }
 
 void uvg__health_stop(uvg_subchannel_t *sc) {

@@ -63,7 +63,14 @@ int uvg__address_copy(uvg_address_t *dst, const uvg_address_t *src) {
 }
 
 int uvg__address_equal(const uvg_address_t *a, const uvg_address_t *b) {
-  return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+  if (a->addrlen != b->addrlen || memcmp(&a->addr, &b->addr, a->addrlen) != 0 ||
+      a->nattrs != b->nattrs)
+    return 0;
+  for (size_t i = 0; i < a->nattrs; i++) /* (a tunnel is an attribute) */
+    if (strcmp(a->attrs[i].key, b->attrs[i].key) != 0 ||
+        strcmp(a->attrs[i].value, b->attrs[i].value) != 0)
+      return 0;
+  return 1;
 }
 
 void uvg__address_free(uvg_address_t *a) {
@@ -158,8 +165,13 @@ void uvg__lb_resolved(uvg_channel_t *ch, const uvg_address_t *addrs, size_t n,
     want = uvg__lb_find(ch->sc->lb_policy); /* supported: checked at parse */
     if (ch->sc->lb_config != NULL) config = ch->sc->lb_config;
   }
-  if (current(lb) && lb->type != want) uvg__lb_destroy(ch); /* another policy */
+  int fresh = 0;
+  if (current(lb) && lb->type != want) { /* another policy */
+    uvg__lb_destroy(ch);
+    if (!ch->closing) uvg__channel_set_picker(ch, UVG_STATE_CONNECTING, NULL, NULL, NULL);
+  }
   if (!current(lb)) {
+    fresh = 1;
     lb->ch = ch;
     lb->type = want;
     int rc = want->create(lb, &lb->state);
@@ -171,9 +183,18 @@ void uvg__lb_resolved(uvg_channel_t *ch, const uvg_address_t *addrs, size_t n,
     }
   }
   int rc = lb->type->update(lb->state, addrs, n, config);
-  if (rc != 0)
+  if (rc != 0) {
     uvg__log(UVG_LOG_WARN, "LB policy %s refused its update: %s", lb->type->name,
              uvg_strerror(rc));
+    /* a policy that never took addresses has nothing to serve with */
+    if (fresh) {
+      uvg__channel_set_error(ch, "LB policy %s refused its configuration",
+                             lb->type->name);
+      uvg__lb_destroy(ch);
+      uvg__channel_set_picker(ch, UVG_STATE_TRANSIENT_FAILURE, NULL, NULL, NULL);
+    }
+  }
+  uvg__health_config_changed(ch);
 }
 
 void uvg__lb_resolver_error(uvg_channel_t *ch, const char *message) {
@@ -193,6 +214,11 @@ void uvg__lb_destroy(uvg_channel_t *ch) {
   lb->type = NULL;
   t->destroy(lb->state);
   lb->state = NULL;
+  /* its picker names subchannels that are gone now */
+  if (ch->free_picker != NULL) ch->free_picker(ch->picker);
+  ch->pick = NULL;
+  ch->picker = NULL;
+  ch->free_picker = NULL;
 }
 
 static void run_subchannel_state(void *arg, int status) {

@@ -191,6 +191,7 @@ static int pf_update(void *state, const uvg_address_t *addrs, size_t n,
     if (uvg__address_equal(uvg_subchannel_address(pf->selected), &list[i])) {
       keep = pf->selected;
       scs[i] = keep;
+      break; /* one slot: a subchannel is released once */
     }
   }
   for (size_t i = 0; i < pf->naddrs; i++)
@@ -259,6 +260,11 @@ static void pf_subchannel_state(void *state, uvg_subchannel_t *sc,
           uvg__timer_stop(&pf->eyeballs);
           uvg_lb_request_resolution(pf->lb);
           report(pf, UVG_STATE_TRANSIENT_FAILURE);
+          /* A62: from now on each tries again when its backoff lets it;
+           * those whose backoff is already over try now */
+          for (size_t j = 0; j < pf->naddrs; j++)
+            if (pf->scs[j] != NULL && uvg_subchannel_state(pf->scs[j]) == UVG_STATE_IDLE)
+              uvg_subchannel_connect(pf->scs[j]);
         } else {
           try_next(pf); /* A61: a failure starts the next attempt at once */
         }

@@ -72,6 +72,10 @@ static void on_conn_ready(uvg__conn_t *c) {
   set_state(sc, UVG_STATE_READY);
 }
 
+void uvg__subchannel_set_connecting(uvg_subchannel_t *sc) {
+  if (sc->conn != NULL && !sc->released) set_state(sc, UVG_STATE_CONNECTING);
+}
+
 void uvg__subchannel_set_health(uvg_subchannel_t *sc, int healthy, const char *why) {
   if (sc->conn == NULL || sc->released) return;
   if (!healthy) set_error(sc, "", why);
@@ -269,6 +273,7 @@ void uvg_subchannel_connect(uvg_subchannel_t *sc) {
   sc->connecting = &sc->connect_req;
   sc->attempt_conn = cc;
   sc->refs++; /* until on_connected */
+  uvg__channel_update_ref(ch);
 }
 
 /* ---- life ---- */

@@ -1080,10 +1080,12 @@ typedef struct uvg_resolver_s uvg_resolver_t;
 
 typedef struct {
   const char *scheme; /* the target scheme it serves; not copied */
-  /* Starts resolving `t` for a channel; results go to
+  /* Starts resolving `t` for a channel, when the channel leaves idle (its
+   * first call), and again after each idle period; results go to
    * uvg_resolver_update() or uvg_resolver_error(), now or later. Sets
-   * *state (passed to the others). Returns 0, or an error that fails
-   * uvg_channel_new() (UVG_EADDR for a target it cannot serve). */
+   * *state (passed to the others). Returns 0, or an error (UVG_EADDR for
+   * a target it cannot serve): the channel is then TRANSIENT_FAILURE and
+   * fail-fast calls end UNAVAILABLE with "resolver: ...". */
   int (*start)(uvg_resolver_t *r, const uvg_target_info_t *t, void **state);
   /* The channel would like fresh results (a connection was lost): a hint
    * the resolver may rate-limit. May be NULL. */

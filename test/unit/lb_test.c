@@ -776,6 +776,115 @@ static void test_pick_first_ignores_health(void) {
   backends_stop();
 }
 
+/* A new policy that refuses its config leaves no picker of the old one
+ * behind: fail-fast calls fail with the reason (and nothing reads the old
+ * policy's subchannels, which are freed). */
+static void test_switch_to_refused_policy_config(void) {
+  backends_start();
+  int rc;
+  uvg_channel_t *ch = config_channel(NULL, &rc);
+  uvg_resolver_t *r = uvg_channel_manual_resolver(ch);
+  uvg_address_t a[NB];
+  for (int i = 0; i < NB; i++) a[i] = addr_v4(be[i].port);
+  CHECK_EQ(uvg_resolver_update(r, a, NB, "{\"loadBalancingPolicy\": \"round_robin\"}"), 0);
+  tally_t t;
+  calls(ch, "/t.T/Count", 30, &t);
+  CHECK_EQ(t.ok, 30);
+  CHECK_EQ(uvg_resolver_update(r, a, NB, "{\"loadBalancingConfig\": [{\"pick_first\": "
+                                         "{\"shuffleAddressList\": \"yes\"}}]}"), 0);
+  int never = 0;
+  wait_count(loop, &never, 1, 50); /* the update is applied from the loop */
+  uvg_client_call_options_t co = {.timeout_ms = 2000, .wait_for_ready = -1};
+  memset(&t, 0, sizeof(t));
+  CHECK_EQ(uvg_channel_unary(ch, "/t.T/Count", "x", 1, &co, on_reply, &t), 0);
+  CHECK(wait_count(loop, &t.done, 1, 3000));
+  fprintf(stderr, "  %s\n", t.last_msg);
+  CHECK_EQ(t.last_code, UVG_STATUS_UNAVAILABLE);
+  CHECK(strstr(t.last_msg, "refused its configuration") != NULL);
+  /* a valid config puts it back in service */
+  CHECK_EQ(uvg_resolver_update(r, a, NB, "{}"), 0);
+  calls(ch, "/t.T/Count", 10, &t);
+  CHECK_EQ(t.ok, 10);
+  channel_close(ch);
+  backends_stop();
+}
+
+/* The same address twice (a resolver's duplicate records) while READY:
+ * the selected subchannel is kept once and released once. */
+static void test_pick_first_duplicate_addresses(void) {
+  backends_start();
+  uvg_channel_t *ch = manual_channel(NULL);
+  push(ch, (int[]){0}, 1);
+  tally_t t;
+  calls(ch, "/t.T/Count", 5, &t);
+  push(ch, (int[]){0, 0, 1}, 3);
+  calls(ch, "/t.T/Count", 5, &t);
+  CHECK_EQ(t.ok, 5);
+  CHECK_EQ(be[0].calls, 10);
+  channel_close(ch);
+  backends_stop();
+}
+
+/* A62: an address that failed early in the first pass is tried again
+ * once its backoff is over, not only those that failed last. */
+static void test_pick_first_retries_every_address(void) {
+  mute_t m;
+  CHECK_EQ(mute_listen(&m, "127.0.0.1", 0), 0);
+  int port = dead_port();
+  uvg_channel_options_t o;
+  uvg_channel_options_init(&o);
+  o.backoff_initial_ms = 50;
+  o.backoff_max_ms = 100;
+  o.min_connect_timeout_ms = 300; /* the mute address's attempts */
+  uvg_channel_t *ch = NULL;
+  CHECK_EQ(uvg_channel_new(loop, "manual:r", uvg_insecure_channel_credentials(), &o, &ch), 0);
+  uvg_address_t a[2] = {addr_v4(port), addr_v4(m.port)};
+  CHECK_EQ(uvg_resolver_update(uvg_channel_manual_resolver(ch), a, 2, NULL), 0);
+  uvg_client_call_options_t co = {.timeout_ms = 4000, .wait_for_ready = 1};
+  tally_t t = {0};
+  CHECK_EQ(uvg_channel_unary(ch, "/t.T/Count", "x", 1, &co, on_reply, &t), 0);
+  int never = 0;
+  wait_count(loop, &never, 1, 700); /* the first pass is over */
+  be[0].port = port;
+  be[0].calls = 0;
+  be[0].health = 1;
+  backend_start(0); /* the first address answers now */
+  CHECK(wait_count(loop, &t.done, 1, 4000));
+  fprintf(stderr, "  %s\n", t.failed ? t.last_msg : "OK");
+  CHECK_EQ(t.ok, 1);
+  CHECK_EQ(be[0].calls, 1);
+  channel_close(ch);
+  mute_close(&m);
+  backend_stop(0);
+}
+
+/* Health checks follow the service config: taken out, a NOT_SERVING
+ * backend is READY again. */
+static void test_health_config_removed(void) {
+  backends_start();
+  be[1].health = 2;
+  int rc;
+  uvg_channel_t *ch = config_channel(NULL, &rc);
+  uvg_resolver_t *r = uvg_channel_manual_resolver(ch);
+  uvg_address_t a[NB];
+  for (int i = 0; i < NB; i++) a[i] = addr_v4(be[i].port);
+  CHECK_EQ(uvg_resolver_update(r, a, NB, "{\"loadBalancingPolicy\": \"round_robin\","
+                                         " \"healthCheckConfig\": {\"serviceName\": \"s\"}}"), 0);
+  tally_t t;
+  calls(ch, "/t.T/Count", 90, &t);
+  CHECK_EQ(be[1].calls, 0);
+  CHECK_EQ(uvg_resolver_update(r, a, NB, "{\"loadBalancingPolicy\": \"round_robin\"}"), 0);
+  int never = 0;
+  wait_count(loop, &never, 1, 100);
+  reset_counts();
+  calls(ch, "/t.T/Count", 90, &t);
+  fprintf(stderr, "  without health checks: %d / %d / %d\n", be[0].calls, be[1].calls,
+          be[2].calls);
+  CHECK(be[1].calls >= 20);
+  channel_close(ch);
+  backends_stop();
+}
+
 int main(int argc, char **argv) {
   loop = uv_default_loop();
   const char *t = argc > 1 ? argv[1] : "";
@@ -794,5 +903,9 @@ int main(int argc, char **argv) {
   CASE(config_wait_for_ready);
   CASE(health_checks);
   CASE(pick_first_ignores_health);
+  CASE(switch_to_refused_policy_config);
+  CASE(pick_first_duplicate_addresses);
+  CASE(pick_first_retries_every_address);
+  CASE(health_config_removed);
   TEST_EXIT();
 }

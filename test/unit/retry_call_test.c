@@ -44,12 +44,46 @@ static void flaky(uvg_call_t *call, const uint8_t *msg, size_t len) {
   uvg_call_send(call, "ok", 2, 0, NULL, NULL);
   uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
 }
+/* client streaming: fails its first attempt at once (trailers-only, with a
+ * pushback), then answers how many messages it got */
+static int collected;
+static void collect_start(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  attempts++;
+  collected = 0;
+  if (failing > 0) {
+    failing--;
+    uvg_metadata_t tr = {"grpc-retry-pushback-ms", (const uint8_t *)"200", 3};
+    uvg_call_finish(call, UVG_STATUS_UNAVAILABLE, "not yet", &tr, 1);
+  }
+}
+static void collect_msg(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)call;
+  (void)msg;
+  (void)len;
+  collected++;
+}
+static void collect_end(uvg_call_t *call) {
+  char out[8];
+  int n = snprintf(out, sizeof(out), "%d", collected);
+  uvg_call_send(call, out, (size_t)n, 0, NULL, NULL);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+static void collect_cancel(uvg_call_t *call, const uvg_status_t *st) {
+  (void)st;
+  uvg_call_finish(call, UVG_STATUS_CANCELLED, NULL, NULL, 0);
+}
+
 static void srv_done(uvg_call_t *call, const uvg_status_t *st) {
   (void)call;
   (void)st;
 }
-static const uvg_method_t flaky_m = {.path = "/t.T/Flaky", .on_call = flaky,
-                                     .on_done = srv_done};
+static const uvg_method_t flaky_m[] = {
+    {.path = "/t.T/Flaky", .on_call = flaky, .on_done = srv_done},
+    {.path = "/t.T/Collect", .type = UVG_METHOD_CLIENT_STREAMING, .on_call = collect_start,
+     .on_message = collect_msg, .on_half_close = collect_end, .on_cancel = collect_cancel,
+     .on_done = srv_done}};
 
 static uvg_server_t *srv;
 static int port, srv_closed;
@@ -61,7 +95,7 @@ static void on_srv_closed(uvg_server_t *s, void *d) {
 static void server_start(void) {
   port = 0;
   CHECK_EQ(uvg_server_new(loop, NULL, &srv), 0);
-  CHECK_EQ(uvg_server_register(srv, &flaky_m, 1), 0);
+  CHECK_EQ(uvg_server_register(srv, flaky_m, 2), 0);
   CHECK_EQ(uvg_server_listen(srv, "127.0.0.1:0", uvg_insecure_server_credentials(), &port), 0);
 }
 static void server_stop(void) {
@@ -245,6 +279,52 @@ static void test_deadline_between_attempts(void) {
   server_stop();
 }
 
+/* Messages sent between two attempts (during the backoff) go with the
+ * next attempt, after the ones sent before. */
+static result_t stream_result;
+static void on_stream_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
+                              void *ud) {
+  (void)call;
+  (void)ud;
+  snprintf(stream_result.reply, sizeof(stream_result.reply), "%.*s", (int)len,
+           (const char *)msg);
+}
+static void on_stream_status(uvg_client_call_t *call, const uvg_status_t *st,
+                             const uvg_metadata_t *tr, size_t n, void *ud) {
+  (void)call;
+  (void)tr;
+  (void)n;
+  (void)ud;
+  stream_result.code = st->code;
+  stream_result.done++;
+}
+static void test_sends_during_backoff(void) {
+  server_start();
+  uvg_channel_t *ch = channel(POLICY(3, "\"UNAVAILABLE\"") "}");
+  static const uvg_client_call_cbs_t cbs = {NULL, on_stream_message, on_stream_status};
+  uvg_client_call_options_t co = {.wait_for_ready = 1, .timeout_ms = 5000};
+  memset(&stream_result, 0, sizeof(stream_result));
+  attempts = 0;
+  failing = 1;
+  uvg_client_call_t *c;
+  CHECK_EQ(uvg_client_call_start(ch, "/t.T/Collect", &co, &cbs, NULL, &c), 0);
+  CHECK_EQ(uvg_client_call_send(c, "a", 1, 0, NULL, NULL), 0);
+  CHECK_EQ(uvg_client_call_read(c), 0);
+  int never = 0;
+  wait_count(loop, &never, 1, 100); /* attempt 1 failed; 200 ms pushback */
+  CHECK_EQ(attempts, 1);
+  CHECK_EQ(uvg_client_call_send(c, "b", 1, 0, NULL, NULL), 0);
+  CHECK_EQ(uvg_client_call_half_close(c), 0);
+  CHECK(wait_count(loop, &stream_result.done, 1, 3000));
+  fprintf(stderr, "  %d attempts; the server counted %s message(s)\n", attempts,
+          stream_result.reply);
+  CHECK_EQ(stream_result.code, UVG_STATUS_OK);
+  CHECK_EQ(attempts, 2);
+  CHECK_STR(stream_result.reply, "2");
+  channel_close(ch);
+  server_stop();
+}
+
 int main(int argc, char **argv) {
   loop = uv_default_loop();
   const char *t = argc > 1 ? argv[1] : "";
@@ -255,5 +335,6 @@ int main(int argc, char **argv) {
   CASE(committed_after_headers);
   CASE(throttling);
   CASE(deadline_between_attempts);
+  CASE(sends_during_backoff);
   TEST_EXIT();
 }
