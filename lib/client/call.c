@@ -61,6 +61,10 @@ struct uvg_client_call_s {
   uvg__retry_t retry;
   uvg__timer_t retry_timer;
   uint8_t retry_wait, retry_due;
+  /* gRFC A6 hedging: the call's attempts are calls of their own (hedge.c
+   * part below); the application's call holds them and their request */
+  struct hedge_s *hedge;
+  uint8_t internal; /* the library's own: no interceptors, no credentials */
   uint8_t send_enc;
   uint32_t max_send;
   /* the response */
@@ -145,6 +149,38 @@ static void maybe_free(uvg_client_call_t *c);
 static int retry_configured(uvg_client_call_t *c, uvg_status_code_t code,
                             const uvg_metadata_t *trailers, size_t ntrailers);
 static void on_msg_done(uvg__msg_t *m, int status);
+static void hedge_cancel_others(uvg_client_call_t *p, uvg_client_call_t *keep);
+static int hedge_send(uvg_client_call_t *p, const void *data, size_t len, unsigned flags,
+                      uvg_client_send_cb cb, void *user_data);
+static int start_call(uvg_channel_t *ch, const char *method,
+                      const uvg_client_call_options_t *opts,
+                      const uvg_client_call_cbs_t *cbs, void *user_data,
+                      uvg__cconn_t *pinned, int internal, uint32_t attempt,
+                      uvg_client_call_t **out);
+
+#define HEDGE_MAX 5 /* UVG__MAX_ATTEMPTS_LIMIT */
+
+typedef struct {
+  uvg__list_t link;
+  size_t len;
+  uint8_t bytes[];
+} hedge_msg_t;
+
+struct hedge_s {
+  uvg_client_call_t *call; /* the application's */
+  uvg__hedge_t h;
+  uvg_client_call_t *attempts[HEDGE_MAX]; /* alive ones; NULL once ended */
+  unsigned started;                        /* attempts made so far */
+  unsigned alive;
+  uvg_client_call_t *winner;
+  uvg__timer_t timer; /* the next attempt */
+  uvg__list_t msgs;   /* the request, for attempts to come */
+  uint8_t half_closed;
+  /* the last status of a losing attempt, for when nothing else is left */
+  uvg_status_code_t last_code;
+  char last_message[160];
+};
+
 
 static void post(uvg_client_call_t *c, uvg__work_t *w, uvg__work_fn fn) {
   if (uvg__workq_post_node(&c->ch->q, w, fn, c) == 0) c->pending++;
@@ -173,6 +209,7 @@ static void end_call(uvg_client_call_t *c, uvg_status_code_t code,
   uvg__timer_stop(&c->deadline);
   uvg__timer_stop(&c->retry_timer);
   c->retry_wait = 0;
+  if (c->hedge != NULL) hedge_cancel_others(c, NULL);
   UVG__TRACE(UVG__TRACE_CALL, "client call %s: %s %s", c->method,
              uvg_status_code_name(code), msg ? msg : "");
   if (!from_server) {
@@ -249,8 +286,11 @@ static void free_kept(uvg_client_call_t *c) {
   c->replayable = 0;
 }
 
+static void hedge_free(uvg_client_call_t *p);
+
 static void free_call(uvg_client_call_t *c) {
   uvg_channel_t *ch = c->ch;
+  hedge_free(c);
   /* an answer still to come finds no call and is dropped */
   for (unsigned i = 0; i < 2; i++)
     if (c->reqs[i] != NULL) c->reqs[i]->call = NULL;
@@ -272,7 +312,7 @@ static void free_call(uvg_client_call_t *c) {
   uvg__free(c->grpc_message);
   uvg__free(c->details);
   uvg__free(c->message);
-  int internal = c->pinned != NULL;
+  int internal = c->internal;
   uvg__free(c);
   uvg__channel_call_freed(ch, internal);
 }
@@ -284,6 +324,7 @@ static void run_free(void *arg, int status) {
 
 static void maybe_free(uvg_client_call_t *c) {
   if (!c->status_run || c->pending > 0 || c->msgs_out > 0 ||
+      (c->hedge != NULL && c->hedge->alive > 0) ||
       (c->attached && !c->ts_closed) ||
       uvg__work_queued(&c->w_free))
     return;
@@ -725,6 +766,293 @@ static void on_msg_done(uvg__msg_t *m, int status) {
   maybe_free(c);
 }
 
+
+/* ---- hedging (gRFC A6) ----
+ *
+ * A hedged call sends its request on up to maxAttempts attempts, the next
+ * one hedgingDelay after the last (or at once after a non-fatal status),
+ * and the first attempt to get response headers (or an OK) wins: the
+ * others are cancelled and the winner's response is the call's. Each
+ * attempt is a call of the library's own on the same channel, picked like
+ * any call; the application's call keeps the request messages (copies) so
+ * a later attempt sends them all, and hands the winner's metadata,
+ * messages and status on as its own. */
+
+static int hedge_start_attempt(uvg_client_call_t *p);
+
+static void hedge_cancel_others(uvg_client_call_t *p, uvg_client_call_t *keep) {
+  struct hedge_s *hg = p->hedge;
+  uvg__timer_stop(&hg->timer);
+  for (unsigned i = 0; i < hg->started; i++)
+    if (hg->attempts[i] != NULL && hg->attempts[i] != keep)
+      uvg_client_call_cancel(hg->attempts[i]);
+}
+
+/* Nothing more will be sent and no attempt is alive: the call ends with
+ * the last attempt's status. */
+static void hedge_maybe_over(uvg_client_call_t *p) {
+  struct hedge_s *hg = p->hedge;
+  if (p->done || hg->alive > 0 || uvg__timer_armed(&hg->timer)) return;
+  end_call(p, hg->last_code, hg->last_message, 1);
+  maybe_free(p);
+}
+
+static void hedge_next(uvg_client_call_t *p);
+
+static void on_hedge_timer(uvg__timer_t *t) {
+  hedge_next(uvg__container_of(t, struct hedge_s, timer)->call);
+}
+
+static void hedge_next(uvg_client_call_t *p) {
+  struct hedge_s *hg = p->hedge;
+  uvg_channel_t *ch = p->ch;
+  if (p->done || hg->winner != NULL) return;
+  switch (uvg__hedge_next(&hg->h, ch->throttle_on ? &ch->throttle : NULL)) {
+    case UVG__HEDGE_SEND:
+      if (hedge_start_attempt(p) != 0) {
+        hg->last_code = UVG_STATUS_UNAVAILABLE;
+        snprintf(hg->last_message, sizeof(hg->last_message), "cannot start an attempt");
+      }
+      break;
+    case UVG__HEDGE_THROTTLED: /* this one is given up; later ones may go */
+      break;
+    case UVG__HEDGE_DONE:
+      hedge_maybe_over(p);
+      return;
+  }
+  uint64_t delay = uvg__hedge_delay_ms(&hg->h);
+  if (hg->h.sent < hg->h.policy->max_attempts && !hg->h.stopped && delay > 0)
+    uvg__timer_start(&hg->timer, on_hedge_timer, delay);
+  else if (hg->h.sent < hg->h.policy->max_attempts && !hg->h.stopped)
+    hedge_next(p); /* hedgingDelay 0: all at once */
+  hedge_maybe_over(p);
+}
+
+static uvg_client_call_t *parent_of(void *ud) { return ud; }
+
+static void hedge_on_metadata(uvg_client_call_t *a, const uvg_metadata_t *md, size_t n,
+                              void *ud) {
+  uvg_client_call_t *p = parent_of(ud);
+  struct hedge_s *hg = p->hedge;
+  if (p->done) return;
+  if (hg->winner == NULL) { /* response headers: this attempt is committed */
+    hg->winner = a;
+    uvg__hedge_commit(&hg->h);
+    hedge_cancel_others(p, a);
+  }
+  if (hg->winner != a) return;
+  for (size_t i = 0; i < n; i++)
+    if (uvg__md_list_add(&p->resp_md, md[i].key, strlen(md[i].key), md[i].value,
+                         md[i].value_len) != 0)
+      break;
+  p->got_response = 1;
+  post(p, &p->w_meta, run_metadata);
+}
+
+static void hedge_on_message(uvg_client_call_t *a, const uint8_t *msg, size_t len,
+                             void *ud) {
+  uvg_client_call_t *p = parent_of(ud);
+  if (!p->done && p->hedge->winner == a) {
+    recv_msg_t *r = uvg__malloc(sizeof(*r));
+    uint8_t *copy = uvg__malloc(len ? len : 1);
+    if (r == NULL || copy == NULL) {
+      uvg__free(r);
+      uvg__free(copy);
+      end_call(p, UVG_STATUS_INTERNAL, "out of memory", 0);
+    } else {
+      memcpy(copy, msg, len);
+      r->data = copy;
+      r->len = (uint32_t)len;
+      r->compressed = (uint8_t)uvg_client_call_message_compressed(a);
+      uvg__list_push(&p->msgs, &r->link);
+      maybe_deliver(p);
+    }
+  }
+  uvg_client_call_read(a); /* the application's call paces the reading */
+}
+
+static void hedge_on_status(uvg_client_call_t *a, const uvg_status_t *st,
+                            const uvg_metadata_t *tr, size_t n, void *ud) {
+  uvg_client_call_t *p = parent_of(ud);
+  struct hedge_s *hg = p->hedge;
+  uvg_channel_t *ch = p->ch;
+  for (unsigned i = 0; i < hg->started; i++)
+    if (hg->attempts[i] == a) hg->attempts[i] = NULL;
+  hg->alive--;
+  if (!p->done) {
+    uint64_t delay = 0;
+    uvg__hedge_verdict_t v = UVG__HEDGE_WAIT; /* a loser cancelled for the winner */
+    if (hg->winner == NULL)
+      v = uvg__hedge_on_status(&hg->h, (int)st->code, uvg__pushback_from_metadata(tr, n),
+                               ch->throttle_on ? &ch->throttle : NULL, &delay);
+    UVG__TRACE(UVG__TRACE_CALL, "client call %s: hedged attempt ended %s", p->method,
+               uvg_status_code_name(st->code));
+    if (hg->winner == a || v == UVG__HEDGE_WIN || v == UVG__HEDGE_FATAL) {
+      /* this status is the call's */
+      hedge_cancel_others(p, a);
+      for (size_t i = 0; i < n; i++)
+        uvg__md_list_add(&p->trailers, tr[i].key, strlen(tr[i].key), tr[i].value,
+                         tr[i].value_len);
+      if (st->details_len > 0 && (p->details = uvg__malloc(st->details_len)) != NULL) {
+        memcpy(p->details, st->details, st->details_len);
+        p->details_len = st->details_len;
+      }
+      end_call(p, st->code, st->message, 1);
+    } else {
+      hg->last_code = st->code;
+      snprintf(hg->last_message, sizeof(hg->last_message), "%s", st->message);
+      if (v == UVG__HEDGE_NEXT_IN) {
+        uvg__timer_stop(&hg->timer);
+        if (delay > 0)
+          uvg__timer_start(&hg->timer, on_hedge_timer, delay);
+        else
+          hedge_next(p);
+      }
+      hedge_maybe_over(p);
+    }
+  }
+  maybe_free(p);
+}
+
+static const uvg_client_call_cbs_t hedge_cbs = {hedge_on_metadata, hedge_on_message,
+                                                hedge_on_status};
+
+/* Starts attempt number hg->started with every message so far. */
+static int hedge_start_attempt(uvg_client_call_t *p) {
+  struct hedge_s *hg = p->hedge;
+  uvg_channel_t *ch = p->ch;
+  if (hg->started == HEDGE_MAX) return UVG_EINVAL;
+  uvg_client_call_options_t o = {
+      .wait_for_ready = p->wait_for_ready ? 1 : -1,
+      .metadata = p->md.items,
+      .nmetadata = p->md.n,
+      .compression = (uvg_compression_t)p->send_enc,
+      .max_receive_message_size = p->deframer.max_len,
+      .max_send_message_size = p->max_send,
+      .authority = p->authority,
+  };
+  if (p->deadline_at) {
+    uint64_t now = uv_now(ch->loop);
+    o.timeout_ms = p->deadline_at > now ? p->deadline_at - now : 1;
+  }
+  uvg_client_call_t *a;
+  /* its number gives grpc-previous-rpc-attempts */
+  int rc = start_call(ch, p->method, &o, &hedge_cbs, p, NULL, 1, hg->started + 1, &a);
+  if (rc != 0) return rc;
+  hg->attempts[hg->started++] = a;
+  hg->alive++;
+  for (uvg__list_t *q = hg->msgs.next; q != &hg->msgs; q = q->next) {
+    hedge_msg_t *m = uvg__container_of(q, hedge_msg_t, link);
+    uvg_client_call_send(a, m->bytes, m->len, 0, NULL, NULL);
+  }
+  if (hg->half_closed) uvg_client_call_half_close(a);
+  uvg_client_call_read(a);
+  return 0;
+}
+
+static int hedge_keep(uvg_client_call_t *p, const void *data, size_t len) {
+  hedge_msg_t *m = uvg__malloc(sizeof(*m) + len);
+  if (m == NULL) return UVG_ENOMEM;
+  m->len = len;
+  memcpy(m->bytes, data, len);
+  uvg__list_push(&p->hedge->msgs, &m->link);
+  return 0;
+}
+
+int uvg__ccall_hedging(const uvg_client_call_t *c) {
+  return c->mc != NULL && c->mc->policy == UVG__POLICY_HEDGING && c->hedge == NULL &&
+         !c->internal;
+}
+
+/* The call leaves the channel's waiting list and becomes the holder of
+ * its attempts; the messages sent so far are kept for all of them. */
+void uvg__ccall_hedge_begin(uvg_client_call_t *p) {
+  struct hedge_s *hg = uvg__calloc(1, sizeof(*hg));
+  uvg__list_remove(&p->link);
+  if (hg == NULL) {
+    uvg__ccall_fail(p, UVG_STATUS_INTERNAL, "out of memory");
+    return;
+  }
+  p->hedge = hg;
+  hg->call = p;
+  uvg__hedge_init(&hg->h, &p->mc->hedging);
+  uvg__timer_init(p->ch->sched, &hg->timer);
+  uvg__list_init(&hg->msgs);
+  hg->last_code = UVG_STATUS_UNAVAILABLE;
+  snprintf(hg->last_message, sizeof(hg->last_message), "no attempt could be made");
+  hg->half_closed = p->half_close_wanted;
+  while (!uvg__list_empty(&p->early)) {
+    send_msg_t *sm = uvg__container_of(p->early.next, send_msg_t, early);
+    uvg__list_remove(&sm->early);
+    /* the message as the application gave it: a compressed one is
+     * expanded again, each attempt compresses its own */
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    if (sm->m.head_len > 0 && sm->m.head[0] != 0 &&
+        uvg__decompress(p->send_enc, sm->m.data, sm->m.len, p->max_send, &plain,
+                        &plain_len) == 0) {
+      hedge_keep(p, plain, plain_len);
+      uvg__free(plain);
+    } else {
+      hedge_keep(p, sm->m.data, sm->m.len);
+    }
+    on_msg_done(&sm->m, 0);
+  }
+  /* the first attempt now (uvg__hedge_init counts it as sent); the next
+   * ones after hedgingDelay, or all at once */
+  if (hedge_start_attempt(p) != 0) {
+    hedge_maybe_over(p);
+    return;
+  }
+  uint64_t delay = uvg__hedge_delay_ms(&hg->h);
+  if (delay > 0)
+    uvg__timer_start(&hg->timer, on_hedge_timer, delay);
+  else
+    hedge_next(p);
+}
+
+/* A message of a hedged call: kept for attempts to come, sent on the
+ * live ones; its callback (the bytes are copied at once) follows from the
+ * queue. */
+static int hedge_send(uvg_client_call_t *p, const void *data, size_t len, unsigned flags,
+                      uvg_client_send_cb cb, void *user_data) {
+  struct hedge_s *hg = p->hedge;
+  send_msg_t *sm = NULL;
+  if (cb != NULL && (sm = uvg__calloc(1, sizeof(*sm))) == NULL) return UVG_ENOMEM;
+  if (hedge_keep(p, data, len) != 0) {
+    uvg__free(sm);
+    return UVG_ENOMEM;
+  }
+  for (unsigned i = 0; i < hg->started; i++)
+    if (hg->attempts[i] != NULL)
+      uvg_client_call_send(hg->attempts[i], data, len, flags, NULL, NULL);
+  if (sm != NULL) {
+    sm->call = p;
+    sm->cb = cb;
+    sm->user_data = user_data;
+    sm->status = 0;
+    uvg__work_init(&sm->w);
+    if (uvg__workq_post_node(&p->ch->q, &sm->w, run_send_cb, sm) == 0)
+      p->pending++;
+    else
+      uvg__free(sm);
+  }
+  return 0;
+}
+
+static void hedge_free(uvg_client_call_t *p) {
+  struct hedge_s *hg = p->hedge;
+  if (hg == NULL) return;
+  uvg__timer_stop(&hg->timer);
+  while (!uvg__list_empty(&hg->msgs)) {
+    hedge_msg_t *m = uvg__container_of(hg->msgs.next, hedge_msg_t, link);
+    uvg__list_remove(&m->link);
+    uvg__free(m);
+  }
+  uvg__free(hg);
+  p->hedge = NULL;
+}
+
 /* ---- starting ---- */
 
 void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
@@ -988,7 +1316,8 @@ static void on_deadline(uvg__timer_t *t) {
      * they failed (a refused TLS handshake, say), as grpc-go does */
     char text[400];
     uvg_channel_t *ch = c->ch;
-    int why = ch->state == UVG_STATE_TRANSIENT_FAILURE && ch->last_error[0];
+    int why = ch->state == UVG_STATE_TRANSIENT_FAILURE && ch->last_error[0] &&
+              c->hedge == NULL;
     if (why)
       snprintf(text, sizeof(text),
                "Deadline Exceeded while waiting for a connection; the last "
@@ -1002,7 +1331,8 @@ static void on_deadline(uvg__timer_t *t) {
 static int start_call(uvg_channel_t *ch, const char *method,
                       const uvg_client_call_options_t *opts,
                       const uvg_client_call_cbs_t *cbs, void *user_data,
-                      uvg__cconn_t *pinned, uvg_client_call_t **out) {
+                      uvg__cconn_t *pinned, int internal, uint32_t attempt,
+                      uvg_client_call_t **out) {
   static const uvg_client_call_options_t defaults;
   if (ch == NULL || method == NULL || method[0] != '/' || cbs == NULL ||
       cbs->on_status == NULL || out == NULL)
@@ -1068,12 +1398,14 @@ static int start_call(uvg_channel_t *ch, const char *method,
   *out = c;
   uvg__list_push(&ch->calls, &c->all_link);
   c->pinned = pinned;
-  if (pinned != NULL) c->config_applied = 1; /* the library's own call */
-  uvg__channel_call_born(ch, pinned != NULL);
-  c->nics = pinned != NULL ? 0 : ch->ninterceptors;
+  c->retry.attempts = attempt; /* > 1: a hedged attempt's number */
+  c->internal = (uint8_t)(internal || pinned != NULL);
+  if (c->internal) c->config_applied = 1; /* the library's own call */
+  uvg__channel_call_born(ch, c->internal);
+  c->nics = c->internal ? 0 : ch->ninterceptors;
   /* interceptors and call credentials run from the loop */
   if (c->nics > 0 ||
-      (pinned == NULL && (c->creds != NULL || ch->opts.call_credentials != NULL)))
+      (!c->internal && (c->creds != NULL || ch->opts.call_credentials != NULL)))
     post(c, &c->w_start, run_start);
   else
     uvg__channel_place(ch, c, &c->link);
@@ -1084,13 +1416,13 @@ int uvg_client_call_start(uvg_channel_t *ch, const char *method,
                           const uvg_client_call_options_t *opts,
                           const uvg_client_call_cbs_t *cbs, void *user_data,
                           uvg_client_call_t **out) {
-  return start_call(ch, method, opts, cbs, user_data, NULL, out);
+  return start_call(ch, method, opts, cbs, user_data, NULL, 0, 1, out);
 }
 
 int uvg__ccall_start_pinned(uvg_channel_t *ch, uvg__cconn_t *cc, const char *method,
                             const uvg_client_call_cbs_t *cbs, void *user_data,
                             uvg_client_call_t **out) {
-  return start_call(ch, method, NULL, cbs, user_data, cc, out);
+  return start_call(ch, method, NULL, cbs, user_data, cc, 1, 1, out);
 }
 
 uvg__cconn_t *uvg__ccall_pinned(const uvg_client_call_t *c) { return c->pinned; }
@@ -1152,6 +1484,7 @@ int uvg_client_call_send(uvg_client_call_t *c, const void *data, size_t len,
   /* also messages sent before on_start ran (it runs from the loop) */
   EACH_INTERCEPTOR(c, i, c->nics, on_send_message)
   IC(c, i).ic.on_send_message(c, data, len, IC(c, i).data);
+  if (c->hedge != NULL) return hedge_send(c, data, len, flags, cb, user_data);
   int enc = flags & UVG_SEND_NO_COMPRESS ? UVG_COMPRESS_NONE : c->send_enc;
   send_msg_t *sm = uvg__malloc(sizeof(*sm) + uvg__msg_room(len, enc, cb == NULL));
   if (sm == NULL) return UVG_ENOMEM;
@@ -1184,6 +1517,12 @@ int uvg_client_call_half_close(uvg_client_call_t *c) {
   if (c->done) return UVG_ECANCELED;
   if (c->half_close_wanted) return UVG_ESTATE;
   c->half_close_wanted = 1;
+  if (c->hedge != NULL) {
+    c->hedge->half_closed = 1;
+    for (unsigned i = 0; i < c->hedge->started; i++)
+      if (c->hedge->attempts[i] != NULL) uvg_client_call_half_close(c->hedge->attempts[i]);
+    return 0;
+  }
   if (c->attached && !c->retry_wait && uvg__ts_end(&c->ts, NULL, 0) != 0)
     return UVG_ECANCELED;
   return 0;

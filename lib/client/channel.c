@@ -275,6 +275,10 @@ static void pick_for(uvg_channel_t *ch, uvg_client_call_t *call) {
     uvg__ccall_pick_info(call, &info);
     uvg__ccall_apply_config(call, ch->sc ? uvg__service_config_method(ch->sc, info.method)
                                          : NULL);
+    if (uvg__ccall_hedging(call)) {
+      uvg__ccall_hedge_begin(call);
+      return;
+    }
   }
   uvg_subchannel_t *sc = NULL;
   uvg_status_t st = {UVG_STATUS_UNAVAILABLE, NULL, NULL, 0};

@@ -309,6 +309,10 @@ void uvg__channel_conn_unusable(uvg_channel_t *ch, uvg__cconn_t *cc);
  * the call: deadline, wait-for-ready, message limits, retry policy. */
 void uvg__ccall_apply_config(uvg_client_call_t *call, const uvg__method_config_t *mc);
 int uvg__ccall_config_applied(const uvg_client_call_t *call);
+/* 1 for a call whose method config hedges (gRFC A6): instead of a pick it
+ * becomes the holder of its attempts (uvg__ccall_hedge_begin). */
+int uvg__ccall_hedging(const uvg_client_call_t *call);
+void uvg__ccall_hedge_begin(uvg_client_call_t *call);
 /* What a pick sees of a call. */
 void uvg__ccall_pick_info(const uvg_client_call_t *call, uvg_pick_info_t *info);
 /* A call is freed. */

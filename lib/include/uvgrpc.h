@@ -796,7 +796,8 @@ typedef struct {
   const char *lb_policy;
   /* The service config (JSON, doc/service_config.md; copied) in force
    * while the resolver gives none: LB policy, per-method timeout,
-   * waitForReady, message size limits, retryPolicy, retryThrottling. An
+   * waitForReady, message size limits, retryPolicy, hedgingPolicy,
+   * retryThrottling, healthCheckConfig (docs/resolvers.md). An
    * invalid one fails uvg_channel_new() with UVG_EINVAL and a log line
    * that says why. */
   const char *default_service_config;

@@ -75,6 +75,56 @@ static void collect_cancel(uvg_call_t *call, const uvg_status_t *st) {
   uvg_call_finish(call, UVG_STATUS_CANCELLED, NULL, NULL, 0);
 }
 
+/* hedged: request "slow" makes the first attempt (no
+ * grpc-previous-rpc-attempts) answer after 500 ms; "fail N" makes it fail
+ * with status N at once; the others answer "attempt K" at once */
+static int hedge_cancels;
+static uint64_t hedge_seen_at[8];
+typedef struct {
+  uv_timer_t t;
+  uvg_call_t *call;
+} late_t;
+static void late_reply(uv_timer_t *t) {
+  late_t *l = (late_t *)t;
+  uvg_call_send(l->call, "attempt 0", 9, 0, NULL, NULL);
+  uvg_call_finish(l->call, UVG_STATUS_OK, NULL, NULL, 0);
+  uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+static void hedged(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  char req[32];
+  snprintf(req, sizeof(req), "%.*s", (int)len, (const char *)msg);
+  const uvg_metadata_t *m = uvg_call_metadata_get(call, "grpc-previous-rpc-attempts");
+  int k = m ? atoi((const char *)m->value) : 0;
+  if (attempts < 8) hedge_seen_at[attempts] = uv_now(loop);
+  attempts++;
+  if (k == 0 && strcmp(req, "slow") == 0) {
+    late_t *l = calloc(1, sizeof(*l));
+    l->call = call;
+    uv_timer_init(loop, &l->t);
+    uv_timer_start(&l->t, late_reply, 500, 0);
+    uvg_call_set_data(call, l);
+    return;
+  }
+  if (k == 0 && strncmp(req, "fail ", 5) == 0) {
+    uvg_call_finish(call, (uvg_status_code_t)atoi(req + 5), "first attempt fails", NULL, 0);
+    return;
+  }
+  char out[16];
+  int n = snprintf(out, sizeof(out), "attempt %d", k);
+  uvg_call_send(call, out, (size_t)n, 0, NULL, NULL);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+static void hedged_cancel(uvg_call_t *call, const uvg_status_t *st) {
+  late_t *l = uvg_call_get_data(call);
+  (void)st;
+  hedge_cancels++;
+  if (l != NULL) {
+    uv_timer_stop(&l->t);
+    uv_close((uv_handle_t *)&l->t, (uv_close_cb)free);
+  }
+  uvg_call_finish(call, UVG_STATUS_CANCELLED, NULL, NULL, 0);
+}
+
 static void srv_done(uvg_call_t *call, const uvg_status_t *st) {
   (void)call;
   (void)st;
@@ -83,6 +133,8 @@ static const uvg_method_t flaky_m[] = {
     {.path = "/t.T/Flaky", .on_call = flaky, .on_done = srv_done},
     {.path = "/t.T/Collect", .type = UVG_METHOD_CLIENT_STREAMING, .on_call = collect_start,
      .on_message = collect_msg, .on_half_close = collect_end, .on_cancel = collect_cancel,
+     .on_done = srv_done},
+    {.path = "/t.T/Hedged", .on_call = hedged, .on_cancel = hedged_cancel,
      .on_done = srv_done}};
 
 static uvg_server_t *srv;
@@ -95,7 +147,7 @@ static void on_srv_closed(uvg_server_t *s, void *d) {
 static void server_start(void) {
   port = 0;
   CHECK_EQ(uvg_server_new(loop, NULL, &srv), 0);
-  CHECK_EQ(uvg_server_register(srv, flaky_m, 2), 0);
+  CHECK_EQ(uvg_server_register(srv, flaky_m, 3), 0);
   CHECK_EQ(uvg_server_listen(srv, "127.0.0.1:0", uvg_insecure_server_credentials(), &port), 0);
 }
 static void server_stop(void) {
@@ -138,7 +190,7 @@ typedef struct {
   int done;
   int code;
   char msg[128];
-  char reply[8];
+  char reply[16];
 } result_t;
 static void on_reply(const uvg_status_t *st, const uint8_t *reply, size_t len, void *ud) {
   result_t *r = ud;
@@ -325,6 +377,64 @@ static void test_sends_during_backoff(void) {
   server_stop();
 }
 
+#define HEDGING(delay)                                                          \
+  "{\"methodConfig\": [{\"name\": [{\"service\": \"t.T\"}], \"hedgingPolicy\": {"   \
+  "\"maxAttempts\": 3, \"hedgingDelay\": \"" delay "\","                         \
+  " \"nonFatalStatusCodes\": [\"UNAVAILABLE\"]}}]}"
+
+static uint64_t hedged_call(uvg_channel_t *ch, const char *req, result_t *r) {
+  uvg_client_call_options_t co = {.wait_for_ready = 1, .timeout_ms = 5000};
+  memset(r, 0, sizeof(*r));
+  attempts = 0;
+  hedge_cancels = 0;
+  uv_update_time(loop);
+  uint64_t t0 = uv_now(loop);
+  CHECK_EQ(uvg_channel_unary(ch, "/t.T/Hedged", req, strlen(req), &co, on_reply, r), 0);
+  CHECK(wait_count(loop, &r->done, 1, 5000));
+  uint64_t took = uv_now(loop) - t0;
+  int never = 0;
+  wait_count(loop, &never, 1, 50); /* the losers' cancels reach the server */
+  fprintf(stderr, "  %s: %s \"%s\" after %llu ms, %d attempts, %d cancelled\n", req,
+          uvg_status_code_name(r->code), r->reply, (unsigned long long)took, attempts,
+          hedge_cancels);
+  return took;
+}
+
+/* gRFC A6 hedging: a slow first attempt is overtaken by the next one,
+ * sent hedgingDelay later, and cancelled; a non-fatal status sends the
+ * next at once; a fatal one ends the call. */
+static void test_hedging(void) {
+  server_start();
+  uvg_channel_t *ch = channel(HEDGING("0.1s"));
+  result_t r;
+  hedged_call(ch, "x", &r); /* connected; one attempt is enough */
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  CHECK_EQ(attempts, 1);
+  uint64_t took = hedged_call(ch, "slow", &r);
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  CHECK_STR(r.reply, "attempt 1");
+  CHECK(took >= 90 && took < 450);
+  CHECK_EQ(hedge_cancels, 1); /* the first attempt, still waiting */
+  took = hedged_call(ch, "fail 14", &r); /* UNAVAILABLE: non-fatal */
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  CHECK_STR(r.reply, "attempt 1");
+  CHECK(took < 90);
+  hedged_call(ch, "fail 13", &r); /* INTERNAL: fatal */
+  CHECK_EQ(r.code, UVG_STATUS_INTERNAL);
+  CHECK_STR(r.msg, "first attempt fails");
+  CHECK_EQ(attempts, 1);
+  channel_close(ch);
+  /* hedgingDelay 0: every attempt at once; the first answer wins */
+  ch = channel(HEDGING("0s"));
+  hedged_call(ch, "slow", &r);
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  CHECK_EQ(attempts, 3);
+  CHECK(strcmp(r.reply, "attempt 1") == 0 || strcmp(r.reply, "attempt 2") == 0);
+  CHECK(hedge_cancels >= 1);
+  channel_close(ch);
+  server_stop();
+}
+
 int main(int argc, char **argv) {
   loop = uv_default_loop();
   const char *t = argc > 1 ? argv[1] : "";
@@ -336,5 +446,6 @@ int main(int argc, char **argv) {
   CASE(throttling);
   CASE(deadline_between_attempts);
   CASE(sends_during_backoff);
+  CASE(hedging);
   TEST_EXIT();
 }
