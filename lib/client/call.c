@@ -282,6 +282,7 @@ static void free_kept(uvg_client_call_t *c) {
     uvg__list_remove(p);
     uvg__free(uvg__container_of(p, send_msg_t, early));
   }
+  c->ch->retry_buffered -= c->kept_bytes;
   c->kept_bytes = 0;
   c->replayable = 0;
 }
@@ -628,6 +629,7 @@ static void next_attempt(uvg_client_call_t *c) {
   uvg__list_move(&c->early, &later);
   uvg__list_move(&c->kept, &c->early);
   uvg__list_move(&later, &c->early);
+  c->ch->retry_buffered -= c->kept_bytes;
   c->kept_bytes = 0;
   uvg__list_remove(&c->link);
   post(c, &c->w_start, run_replace);
@@ -755,8 +757,11 @@ static void on_msg_done(uvg__msg_t *m, int status) {
     }
   } else if (c->replayable && !c->done &&
              c->kept_bytes + sm->m.len <= (c->retry.policy ? RETRY_POLICY_KEEP_MAX
-                                                           : RETRY_KEEP_MAX)) {
+                                                           : RETRY_KEEP_MAX) &&
+             /* gRFC A6: and what all the channel's calls keep */
+             c->ch->retry_buffered + sm->m.len <= UVG__CHANNEL_RETRY_BUFFER) {
     c->kept_bytes += sm->m.len;
+    c->ch->retry_buffered += sm->m.len;
     uvg__list_push(&c->kept, &sm->early);
   } else {
     free_kept(c);

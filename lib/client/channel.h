@@ -32,6 +32,9 @@
  * grpc-go's bdpLimit: the window grows up to this. */
 #define UVG__CHANNEL_WINDOW 65535u
 #define UVG__CHANNEL_BDP_LIMIT (16u * 1024 * 1024)
+/* gRFC A6's channel-wide limit on request bytes kept for retries (the
+ * size is ours): past it, a call that would keep more is committed. */
+#define UVG__CHANNEL_RETRY_BUFFER (16u * 1024 * 1024)
 
 /* Call credentials (call_creds.c): refcounted, atomically like the
  * channel credentials, since they may be shared across loops. */
@@ -219,6 +222,7 @@ struct uvg_channel_s {
   uvg__service_config_t *sc, *sc_default;
   uint8_t sc_known;
   uvg__retry_throttle_t throttle; /* gRFC A6 retryThrottling, when on */
+  size_t retry_buffered; /* request bytes all calls keep for a retry */
   uint8_t throttle_on;
   uint8_t idle_mode;   /* no resolver, no policy: the next call starts them */
   uint8_t health_unimplemented_logged;
