@@ -346,8 +346,10 @@ void uvg__channel_call_born(uvg_channel_t *ch, int internal) {
     return;
   }
   /* A call keeps the loop alive until it ends, also while it only waits
-   * (backoff, wait-for-ready): those timers alone would not. */
-  if (ch->ncalls++ == 0) uvg__sched_hold(ch->sched);
+   * (backoff, wait-for-ready): those timers alone would not. The sockets'
+   * references change only with the first call and the last. */
+  if (ch->ncalls++ > 0) return;
+  uvg__sched_hold(ch->sched);
   uvg__timer_stop(&ch->idle_timer);
   uvg__channel_update_ref(ch);
 }
