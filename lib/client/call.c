@@ -51,6 +51,7 @@ struct uvg_client_call_s {
   uint64_t deadline_at; /* uv_now() ms; 0: none */
   uint64_t started_at;
   uvg__cconn_t *pinned; /* the library's own call on this connection */
+  uint8_t hedge_attempt; /* an attempt of a hedged call */
   uint8_t wait_for_ready;
   uint8_t wfr_chosen;     /* the caller said; the service config does not */
   uint8_t config_applied;
@@ -163,6 +164,7 @@ static int start_call(uvg_channel_t *ch, const char *method,
 typedef struct {
   uvg__list_t link;
   size_t len;
+  unsigned flags; /* UVG_SEND_NO_COMPRESS */
   uint8_t bytes[];
 } hedge_msg_t;
 
@@ -208,6 +210,7 @@ static void end_call(uvg_client_call_t *c, uvg_status_code_t code,
   c->message = uvg__strdup(msg ? msg : "");
   uvg__timer_stop(&c->deadline);
   uvg__timer_stop(&c->retry_timer);
+  int between = c->retry_wait; /* messages may wait for the next attempt */
   c->retry_wait = 0;
   if (c->hedge != NULL) hedge_cancel_others(c, NULL);
   UVG__TRACE(UVG__TRACE_CALL, "client call %s: %s %s", c->method,
@@ -216,7 +219,13 @@ static void end_call(uvg_client_call_t *c, uvg_status_code_t code,
     drop_unread(c);
     if (c->attached && !c->ts_closed) uvg__ts_reset(&c->ts, NGHTTP2_CANCEL);
     /* messages that never reached a stream end here */
-    while (!c->attached && !uvg__list_empty(&c->early)) {
+    while ((!c->attached || between) && !uvg__list_empty(&c->early)) {
+      send_msg_t *sm = uvg__container_of(c->early.next, send_msg_t, early);
+      uvg__list_remove(&sm->early);
+      on_msg_done(&sm->m, UVG_ECANCELED);
+    }
+  } else if (between) {
+    while (!uvg__list_empty(&c->early)) {
       send_msg_t *sm = uvg__container_of(c->early.next, send_msg_t, early);
       uvg__list_remove(&sm->early);
       on_msg_done(&sm->m, UVG_ECANCELED);
@@ -667,6 +676,7 @@ static int retry_configured(uvg_client_call_t *c, uvg_status_code_t code,
   uvg_channel_t *ch = c->ch;
   if (c->done || c->retry_wait || ch->closing) return 0;
   if (c->retry.policy == NULL && !ch->throttle_on) return 0;
+  if (c->hedge_attempt) return 0; /* its call counts it (hedge_on_status) */
   uvg__pushback_t pb = uvg__pushback_from_metadata(trailers, ntrailers);
   uint64_t delay;
   int committed = c->got_response || !c->replayable || c->msgs_out > 0;
@@ -785,6 +795,14 @@ static void on_msg_done(uvg__msg_t *m, int status) {
 
 static int hedge_start_attempt(uvg_client_call_t *p);
 
+static void hedge_drop_kept(struct hedge_s *hg) {
+  while (!uvg__list_empty(&hg->msgs)) {
+    hedge_msg_t *m = uvg__container_of(hg->msgs.next, hedge_msg_t, link);
+    uvg__list_remove(&m->link);
+    uvg__free(m);
+  }
+}
+
 static void hedge_cancel_others(uvg_client_call_t *p, uvg_client_call_t *keep) {
   struct hedge_s *hg = p->hedge;
   uvg__timer_stop(&hg->timer);
@@ -797,7 +815,9 @@ static void hedge_cancel_others(uvg_client_call_t *p, uvg_client_call_t *keep) {
  * the last attempt's status. */
 static void hedge_maybe_over(uvg_client_call_t *p) {
   struct hedge_s *hg = p->hedge;
-  if (p->done || hg->alive > 0 || uvg__timer_armed(&hg->timer)) return;
+  if (p->done || hg->alive > 0 || (uvg__timer_armed(&hg->timer) && !hg->h.stopped))
+    return;
+  uvg__timer_stop(&hg->timer);
   end_call(p, hg->last_code, hg->last_message, 1);
   maybe_free(p);
 }
@@ -844,6 +864,9 @@ static void hedge_on_metadata(uvg_client_call_t *a, const uvg_metadata_t *md, si
     hg->winner = a;
     uvg__hedge_commit(&hg->h);
     hedge_cancel_others(p, a);
+    hedge_drop_kept(hg);
+    /* a read the application asked for goes to the winner */
+    if (p->read_pending && uvg__list_empty(&p->msgs)) uvg_client_call_read(a);
   }
   if (hg->winner != a) return;
   for (size_t i = 0; i < n; i++)
@@ -873,7 +896,6 @@ static void hedge_on_message(uvg_client_call_t *a, const uint8_t *msg, size_t le
       maybe_deliver(p);
     }
   }
-  uvg_client_call_read(a); /* the application's call paces the reading */
 }
 
 static void hedge_on_status(uvg_client_call_t *a, const uvg_status_t *st,
@@ -892,6 +914,12 @@ static void hedge_on_status(uvg_client_call_t *a, const uvg_status_t *st,
                                ch->throttle_on ? &ch->throttle : NULL, &delay);
     UVG__TRACE(UVG__TRACE_CALL, "client call %s: hedged attempt ended %s", p->method,
                uvg_status_code_name(st->code));
+    if (hg->winner == a && ch->throttle_on) { /* the committed attempt's outcome */
+      if (st->code == UVG_STATUS_OK)
+        uvg__retry_throttle_success(&ch->throttle);
+      else if (uvg__code_set_has(hg->h.policy->non_fatal_codes, (int)st->code))
+        uvg__retry_throttle_failure(&ch->throttle);
+    }
     if (hg->winner == a || v == UVG__HEDGE_WIN || v == UVG__HEDGE_FATAL) {
       /* this status is the call's */
       hedge_cancel_others(p, a);
@@ -948,17 +976,19 @@ static int hedge_start_attempt(uvg_client_call_t *p) {
   hg->alive++;
   for (uvg__list_t *q = hg->msgs.next; q != &hg->msgs; q = q->next) {
     hedge_msg_t *m = uvg__container_of(q, hedge_msg_t, link);
-    uvg_client_call_send(a, m->bytes, m->len, 0, NULL, NULL);
+    uvg_client_call_send(a, m->bytes, m->len, m->flags, NULL, NULL);
   }
   if (hg->half_closed) uvg_client_call_half_close(a);
-  uvg_client_call_read(a);
+  a->hedge_attempt = 1;
   return 0;
 }
 
-static int hedge_keep(uvg_client_call_t *p, const void *data, size_t len) {
+static int hedge_keep(uvg_client_call_t *p, const void *data, size_t len,
+                      unsigned flags) {
   hedge_msg_t *m = uvg__malloc(sizeof(*m) + len);
   if (m == NULL) return UVG_ENOMEM;
   m->len = len;
+  m->flags = flags;
   memcpy(m->bytes, data, len);
   uvg__list_push(&p->hedge->msgs, &m->link);
   return 0;
@@ -986,6 +1016,8 @@ void uvg__ccall_hedge_begin(uvg_client_call_t *p) {
   hg->last_code = UVG_STATUS_UNAVAILABLE;
   snprintf(hg->last_message, sizeof(hg->last_message), "no attempt could be made");
   hg->half_closed = p->half_close_wanted;
+  /* the attempts keep their own copies: the call itself keeps none */
+  free_kept(p);
   while (!uvg__list_empty(&p->early)) {
     send_msg_t *sm = uvg__container_of(p->early.next, send_msg_t, early);
     uvg__list_remove(&sm->early);
@@ -996,10 +1028,12 @@ void uvg__ccall_hedge_begin(uvg_client_call_t *p) {
     if (sm->m.head_len > 0 && sm->m.head[0] != 0 &&
         uvg__decompress(p->send_enc, sm->m.data, sm->m.len, p->max_send, &plain,
                         &plain_len) == 0) {
-      hedge_keep(p, plain, plain_len);
+      hedge_keep(p, plain, plain_len, 0);
       uvg__free(plain);
     } else {
-      hedge_keep(p, sm->m.data, sm->m.len);
+      hedge_keep(p, sm->m.data, sm->m.len,
+                 p->send_enc && !(sm->m.head_len > 0 && sm->m.head[0]) ? UVG_SEND_NO_COMPRESS
+                                                                       : 0);
     }
     on_msg_done(&sm->m, 0);
   }
@@ -1024,7 +1058,8 @@ static int hedge_send(uvg_client_call_t *p, const void *data, size_t len, unsign
   struct hedge_s *hg = p->hedge;
   send_msg_t *sm = NULL;
   if (cb != NULL && (sm = uvg__calloc(1, sizeof(*sm))) == NULL) return UVG_ENOMEM;
-  if (hedge_keep(p, data, len) != 0) {
+  /* after the commit no attempt starts: nothing to keep */
+  if (hg->winner == NULL && hedge_keep(p, data, len, flags) != 0) {
     uvg__free(sm);
     return UVG_ENOMEM;
   }
@@ -1049,11 +1084,7 @@ static void hedge_free(uvg_client_call_t *p) {
   struct hedge_s *hg = p->hedge;
   if (hg == NULL) return;
   uvg__timer_stop(&hg->timer);
-  while (!uvg__list_empty(&hg->msgs)) {
-    hedge_msg_t *m = uvg__container_of(hg->msgs.next, hedge_msg_t, link);
-    uvg__list_remove(&m->link);
-    uvg__free(m);
-  }
+  hedge_drop_kept(hg);
   uvg__free(hg);
   p->hedge = NULL;
 }
@@ -1451,7 +1482,7 @@ size_t uvg_client_call_metadata(const uvg_client_call_t *c, const uvg_metadata_t
 int uvg_client_call_set_metadata(uvg_client_call_t *c, const char *key,
                                  const void *value, size_t len) {
   if (c == NULL || key == NULL) return UVG_EINVAL;
-  if (c->attached || c->done) return UVG_ESTATE;
+  if (c->attached || c->done || c->hedge != NULL) return UVG_ESTATE;
   uvg__md_list_t one;
   uvg__md_list_init(&one);
   const uvg_metadata_t md = {key, value, len};
@@ -1538,6 +1569,9 @@ int uvg_client_call_read(uvg_client_call_t *c) {
   if (c->status_posted) return UVG_ECANCELED;
   if (c->read_pending) return UVG_ESTATE;
   c->read_pending = 1;
+  /* a hedged call reads one more message from its winner when it has none */
+  if (c->hedge != NULL && c->hedge->winner != NULL && uvg__list_empty(&c->msgs))
+    uvg_client_call_read(c->hedge->winner);
   if (!c->delivering) maybe_deliver(c); /* else run_message goes on */
   return 0;
 }

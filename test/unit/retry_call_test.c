@@ -435,6 +435,58 @@ static void test_hedging(void) {
   server_stop();
 }
 
+/* A call cancelled during a retry's backoff, with a message sent then
+ * still waiting for the next attempt: one status, the message's callback
+ * once, and the channel closes. */
+static int sent_cbs;
+static void on_sent(uvg_client_call_t *call, int status, void *ud) {
+  (void)call;
+  (void)ud;
+  (void)status;
+  sent_cbs++;
+}
+static void test_cancel_during_backoff(void) {
+  server_start();
+  uvg_channel_t *ch = channel(POLICY(3, "\"UNAVAILABLE\"") "}");
+  static const uvg_client_call_cbs_t cbs = {NULL, on_stream_message, on_stream_status};
+  uvg_client_call_options_t co = {.wait_for_ready = 1, .timeout_ms = 5000};
+  memset(&stream_result, 0, sizeof(stream_result));
+  attempts = 0;
+  failing = 1;
+  sent_cbs = 0;
+  uvg_client_call_t *c;
+  CHECK_EQ(uvg_client_call_start(ch, "/t.T/Collect", &co, &cbs, NULL, &c), 0);
+  CHECK_EQ(uvg_client_call_send(c, "a", 1, 0, NULL, NULL), 0);
+  int never = 0;
+  wait_count(loop, &never, 1, 100); /* attempt 1 failed; 200 ms pushback */
+  CHECK_EQ(uvg_client_call_send(c, "b", 1, 0, on_sent, NULL), 0);
+  uvg_client_call_cancel(c);
+  CHECK(wait_count(loop, &stream_result.done, 1, 3000));
+  wait_count(loop, &never, 1, 300);
+  CHECK_EQ(stream_result.done, 1);
+  CHECK_EQ(stream_result.code, UVG_STATUS_CANCELLED);
+  CHECK_EQ(sent_cbs, 1);
+  CHECK_EQ(attempts, 1);
+  channel_close(ch); /* returns only once the channel is released */
+  server_stop();
+}
+
+/* Hedging: a non-fatal status whose pushback says stop ends the call at
+ * once, not when the next hedge would have been due. */
+static void test_hedging_pushback_stop(void) {
+  server_start();
+  uvg_channel_t *ch = channel(HEDGING("2s"));
+  result_t r;
+  failing = 1;
+  uint64_t took = call(ch, "14 -1 0", 5000, &r);
+  fprintf(stderr, "  %s after %llu ms\n", uvg_status_code_name(r.code),
+          (unsigned long long)took);
+  CHECK_EQ(r.code, UVG_STATUS_UNAVAILABLE);
+  CHECK(took < 1000);
+  channel_close(ch);
+  server_stop();
+}
+
 int main(int argc, char **argv) {
   loop = uv_default_loop();
   const char *t = argc > 1 ? argv[1] : "";
@@ -447,5 +499,7 @@ int main(int argc, char **argv) {
   CASE(deadline_between_attempts);
   CASE(sends_during_backoff);
   CASE(hedging);
+  CASE(cancel_during_backoff);
+  CASE(hedging_pushback_stop);
   TEST_EXIT();
 }
