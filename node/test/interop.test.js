@@ -115,6 +115,16 @@ for (const [serverName, serverLib] of Object.entries(libs)) {
         assert.deepStrictEqual(got, ['X', 'Y', 'Z']);
       });
 
+      await t.test('loadPackageDefinition stubs', async () => {
+        const pkg = clientLib.loadPackageDefinition(c.packageDefinition);
+        const stub = new pkg.uvgrpc.test.Echo(`127.0.0.1:${port}`,
+                                              clientLib.credentials.createInsecure());
+        const r = await c.unary(stub, { message: 'stub' });
+        assert.ifError(r.err);
+        assert.strictEqual(r.reply.message, 'stub');
+        stub.close();
+      });
+
       client.close();
       await c.stopServer(server);
     });

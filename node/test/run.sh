@@ -8,4 +8,4 @@ cd "$NODE_DIR"
 if [ ! -d node_modules/@grpc/grpc-js ] || [ ! -d node_modules/@grpc/proto-loader ]; then
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
-exec node --test --test-reporter=spec "$1"
+exec node --test "$1"
