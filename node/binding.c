@@ -56,6 +56,19 @@ typedef struct {
   napi_async_cleanup_hook_handle cleanup;
 } env_t;
 
+/* A call's async context: destroyed once the call ended and no send
+ * callback is pending (`live` counts both). */
+typedef struct {
+  env_t *e;
+  napi_async_context ctx;
+  int live;
+} jsctx_t;
+
+static void jsctx_release(jsctx_t *j) {
+  if (--j->live == 0)
+    napi_async_destroy(j->e->env, j->ctx);
+}
+
 typedef struct {
   link_t link;
   env_t *e;
@@ -72,7 +85,7 @@ typedef struct {
   uvg_call_t *call; /* NULL after on_done */
   int refs;
   napi_ref ev; /* function(kind, a, b) the dispatcher returned */
-  napi_async_context ctx;
+  jsctx_t js;
 } scall_t;
 
 typedef struct {
@@ -88,7 +101,7 @@ typedef struct {
   uvg_client_call_t *call; /* NULL after on_status */
   int refs;
   napi_ref ev; /* function(kind, a, b, c, d) */
-  napi_async_context ctx;
+  jsctx_t js;
 } ccall_t;
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -342,6 +355,71 @@ static void env_finalize(napi_env env, void *data, void *hint) {
   free(data);
 }
 
+/* ---- sends with a completion callback ---------------------------------- */
+
+/* A message sent without copying: the Buffer is held until the library
+ * calls back (the bytes reached the socket, or the call ended), then the
+ * JavaScript callback runs with that status: the stream's backpressure
+ * signal. The request holds its call struct and async context. */
+typedef struct {
+  jsctx_t *js;
+  void *owner;
+  void (*unref)(void *owner);
+  napi_ref buf;
+  napi_ref cb;
+} send_req_t;
+
+static void send_done(send_req_t *r, int status) {
+  env_t *e = r->js->e;
+  napi_env env = e->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  if (!e->tearing_down) {
+    napi_value fn, arg = int32(env, status);
+    napi_get_reference_value(env, r->cb, &fn);
+    make_callback(env, r->js->ctx, fn, 1, &arg, NULL);
+  }
+  napi_delete_reference(env, r->buf);
+  napi_delete_reference(env, r->cb);
+  napi_close_handle_scope(env, scope);
+  jsctx_release(r->js);
+  r->unref(r->owner);
+  free(r);
+}
+
+/* Makes a request for (buffer, cb); NULL with an exception on failure.
+ * The caller bumps the owner's references. */
+static send_req_t *send_req_new(napi_env env, jsctx_t *js, void *owner,
+                                void (*unref)(void *), napi_value buf,
+                                napi_value cb) {
+  send_req_t *r = calloc(1, sizeof(*r));
+  if (r == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  r->js = js;
+  r->owner = owner;
+  r->unref = unref;
+  napi_create_reference(env, buf, 1, &r->buf);
+  napi_create_reference(env, cb, 1, &r->cb);
+  js->live++;
+  return r;
+}
+
+/* Undoes send_req_new() when the library refused the send. */
+static void send_req_drop(napi_env env, send_req_t *r) {
+  napi_delete_reference(env, r->buf);
+  napi_delete_reference(env, r->cb);
+  r->js->live--;
+  free(r);
+}
+
+static int is_function(napi_env env, napi_value v) {
+  napi_valuetype t = napi_undefined;
+  napi_typeof(env, v, &t);
+  return t == napi_function;
+}
+
 /* ---- server ------------------------------------------------------------ */
 
 static void server_finalize(napi_env env, void *data, void *hint) {
@@ -518,7 +596,9 @@ static void srv_on_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   napi_open_handle_scope(env, &scope);
   napi_value name, argv[5], fn, result = NULL;
   napi_create_string_utf8(env, "uvgrpc.ServerCall", NAPI_AUTO_LENGTH, &name);
-  async_init(env, name, &c->ctx);
+  async_init(env, name, &c->js.ctx);
+  c->js.e = e;
+  c->js.live = 1;
   napi_create_string_utf8(env, uvg_call_method(call), NAPI_AUTO_LENGTH,
                           &argv[0]);
   napi_create_external(env, c, scall_finalize, NULL, &argv[1]);
@@ -531,7 +611,7 @@ static void srv_on_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   argv[3] = md_to_js(env, md, n);
   napi_create_double(env, (double)uvg_call_time_remaining(call), &argv[4]);
   napi_get_reference_value(env, s->on_call, &fn);
-  make_callback(env, c->ctx, fn, 5, argv, &result);
+  make_callback(env, c->js.ctx, fn, 5, argv, &result);
   napi_valuetype t = napi_undefined;
   if (result != NULL)
     napi_typeof(env, result, &t);
@@ -554,7 +634,7 @@ static void scall_event(scall_t *c, const char *kind, napi_value a,
   argv[1] = a ? a : undefined(env);
   argv[2] = b ? b : undefined(env);
   napi_get_reference_value(env, c->ev, &fn);
-  make_callback(env, c->ctx, fn, 3, argv, NULL);
+  make_callback(env, c->js.ctx, fn, 3, argv, NULL);
 }
 
 static void srv_on_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
@@ -606,7 +686,7 @@ static void srv_on_done(uvg_call_t *call, const uvg_status_t *status) {
   if (c->ev != NULL)
     napi_delete_reference(env, c->ev);
   c->ev = NULL;
-  napi_async_destroy(env, c->ctx);
+  jsctx_release(&c->js);
   napi_close_handle_scope(env, scope);
   scall_unref(c);
 }
@@ -632,10 +712,20 @@ static napi_value js_call_send_headers(napi_env env, napi_callback_info info) {
   return int32(env, err);
 }
 
-/* callSend(call, buffer) -> 0 or an error code (the bytes are copied) */
+static void scall_unref_any(void *c) { scall_unref(c); }
+
+static void srv_send_cb(uvg_call_t *call, int status, void *user_data) {
+  (void)call;
+  send_done(user_data, status);
+}
+
+/* callSend(call, buffer[, cb]) -> 0 or an error code. Without cb the bytes
+ * are copied; with it the Buffer is sent as it is and cb(status) runs when
+ * it reached the socket (0) or the call ended (UVG_ECANCELED); on an error
+ * returned here cb never runs. */
 static napi_value js_call_send(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   scall_t *c = scall_arg(env, argv[0]);
   if (c == NULL)
@@ -643,7 +733,34 @@ static napi_value js_call_send(napi_env env, napi_callback_info info) {
   void *data;
   size_t len;
   CHECK(env, napi_get_buffer_info(env, argv[1], &data, &len));
-  return int32(env, uvg_call_send(c->call, data, len, 0, NULL, NULL));
+  if (argc < 3 || !is_function(env, argv[2]))
+    return int32(env, uvg_call_send(c->call, data, len, 0, NULL, NULL));
+  send_req_t *r =
+      send_req_new(env, &c->js, c, scall_unref_any, argv[1], argv[2]);
+  if (r == NULL)
+    return NULL;
+  c->refs++;
+  int err = uvg_call_send(c->call, data, len, 0, srv_send_cb, r);
+  if (err) {
+    send_req_drop(env, r);
+    c->refs--;
+  }
+  return int32(env, err);
+}
+
+/* callPauseReading(call, paused): client-streaming and bidi calls; while
+ * paused no message (nor the half-close) is delivered and no window is
+ * granted beyond what the call had. */
+static napi_value js_call_pause_reading(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  scall_t *c = scall_arg(env, argv[0]);
+  if (c == NULL)
+    return int32(env, UVG_ECANCELED);
+  bool paused = false;
+  napi_get_value_bool(env, argv[1], &paused);
+  return int32(env, uvg_call_pause_reading(c->call, paused));
 }
 
 /* callFinish(call, code, message, trailers, details) -> 0 or an error */
@@ -763,7 +880,7 @@ static void ccall_event(ccall_t *c, const char *kind, size_t argc,
   for (size_t i = 0; i < 4; i++)
     argv[i + 1] = i < argc ? args[i] : undefined(env);
   napi_get_reference_value(env, c->ev, &fn);
-  make_callback(env, c->ctx, fn, 5, argv, NULL);
+  make_callback(env, c->js.ctx, fn, 5, argv, NULL);
 }
 
 static void cli_on_metadata(uvg_client_call_t *call, const uvg_metadata_t *md,
@@ -815,7 +932,7 @@ static void cli_on_status(uvg_client_call_t *call, const uvg_status_t *status,
   }
   napi_delete_reference(env, c->ev);
   c->ev = NULL;
-  napi_async_destroy(env, c->ctx);
+  jsctx_release(&c->js);
   napi_close_handle_scope(env, scope);
   ccall_unref(c);
 }
@@ -861,14 +978,16 @@ static napi_value js_client_call_start(napi_env env, napi_callback_info info) {
   c->refs = 2;
   napi_create_reference(env, argv[4], 1, &c->ev);
   napi_create_string_utf8(env, "uvgrpc.ClientCall", NAPI_AUTO_LENGTH, &name);
-  async_init(env, name, &c->ctx);
+  async_init(env, name, &c->js.ctx);
+  c->js.e = c->e;
+  c->js.live = 1;
   int err =
       uvg_client_call_start(ch->channel, method, &opts, &client_cbs, c, &c->call);
   md_arg_free(&md);
   free(method);
   if (err) {
     napi_delete_reference(env, c->ev);
-    napi_async_destroy(env, c->ctx);
+    jsctx_release(&c->js);
     free(c);
     return throw_uvg(env, "start", err);
   }
@@ -881,10 +1000,17 @@ static ccall_t *ccall_arg(napi_env env, napi_value v) {
   return c != NULL && c->call != NULL ? c : NULL;
 }
 
-/* clientCallSend(call, buffer) -> 0 or an error code (copied) */
+static void ccall_unref_any(void *c) { ccall_unref(c); }
+
+static void cli_send_cb(uvg_client_call_t *call, int status, void *user_data) {
+  (void)call;
+  send_done(user_data, status);
+}
+
+/* clientCallSend(call, buffer[, cb]) -> 0 or an error code, as callSend. */
 static napi_value js_client_call_send(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   ccall_t *c = ccall_arg(env, argv[0]);
   if (c == NULL)
@@ -892,7 +1018,19 @@ static napi_value js_client_call_send(napi_env env, napi_callback_info info) {
   void *data;
   size_t len;
   CHECK(env, napi_get_buffer_info(env, argv[1], &data, &len));
-  return int32(env, uvg_client_call_send(c->call, data, len, 0, NULL, NULL));
+  if (argc < 3 || !is_function(env, argv[2]))
+    return int32(env, uvg_client_call_send(c->call, data, len, 0, NULL, NULL));
+  send_req_t *r =
+      send_req_new(env, &c->js, c, ccall_unref_any, argv[1], argv[2]);
+  if (r == NULL)
+    return NULL;
+  c->refs++;
+  int err = uvg_client_call_send(c->call, data, len, 0, cli_send_cb, r);
+  if (err) {
+    send_req_drop(env, r);
+    c->refs--;
+  }
+  return int32(env, err);
 }
 
 #define CLIENT_CALL_OP(js_name, fn)                                           \
@@ -938,6 +1076,7 @@ NAPI_MODULE_INIT() {
       {"serverClose", js_server_close},
       {"callSendHeaders", js_call_send_headers},
       {"callSend", js_call_send},
+      {"callPauseReading", js_call_pause_reading},
       {"callFinish", js_call_finish},
       {"channelNew", js_channel_new},
       {"channelClose", js_channel_close},

@@ -217,8 +217,8 @@ class ServerUnaryCall extends EventEmitter {}
 Object.assign(ServerUnaryCall.prototype, serverCallMethods);
 
 class ServerReadableStream extends Readable {
-  constructor() { super({ objectMode: true }); }
-  _read() {}
+  constructor() { super({ objectMode: true }); this._paused = false; }
+  _read() { resumeServerReading(this); }
 }
 Object.assign(ServerReadableStream.prototype, serverCallMethods);
 
@@ -226,8 +226,13 @@ class ServerWritableStream extends Writable {
   constructor() {
     super({ objectMode: true });
     this._trailers = null;
-    // grpc-js: an 'error' emitted by the handler ends the call with it
-    this.on('error', (err) => this._finishError(err));
+    this._paused = false;
+    // grpc-js: an 'error' emitted by the handler ends the call with it,
+    // after the messages written before it
+    this.on('error', (err) => {
+      if (this.writableLength === 0) this._finishError(err);
+      else this._pendingError = err;
+    });
   }
   _write(msg, _enc, cb) { writeServerMessage(this, msg, cb); }
   _final(cb) { this._finish(status.OK, 'OK', this._trailers); cb(); }
@@ -246,10 +251,15 @@ class ServerDuplexStream extends Duplex {
   constructor() {
     super({ objectMode: true });
     this._trailers = null;
-    // grpc-js: an 'error' emitted by the handler ends the call with it
-    this.on('error', (err) => this._finishError(err));
+    this._paused = false;
+    // grpc-js: an 'error' emitted by the handler ends the call with it,
+    // after the messages written before it
+    this.on('error', (err) => {
+      if (this.writableLength === 0) this._finishError(err);
+      else this._pendingError = err;
+    });
   }
-  _read() {}
+  _read() { resumeServerReading(this); }
   _write(msg, _enc, cb) { writeServerMessage(this, msg, cb); }
   _final(cb) { this._finish(status.OK, 'OK', this._trailers); cb(); }
   _destroy(err, cb) {
@@ -263,6 +273,9 @@ class ServerDuplexStream extends Duplex {
 }
 Object.assign(ServerDuplexStream.prototype, serverCallMethods);
 
+// A message goes out without a copy and the write completes when it
+// reached the socket: Writable's buffer fills meanwhile, so write()
+// returns false and 'drain' follows, as Node's streams do.
 function writeServerMessage(call, msg, cb) {
   if (call._finished) return cb();
   let bytes;
@@ -272,8 +285,32 @@ function writeServerMessage(call, msg, cb) {
     call._finish(status.INTERNAL, 'Error serializing response: ' + e.message);
     return cb();
   }
-  binding.callSend(call._nat, bytes);
-  cb();
+  const done = () => {
+    cb();
+    if (call._pendingError && call.writableLength === 0) {
+      const err = call._pendingError;
+      call._pendingError = null;
+      call._finishError(err);
+    }
+  };
+  if (binding.callSend(call._nat, bytes, done) !== 0) done();
+}
+
+// Reading of client streams follows the Readable: push() returning false
+// pauses the call (HTTP/2 flow control holds the client back), _read()
+// resumes it.
+function pushServerMessage(call, m) {
+  if (!call.push(m) && !call._paused && !call._finished) {
+    call._paused = true;
+    binding.callPauseReading(call._nat, true);
+  }
+}
+
+function resumeServerReading(call) {
+  if (call._paused) {
+    call._paused = false;
+    binding.callPauseReading(call._nat, false);
+  }
 }
 
 // The callback unary and client-streaming handlers answer with.
@@ -407,7 +444,7 @@ class Server {
             call._finish(status.INTERNAL, 'Error deserializing request: ' + e.message);
             return;
           }
-          call.push(m);
+          pushServerMessage(call, m);
           break;
         }
         case 'halfclose':
@@ -491,8 +528,7 @@ function writeClientMessage(call, msg, cb) {
     call.cancel();
     return cb();
   }
-  if (call._nat) binding.clientCallSend(call._nat, bytes);
-  cb();
+  if (!call._nat || binding.clientCallSend(call._nat, bytes, () => cb()) !== 0) cb();
 }
 
 function readClientMessage(call) {
