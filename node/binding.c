@@ -300,6 +300,28 @@ static napi_value int32(napi_env env, int32_t v) {
   return r;
 }
 
+/* obj[name] as PEM data when it is a Buffer (valid while `obj` lives). */
+static void pem_prop(napi_env env, napi_value obj, const char *name,
+                     uvg_pem_t *pem) {
+  napi_value v;
+  bool is_buf = false;
+  memset(pem, 0, sizeof(*pem));
+  if (napi_get_named_property(env, obj, name, &v) != napi_ok)
+    return;
+  napi_is_buffer(env, v, &is_buf);
+  if (is_buf) {
+    void *d;
+    napi_get_buffer_info(env, v, &d, &pem->len);
+    pem->data = d;
+  }
+}
+
+static int is_object(napi_env env, napi_value v) {
+  napi_valuetype t = napi_undefined;
+  napi_typeof(env, v, &t);
+  return t == napi_object;
+}
+
 /* ---- environment teardown --------------------------------------------- */
 
 static void env_object_closed(env_t *e) {
@@ -514,20 +536,41 @@ static napi_value js_server_register(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-/* serverListen(server, address) -> bound port */
+/* serverListen(server, address[, tls]) -> bound port. `tls`, if an object,
+ * holds PEM Buffers: cert, key, and ca with clientCert 1 (request) or 2
+ * (require) for mTLS; the credentials are made here and released once the
+ * server holds them. */
 static napi_value js_server_listen(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   server_t *s = unwrap(env, argv[0]);
   if (s == NULL || s->server == NULL || s->closing)
     return throw_uvg(env, "listen", UVG_ECLOSED);
+  uvg_server_credentials_t *creds = uvg_insecure_server_credentials();
+  if (argc >= 3 && is_object(env, argv[2])) {
+    uvg_tls_server_options_t o;
+    memset(&o, 0, sizeof(o));
+    pem_prop(env, argv[2], "cert", &o.cert_chain);
+    pem_prop(env, argv[2], "key", &o.private_key);
+    pem_prop(env, argv[2], "ca", &o.client_ca);
+    napi_value v;
+    int32_t mode = 0;
+    if (napi_get_named_property(env, argv[2], "clientCert", &v) == napi_ok)
+      napi_get_value_int32(env, v, &mode);
+    o.client_cert = (uvg_client_cert_t)mode;
+    int err = uvg_tls_server_credentials_new(&o, &creds);
+    if (err)
+      return throw_uvg(env, "listen", err);
+  }
   char *addr = js_string(env, argv[1], NULL);
-  if (addr == NULL)
+  if (addr == NULL) {
+    uvg_server_credentials_release(creds);
     return throw_uvg(env, "listen", UVG_EINVAL);
+  }
   int port = 0;
-  int err = uvg_server_listen(s->server, addr,
-                              uvg_insecure_server_credentials(), &port);
+  int err = uvg_server_listen(s->server, addr, creds, &port);
+  uvg_server_credentials_release(creds);
   free(addr);
   if (err)
     return throw_uvg(env, "listen", err);
@@ -816,23 +859,44 @@ static void channel_closed(uvg_channel_t *channel, void *user_data) {
   env_object_closed(e);
 }
 
-/* channelNew(target) -> channel */
+/* channelNew(target[, tls]) -> channel. `tls`, if an object: PEM Buffers
+ * roots (none: the system's), cert and key (mTLS), and the string
+ * serverName (the name the certificate must carry). */
 static napi_value js_channel_new(napi_env env, napi_callback_info info) {
   env_t *e;
-  size_t argc = 1;
-  napi_value argv[1], ext;
+  size_t argc = 2;
+  napi_value argv[2], ext;
   CHECK(env, napi_get_instance_data(env, (void **)&e));
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uvg_channel_credentials_t *creds = uvg_insecure_channel_credentials();
+  if (argc >= 2 && is_object(env, argv[1])) {
+    uvg_tls_channel_options_t o;
+    memset(&o, 0, sizeof(o));
+    pem_prop(env, argv[1], "roots", &o.root_certs);
+    pem_prop(env, argv[1], "cert", &o.cert_chain);
+    pem_prop(env, argv[1], "key", &o.private_key);
+    napi_value v;
+    char *name = NULL;
+    napi_valuetype t = napi_undefined;
+    if (napi_get_named_property(env, argv[1], "serverName", &v) == napi_ok)
+      napi_typeof(env, v, &t);
+    if (t == napi_string)
+      name = js_string(env, v, NULL);
+    o.server_name_override = name;
+    int err = uvg_tls_channel_credentials_new(&o, &creds);
+    free(name);
+    if (err)
+      return throw_uvg(env, "channelNew", err);
+  }
   char *target = js_string(env, argv[0], NULL);
-  if (target == NULL)
-    return throw_uvg(env, "channelNew", UVG_EINVAL);
-  channel_t *c = calloc(1, sizeof(*c));
+  channel_t *c = target ? calloc(1, sizeof(*c)) : NULL;
   if (c == NULL) {
     free(target);
-    return throw_uvg(env, "channelNew", UVG_ENOMEM);
+    uvg_channel_credentials_release(creds);
+    return throw_uvg(env, "channelNew", target ? UVG_ENOMEM : UVG_EINVAL);
   }
-  int err = uvg_channel_new(e->loop, target, uvg_insecure_channel_credentials(),
-                            NULL, &c->channel);
+  int err = uvg_channel_new(e->loop, target, creds, NULL, &c->channel);
+  uvg_channel_credentials_release(creds);
   free(target);
   if (err) {
     free(c);

@@ -155,16 +155,50 @@ function statusFromError(err) {
 
 /* ---- credentials -------------------------------------------------------- */
 
+function checkPem(v, what) {
+  if (v !== null && v !== undefined && !Buffer.isBuffer(v)) {
+    throw new TypeError(`${what} must be a Buffer`);
+  }
+  return v || undefined;
+}
+
 class ChannelCredentials {
-  _isSecure() { return false; }
+  constructor(tls) { this._tls = tls || null; }
+  _isSecure() { return this._tls !== null; }
 }
+
 class ServerCredentials {
+  constructor(tls) { this._tls = tls || null; }
   static createInsecure() { return new ServerCredentials(); }
-  _isSecure() { return false; }
+  // grpc-js: createSsl(rootCerts, keyCertPairs, checkClientCertificate).
+  // The first key/certificate pair is used. With rootCerts, client
+  // certificates are asked for, and required with checkClientCertificate.
+  static createSsl(rootCerts, keyCertPairs, checkClientCertificate = false) {
+    if (!Array.isArray(keyCertPairs) || keyCertPairs.length === 0) {
+      throw new TypeError('keyCertPairs must be a non-empty array');
+    }
+    const ca = checkPem(rootCerts, 'rootCerts');
+    return new ServerCredentials({
+      cert: checkPem(keyCertPairs[0].cert_chain, 'cert_chain'),
+      key: checkPem(keyCertPairs[0].private_key, 'private_key'),
+      ca,
+      clientCert: ca ? (checkClientCertificate ? 2 : 1) : 0,
+    });
+  }
+  _isSecure() { return this._tls !== null; }
 }
+
 const credentials = {
   createInsecure() { return new ChannelCredentials(); },
-  createSsl() { throw new Error('uvgrpc for Node: TLS credentials are not supported yet'); },
+  // grpc-js: createSsl(rootCerts, privateKey, certChain); no rootCerts:
+  // the system's roots.
+  createSsl(rootCerts, privateKey, certChain) {
+    return new ChannelCredentials({
+      roots: checkPem(rootCerts, 'rootCerts'),
+      key: checkPem(privateKey, 'privateKey'),
+      cert: checkPem(certChain, 'certChain'),
+    });
+  },
 };
 
 /* ---- server ------------------------------------------------------------- */
@@ -377,7 +411,7 @@ class Server {
     if (addr.startsWith('localhost:')) addr = '127.0.0.1:' + addr.slice(10);
     let result;
     try {
-      result = binding.serverListen(this._native(), addr);
+      result = binding.serverListen(this._native(), addr, creds._tls);
     } catch (e) {
       process.nextTick(callback, e, -1);
       return;
@@ -543,8 +577,12 @@ class Client {
       throw new TypeError('Channel credentials must be a ChannelCredentials object');
     }
     this._target = address;
-    this._channel = binding.channelNew(address);
     this._options = options || {};
+    let tls = creds._tls;
+    if (tls && this._options['grpc.ssl_target_name_override']) {
+      tls = Object.assign({ serverName: this._options['grpc.ssl_target_name_override'] }, tls);
+    }
+    this._channel = binding.channelNew(address, tls);
   }
 
   close() { binding.channelClose(this._channel); }
