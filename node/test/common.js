@@ -65,6 +65,7 @@ function makeImpl(lib) {
       call.on('end', () => callback(null, { message: got.join(',') }));
     },
     Bidi(call) {
+      call.on('cancelled', () => { seen.cancelled++; });
       call.on('data', (m) => call.write({ message: m.message.toUpperCase() }));
       call.on('end', () => call.end());
     },

@@ -115,6 +115,31 @@ for (const [serverName, serverLib] of Object.entries(libs)) {
         assert.deepStrictEqual(got, ['X', 'Y', 'Z']);
       });
 
+      await t.test('bidi cancelled by the client', async () => {
+        const before = seen.cancelled;
+        const call = client.Bidi();
+        const err = await new Promise((resolve) => {
+          call.once('data', () => call.cancel());
+          call.on('error', resolve);
+          call.write({ message: 'a' });
+        });
+        assert.strictEqual(err.code, c.grpcJs.status.CANCELLED);
+        for (let i = 0; i < 50 && seen.cancelled === before; i++) {
+          await new Promise((res) => setTimeout(res, 20));
+        }
+        assert.strictEqual(seen.cancelled, before + 1, 'the handler saw \'cancelled\'');
+      });
+
+      await t.test('bidi past its deadline', async () => {
+        const call = client.Bidi(new Md(), { deadline: Date.now() + 150 });
+        const err = await new Promise((resolve) => {
+          call.on('data', () => {});
+          call.on('error', resolve);
+          call.write({ message: 'a' });
+        });
+        assert.strictEqual(err.code, c.grpcJs.status.DEADLINE_EXCEEDED);
+      });
+
       await t.test('loadPackageDefinition stubs', async () => {
         const pkg = clientLib.loadPackageDefinition(c.packageDefinition);
         const stub = new pkg.uvgrpc.test.Echo(`127.0.0.1:${port}`,
