@@ -28,6 +28,23 @@
 
 #include "uvgrpc.h"
 
+/* Every struct of this file comes from here: the count of those alive,
+ * over all environments (liveObjects(), for tests of teardown). */
+static _Atomic long live_objects;
+
+static void *obj_alloc(size_t size) {
+  void *p = calloc(1, size);
+  if (p != NULL)
+    live_objects++;
+  return p;
+}
+
+static void obj_free(void *p) {
+  if (p != NULL)
+    live_objects--;
+  free(p);
+}
+
 typedef struct link_s {
   struct link_s *prev, *next;
 } link_t;
@@ -334,12 +351,12 @@ static void env_object_closed(env_t *e) {
 
 static void server_unref(server_t *s) {
   if (--s->refs == 0)
-    free(s);
+    obj_free(s);
 }
 
 static void channel_unref(channel_t *c) {
   if (--c->refs == 0)
-    free(c);
+    obj_free(c);
 }
 
 static void server_closed(uvg_server_t *server, void *user_data);
@@ -374,7 +391,7 @@ static void env_cleanup_hook(napi_async_cleanup_hook_handle handle, void *arg) {
 static void env_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
-  free(data);
+  obj_free(data);
 }
 
 /* ---- sends with a completion callback ---------------------------------- */
@@ -406,7 +423,7 @@ static void send_done(send_req_t *r, int status) {
   napi_close_handle_scope(env, scope);
   jsctx_release(r->js);
   r->unref(r->owner);
-  free(r);
+  obj_free(r);
 }
 
 /* Makes a request for (buffer, cb); NULL with an exception on failure.
@@ -414,7 +431,7 @@ static void send_done(send_req_t *r, int status) {
 static send_req_t *send_req_new(napi_env env, jsctx_t *js, void *owner,
                                 void (*unref)(void *), napi_value buf,
                                 napi_value cb) {
-  send_req_t *r = calloc(1, sizeof(*r));
+  send_req_t *r = obj_alloc(sizeof(*r));
   if (r == NULL) {
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
@@ -433,7 +450,7 @@ static void send_req_drop(napi_env env, send_req_t *r) {
   napi_delete_reference(env, r->buf);
   napi_delete_reference(env, r->cb);
   r->js->live--;
-  free(r);
+  obj_free(r);
 }
 
 static int is_function(napi_env env, napi_value v) {
@@ -483,12 +500,12 @@ static napi_value js_server_new(napi_env env, napi_callback_info info) {
   napi_value argv[1], ext;
   CHECK(env, napi_get_instance_data(env, (void **)&e));
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = calloc(1, sizeof(*s));
+  server_t *s = obj_alloc(sizeof(*s));
   if (s == NULL)
     return throw_uvg(env, "serverNew", UVG_ENOMEM);
   int err = uvg_server_new(e->loop, NULL, &s->server);
   if (err) {
-    free(s);
+    obj_free(s);
     return throw_uvg(env, "serverNew", err);
   }
   s->e = e;
@@ -607,7 +624,7 @@ static napi_value js_server_close(napi_env env, napi_callback_info info) {
 
 static void scall_unref(scall_t *c) {
   if (--c->refs == 0)
-    free(c);
+    obj_free(c);
 }
 
 static void scall_finalize(napi_env env, void *data, void *hint) {
@@ -624,7 +641,7 @@ static void srv_on_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
     uvg_call_finish(call, UVG_STATUS_UNAVAILABLE, "server closing", NULL, 0);
     return;
   }
-  scall_t *c = calloc(1, sizeof(*c));
+  scall_t *c = obj_alloc(sizeof(*c));
   if (c == NULL) {
     uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory",
                     NULL, 0);
@@ -889,7 +906,7 @@ static napi_value js_channel_new(napi_env env, napi_callback_info info) {
       return throw_uvg(env, "channelNew", err);
   }
   char *target = js_string(env, argv[0], NULL);
-  channel_t *c = target ? calloc(1, sizeof(*c)) : NULL;
+  channel_t *c = target ? obj_alloc(sizeof(*c)) : NULL;
   if (c == NULL) {
     free(target);
     uvg_channel_credentials_release(creds);
@@ -899,7 +916,7 @@ static napi_value js_channel_new(napi_env env, napi_callback_info info) {
   uvg_channel_credentials_release(creds);
   free(target);
   if (err) {
-    free(c);
+    obj_free(c);
     return throw_uvg(env, "channelNew", err);
   }
   c->e = e;
@@ -925,7 +942,7 @@ static napi_value js_channel_close(napi_env env, napi_callback_info info) {
 
 static void ccall_unref(ccall_t *c) {
   if (--c->refs == 0)
-    free(c);
+    obj_free(c);
 }
 
 static void ccall_finalize(napi_env env, void *data, void *hint) {
@@ -1032,7 +1049,7 @@ static napi_value js_client_call_start(napi_env env, napi_callback_info info) {
       .metadata = md.md,
       .nmetadata = md.n,
   };
-  ccall_t *c = calloc(1, sizeof(*c));
+  ccall_t *c = obj_alloc(sizeof(*c));
   if (c == NULL) {
     md_arg_free(&md);
     free(method);
@@ -1052,7 +1069,7 @@ static napi_value js_client_call_start(napi_env env, napi_callback_info info) {
   if (err) {
     napi_delete_reference(env, c->ev);
     jsctx_release(&c->js);
-    free(c);
+    obj_free(c);
     return throw_uvg(env, "start", err);
   }
   CHECK(env, napi_create_external(env, c, ccall_finalize, NULL, &ext));
@@ -1110,10 +1127,19 @@ CLIENT_CALL_OP(js_client_call_half_close, uvg_client_call_half_close)
 CLIENT_CALL_OP(js_client_call_read, uvg_client_call_read)
 CLIENT_CALL_OP(js_client_call_cancel, uvg_client_call_cancel)
 
+/* liveObjects() -> the number of the addon's structs alive in the process:
+ * environments, servers, channels, calls and pending sends. */
+static napi_value js_live_objects(napi_env env, napi_callback_info info) {
+  napi_value r;
+  (void)info;
+  napi_create_double(env, (double)live_objects, &r);
+  return r;
+}
+
 /* ---- module ------------------------------------------------------------ */
 
 NAPI_MODULE_INIT() {
-  env_t *e = calloc(1, sizeof(*e));
+  env_t *e = obj_alloc(sizeof(*e));
   if (e == NULL) {
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
@@ -1123,7 +1149,7 @@ NAPI_MODULE_INIT() {
   link_init(&e->channels);
   if (napi_get_uv_event_loop(env, &e->loop) != napi_ok ||
       napi_set_instance_data(env, e, env_finalize, NULL) != napi_ok) {
-    free(e);
+    obj_free(e);
     throw_last(env, "init");
     return NULL;
   }
@@ -1149,6 +1175,7 @@ NAPI_MODULE_INIT() {
       {"clientCallHalfClose", js_client_call_half_close},
       {"clientCallRead", js_client_call_read},
       {"clientCallCancel", js_client_call_cancel},
+      {"liveObjects", js_live_objects},
   };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value f;

@@ -769,4 +769,6 @@ module.exports = {
   Server, ServerCredentials, credentials, ChannelCredentials, Client,
   Metadata, status, makeClientConstructor, makeGenericClientConstructor: makeClientConstructor,
   loadPackageDefinition,
+  // the addon's structs alive in the process (tests of teardown)
+  _liveObjects: () => binding.liveObjects(),
 };

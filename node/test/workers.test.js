@@ -41,13 +41,14 @@ test('main thread and two workers, each with its own server and client', async (
   await c.stopServer(server);
 });
 
-test('terminate() during a streaming call, 20 times: threads back at baseline', async () => {
+test('terminate() during a streaming call, 20 times: threads and objects back at baseline', async () => {
   // one worker first, so that what Node starts once per process is started
   const warm = runWorker('stream');
   await warm.first;
   await warm.w.terminate();
   await new Promise((resolve) => setTimeout(resolve, 100));
   const before = threads();
+  const objectsBefore = c.uvgrpc._liveObjects();
   for (let i = 0; i < 20; i++) {
     const { w, first } = runWorker('stream');
     assert.strictEqual(await first, 'streaming');
@@ -59,6 +60,10 @@ test('terminate() during a streaming call, 20 times: threads back at baseline', 
     after = threads();
   }
   assert.strictEqual(after, before);
+  // every struct of the terminated workers' addons was freed (the main
+  // thread's count can only have dropped meanwhile, by GC)
+  assert.ok(c.uvgrpc._liveObjects() <= objectsBefore,
+            `${c.uvgrpc._liveObjects()} objects alive, ${objectsBefore} before`);
 });
 
 test('a process whose workers were terminated mid-call exits by itself', () => {
