@@ -34,14 +34,12 @@ static _Atomic long live_objects;
 
 static void *obj_alloc(size_t size) {
   void *p = calloc(1, size);
-  if (p != NULL)
-    live_objects++;
+  if (p != NULL) live_objects++;
   return p;
 }
 
 static void obj_free(void *p) {
-  if (p != NULL)
-    live_objects--;
+  if (p != NULL) live_objects--;
   free(p);
 }
 
@@ -49,7 +47,9 @@ typedef struct link_s {
   struct link_s *prev, *next;
 } link_t;
 
-static void link_init(link_t *l) { l->prev = l->next = l; }
+static void link_init(link_t *l) {
+  l->prev = l->next = l;
+}
 static void link_insert(link_t *head, link_t *l) {
   l->next = head->next;
   l->prev = head;
@@ -82,8 +82,7 @@ typedef struct {
 } jsctx_t;
 
 static void jsctx_release(jsctx_t *j) {
-  if (--j->live == 0)
-    napi_async_destroy(j->e->env, j->ctx);
+  if (--j->live == 0) napi_async_destroy(j->e->env, j->ctx);
 }
 
 typedef struct {
@@ -123,20 +122,19 @@ typedef struct {
 
 /* ---- helpers ---------------------------------------------------------- */
 
-#define CHECK(env, expr)                                                      \
-  do {                                                                        \
-    if ((expr) != napi_ok) {                                                  \
-      throw_last(env, #expr);                                                 \
-      return NULL;                                                            \
-    }                                                                         \
+#define CHECK(env, expr)      \
+  do {                        \
+    if ((expr) != napi_ok) {  \
+      throw_last(env, #expr); \
+      return NULL;            \
+    }                         \
   } while (0)
 
 static void throw_last(napi_env env, const char *what) {
   const napi_extended_error_info *info = NULL;
   bool pending = false;
   napi_is_exception_pending(env, &pending);
-  if (pending)
-    return;
+  if (pending) return;
   napi_get_last_error_info(env, &info);
   napi_throw_error(env, NULL,
                    info && info->error_message ? info->error_message : what);
@@ -157,8 +155,7 @@ static napi_value throw_uvg(napi_env env, const char *what, int err) {
 
 static void *unwrap(napi_env env, napi_value v) {
   void *p = NULL;
-  if (napi_get_value_external(env, v, &p) != napi_ok)
-    return NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
   return p;
 }
 
@@ -185,8 +182,7 @@ static void make_callback(napi_env env, napi_async_context ctx, napi_value fn,
       napi_get_and_clear_last_exception(env, &err);
       napi_fatal_exception(env, err);
     }
-    if (result)
-      *result = NULL;
+    if (result) *result = NULL;
   }
 }
 
@@ -205,8 +201,8 @@ static napi_value md_to_js(napi_env env, const uvg_metadata_t *md, size_t n) {
     if (ends_with_bin(md[i].key))
       napi_create_buffer_copy(env, md[i].value_len, md[i].value, NULL, &v);
     else
-      napi_create_string_latin1(env, (const char *)md[i].value,
-                                md[i].value_len, &v);
+      napi_create_string_latin1(env, (const char *)md[i].value, md[i].value_len,
+                                &v);
     napi_set_element(env, arr, (uint32_t)(2 * i), k);
     napi_set_element(env, arr, (uint32_t)(2 * i + 1), v);
   }
@@ -223,8 +219,7 @@ typedef struct {
 } md_arg_t;
 
 static void md_arg_free(md_arg_t *a) {
-  for (size_t i = 0; i < a->nstrings; i++)
-    free(a->strings[i]);
+  for (size_t i = 0; i < a->nstrings; i++) free(a->strings[i]);
   free(a->strings);
   free(a->md);
   memset(a, 0, sizeof(*a));
@@ -232,14 +227,11 @@ static void md_arg_free(md_arg_t *a) {
 
 static char *js_string(napi_env env, napi_value v, size_t *len_out) {
   size_t len = 0;
-  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok)
-    return NULL;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
   char *s = malloc(len + 1);
-  if (s == NULL)
-    return NULL;
+  if (s == NULL) return NULL;
   napi_get_value_string_utf8(env, v, s, len + 1, &len);
-  if (len_out)
-    *len_out = len;
+  if (len_out) *len_out = len;
   return s;
 }
 
@@ -248,8 +240,7 @@ static int md_from_js(napi_env env, napi_value arr, md_arg_t *a) {
   memset(a, 0, sizeof(*a));
   napi_valuetype t;
   napi_typeof(env, arr, &t);
-  if (t == napi_undefined || t == napi_null)
-    return 0;
+  if (t == napi_undefined || t == napi_null) return 0;
   bool is_array = false;
   napi_is_array(env, arr, &is_array);
   if (!is_array) {
@@ -259,19 +250,16 @@ static int md_from_js(napi_env env, napi_value arr, md_arg_t *a) {
   uint32_t len;
   napi_get_array_length(env, arr, &len);
   size_t n = len / 2;
-  if (n == 0)
-    return 0;
+  if (n == 0) return 0;
   a->md = calloc(n, sizeof(*a->md));
   a->strings = calloc(n * 2, sizeof(char *));
-  if (a->md == NULL || a->strings == NULL)
-    goto nomem;
+  if (a->md == NULL || a->strings == NULL) goto nomem;
   for (size_t i = 0; i < n; i++) {
     napi_value k, v;
     napi_get_element(env, arr, (uint32_t)(2 * i), &k);
     napi_get_element(env, arr, (uint32_t)(2 * i + 1), &v);
     char *key = js_string(env, k, NULL);
-    if (key == NULL)
-      goto bad;
+    if (key == NULL) goto bad;
     a->strings[a->nstrings++] = key;
     a->md[i].key = key;
     bool is_buf = false;
@@ -285,8 +273,7 @@ static int md_from_js(napi_env env, napi_value arr, md_arg_t *a) {
     } else {
       size_t slen;
       char *s = js_string(env, v, &slen);
-      if (s == NULL)
-        goto bad;
+      if (s == NULL) goto bad;
       a->strings[a->nstrings++] = s;
       a->md[i].value = (const uint8_t *)s;
       a->md[i].value_len = slen;
@@ -296,8 +283,9 @@ static int md_from_js(napi_env env, napi_value arr, md_arg_t *a) {
   return 0;
 bad:
   md_arg_free(a);
-  napi_throw_type_error(env, NULL, "metadata keys and values must be strings "
-                                   "or Buffers");
+  napi_throw_type_error(env, NULL,
+                        "metadata keys and values must be strings "
+                        "or Buffers");
   return -1;
 nomem:
   md_arg_free(a);
@@ -323,8 +311,7 @@ static void pem_prop(napi_env env, napi_value obj, const char *name,
   napi_value v;
   bool is_buf = false;
   memset(pem, 0, sizeof(*pem));
-  if (napi_get_named_property(env, obj, name, &v) != napi_ok)
-    return;
+  if (napi_get_named_property(env, obj, name, &v) != napi_ok) return;
   napi_is_buffer(env, v, &is_buf);
   if (is_buf) {
     void *d;
@@ -350,13 +337,11 @@ static void env_object_closed(env_t *e) {
 }
 
 static void server_unref(server_t *s) {
-  if (--s->refs == 0)
-    obj_free(s);
+  if (--s->refs == 0) obj_free(s);
 }
 
 static void channel_unref(channel_t *c) {
-  if (--c->refs == 0)
-    obj_free(c);
+  if (--c->refs == 0) obj_free(c);
 }
 
 static void server_closed(uvg_server_t *server, void *user_data);
@@ -501,8 +486,7 @@ static napi_value js_server_new(napi_env env, napi_callback_info info) {
   CHECK(env, napi_get_instance_data(env, (void **)&e));
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   server_t *s = obj_alloc(sizeof(*s));
-  if (s == NULL)
-    return throw_uvg(env, "serverNew", UVG_ENOMEM);
+  if (s == NULL) return throw_uvg(env, "serverNew", UVG_ENOMEM);
   int err = uvg_server_new(e->loop, NULL, &s->server);
   if (err) {
     obj_free(s);
@@ -534,8 +518,7 @@ static napi_value js_server_register(napi_env env, napi_callback_info info) {
   char *path = js_string(env, argv[1], NULL);
   int32_t type = 0;
   napi_get_value_int32(env, argv[2], &type);
-  if (path == NULL)
-    return throw_uvg(env, "register", UVG_EINVAL);
+  if (path == NULL) return throw_uvg(env, "register", UVG_EINVAL);
   uvg_method_t m = {
       .path = path,
       .type = (uvg_method_type_t)type,
@@ -548,8 +531,7 @@ static napi_value js_server_register(napi_env env, napi_callback_info info) {
   };
   int err = uvg_server_register(s->server, &m, 1);
   free(path);
-  if (err)
-    return throw_uvg(env, "register", err);
+  if (err) return throw_uvg(env, "register", err);
   return undefined(env);
 }
 
@@ -577,8 +559,7 @@ static napi_value js_server_listen(napi_env env, napi_callback_info info) {
       napi_get_value_int32(env, v, &mode);
     o.client_cert = (uvg_client_cert_t)mode;
     int err = uvg_tls_server_credentials_new(&o, &creds);
-    if (err)
-      return throw_uvg(env, "listen", err);
+    if (err) return throw_uvg(env, "listen", err);
   }
   char *addr = js_string(env, argv[1], NULL);
   if (addr == NULL) {
@@ -589,8 +570,7 @@ static napi_value js_server_listen(napi_env env, napi_callback_info info) {
   int err = uvg_server_listen(s->server, addr, creds, &port);
   uvg_server_credentials_release(creds);
   free(addr);
-  if (err)
-    return throw_uvg(env, "listen", err);
+  if (err) return throw_uvg(env, "listen", err);
   return int32(env, port);
 }
 
@@ -602,8 +582,7 @@ static napi_value js_server_close(napi_env env, napi_callback_info info) {
   napi_value argv[3], name;
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   server_t *s = unwrap(env, argv[0]);
-  if (s == NULL || s->server == NULL || s->closing)
-    return undefined(env);
+  if (s == NULL || s->server == NULL || s->closing) return undefined(env);
   double grace = -1;
   napi_get_value_double(env, argv[1], &grace);
   napi_valuetype t;
@@ -623,8 +602,7 @@ static napi_value js_server_close(napi_env env, napi_callback_info info) {
 }
 
 static void scall_unref(scall_t *c) {
-  if (--c->refs == 0)
-    obj_free(c);
+  if (--c->refs == 0) obj_free(c);
 }
 
 static void scall_finalize(napi_env env, void *data, void *hint) {
@@ -643,8 +621,8 @@ static void srv_on_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   }
   scall_t *c = obj_alloc(sizeof(*c));
   if (c == NULL) {
-    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory",
-                    NULL, 0);
+    uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL,
+                    0);
     return;
   }
   c->e = e;
@@ -673,8 +651,7 @@ static void srv_on_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   napi_get_reference_value(env, s->on_call, &fn);
   make_callback(env, c->js.ctx, fn, 5, argv, &result);
   napi_valuetype t = napi_undefined;
-  if (result != NULL)
-    napi_typeof(env, result, &t);
+  if (result != NULL) napi_typeof(env, result, &t);
   if (t == napi_function) {
     napi_create_reference(env, result, 1, &c->ev);
   } else if (c->call != NULL) {
@@ -688,8 +665,7 @@ static void scall_event(scall_t *c, const char *kind, napi_value a,
                         napi_value b) {
   napi_env env = c->e->env;
   napi_value argv[3], fn;
-  if (c->ev == NULL || c->e->tearing_down)
-    return;
+  if (c->ev == NULL || c->e->tearing_down) return;
   napi_create_string_utf8(env, kind, NAPI_AUTO_LENGTH, &argv[0]);
   argv[1] = a ? a : undefined(env);
   argv[2] = b ? b : undefined(env);
@@ -699,8 +675,7 @@ static void scall_event(scall_t *c, const char *kind, napi_value a,
 
 static void srv_on_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
   scall_t *c = uvg_call_get_data(call);
-  if (c == NULL)
-    return;
+  if (c == NULL) return;
   napi_env env = c->e->env;
   napi_handle_scope scope;
   napi_value buf;
@@ -712,8 +687,7 @@ static void srv_on_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
 
 static void srv_on_half_close(uvg_call_t *call) {
   scall_t *c = uvg_call_get_data(call);
-  if (c == NULL)
-    return;
+  if (c == NULL) return;
   napi_env env = c->e->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -736,15 +710,13 @@ static void srv_on_cancel(uvg_call_t *call, const uvg_status_t *status) {
 
 static void srv_on_done(uvg_call_t *call, const uvg_status_t *status) {
   scall_t *c = uvg_call_get_data(call);
-  if (c == NULL)
-    return;
+  if (c == NULL) return;
   napi_env env = c->e->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
   c->call = NULL;
   scall_event(c, "done", int32(env, (int32_t)status->code), NULL);
-  if (c->ev != NULL)
-    napi_delete_reference(env, c->ev);
+  if (c->ev != NULL) napi_delete_reference(env, c->ev);
   c->ev = NULL;
   jsctx_release(&c->js);
   napi_close_handle_scope(env, scope);
@@ -762,17 +734,17 @@ static napi_value js_call_send_headers(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   scall_t *c = scall_arg(env, argv[0]);
-  if (c == NULL)
-    return int32(env, UVG_ECANCELED);
+  if (c == NULL) return int32(env, UVG_ECANCELED);
   md_arg_t md;
-  if (md_from_js(env, argv[1], &md))
-    return NULL;
+  if (md_from_js(env, argv[1], &md)) return NULL;
   int err = uvg_call_send_headers(c->call, md.md, md.n);
   md_arg_free(&md);
   return int32(env, err);
 }
 
-static void scall_unref_any(void *c) { scall_unref(c); }
+static void scall_unref_any(void *c) {
+  scall_unref(c);
+}
 
 static void srv_send_cb(uvg_call_t *call, int status, void *user_data) {
   (void)call;
@@ -788,8 +760,7 @@ static napi_value js_call_send(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   scall_t *c = scall_arg(env, argv[0]);
-  if (c == NULL)
-    return int32(env, UVG_ECANCELED);
+  if (c == NULL) return int32(env, UVG_ECANCELED);
   void *data;
   size_t len;
   CHECK(env, napi_get_buffer_info(env, argv[1], &data, &len));
@@ -797,8 +768,7 @@ static napi_value js_call_send(napi_env env, napi_callback_info info) {
     return int32(env, uvg_call_send(c->call, data, len, 0, NULL, NULL));
   send_req_t *r =
       send_req_new(env, &c->js, c, scall_unref_any, argv[1], argv[2]);
-  if (r == NULL)
-    return NULL;
+  if (r == NULL) return NULL;
   c->refs++;
   int err = uvg_call_send(c->call, data, len, 0, srv_send_cb, r);
   if (err) {
@@ -816,8 +786,7 @@ static napi_value js_call_pause_reading(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   scall_t *c = scall_arg(env, argv[0]);
-  if (c == NULL)
-    return int32(env, UVG_ECANCELED);
+  if (c == NULL) return int32(env, UVG_ECANCELED);
   bool paused = false;
   napi_get_value_bool(env, argv[1], &paused);
   return int32(env, uvg_call_pause_reading(c->call, paused));
@@ -829,15 +798,13 @@ static napi_value js_call_finish(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   scall_t *c = scall_arg(env, argv[0]);
-  if (c == NULL)
-    return int32(env, UVG_ECANCELED);
+  if (c == NULL) return int32(env, UVG_ECANCELED);
   int32_t code = 0;
   napi_get_value_int32(env, argv[1], &code);
   char *message = NULL;
   napi_valuetype t;
   napi_typeof(env, argv[2], &t);
-  if (t == napi_string)
-    message = js_string(env, argv[2], NULL);
+  if (t == napi_string) message = js_string(env, argv[2], NULL);
   md_arg_t md;
   if (md_from_js(env, argv[3], &md)) {
     free(message);
@@ -845,8 +812,7 @@ static napi_value js_call_finish(napi_env env, napi_callback_info info) {
   }
   uvg_status_t st = {.code = (uvg_status_code_t)code, .message = message};
   bool is_buf = false;
-  if (argc >= 5)
-    napi_is_buffer(env, argv[4], &is_buf);
+  if (argc >= 5) napi_is_buffer(env, argv[4], &is_buf);
   if (is_buf) {
     void *d;
     napi_get_buffer_info(env, argv[4], &d, &st.details_len);
@@ -897,13 +863,11 @@ static napi_value js_channel_new(napi_env env, napi_callback_info info) {
     napi_valuetype t = napi_undefined;
     if (napi_get_named_property(env, argv[1], "serverName", &v) == napi_ok)
       napi_typeof(env, v, &t);
-    if (t == napi_string)
-      name = js_string(env, v, NULL);
+    if (t == napi_string) name = js_string(env, v, NULL);
     o.server_name_override = name;
     int err = uvg_tls_channel_credentials_new(&o, &creds);
     free(name);
-    if (err)
-      return throw_uvg(env, "channelNew", err);
+    if (err) return throw_uvg(env, "channelNew", err);
   }
   char *target = js_string(env, argv[0], NULL);
   channel_t *c = target ? obj_alloc(sizeof(*c)) : NULL;
@@ -941,8 +905,7 @@ static napi_value js_channel_close(napi_env env, napi_callback_info info) {
 }
 
 static void ccall_unref(ccall_t *c) {
-  if (--c->refs == 0)
-    obj_free(c);
+  if (--c->refs == 0) obj_free(c);
 }
 
 static void ccall_finalize(napi_env env, void *data, void *hint) {
@@ -955,8 +918,7 @@ static void ccall_event(ccall_t *c, const char *kind, size_t argc,
                         const napi_value *args) {
   napi_env env = c->e->env;
   napi_value argv[5], fn;
-  if (c->e->tearing_down)
-    return;
+  if (c->e->tearing_down) return;
   napi_create_string_utf8(env, kind, NAPI_AUTO_LENGTH, &argv[0]);
   for (size_t i = 0; i < 4; i++)
     argv[i + 1] = i < argc ? args[i] : undefined(env);
@@ -1035,8 +997,7 @@ static napi_value js_client_call_start(napi_env env, napi_callback_info info) {
   if (ch == NULL || ch->channel == NULL || ch->closing)
     return throw_uvg(env, "start", UVG_ECLOSED);
   char *method = js_string(env, argv[1], NULL);
-  if (method == NULL)
-    return throw_uvg(env, "start", UVG_EINVAL);
+  if (method == NULL) return throw_uvg(env, "start", UVG_EINVAL);
   md_arg_t md;
   if (md_from_js(env, argv[2], &md)) {
     free(method);
@@ -1062,8 +1023,8 @@ static napi_value js_client_call_start(napi_env env, napi_callback_info info) {
   async_init(env, name, &c->js.ctx);
   c->js.e = c->e;
   c->js.live = 1;
-  int err =
-      uvg_client_call_start(ch->channel, method, &opts, &client_cbs, c, &c->call);
+  int err = uvg_client_call_start(ch->channel, method, &opts, &client_cbs, c,
+                                  &c->call);
   md_arg_free(&md);
   free(method);
   if (err) {
@@ -1081,7 +1042,9 @@ static ccall_t *ccall_arg(napi_env env, napi_value v) {
   return c != NULL && c->call != NULL ? c : NULL;
 }
 
-static void ccall_unref_any(void *c) { ccall_unref(c); }
+static void ccall_unref_any(void *c) {
+  ccall_unref(c);
+}
 
 static void cli_send_cb(uvg_client_call_t *call, int status, void *user_data) {
   (void)call;
@@ -1094,8 +1057,7 @@ static napi_value js_client_call_send(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   ccall_t *c = ccall_arg(env, argv[0]);
-  if (c == NULL)
-    return int32(env, UVG_ECANCELED);
+  if (c == NULL) return int32(env, UVG_ECANCELED);
   void *data;
   size_t len;
   CHECK(env, napi_get_buffer_info(env, argv[1], &data, &len));
@@ -1103,8 +1065,7 @@ static napi_value js_client_call_send(napi_env env, napi_callback_info info) {
     return int32(env, uvg_client_call_send(c->call, data, len, 0, NULL, NULL));
   send_req_t *r =
       send_req_new(env, &c->js, c, ccall_unref_any, argv[1], argv[2]);
-  if (r == NULL)
-    return NULL;
+  if (r == NULL) return NULL;
   c->refs++;
   int err = uvg_client_call_send(c->call, data, len, 0, cli_send_cb, r);
   if (err) {
@@ -1114,13 +1075,13 @@ static napi_value js_client_call_send(napi_env env, napi_callback_info info) {
   return int32(env, err);
 }
 
-#define CLIENT_CALL_OP(js_name, fn)                                           \
-  static napi_value js_name(napi_env env, napi_callback_info info) {          \
-    size_t argc = 1;                                                          \
-    napi_value argv[1];                                                       \
-    CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));         \
-    ccall_t *c = ccall_arg(env, argv[0]);                                     \
-    return int32(env, c == NULL ? UVG_ECANCELED : fn(c->call));               \
+#define CLIENT_CALL_OP(js_name, fn)                                   \
+  static napi_value js_name(napi_env env, napi_callback_info info) {  \
+    size_t argc = 1;                                                  \
+    napi_value argv[1];                                               \
+    CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL)); \
+    ccall_t *c = ccall_arg(env, argv[0]);                             \
+    return int32(env, c == NULL ? UVG_ECANCELED : fn(c->call));       \
   }
 
 CLIENT_CALL_OP(js_client_call_half_close, uvg_client_call_half_close)
@@ -1153,8 +1114,8 @@ NAPI_MODULE_INIT() {
     throw_last(env, "init");
     return NULL;
   }
-  CHECK(env, napi_add_async_cleanup_hook(env, env_cleanup_hook, e,
-                                         &e->cleanup));
+  CHECK(env,
+        napi_add_async_cleanup_hook(env, env_cleanup_hook, e, &e->cleanup));
 
   static const struct {
     const char *name;
