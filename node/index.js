@@ -1,0 +1,774 @@
+'use strict';
+// uvgrpc for Node.js: an API shaped like @grpc/grpc-js on the uvgrpc addon
+// (binding.c), which runs on Node's own event loop. Serialization happens
+// here, with the serialize/deserialize functions of the service definition
+// (@grpc/proto-loader's, or hand-written ones); the addon moves bytes.
+
+const path = require('path');
+const { EventEmitter } = require('events');
+const { Readable, Writable, Duplex } = require('stream');
+
+function loadBinding() {
+  const tried = [];
+  const candidates = [
+    process.env.UVGRPC_NODE_ADDON,
+    path.join(__dirname, 'uvgrpc.node'),
+    path.join(__dirname, '..', 'build', 'node', 'uvgrpc.node'),
+  ].filter(Boolean);
+  for (const file of candidates) {
+    try {
+      return require(file);
+    } catch (e) {
+      if (e.code !== 'MODULE_NOT_FOUND') throw e;
+      tried.push(file);
+    }
+  }
+  throw new Error('uvgrpc.node not found (build it with meson; tried ' +
+                  tried.join(', ') + ')');
+}
+
+const binding = loadBinding();
+
+const status = Object.freeze({
+  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5, ALREADY_EXISTS: 6, PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10,
+  OUT_OF_RANGE: 11, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14,
+  DATA_LOSS: 15, UNAUTHENTICATED: 16,
+});
+const statusName = Object.fromEntries(
+  Object.entries(status).map(([k, v]) => [v, k]));
+
+const DETAILS_KEY = 'grpc-status-details-bin';
+// uvgrpc's method kinds (uvg_method_type_t)
+const UNARY = 0, CLIENT_STREAMING = 1, SERVER_STREAMING = 2, BIDI = 3;
+
+/* ---- Metadata ----------------------------------------------------------- */
+
+const KEY_RE = /^[0-9a-z_.-]+$/;
+
+class Metadata {
+  constructor(options) {
+    this.internalRepr = new Map();
+    this.options = options || {};
+  }
+
+  static _check(key, value) {
+    if (!KEY_RE.test(key)) throw new Error(`Metadata key "${key}" contains illegal characters`);
+    if (key.endsWith('-bin')) {
+      if (!Buffer.isBuffer(value)) throw new Error("keys that end with '-bin' must have Buffer values");
+    } else if (typeof value !== 'string') {
+      throw new Error("keys that don't end with '-bin' must have String values");
+    }
+  }
+
+  set(key, value) {
+    key = key.toLowerCase();
+    Metadata._check(key, value);
+    this.internalRepr.set(key, [value]);
+  }
+
+  add(key, value) {
+    key = key.toLowerCase();
+    Metadata._check(key, value);
+    const list = this.internalRepr.get(key);
+    if (list) list.push(value);
+    else this.internalRepr.set(key, [value]);
+  }
+
+  remove(key) { this.internalRepr.delete(key.toLowerCase()); }
+
+  get(key) { return this.internalRepr.get(key.toLowerCase()) || []; }
+
+  getMap() {
+    const out = {};
+    for (const [k, v] of this.internalRepr) if (v.length > 0) out[k] = v[0];
+    return out;
+  }
+
+  clone() {
+    const m = new Metadata(this.options);
+    for (const [k, v] of this.internalRepr) m.internalRepr.set(k, v.slice());
+    return m;
+  }
+
+  merge(other) {
+    for (const [k, v] of other.internalRepr) {
+      this.internalRepr.set(k, (this.internalRepr.get(k) || []).concat(v));
+    }
+  }
+
+  toJSON() {
+    const out = {};
+    for (const [k, v] of this.internalRepr) out[k] = v;
+    return out;
+  }
+
+  // The addon's form: [key, value, key, value, ...]
+  _toFlat() {
+    const flat = [];
+    for (const [k, values] of this.internalRepr) {
+      for (const v of values) flat.push(k, v);
+    }
+    return flat;
+  }
+
+  static _fromFlat(flat) {
+    const m = new Metadata();
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const list = m.internalRepr.get(flat[i]);
+      if (list) list.push(flat[i + 1]);
+      else m.internalRepr.set(flat[i], [flat[i + 1]]);
+    }
+    return m;
+  }
+}
+
+function flatMetadata(md) {
+  return md instanceof Metadata ? md._toFlat() : [];
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+// grpc-js's ServiceError: an Error with code, details and metadata.
+function serviceError(st) {
+  const err = new Error(`${st.code} ${statusName[st.code] || 'UNKNOWN'}: ${st.details}`);
+  err.code = st.code;
+  err.details = st.details;
+  err.metadata = st.metadata;
+  return err;
+}
+
+// What a handler's error becomes on the wire, as grpc-js reads it.
+function statusFromError(err) {
+  let code = status.UNKNOWN;
+  if (err && Number.isInteger(err.code) && err.code >= 0 && err.code <= 16 &&
+      err.code !== status.OK) {
+    code = err.code;
+  }
+  let details = 'Unknown Error';
+  if (err && typeof err.details === 'string') details = err.details;
+  else if (err && typeof err.message === 'string') details = err.message;
+  const metadata = err && err.metadata instanceof Metadata ? err.metadata : null;
+  return { code, details, metadata };
+}
+
+/* ---- credentials -------------------------------------------------------- */
+
+function checkPem(v, what) {
+  if (v !== null && v !== undefined && !Buffer.isBuffer(v)) {
+    throw new TypeError(`${what} must be a Buffer`);
+  }
+  return v || undefined;
+}
+
+class ChannelCredentials {
+  constructor(tls) { this._tls = tls || null; }
+  _isSecure() { return this._tls !== null; }
+}
+
+class ServerCredentials {
+  constructor(tls) { this._tls = tls || null; }
+  static createInsecure() { return new ServerCredentials(); }
+  // grpc-js: createSsl(rootCerts, keyCertPairs, checkClientCertificate).
+  // The first key/certificate pair is used. With rootCerts, client
+  // certificates are asked for, and required with checkClientCertificate.
+  static createSsl(rootCerts, keyCertPairs, checkClientCertificate = false) {
+    if (!Array.isArray(keyCertPairs) || keyCertPairs.length === 0) {
+      throw new TypeError('keyCertPairs must be a non-empty array');
+    }
+    const ca = checkPem(rootCerts, 'rootCerts');
+    return new ServerCredentials({
+      cert: checkPem(keyCertPairs[0].cert_chain, 'cert_chain'),
+      key: checkPem(keyCertPairs[0].private_key, 'private_key'),
+      ca,
+      clientCert: ca ? (checkClientCertificate ? 2 : 1) : 0,
+    });
+  }
+  _isSecure() { return this._tls !== null; }
+}
+
+const credentials = {
+  createInsecure() { return new ChannelCredentials(); },
+  // grpc-js: createSsl(rootCerts, privateKey, certChain); no rootCerts:
+  // the system's roots.
+  createSsl(rootCerts, privateKey, certChain) {
+    return new ChannelCredentials({
+      roots: checkPem(rootCerts, 'rootCerts'),
+      key: checkPem(privateKey, 'privateKey'),
+      cert: checkPem(certChain, 'certChain'),
+    });
+  },
+};
+
+/* ---- server ------------------------------------------------------------- */
+
+function methodKind(def) {
+  if (def.requestStream) return def.responseStream ? BIDI : CLIENT_STREAMING;
+  return def.responseStream ? SERVER_STREAMING : UNARY;
+}
+
+function deadlineFrom(remainingMs) {
+  return remainingMs < 0 ? Infinity : new Date(Date.now() + remainingMs);
+}
+
+// What every server call object has (grpc-js's ServerSurfaceCall).
+function initServerCall(call, nat, pathName, mdFlat, remaining) {
+  call._nat = nat;
+  call._path = pathName;
+  call._deadline = deadlineFrom(remaining);
+  call._finished = false;
+  call.cancelled = false;
+  call.metadata = Metadata._fromFlat(mdFlat);
+}
+
+const serverCallMethods = {
+  getDeadline() { return this._deadline; },
+  getPath() { return this._path; },
+  getPeer() { return 'unknown'; },
+  getHost() { return ''; },
+  sendMetadata(md) {
+    if (!this._finished) binding.callSendHeaders(this._nat, flatMetadata(md));
+  },
+  _finish(code, details, trailers) {
+    if (this._finished) return;
+    this._finished = true;
+    let flat = flatMetadata(trailers);
+    binding.callFinish(this._nat, code, details, flat, undefined);
+  },
+  _finishError(err) {
+    const st = statusFromError(err);
+    this._finish(st.code, st.details, st.metadata);
+  },
+  _cancel() {
+    this.cancelled = true;
+    this._finished = true;
+    this.emit('cancelled', 'cancelled');
+  },
+};
+
+class ServerUnaryCall extends EventEmitter {}
+Object.assign(ServerUnaryCall.prototype, serverCallMethods);
+
+class ServerReadableStream extends Readable {
+  constructor() { super({ objectMode: true }); this._paused = false; }
+  _read() { resumeServerReading(this); }
+}
+Object.assign(ServerReadableStream.prototype, serverCallMethods);
+
+class ServerWritableStream extends Writable {
+  constructor() {
+    super({ objectMode: true });
+    this._trailers = null;
+    this._paused = false;
+    // grpc-js: an 'error' emitted by the handler ends the call with it,
+    // after the messages written before it
+    this.on('error', (err) => {
+      if (this.writableLength === 0) this._finishError(err);
+      else this._pendingError = err;
+    });
+  }
+  _write(msg, _enc, cb) { writeServerMessage(this, msg, cb); }
+  _final(cb) { this._finish(status.OK, 'OK', this._trailers); cb(); }
+  _destroy(err, cb) {
+    if (err) this._finishError(err);
+    cb(null); // the error went to the client, not to 'error' listeners
+  }
+  end(metadata, ...rest) {
+    if (metadata instanceof Metadata) { this._trailers = metadata; return super.end(...rest); }
+    return super.end(metadata, ...rest);
+  }
+}
+Object.assign(ServerWritableStream.prototype, serverCallMethods);
+
+class ServerDuplexStream extends Duplex {
+  constructor() {
+    super({ objectMode: true });
+    this._trailers = null;
+    this._paused = false;
+    // grpc-js: an 'error' emitted by the handler ends the call with it,
+    // after the messages written before it
+    this.on('error', (err) => {
+      if (this.writableLength === 0) this._finishError(err);
+      else this._pendingError = err;
+    });
+  }
+  _read() { resumeServerReading(this); }
+  _write(msg, _enc, cb) { writeServerMessage(this, msg, cb); }
+  _final(cb) { this._finish(status.OK, 'OK', this._trailers); cb(); }
+  _destroy(err, cb) {
+    if (err) this._finishError(err);
+    cb(null);
+  }
+  end(metadata, ...rest) {
+    if (metadata instanceof Metadata) { this._trailers = metadata; return super.end(...rest); }
+    return super.end(metadata, ...rest);
+  }
+}
+Object.assign(ServerDuplexStream.prototype, serverCallMethods);
+
+// A message goes out without a copy and the write completes when it
+// reached the socket: Writable's buffer fills meanwhile, so write()
+// returns false and 'drain' follows, as Node's streams do.
+function writeServerMessage(call, msg, cb) {
+  if (call._finished) return cb();
+  let bytes;
+  try {
+    bytes = call._def.responseSerialize(msg);
+  } catch (e) {
+    call._finish(status.INTERNAL, 'Error serializing response: ' + e.message);
+    return cb();
+  }
+  const done = () => {
+    cb();
+    if (call._pendingError && call.writableLength === 0) {
+      const err = call._pendingError;
+      call._pendingError = null;
+      call._finishError(err);
+    }
+  };
+  if (binding.callSend(call._nat, bytes, done) !== 0) done();
+}
+
+// Reading of client streams follows the Readable: push() returning false
+// pauses the call (HTTP/2 flow control holds the client back), _read()
+// resumes it.
+function pushServerMessage(call, m) {
+  if (!call.push(m) && !call._paused && !call._finished) {
+    call._paused = true;
+    binding.callPauseReading(call._nat, true);
+  }
+}
+
+function resumeServerReading(call) {
+  if (call._paused) {
+    call._paused = false;
+    binding.callPauseReading(call._nat, false);
+  }
+}
+
+// The callback unary and client-streaming handlers answer with.
+function unaryCallback(call) {
+  return (err, value, trailer) => {
+    if (call._finished) return;
+    if (err) return call._finishError(err);
+    let bytes;
+    try {
+      bytes = call._def.responseSerialize(value);
+    } catch (e) {
+      return call._finish(status.INTERNAL, 'Error serializing response: ' + e.message);
+    }
+    binding.callSend(call._nat, bytes);
+    call._finish(status.OK, 'OK', trailer);
+  };
+}
+
+class Server {
+  constructor(options) {
+    this.options = options || {};
+    this._handlers = new Map();
+    this._nat = null;
+    this._closed = false;
+  }
+
+  _native() {
+    if (this._nat === null) this._nat = binding.serverNew(this._onCall.bind(this));
+    return this._nat;
+  }
+
+  addService(service, implementation) {
+    if (service === null || typeof service !== 'object' ||
+        implementation === null || typeof implementation !== 'object') {
+      throw new Error('addService() requires two objects as arguments');
+    }
+    for (const [name, def] of Object.entries(service)) {
+      let fn = implementation[name];
+      if (fn === undefined && def.originalName) fn = implementation[def.originalName];
+      // Methods without a handler are left to the library's UNIMPLEMENTED.
+      if (typeof fn !== 'function') continue;
+      this.register(def.path, fn.bind(implementation), def.responseSerialize,
+                    def.requestDeserialize, methodKind(def), def);
+    }
+  }
+
+  // grpc-js: register(name, handler, serialize, deserialize, type)
+  register(name, handler, serialize, deserialize, type, def) {
+    if (this._handlers.has(name)) return false;
+    const kind = typeof type === 'number' ? type :
+      { unary: UNARY, clientStream: CLIENT_STREAMING,
+        serverStream: SERVER_STREAMING, bidi: BIDI }[type];
+    def = def || { responseSerialize: serialize, requestDeserialize: deserialize };
+    binding.serverRegister(this._native(), name, kind);
+    this._handlers.set(name, { handler, kind, def });
+    return true;
+  }
+
+  bindAsync(port, creds, callback) {
+    if (!(creds instanceof ServerCredentials)) {
+      throw new TypeError('creds must be a ServerCredentials object');
+    }
+    let addr = String(port);
+    if (addr.startsWith('localhost:')) addr = '127.0.0.1:' + addr.slice(10);
+    let result;
+    try {
+      result = binding.serverListen(this._native(), addr, creds._tls);
+    } catch (e) {
+      process.nextTick(callback, e, -1);
+      return;
+    }
+    process.nextTick(callback, null, result);
+  }
+
+  start() {}
+
+  tryShutdown(callback) {
+    if (this._nat === null || this._closed) {
+      this._closed = true;
+      if (callback) process.nextTick(callback);
+      return;
+    }
+    this._closed = true;
+    // drain: calls in flight go on; there is no grace limit, as in grpc-js
+    binding.serverClose(this._nat, 2 ** 52, () => { if (callback) callback(); });
+  }
+
+  forceShutdown() {
+    if (this._nat !== null) binding.serverClose(this._nat, -1, null);
+    this._closed = true;
+  }
+
+  // From the addon: a call of a registered method begins.
+  _onCall(pathName, nat, msg, mdFlat, remaining) {
+    const h = this._handlers.get(pathName);
+    let call;
+    switch (h.kind) {
+      case UNARY: call = new ServerUnaryCall(); break;
+      case CLIENT_STREAMING: call = new ServerReadableStream(); break;
+      case SERVER_STREAMING: call = new ServerWritableStream(); break;
+      default: call = new ServerDuplexStream(); break;
+    }
+    initServerCall(call, nat, pathName, mdFlat, remaining);
+    call._def = h.def;
+    if (h.kind === UNARY || h.kind === SERVER_STREAMING) {
+      try {
+        call.request = h.def.requestDeserialize(msg);
+      } catch (e) {
+        call._finish(status.INTERNAL, 'Error deserializing request: ' + e.message);
+        return () => {};
+      }
+    }
+    try {
+      if (h.kind === UNARY || h.kind === CLIENT_STREAMING) {
+        h.handler(call, unaryCallback(call));
+      } else {
+        h.handler(call);
+      }
+    } catch (e) {
+      // The client learns UNKNOWN; the process learns of the exception.
+      call._finish(status.UNKNOWN, 'Handler threw an exception');
+      process.nextTick(() => { throw e; });
+    }
+    return (kind, a) => {
+      switch (kind) {
+        case 'message': {
+          let m;
+          try {
+            m = h.def.requestDeserialize(a);
+          } catch (e) {
+            call._finish(status.INTERNAL, 'Error deserializing request: ' + e.message);
+            return;
+          }
+          pushServerMessage(call, m);
+          break;
+        }
+        case 'halfclose':
+          call.push(null);
+          break;
+        case 'cancel':
+          call._cancel();
+          break;
+        case 'done':
+          call._finished = true;
+          if (call instanceof EventEmitter && !(call instanceof Readable) &&
+              !(call instanceof Writable)) {
+            call.emit('finish');
+          }
+          break;
+      }
+    };
+  }
+}
+
+/* ---- client ------------------------------------------------------------- */
+
+function timeoutFrom(options) {
+  if (!options || options.deadline === undefined || options.deadline === null) return 0;
+  const d = options.deadline instanceof Date ? options.deadline.getTime() : Number(options.deadline);
+  if (!Number.isFinite(d)) return 0;
+  return Math.max(1, Math.ceil(d - Date.now()));
+}
+
+// (arg, [metadata], [options], callback) as grpc-js takes them
+function unaryArgs(args) {
+  let [metadata, options, callback] = [undefined, undefined, undefined];
+  const rest = args.slice();
+  if (typeof rest[rest.length - 1] === 'function') callback = rest.pop();
+  if (rest[0] instanceof Metadata) metadata = rest.shift();
+  if (rest.length > 0 && rest[0] && typeof rest[0] === 'object') options = rest.shift();
+  return { metadata: metadata || new Metadata(), options: options || {}, callback };
+}
+
+function streamArgs(args) {
+  let metadata, options;
+  if (args[0] instanceof Metadata) { metadata = args[0]; options = args[1]; }
+  else options = args[0];
+  return { metadata: metadata || new Metadata(), options: options || {} };
+}
+
+const clientCallMethods = {
+  cancel() { if (this._nat) binding.clientCallCancel(this._nat); },
+  getPeer() { return this._target; },
+};
+
+class ClientUnaryCall extends EventEmitter {}
+Object.assign(ClientUnaryCall.prototype, clientCallMethods);
+
+class ClientWritableStream extends Writable {
+  constructor() { super({ objectMode: true }); }
+  _write(msg, _enc, cb) { writeClientMessage(this, msg, cb); }
+  _final(cb) { if (this._nat) binding.clientCallHalfClose(this._nat); cb(); }
+}
+Object.assign(ClientWritableStream.prototype, clientCallMethods);
+
+class ClientReadableStream extends Readable {
+  constructor() { super({ objectMode: true }); this._reading = false; }
+  _read() { readClientMessage(this); }
+}
+Object.assign(ClientReadableStream.prototype, clientCallMethods);
+
+class ClientDuplexStream extends Duplex {
+  constructor() { super({ objectMode: true }); this._reading = false; }
+  _read() { readClientMessage(this); }
+  _write(msg, _enc, cb) { writeClientMessage(this, msg, cb); }
+  _final(cb) { if (this._nat) binding.clientCallHalfClose(this._nat); cb(); }
+}
+Object.assign(ClientDuplexStream.prototype, clientCallMethods);
+
+function writeClientMessage(call, msg, cb) {
+  let bytes;
+  try {
+    bytes = call._serialize(msg);
+  } catch (e) {
+    call.cancel();
+    return cb();
+  }
+  if (!call._nat || binding.clientCallSend(call._nat, bytes, () => cb()) !== 0) cb();
+}
+
+function readClientMessage(call) {
+  if (call._reading || !call._nat) return;
+  call._reading = true;
+  binding.clientCallRead(call._nat);
+}
+
+class Client {
+  constructor(address, creds, options) {
+    if (!(creds instanceof ChannelCredentials)) {
+      throw new TypeError('Channel credentials must be a ChannelCredentials object');
+    }
+    this._target = address;
+    this._options = options || {};
+    let tls = creds._tls;
+    if (tls && this._options['grpc.ssl_target_name_override']) {
+      tls = Object.assign({ serverName: this._options['grpc.ssl_target_name_override'] }, tls);
+    }
+    this._channel = binding.channelNew(address, tls);
+  }
+
+  close() { binding.channelClose(this._channel); }
+
+  getChannel() { return this; }
+
+  waitForReady(deadline, callback) { process.nextTick(callback); }
+
+  // Starts a call; `call` gets _nat, and its events come to the handlers.
+  _start(call, method, metadata, options, onMessage, onStatus) {
+    call._target = this._target;
+    call._nat = null;
+    const ev = (kind, a, b, c, d) => {
+      if (kind === 'metadata') {
+        call.emit('metadata', Metadata._fromFlat(a));
+      } else if (kind === 'message') {
+        onMessage(a);
+      } else if (kind === 'status') {
+        call._nat = null;
+        const md = Metadata._fromFlat(d);
+        if (c !== undefined && md.get(DETAILS_KEY).length === 0) md.set(DETAILS_KEY, c);
+        onStatus({ code: a, details: b, metadata: md });
+      }
+    };
+    try {
+      call._nat = binding.clientCallStart(this._channel, method, flatMetadata(metadata),
+                                          timeoutFrom(options), ev);
+    } catch (e) {
+      process.nextTick(onStatus, { code: status.UNAVAILABLE, details: e.message,
+                                   metadata: new Metadata() });
+      return false;
+    }
+    return true;
+  }
+
+  makeUnaryRequest(method, serialize, deserialize, argument, ...args) {
+    const { metadata, options, callback } = unaryArgs(args);
+    const call = new ClientUnaryCall();
+    let reply = null;
+    let got = 0;
+    const ok = this._start(call, method, metadata, options,
+      (buf) => { reply = buf; got++; },
+      (st) => finishUnary(call, st, reply, got, deserialize, callback));
+    if (ok) {
+      binding.clientCallSend(call._nat, serialize(argument));
+      binding.clientCallHalfClose(call._nat);
+      binding.clientCallRead(call._nat);
+    }
+    return call;
+  }
+
+  makeClientStreamRequest(method, serialize, deserialize, ...args) {
+    const { metadata, options, callback } = unaryArgs(args);
+    const call = new ClientWritableStream();
+    call._serialize = serialize;
+    let reply = null;
+    let got = 0;
+    const ok = this._start(call, method, metadata, options,
+      (buf) => { reply = buf; got++; },
+      (st) => finishUnary(call, st, reply, got, deserialize, callback));
+    if (ok) binding.clientCallRead(call._nat);
+    return call;
+  }
+
+  makeServerStreamRequest(method, serialize, deserialize, argument, ...args) {
+    const { metadata, options } = streamArgs(args);
+    const call = new ClientReadableStream();
+    const ok = this._start(call, method, metadata, options,
+      (buf) => onStreamMessage(call, buf, deserialize),
+      (st) => finishStream(call, st));
+    if (ok) {
+      binding.clientCallSend(call._nat, serialize(argument));
+      binding.clientCallHalfClose(call._nat);
+    }
+    return call;
+  }
+
+  makeBidiStreamRequest(method, serialize, deserialize, ...args) {
+    const { metadata, options } = streamArgs(args);
+    const call = new ClientDuplexStream();
+    call._serialize = serialize;
+    this._start(call, method, metadata, options,
+      (buf) => onStreamMessage(call, buf, deserialize),
+      (st) => finishStream(call, st));
+    return call;
+  }
+}
+
+function finishUnary(call, st, reply, got, deserialize, callback) {
+  if (st.code === status.OK && got !== 1) {
+    st = { code: status.INTERNAL, metadata: st.metadata,
+           details: got === 0 ? 'No message received' : 'Too many messages received' };
+  }
+  let value;
+  if (st.code === status.OK) {
+    try {
+      value = deserialize(reply);
+    } catch (e) {
+      st = { code: status.INTERNAL, details: 'Response message parsing error: ' + e.message,
+             metadata: st.metadata };
+    }
+  }
+  call.emit('status', st);
+  if (callback) {
+    if (st.code === status.OK) callback(null, value);
+    else callback(serviceError(st));
+  }
+}
+
+function onStreamMessage(call, buf, deserialize) {
+  call._reading = false;
+  let m;
+  try {
+    m = deserialize(buf);
+  } catch (e) {
+    call.cancel();
+    return;
+  }
+  if (call.push(m)) readClientMessage(call);
+}
+
+function finishStream(call, st) {
+  if (st.code === status.OK) {
+    call.push(null);
+  } else {
+    call.emit('error', serviceError(st));
+  }
+  call.emit('status', st);
+}
+
+function makeClientConstructor(methods, serviceName) {
+  class ServiceClient extends Client {}
+  for (const [name, def] of Object.entries(methods)) {
+    if (name === '__proto__') continue;
+    let fn;
+    if (def.requestStream && def.responseStream) {
+      fn = function (...args) {
+        return this.makeBidiStreamRequest(def.path, def.requestSerialize,
+                                          def.responseDeserialize, ...args);
+      };
+    } else if (def.requestStream) {
+      fn = function (...args) {
+        return this.makeClientStreamRequest(def.path, def.requestSerialize,
+                                            def.responseDeserialize, ...args);
+      };
+    } else if (def.responseStream) {
+      fn = function (arg, ...args) {
+        return this.makeServerStreamRequest(def.path, def.requestSerialize,
+                                            def.responseDeserialize, arg, ...args);
+      };
+    } else {
+      fn = function (arg, ...args) {
+        return this.makeUnaryRequest(def.path, def.requestSerialize,
+                                     def.responseDeserialize, arg, ...args);
+      };
+    }
+    ServiceClient.prototype[name] = fn;
+    if (def.originalName && !ServiceClient.prototype[def.originalName]) {
+      ServiceClient.prototype[def.originalName] = fn;
+    }
+  }
+  ServiceClient.service = methods;
+  ServiceClient.serviceName = serviceName;
+  return ServiceClient;
+}
+
+// @grpc/proto-loader's package definition to nested objects: services
+// become client constructors, messages and enums stay as they are.
+function loadPackageDefinition(packageDef) {
+  const result = {};
+  for (const [name, def] of Object.entries(packageDef)) {
+    const parts = name.split('.');
+    let obj = result;
+    for (const p of parts.slice(0, -1)) obj = obj[p] = obj[p] || {};
+    const last = parts[parts.length - 1];
+    obj[last] = def.format === undefined && Object.values(def).every((m) => m && m.path)
+      ? makeClientConstructor(def, last)
+      : def;
+  }
+  return result;
+}
+
+module.exports = {
+  Server, ServerCredentials, credentials, ChannelCredentials, Client,
+  Metadata, status, makeClientConstructor, makeGenericClientConstructor: makeClientConstructor,
+  loadPackageDefinition,
+  // the addon's structs alive in the process (tests of teardown)
+  _liveObjects: () => binding.liveObjects(),
+};

@@ -1,0 +1,84 @@
+'use strict';
+// worker_threads: the addon loaded in the main thread and in two workers at
+// once, each environment with its own server and client; workers
+// terminated in the middle of a streaming call leave no thread behind and
+// the process exits by itself.
+const test = require('node:test');
+const assert = require('node:assert');
+const fs = require('fs');
+const path = require('path');
+const { Worker } = require('worker_threads');
+const { spawnSync } = require('child_process');
+const c = require('./common.js');
+
+const WORKER = path.join(__dirname, 'worker.js');
+const threads = () => fs.readdirSync('/proc/self/task').length;
+
+function runWorker(mode) {
+  const w = new Worker(WORKER, { workerData: { mode } });
+  const exited = new Promise((resolve) => w.once('exit', resolve));
+  const first = new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+    exited.then((code) => reject(new Error(`worker exited ${code} early`)));
+  });
+  return { w, first, exited };
+}
+
+test('main thread and two workers, each with its own server and client', async () => {
+  const a = runWorker('serve');
+  const b = runWorker('serve');
+  const { server, port } = await c.startServer(c.uvgrpc);
+  const client = c.makeClient(c.uvgrpc, port);
+  for (let i = 0; i < 20; i++) {
+    const r = await c.unary(client, { message: `m${i}` });
+    assert.ifError(r.err);
+  }
+  assert.strictEqual(await a.first, 'ok');
+  assert.strictEqual(await b.first, 'ok');
+  assert.deepStrictEqual(await Promise.all([a.exited, b.exited]), [0, 0]);
+  client.close();
+  await c.stopServer(server);
+});
+
+test('terminate() during a streaming call, 20 times: threads and objects back at baseline', async () => {
+  // one worker first, so that what Node starts once per process is started
+  const warm = runWorker('stream');
+  await warm.first;
+  await warm.w.terminate();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const before = threads();
+  const objectsBefore = c.uvgrpc._liveObjects();
+  for (let i = 0; i < 20; i++) {
+    const { w, first } = runWorker('stream');
+    assert.strictEqual(await first, 'streaming');
+    await w.terminate();
+  }
+  let after = threads();
+  for (let i = 0; i < 50 && after !== before; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    after = threads();
+  }
+  assert.strictEqual(after, before);
+  // every struct of the terminated workers' addons was freed (the main
+  // thread's count can only have dropped meanwhile, by GC)
+  assert.ok(c.uvgrpc._liveObjects() <= objectsBefore,
+            `${c.uvgrpc._liveObjects()} objects alive, ${objectsBefore} before`);
+});
+
+test('a process whose workers were terminated mid-call exits by itself', () => {
+  const script = `
+    const { Worker } = require('worker_threads');
+    (async () => {
+      for (let i = 0; i < 5; i++) {
+        const w = new Worker(${JSON.stringify(WORKER)}, { workerData: { mode: 'stream' } });
+        await new Promise((resolve) => w.once('message', resolve));
+        await w.terminate();
+      }
+      console.log('done');
+    })();`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30000 });
+  assert.strictEqual(r.signal, null, 'exited by itself');
+  assert.strictEqual(r.status, 0, r.stderr);
+  assert.strictEqual(r.stdout.trim(), 'done');
+});
