@@ -15,7 +15,9 @@ run_build() { # dir, meson options...
   if [ ! -f "$dir/build.ninja" ]; then
     meson setup "$dir" "$@" >/dev/null || return 1
   fi
-  ninja -C "$dir" >/dev/null || { ninja -C "$dir"; return 1; }
+  # One job a core (ninja's default is cores + 2); on failure, one job so
+  # the first error is the last thing printed.
+  ninja -C "$dir" -j "$(nproc)" >/dev/null || { ninja -C "$dir" -j 1; return 1; }
   rm -f "$dir/meson-logs/testlog.json"
   meson test -C "$dir" --print-errorlogs --num-processes 2 | grep -E '^ *[0-9]+/[0-9]+ ' || true
 }
