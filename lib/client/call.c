@@ -540,21 +540,23 @@ void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
     uvg__md_list_free(&c->resp_md);
     return;
   }
+  if (http != 200) {
+    snprintf(text, sizeof(text), "grpc: unexpected HTTP status %s%s", c->http_status,
+             c->grpc_status >= 0 ? "" : " (no grpc-status)");
+    uvg_status_code_t code = http_status_code(http);
+    /* a gRPC server's own status wins when it sent one; an HTTP error page
+     * (a proxy's 503) is no response of the server's and commits nothing */
+    if (c->grpc_status >= 0 && end)
+      trailers_only(c);
+    else if (!retry_configured(c, code, c->resp_md.items, c->resp_md.n))
+      end_call(c, code, text, 0);
+    return;
+  }
   /* gRFC A6: response headers commit the call; a trailers-only response
    * does not */
   if (!end) {
     c->got_response = 1;
     free_kept(c); /* the server has the request */
-  }
-  if (http != 200) {
-    snprintf(text, sizeof(text), "grpc: unexpected HTTP status %s%s", c->http_status,
-             c->grpc_status >= 0 ? "" : " (no grpc-status)");
-    /* a gRPC server's own status wins when it sent one */
-    if (c->grpc_status >= 0 && end)
-      trailers_only(c);
-    else
-      end_call(c, http_status_code(http), text, 0);
-    return;
   }
   if (!c->ct_grpc) {
     end_call(c, UVG_STATUS_UNKNOWN, "grpc: the response content-type is not gRPC", 0);

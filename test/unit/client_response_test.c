@@ -487,6 +487,46 @@ static void test_http_status_mapping(void) {
   close_pair(ch);
 }
 
+/* A proxy's 503 is no gRPC response: it does not commit the call, so a
+ * retry policy for UNAVAILABLE tries again (gRFC A6), whether the page
+ * ends on its headers or after a body. */
+static void unavailable_then_ok(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  if (st->index % 2 == 1) {
+    answer_1024(st);
+    return;
+  }
+  http_status = "503";
+  if (st->index == 0)
+    http_only(st, NULL);
+  else
+    http_with_body(st, NULL);
+}
+static void test_http_error_retried(void) {
+  CHECK_EQ(h2s_start(&srv, loop, unavailable_then_ok, NULL), 0);
+  char target[48];
+  snprintf(target, sizeof(target), "127.0.0.1:%d", srv.port);
+  uvg_channel_options_t o;
+  uvg_channel_options_init(&o);
+  o.default_service_config =
+      "{\"methodConfig\": [{\"name\": [{}], \"retryPolicy\": {"
+      "\"maxAttempts\": 3, \"initialBackoff\": \"0.01s\", "
+      "\"maxBackoff\": \"0.01s\", \"backoffMultiplier\": 1, "
+      "\"retryableStatusCodes\": [\"UNAVAILABLE\"]}}]}";
+  uvg_channel_t *ch = NULL;
+  CHECK_EQ(uvg_channel_new(loop, target, uvg_insecure_channel_credentials(), &o,
+                           &ch),
+           0);
+  for (int i = 0; i < 2; i++) { /* page on the headers, then with a body */
+    rec_t r;
+    call_and_wait(ch, &r, NULL);
+    CHECK_EQ(r.code, UVG_STATUS_OK);
+    CHECK_EQ(r.bytes, 1024);
+  }
+  CHECK_EQ(srv.nstreams, 4);
+  close_pair(ch);
+}
+
 /* "If grpc-status was provided, it must be used", whatever the HTTP
  * status. */
 static void http_500_with_status(h2s_stream_t *st, void *ud) {
@@ -852,6 +892,7 @@ int main(void) {
   RUN(test_connection_lost);
   RUN(test_deadline_server_silent);
   RUN(test_deadline_server_cancels);
+  RUN(test_http_error_retried);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK_EQ(uv_loop_close(loop), 0);
   TEST_EXIT();
