@@ -125,6 +125,32 @@ static void hedged_cancel(uvg_call_t *call, const uvg_status_t *st) {
   uvg_call_finish(call, UVG_STATUS_CANCELLED, NULL, NULL, 0);
 }
 
+/* hold: client streaming; every first attempt is held until HOLD_CALLS
+ * have sent their message, then all fail UNAVAILABLE together; a retry
+ * answers OK on its message */
+#define HOLD_CALLS 80
+static uvg_call_t *held[HOLD_CALLS];
+static int nheld;
+static void hold_start(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)call;
+  (void)msg;
+  (void)len;
+}
+static void hold_msg(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  attempts++;
+  if (uvg_call_metadata_get(call, "grpc-previous-rpc-attempts") != NULL) {
+    uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+    return;
+  }
+  held[nheld++] = call;
+  if (nheld < HOLD_CALLS) return;
+  for (int i = 0; i < nheld; i++)
+    uvg_call_finish(held[i], UVG_STATUS_UNAVAILABLE, "all at once", NULL, 0);
+  nheld = 0;
+}
+
 static void srv_done(uvg_call_t *call, const uvg_status_t *st) {
   (void)call;
   (void)st;
@@ -135,7 +161,10 @@ static const uvg_method_t flaky_m[] = {
      .on_message = collect_msg, .on_half_close = collect_end, .on_cancel = collect_cancel,
      .on_done = srv_done},
     {.path = "/t.T/Hedged", .on_call = hedged, .on_cancel = hedged_cancel,
-     .on_done = srv_done}};
+     .on_done = srv_done},
+    {.path = "/t.T/Hold", .type = UVG_METHOD_CLIENT_STREAMING, .on_call = hold_start,
+     .on_message = hold_msg, .on_half_close = collect_end,
+     .on_cancel = collect_cancel, .on_done = srv_done}};
 
 static uvg_server_t *srv;
 static int port, srv_closed;
@@ -147,7 +176,7 @@ static void on_srv_closed(uvg_server_t *s, void *d) {
 static void server_start(void) {
   port = 0;
   CHECK_EQ(uvg_server_new(loop, NULL, &srv), 0);
-  CHECK_EQ(uvg_server_register(srv, flaky_m, 3), 0);
+  CHECK_EQ(uvg_server_register(srv, flaky_m, 4), 0);
   CHECK_EQ(uvg_server_listen(srv, "127.0.0.1:0", uvg_insecure_server_credentials(), &port), 0);
 }
 static void server_stop(void) {
@@ -377,6 +406,50 @@ static void test_sends_during_backoff(void) {
   server_stop();
 }
 
+/* gRFC A6: what a channel keeps for retries is bounded (16 MiB) across its
+ * calls: of 80 calls that each keep a 256000-byte message, the first 65 fit
+ * (65 x 256005 framed bytes) and are retried; the others are committed and
+ * fail. A second round retries 65 again: the ended calls gave their share
+ * back. */
+static int held_done[UVG_STATUS_UNAUTHENTICATED + 1];
+static void on_held_status(uvg_client_call_t *call, const uvg_status_t *st,
+                           const uvg_metadata_t *tr, size_t n, void *ud) {
+  (void)call;
+  (void)tr;
+  (void)n;
+  (void)ud;
+  held_done[st->code]++;
+}
+static void test_channel_retry_buffer(void) {
+  server_start();
+  uvg_channel_t *ch = channel(POLICY(2, "\"UNAVAILABLE\"") "}");
+  static const uvg_client_call_cbs_t cbs = {NULL, NULL, on_held_status};
+  uvg_client_call_options_t co = {.wait_for_ready = 1, .timeout_ms = 20000};
+  static uint8_t big[256000];
+  for (int round = 0; round < 2; round++) {
+    memset(held_done, 0, sizeof(held_done));
+    attempts = 0;
+    for (int i = 0; i < HOLD_CALLS; i++) {
+      uvg_client_call_t *c;
+      CHECK_EQ(uvg_client_call_start(ch, "/t.T/Hold", &co, &cbs, NULL, &c), 0);
+      CHECK_EQ(uvg_client_call_send(c, big, sizeof(big), 0, NULL, NULL), 0);
+      CHECK_EQ(uvg_client_call_read(c), 0);
+    }
+    int total = 0;
+    for (int k = 0; k < 200 && total < HOLD_CALLS; k++) {
+      wait_ms(loop, 50);
+      total = held_done[UVG_STATUS_OK] + held_done[UVG_STATUS_UNAVAILABLE];
+    }
+    fprintf(stderr, "  round %d: %d retried and OK, %d failed\n", round,
+            held_done[UVG_STATUS_OK], held_done[UVG_STATUS_UNAVAILABLE]);
+    CHECK_EQ(held_done[UVG_STATUS_OK], 65);
+    CHECK_EQ(held_done[UVG_STATUS_UNAVAILABLE], HOLD_CALLS - 65);
+    CHECK_EQ(attempts, HOLD_CALLS + 65);
+  }
+  channel_close(ch);
+  server_stop();
+}
+
 #define HEDGING(delay)                                                          \
   "{\"methodConfig\": [{\"name\": [{\"service\": \"t.T\"}], \"hedgingPolicy\": {"   \
   "\"maxAttempts\": 3, \"hedgingDelay\": \"" delay "\","                         \
@@ -501,5 +574,6 @@ int main(int argc, char **argv) {
   CASE(hedging);
   CASE(cancel_during_backoff);
   CASE(hedging_pushback_stop);
+  CASE(channel_retry_buffer);
   TEST_EXIT();
 }
