@@ -420,11 +420,6 @@ static char *authority_host(const char *auth) {
   return uvg__strndup(auth, (size_t)(end - auth));
 }
 
-static int lb_supported(const char *name, void *arg) {
-  (void)arg;
-  return uvg__lb_find(name) != NULL;
-}
-
 int uvg_channel_new(uv_loop_t *loop, const char *target,
                     uvg_channel_credentials_t *creds,
                     const uvg_channel_options_t *opts, uvg_channel_t **out) {
@@ -445,7 +440,7 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
   ch->opts.default_service_config = NULL; /* parsed, not kept */
   if (rc == 0 && dsc != NULL) {
     char err[160];
-    rc = uvg__service_config_parse(dsc, strlen(dsc), lb_supported, NULL,
+    rc = uvg__service_config_parse(dsc, strlen(dsc), uvg__lb_supported, NULL,
                                    &ch->sc_default, err, sizeof(err));
     if (rc == UVG_EINVAL) uvg__log(UVG_LOG_WARN, "default service config: %s", err);
     if (rc == 0) ch->sc = uvg__service_config_ref(ch->sc_default);

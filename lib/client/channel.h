@@ -165,6 +165,8 @@ struct uvg_lb_s {
 };
 
 const uvg_lb_policy_type_t *uvg__lb_find(const char *name);
+/* The service config parser's question (uvg__lb_supported_cb). */
+int uvg__lb_supported(const char *name, const char *config, void *arg);
 /* The built-in policies. */
 extern const uvg_lb_policy_type_t uvg__pick_first;
 extern const uvg_lb_policy_type_t uvg__round_robin;

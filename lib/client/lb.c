@@ -108,9 +108,11 @@ void uvg__address_name(const uvg_address_t *a, char *out, size_t len) {
 
 static int current(const uvg_lb_t *lb) { return lb->type != NULL; }
 
-static int supported(const char *name, void *arg) {
+int uvg__lb_supported(const char *name, const char *config, void *arg) {
+  const uvg_lb_policy_type_t *t = uvg__lb_find(name);
   (void)arg;
-  return uvg__lb_find(name) != NULL;
+  if (t == NULL) return 0;
+  return t->check_config == NULL || t->check_config(config) == 0 ? 1 : -1;
 }
 
 /* gRFC A21: an invalid config from the resolver leaves the channel with
@@ -126,7 +128,7 @@ static int take_service_config(uvg_channel_t *ch, const char *json) {
   }
   char err[160];
   uvg__service_config_t *sc;
-  if (uvg__service_config_parse(json, strlen(json), supported, NULL, &sc, err,
+  if (uvg__service_config_parse(json, strlen(json), uvg__lb_supported, NULL, &sc, err,
                                 sizeof(err)) != 0) {
     uvg__log(UVG_LOG_WARN, "service config from the resolver rejected: %s", err);
     if (ch->sc != NULL) return 0; /* the previous one stays */

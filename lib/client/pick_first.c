@@ -157,19 +157,31 @@ static void shuffle(uvg_address_t *a, size_t n) {
   }
 }
 
+/* A62: {"shuffleAddressList": bool}; other fields are ignored. Sets
+ * *shuffle; returns 0 or UVG_EINVAL. */
+static int pf_read_config(const char *config, int *shuffle) {
+  json_t *cfg = config != NULL ? json_loads(config, 0, NULL) : NULL;
+  json_t *sh = cfg != NULL ? json_object_get(cfg, "shuffleAddressList") : NULL;
+  int rc = config != NULL && (cfg == NULL || !json_is_object(cfg) ||
+                              (sh != NULL && !json_is_boolean(sh)))
+               ? UVG_EINVAL
+               : 0;
+  *shuffle = sh != NULL && json_is_true(sh);
+  json_decref(cfg);
+  return rc;
+}
+
+static int pf_check_config(const char *config) {
+  int on;
+  return pf_read_config(config, &on);
+}
+
 static int pf_update(void *state, const uvg_address_t *addrs, size_t n,
                      const char *config) {
   pf_t *pf = state;
-  /* A62: {"shuffleAddressList": bool}; other fields are ignored */
-  json_t *cfg = config != NULL ? json_loads(config, 0, NULL) : NULL;
-  json_t *sh = cfg != NULL ? json_object_get(cfg, "shuffleAddressList") : NULL;
-  if (config != NULL && (cfg == NULL || !json_is_object(cfg) ||
-                         (sh != NULL && !json_is_boolean(sh)))) {
-    json_decref(cfg);
-    return UVG_EINVAL;
-  }
-  pf->shuffle = sh != NULL && json_is_true(sh);
-  json_decref(cfg);
+  int on;
+  if (pf_read_config(config, &on) != 0) return UVG_EINVAL;
+  pf->shuffle = on;
   uvg_address_t *list = uvg__calloc(n, sizeof(*list));
   uvg_subchannel_t **scs = uvg__calloc(n, sizeof(*scs));
   uint8_t *failed = uvg__calloc(n, 1);
@@ -326,4 +338,5 @@ const uvg_lb_policy_type_t uvg__pick_first = {
     .subchannel_state = pf_subchannel_state,
     .exit_idle = pf_exit_idle,
     .destroy = pf_destroy,
+    .check_config = pf_check_config,
 };

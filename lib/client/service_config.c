@@ -692,13 +692,21 @@ static int read_lb_config(parser_t *p, const json_t *v,
       push_field(p, name);
       return fail(p, "must be an object");
     }
-    if (supported(name, arg)) {
+    char *text = dump_json(config);
+    if (text == NULL) return out_of_memory(p);
+    int verdict = supported(name, text, arg);
+    if (verdict < 0) {
+      uvg__free(text);
+      push_field(p, name);
+      return fail(p, "refused by the policy");
+    }
+    if (verdict > 0) {
       sc->lb_policy = uvg__strdup(name);
-      sc->lb_config = dump_json(config);
-      if (sc->lb_policy == NULL || sc->lb_config == NULL)
-        return out_of_memory(p);
+      sc->lb_config = text;
+      if (sc->lb_policy == NULL) return out_of_memory(p);
       return 0;
     }
+    uvg__free(text);
     pop(p, mark);
   }
   return fail(p, "no supported load balancing policy in the list");
@@ -717,7 +725,7 @@ static int read_lb_policy(parser_t *p, const json_t *v,
   if (lower == NULL) return out_of_memory(p);
   for (size_t i = 0; i < n; i++)
     if (lower[i] >= 'A' && lower[i] <= 'Z') lower[i] = (char)(lower[i] + 32);
-  if (!supported(lower, arg)) {
+  if (supported(lower, "{}", arg) <= 0) {
     int rc = fail(p, "unknown policy \"%s\"", lower);
     uvg__free(lower);
     return rc;

@@ -138,9 +138,12 @@ typedef struct {
   size_t nnames;
 } uvg__service_config_t;
 
-/* Tells whether the channel has a load balancing policy named `name`; 1
- * yes, 0 no. `arg` is what uvg__service_config_parse() was given. */
-typedef int (*uvg__lb_supported_cb)(const char *name, void *arg);
+/* Tells whether the channel has a load balancing policy named `name` that
+ * takes `config` (JSON text): 1 yes, 0 no such policy, -1 the policy
+ * refuses the config. `arg` is what uvg__service_config_parse() was
+ * given. */
+typedef int (*uvg__lb_supported_cb)(const char *name, const char *config,
+                                    void *arg);
 
 /* Parses the service config in the `len` bytes of `json` (UTF-8, no NUL
  * needed). `supported` picks the load balancing policy (required).

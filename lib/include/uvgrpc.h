@@ -1167,6 +1167,12 @@ typedef struct {
   /* The channel is done with the policy: release its subchannels (their
    * connections finish their calls) and free the state. */
   void (*destroy)(void *state);
+  /* Optional: whether `config` (JSON text) is valid for this policy;
+   * returns 0 or UVG_EINVAL. It runs when a service config names the
+   * policy, so that a bad one is refused whole and the channel keeps the
+   * config it had (gRFC A21). Without it, a config is only checked by
+   * update(), and refused there the channel has no working policy. */
+  int (*check_config)(const char *config);
 } uvg_lb_policy_type_t;
 
 /* Registers a policy under `type->name` (kept, not copied), replacing one

@@ -776,10 +776,9 @@ static void test_pick_first_ignores_health(void) {
   backends_stop();
 }
 
-/* A new policy that refuses its config leaves no picker of the old one
- * behind: fail-fast calls fail with the reason (and nothing reads the old
- * policy's subchannels, which are freed). */
-static void test_switch_to_refused_policy_config(void) {
+/* gRFC A21: a config whose policy refuses its part (checked when the
+ * config is parsed) is refused whole: the previous one stays in force. */
+static void test_refused_policy_config_keeps_previous(void) {
   backends_start();
   int rc;
   uvg_channel_t *ch = config_channel(NULL, &rc);
@@ -792,6 +791,60 @@ static void test_switch_to_refused_policy_config(void) {
   CHECK_EQ(t.ok, 30);
   CHECK_EQ(uvg_resolver_update(r, a, NB, "{\"loadBalancingConfig\": [{\"pick_first\": "
                                          "{\"shuffleAddressList\": \"yes\"}}]}"), 0);
+  int never = 0;
+  wait_count(loop, &never, 1, 50); /* the update is applied from the loop */
+  reset_counts();
+  calls(ch, "/t.T/Count", 30, &t);
+  CHECK_EQ(t.ok, 30);
+  fprintf(stderr, "  still round_robin: %d / %d / %d\n", be[0].calls, be[1].calls,
+          be[2].calls);
+  for (int i = 0; i < NB; i++) CHECK_EQ(be[i].calls, 10);
+  channel_close(ch);
+  backends_stop();
+}
+
+/* A policy without check_config can only refuse its config in update():
+ * then the channel has no working policy, and no picker of the old one is
+ * left behind: fail-fast calls fail with the reason (and nothing reads
+ * the old policy's subchannels, which are freed). */
+static int refuse_create(uvg_lb_t *lb, void **state) {
+  *state = lb;
+  return 0;
+}
+static int refuse_update(void *state, const uvg_address_t *addrs, size_t n,
+                         const char *config) {
+  (void)state;
+  (void)addrs;
+  (void)n;
+  (void)config;
+  return UVG_EINVAL;
+}
+static void refuse_state(void *state, uvg_subchannel_t *sc, uvg_connectivity_t st,
+                         const char *error) {
+  (void)state;
+  (void)sc;
+  (void)st;
+  (void)error;
+}
+static void refuse_destroy(void *state) { (void)state; }
+static const uvg_lb_policy_type_t refuses = {
+    .name = "refuses", .create = refuse_create, .update = refuse_update,
+    .subchannel_state = refuse_state, .destroy = refuse_destroy};
+
+static void test_switch_to_refused_policy_config(void) {
+  backends_start();
+  CHECK_EQ(uvg_lb_policy_register(&refuses), 0);
+  int rc;
+  uvg_channel_t *ch = config_channel(NULL, &rc);
+  uvg_resolver_t *r = uvg_channel_manual_resolver(ch);
+  uvg_address_t a[NB];
+  for (int i = 0; i < NB; i++) a[i] = addr_v4(be[i].port);
+  CHECK_EQ(uvg_resolver_update(r, a, NB, "{\"loadBalancingPolicy\": \"round_robin\"}"), 0);
+  tally_t t;
+  calls(ch, "/t.T/Count", 30, &t);
+  CHECK_EQ(t.ok, 30);
+  CHECK_EQ(uvg_resolver_update(r, a, NB, "{\"loadBalancingConfig\": [{\"refuses\": {}}]}"),
+           0);
   int never = 0;
   wait_count(loop, &never, 1, 50); /* the update is applied from the loop */
   uvg_client_call_options_t co = {.timeout_ms = 2000, .wait_for_ready = -1};
@@ -904,6 +957,7 @@ int main(int argc, char **argv) {
   CASE(health_checks);
   CASE(pick_first_ignores_health);
   CASE(switch_to_refused_policy_config);
+  CASE(refused_policy_config_keeps_previous);
   CASE(pick_first_duplicate_addresses);
   CASE(pick_first_retries_every_address);
   CASE(health_config_removed);

@@ -514,8 +514,9 @@ static void test_decide_shared_throttle(void) {
 }
 
 /* From the parsed config to the decision. */
-static int any_policy(const char *name, void *arg) {
+static int any_policy(const char *name, const char *config, void *arg) {
   (void)name;
+  (void)config;
   (void)arg;
   return 1;
 }

@@ -15,12 +15,14 @@ static char err[512];
  * weighted_round_robin; it counts the questions and keeps the last. */
 static int asked;
 static char last_asked[64];
-static int known_policy(const char *name, void *arg) {
+static int known_policy(const char *name, const char *config, void *arg) {
   CHECK(arg == &asked);
   asked++;
   snprintf(last_asked, sizeof(last_asked), "%s", name);
-  return strcmp(name, "pick_first") == 0 || strcmp(name, "round_robin") == 0 ||
-         strcmp(name, "weighted_round_robin") == 0;
+  /* weighted_round_robin refuses a config with a "refuse" field */
+  if (strcmp(name, "weighted_round_robin") == 0)
+    return strstr(config, "\"refuse\"") == NULL ? 1 : -1;
+  return strcmp(name, "pick_first") == 0 || strcmp(name, "round_robin") == 0;
 }
 
 /* Parses `json`, which must be valid; the caller unrefs the result. */
@@ -927,6 +929,12 @@ static void test_lb_config(void) {
   CHECK(sc != NULL && strcmp(sc->lb_policy, "pick_first") == 0 &&
         strcmp(sc->lb_config, "{\"shuffleAddressList\":true}") == 0);
   uvg__service_config_unref(sc);
+  /* A21: the chosen policy refusing its config makes the whole config
+   * invalid; the entries after it are no fallback (gRPC C++, grpc-go). */
+  CHECK_INVALID("{\"loadBalancingConfig\": [{\"weighted_round_robin\": "
+                "{\"refuse\": 1}}, {\"round_robin\": {}}]}",
+                "loadBalancingConfig[0].weighted_round_robin: refused by the "
+                "policy");
   /* Names compare exactly here. */
   CHECK_INVALID("{\"loadBalancingConfig\": [{\"ROUND_ROBIN\": {}}]}",
                 "loadBalancingConfig: no supported load balancing policy in "
