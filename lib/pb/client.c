@@ -91,28 +91,17 @@ static void on_packed_sent(uvg_client_call_t *call, int status, void *arg) {
   cb(call, status, user_data);
 }
 
+static int send_bytes(void *call, const uint8_t *bytes, size_t len,
+                      unsigned flags, uvg__pb_packed_t *p) {
+  return uvg_client_call_send(call, bytes, len, flags,
+                              p ? on_packed_sent : NULL, p);
+}
+
 int uvg_client_call_send_message(uvg_client_call_t *call,
                                  const ProtobufCMessage *msg, unsigned flags,
                                  uvg_client_send_cb cb, void *user_data) {
-  if (call == NULL || msg == NULL) return UVG_EINVAL;
-  if (cb == NULL) {
-    alignas(max_align_t) uint8_t stack[UVG__PB_STACK_PACK];
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = len <= sizeof(stack) ? stack : uvg__malloc(len);
-    if (buf == NULL) return UVG_ENOMEM;
-    protobuf_c_message_pack(msg, buf);
-    int rc = uvg_client_call_send(call, buf, len, flags, NULL, NULL);
-    if (buf != stack) uvg__free(buf);
-    return rc;
-  }
-  uvg__pb_packed_t *p = uvg__pb_pack_new(msg);
-  if (p == NULL) return UVG_ENOMEM;
-  p->cb = (void (*)(void))cb;
-  p->user_data = user_data;
-  int rc =
-      uvg_client_call_send(call, p->bytes, p->len, flags, on_packed_sent, p);
-  if (rc != 0) uvg__free(p);
-  return rc;
+  return uvg__pb_send(call, msg, flags, (void (*)(void))cb, user_data,
+                      send_bytes);
 }
 
 int uvg_client_call_start_pb(uvg_channel_t *ch, const uvg_pb_method_t *method,

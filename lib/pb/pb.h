@@ -32,4 +32,15 @@ typedef struct {
 /* Packs `msg` into a new uvg__pb_packed_t; NULL when out of memory. */
 uvg__pb_packed_t *uvg__pb_pack_new(const ProtobufCMessage *msg);
 
+/* A side's byte send: with `p`, its callback frees p and runs p->cb;
+ * without, the library copies the bytes and there is no callback. */
+typedef int (*uvg__pb_send_fn)(void *call, const uint8_t *bytes, size_t len,
+                               unsigned flags, uvg__pb_packed_t *p);
+
+/* Packs `msg` and sends it with `send`, both sides' *_send_message():
+ * on the stack when the bytes are copied anyway (no callback), else into
+ * a uvg__pb_packed_t that lives until `cb`. */
+int uvg__pb_send(void *call, const ProtobufCMessage *msg, unsigned flags,
+                 void (*cb)(void), void *user_data, uvg__pb_send_fn send);
+
 #endif

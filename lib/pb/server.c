@@ -39,6 +39,28 @@ uvg__pb_packed_t *uvg__pb_pack_new(const ProtobufCMessage *msg) {
   return p;
 }
 
+int uvg__pb_send(void *call, const ProtobufCMessage *msg, unsigned flags,
+                 void (*cb)(void), void *user_data, uvg__pb_send_fn send) {
+  if (call == NULL || msg == NULL) return UVG_EINVAL;
+  if (cb == NULL) {
+    alignas(max_align_t) uint8_t stack[UVG__PB_STACK_PACK];
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = len <= sizeof(stack) ? stack : uvg__malloc(len);
+    if (buf == NULL) return UVG_ENOMEM;
+    protobuf_c_message_pack(msg, buf);
+    int rc = send(call, buf, len, flags, NULL);
+    if (buf != stack) uvg__free(buf);
+    return rc;
+  }
+  uvg__pb_packed_t *p = uvg__pb_pack_new(msg);
+  if (p == NULL) return UVG_ENOMEM;
+  p->cb = cb;
+  p->user_data = user_data;
+  int rc = send(call, p->bytes, p->len, flags, p);
+  if (rc != 0) uvg__free(p);
+  return rc;
+}
+
 int uvg_server_add_service(uvg_server_t *s, const uvg_pb_service_t *svc,
                            const void *impl, void *data) {
   if (s == NULL || svc == NULL || impl == NULL || svc->name == NULL ||
@@ -115,26 +137,15 @@ static void on_packed_sent(uvg_call_t *call, int status, void *arg) {
   cb(call, status, user_data);
 }
 
+static int send_bytes(void *call, const uint8_t *bytes, size_t len,
+                      unsigned flags, uvg__pb_packed_t *p) {
+  return uvg_call_send(call, bytes, len, flags, p ? on_packed_sent : NULL, p);
+}
+
 int uvg_call_send_message(uvg_call_t *call, const ProtobufCMessage *msg,
                           unsigned flags, uvg_send_cb cb, void *user_data) {
-  if (call == NULL || msg == NULL) return UVG_EINVAL;
-  if (cb == NULL) {
-    alignas(max_align_t) uint8_t stack[UVG__PB_STACK_PACK];
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = len <= sizeof(stack) ? stack : uvg__malloc(len);
-    if (buf == NULL) return UVG_ENOMEM;
-    protobuf_c_message_pack(msg, buf);
-    int rc = uvg_call_send(call, buf, len, flags, NULL, NULL);
-    if (buf != stack) uvg__free(buf);
-    return rc;
-  }
-  uvg__pb_packed_t *p = uvg__pb_pack_new(msg);
-  if (p == NULL) return UVG_ENOMEM;
-  p->cb = (void (*)(void))cb;
-  p->user_data = user_data;
-  int rc = uvg_call_send(call, p->bytes, p->len, flags, on_packed_sent, p);
-  if (rc != 0) uvg__free(p);
-  return rc;
+  return uvg__pb_send(call, msg, flags, (void (*)(void))cb, user_data,
+                      send_bytes);
 }
 
 static void on_reply_sent(uvg_call_t *call, int status, void *arg) {
