@@ -414,6 +414,16 @@ typedef struct {
   /* Close a connection whose HTTP/2 preface and SETTINGS have not arrived
    * by then; default 120 s. */
   uint64_t connection_timeout_ms;
+
+  /* Nonzero: TCP listeners set SO_REUSEPORT, so that several servers
+   * share one port: N processes, or N loops on N threads, each with its
+   * own server (the threading contract holds per loop). The kernel
+   * spreads new connections across them by a hash of the client's address
+   * and port; a connection stays with the server that accepted it. Every
+   * socket on the port must set it, from the same user. Default 0 (a
+   * second bind gives UV_EADDRINUSE). Unix sockets ignore it. See
+   * docs/scaling.md. */
+  int reuse_port;
 } uvg_server_options_t;
 
 /* Fills `opts` with the defaults (every field set to its default value). */
