@@ -4,7 +4,12 @@
  * Threading contract: every function here must be called on the thread that
  * runs the uv_loop_t the object was created on, except uvg_post(), which may
  * be called from any thread. uvgrpc never creates threads and never runs the
- * loop; the application calls uv_run().
+ * loop; the application calls uv_run(). Loops on several threads may each
+ * hold their own servers and channels (servers can share a port: the
+ * reuse_port option); objects of different loops never meet. The
+ * process-wide calls (uvg_set_allocator, uvg_set_log_cb,
+ * uvg_resolver_register, uvg_lb_policy_register) come before those threads
+ * start; the allocator and the log callback are then called from each.
  *
  * Error contract: functions that can fail return 0 or a negative error code:
  * one of the UVG_E* codes below or a libuv error code (a negative errno such
@@ -72,7 +77,8 @@ UVG_EXTERN const char *uvg_strerror(int err);
 
 /* Replaces the allocator every later allocation of the library goes through.
  * Call it before any other uvgrpc function, or not at all; the functions must
- * be thread-safe if uvg_post() is used from other threads. realloc_fn and
+ * be thread-safe if uvg_post() is used from other threads or loops on
+ * several threads use the library. realloc_fn and
  * free_fn follow the C standard's semantics (free_fn(NULL) is a no-op).
  * Returns 0, or UVG_EINVAL if any function is NULL. */
 UVG_EXTERN int uvg_set_allocator(void *(*malloc_fn)(size_t),

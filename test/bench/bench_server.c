@@ -19,13 +19,15 @@
  * packed once per call and sent without copying, a few at a time: each send
  * callback queues the next, so at most AHEAD messages wait per call.
  *
- *   bench_server [--port N] [--reuseport] [--threads N]
+ *   bench_server [--port N] [--reuseport] [--threads N] [--window B]
  *
  * Prints "listening on port N" once listening (--port 0 picks a port) and
  * stops cleanly on SIGINT or SIGTERM. --reuseport sets the server option
  * reuse_port, so that several bench_server processes share the port;
  * --threads N runs N loops on N threads, each with its own server on the
- * same port (reuse_port), as docs/scaling.md describes.
+ * same port (reuse_port), as docs/scaling.md describes. --window sets the
+ * per-stream receive window (initial_window_size), for looking into
+ * streaming throughput.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -300,6 +302,7 @@ typedef struct {
 } worker_t;
 
 static int reuseport;
+static uint32_t window; /* --window: initial_window_size; 0 the default */
 
 static int serve(worker_t *w, uv_loop_t *loop) {
   uvg_server_options_t o;
@@ -307,6 +310,7 @@ static int serve(worker_t *w, uv_loop_t *loop) {
   int err;
   uvg_server_options_init(&o);
   o.reuse_port = reuseport;
+  o.initial_window_size = window;
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", w->port);
   if ((err = uvg_server_new(loop, &o, &w->server)) != 0 ||
       (err = uvg_server_register(w->server, methods,
@@ -366,8 +370,11 @@ int main(int argc, char **argv) {
       reuseport = 1;
     else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
       nthreads = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc)
+      window = (uint32_t)strtoul(argv[++i], NULL, 10);
     else {
-      fprintf(stderr, "usage: %s [--port N] [--reuseport] [--threads N]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--port N] [--reuseport] [--threads N] [--window B]\n",
+              argv[0]);
       return 2;
     }
   }

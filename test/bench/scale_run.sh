@@ -134,17 +134,20 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-"$PY" - "$CSV" <<'PY'
+"$PY" - "$CSV" "$((DUR + ${WARM%.*}))" <<'PY'
 import csv, statistics, sys
 rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["req_per_s"]]
-by = {}
+secs = float(sys.argv[2])  # warm-up included, as the CPU times are
+by, cores = {}, {}
 for r in rows:
     by.setdefault(r["server"], {})[r["round"]] = float(r["req_per_s"])
+    cores.setdefault(r["server"], []).append(float(r["server_cpu_s"]) / secs)
 ref = by.get("grpc-go-2", {})
-print("| server | req/s median (min-max) | / grpc-go GOMAXPROCS=2, per round |")
-print("|---|---|---|")
+print("| server | req/s median (min-max) | / grpc-go GOMAXPROCS=2, per round | server cores used (median) |")
+print("|---|---|---|---|")
 for sv, v in by.items():
     xs = list(v.values())
     rt = " ".join("%.2f" % (v[rd] / ref[rd]) for rd in v if rd in ref and ref[rd] > 0)
-    print(f"| {sv} | {statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f}) | {rt} |")
+    print(f"| {sv} | {statistics.median(xs):.0f} ({min(xs):.0f}-{max(xs):.0f}) | {rt} "
+          f"| {statistics.median(cores[sv]):.2f} |")
 PY

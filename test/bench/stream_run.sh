@@ -87,6 +87,11 @@ start_server() {
   return 1
 }
 
+# cpu_s PID: user + system CPU seconds of a process and all its threads.
+cpu_s() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null
+}
+
 stop_server() {
   kill -TERM "$SRV_PID" 2>/dev/null
   wait "$SRV_PID" 2>/dev/null
@@ -94,7 +99,7 @@ stop_server() {
 }
 
 CSV=$OUT/stream_results.csv
-echo "round,server,$("$CLIENT" --csv-header)" >"$CSV"
+echo "round,server,$("$CLIENT" --csv-header),server_cpu_s" >"$CSV"
 log "$ROUNDS rounds, ${DUR}s per run after ${WARM}s warm-up; servers on core 0, client on core 1"
 log "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$ROUNDS"); do
@@ -106,10 +111,21 @@ for round in $(seq "$ROUNDS"); do
     fi
     for sc in "${SCENARIOS[@]}"; do
       IFS=: read -r scn size outst <<<"$sc"
-      row=$(taskset -c 1 "$CLIENT" --mode=echo --target="127.0.0.1:$SRV_PORT" \
+      # The server's CPU time over the measured seconds (sampled after the
+      # warm-up) gives its cost per message, which the other work on this
+      # machine disturbs less than the rate.
+      taskset -c 1 "$CLIENT" --mode=echo --target="127.0.0.1:$SRV_PORT" \
         --size="$size" --outstanding="$outst" --seconds="$DUR" --warmup="$WARM" \
-        2>"$LOGS/${tag}_$scn.client.err")
-      [ -n "$row" ] && echo "$round,$name,$row" >>"$CSV"
+        >"$LOGS/${tag}_$scn.csv" 2>"$LOGS/${tag}_$scn.client.err" &
+      cpid=$!
+      track "$cpid"
+      sleep "$WARM"
+      cpu0=$(cpu_s "$SRV_PID")
+      wait "$cpid"
+      untrack "$cpid"
+      cpu1=$(cpu_s "$SRV_PID")
+      row=$(cat "$LOGS/${tag}_$scn.csv")
+      [ -n "$row" ] && echo "$round,$name,$row,$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{print b - a}')" >>"$CSV"
       log "$tag $scn: $(echo "$row" | cut -d, -f8,9) msgs/s,MB/s"
     done
     stop_server "$name" "$tag"
@@ -123,21 +139,24 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 by = {}
 for r in rows:
     key = (f"{r['size']}B x{r['outstanding']}", r["server"])
-    by.setdefault(key, []).append((float(r["calls_per_s"]), float(r["mb_per_s"]), int(r["round"])))
+    cpu = float(r["server_cpu_s"] or 0)
+    us = cpu * 1e6 / int(r["calls"]) if int(r["calls"]) else 0
+    by.setdefault(key, []).append((float(r["calls_per_s"]), float(r["mb_per_s"]), int(r["round"]), us))
 scen = sorted({k[0] for k in by}, key=lambda s: (int(s.split("B")[0]), s))
 servers = [s for s in ("uvgrpc", "grpc-go", "grpc-c++") if any(k[1] == s for k in by)]
-print("| scenario | server | msgs/s median (min-max) | MB/s median | uvgrpc / it, per round |")
-print("|---|---|---|---|---|")
+print("| scenario | server | msgs/s median (min-max) | MB/s median | uvgrpc / it, per round | server CPU us/msg (median) |")
+print("|---|---|---|---|---|---|")
 for sc in scen:
-    ours = {rd: m for m, _, rd in by.get((sc, "uvgrpc"), [])}
+    ours = {rd: m for m, _, rd, _ in by.get((sc, "uvgrpc"), [])}
     for sv in servers:
         v = by.get((sc, sv))
         if not v:
             continue
         m = [x[0] for x in v]
         mb = [x[1] for x in v]
-        ratios = [ours[rd] / x for x, _, rd in v if rd in ours and x > 0]
+        ratios = [ours[rd] / x for x, _, rd, _ in v if rd in ours and x > 0]
+        us = statistics.median([x[3] for x in v])
         rt = "" if sv == "uvgrpc" else " ".join("%.2f" % r for r in ratios)
         print(f"| {sc} | {sv} | {statistics.median(m):.0f} ({min(m):.0f}-{max(m):.0f}) "
-              f"| {statistics.median(mb):.1f} | {rt} |")
+              f"| {statistics.median(mb):.1f} | {rt} | {us:.1f} |")
 PY
