@@ -102,8 +102,7 @@ static void set_window(uvg__conn_t *c, uint32_t w, unsigned n) {
   nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, w};
   if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, &iv, 1) != 0) return;
   c->window = w;
-  if (w > c->settings->connection_window_size &&
-      w > (uint32_t)nghttp2_session_get_local_window_size(c->h2))
+  if (w > c->settings->connection_window_size)
     nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, (int32_t)w);
   uvg__conn_schedule_flush(c);
 }
