@@ -73,6 +73,7 @@ static int stale_socket_file(const struct sockaddr_un *un) {
 
 int uvg__listener_open(uvg__sched_t *sched, uvg__listener_t *l,
                        const struct sockaddr *addr, const char *path, int *port,
+                       unsigned flags,
                        void (*on_accept)(uvg__listener_t *l, int fd)) {
   struct sockaddr_un un;
   socklen_t len;
@@ -95,6 +96,14 @@ int uvg__listener_open(uvg__sched_t *sched, uvg__listener_t *l,
   l->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (l->fd < 0) return -errno;
   if (!l->is_unix) setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  /* Before bind: the kernel lets a second socket share the port only if
+   * every socket on it asked, all from the same user. */
+  if ((flags & UVG__LISTEN_REUSEPORT) && !l->is_unix &&
+      setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    err = -errno;
+    close(l->fd);
+    return err;
+  }
   int rc = bind(l->fd, addr, len);
   if (rc != 0 && errno == EADDRINUSE && l->is_unix && stale_socket_file(&un)) {
     /* A server restarting after a crash finds its old socket file. */

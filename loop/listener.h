@@ -33,14 +33,21 @@ struct uvg__listener_s {
   ino_t ino;
 };
 
+/* With UVG__LISTEN_REUSEPORT a TCP listener sets SO_REUSEPORT: several
+ * sockets, in one process or many, bind the same address and the kernel
+ * spreads incoming connections across them by a hash of the peer's
+ * address and port. Ignored for unix sockets. */
+#define UVG__LISTEN_REUSEPORT 1u
+
 /* Binds and listens on `addr` (TCP, SO_REUSEADDR) or, with addr NULL, on
- * the unix socket `path`. A socket file at `path` that nothing listens on
+ * the unix socket `path`; `flags` as above. A socket file at `path` that nothing listens on
  * (connecting is refused) is removed first; one something listens on, or a
  * file that is not a socket, gives UV_EADDRINUSE. *port receives the bound
  * TCP port (0 for unix). Returns 0 or a libuv error (UV_EADDRINUSE,
  * UV_EACCES, ...); on error nothing needs closing. */
 int uvg__listener_open(uvg__sched_t *sched, uvg__listener_t *l,
                        const struct sockaddr *addr, const char *path, int *port,
+                       unsigned flags,
                        void (*on_accept)(uvg__listener_t *l, int fd));
 
 /* Stops accepting and closes the socket; on_close(l) follows, after which

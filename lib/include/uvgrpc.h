@@ -4,7 +4,12 @@
  * Threading contract: every function here must be called on the thread that
  * runs the uv_loop_t the object was created on, except uvg_post(), which may
  * be called from any thread. uvgrpc never creates threads and never runs the
- * loop; the application calls uv_run().
+ * loop; the application calls uv_run(). Loops on several threads may each
+ * hold their own servers and channels (servers can share a port: the
+ * reuse_port option); objects of different loops never meet. The
+ * process-wide calls (uvg_set_allocator, uvg_set_log_cb,
+ * uvg_resolver_register, uvg_lb_policy_register) come before those threads
+ * start; the allocator and the log callback are then called from each.
  *
  * Error contract: functions that can fail return 0 or a negative error code:
  * one of the UVG_E* codes below or a libuv error code (a negative errno such
@@ -72,7 +77,8 @@ UVG_EXTERN const char *uvg_strerror(int err);
 
 /* Replaces the allocator every later allocation of the library goes through.
  * Call it before any other uvgrpc function, or not at all; the functions must
- * be thread-safe if uvg_post() is used from other threads. realloc_fn and
+ * be thread-safe if uvg_post() is used from other threads or loops on
+ * several threads use the library. realloc_fn and
  * free_fn follow the C standard's semantics (free_fn(NULL) is a no-op).
  * Returns 0, or UVG_EINVAL if any function is NULL. */
 UVG_EXTERN int uvg_set_allocator(void *(*malloc_fn)(size_t),
@@ -414,6 +420,16 @@ typedef struct {
   /* Close a connection whose HTTP/2 preface and SETTINGS have not arrived
    * by then; default 120 s. */
   uint64_t connection_timeout_ms;
+
+  /* Nonzero: TCP listeners set SO_REUSEPORT, so that several servers
+   * share one port: N processes, or N loops on N threads, each with its
+   * own server (the threading contract holds per loop). The kernel
+   * spreads new connections across them by a hash of the client's address
+   * and port; a connection stays with the server that accepted it. Every
+   * socket on the port must set it, from the same user. Default 0 (a
+   * second bind gives UV_EADDRINUSE). Unix sockets ignore it. See
+   * docs/scaling.md. */
+  int reuse_port;
 } uvg_server_options_t;
 
 /* Fills `opts` with the defaults (every field set to its default value). */
@@ -761,6 +777,16 @@ typedef struct {
   uint32_t initial_window_size;
   /* Connection receive window; default 16 MiB. */
   uint32_t initial_connection_window_size;
+  /* The memory one connection lets its server fill ahead of the calls'
+   * reads: the per-stream window times the streams open stays within it.
+   * The window, grown or set, is lowered (a SETTINGS sent before the new
+   * stream's HEADERS) as streams open, and given back as they close and,
+   * when dynamic, at the next measurement; each stream keeps at least
+   * 16 KiB. Bytes a stream already holds unread under its earlier, larger
+   * window stay until read: while a stream that stopped reading keeps
+   * them, the streams that joined add up to this again at most. Default
+   * 32 MiB, or initial_window_size if that is larger. */
+  uint32_t max_stream_windows_per_connection;
   uint32_t max_frame_size;       /* default 16384 */
   uint32_t max_header_list_size; /* largest response header block; 16 KiB */
   /* Largest response message, after decompression (default 4 MiB) and

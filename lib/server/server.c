@@ -51,6 +51,7 @@ static int merge_options(uvg_server_options_t *o, const uvg_server_options_t *in
     TAKE(max_connection_age_ms);
     TAKE(max_connection_age_grace_ms);
     TAKE(connection_timeout_ms);
+    TAKE(reuse_port);
 #undef TAKE
   }
   if (o->initial_window_size > 0x7fffffff ||
@@ -314,7 +315,9 @@ int uvg_server_listen(uvg_server_t *s, const char *address,
   if (sl == NULL) return UVG_ENOMEM;
   sl->server = s;
   err = uvg__listener_open(s->sched, &sl->l, path ? NULL : (struct sockaddr *)&ss,
-                           path, &port, on_accept);
+                           path, &port,
+                           s->opts.reuse_port ? UVG__LISTEN_REUSEPORT : 0,
+                           on_accept);
   if (err != 0) {
     uvg__free(sl);
     return err;

@@ -386,7 +386,10 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
   if (c->h2 != NULL) nghttp2_session_set_stream_user_data(c->h2, s->id, NULL);
   uvg__list_remove(&s->conn_link);
   c->nstreams--;
-  if (!c->closing) uvg__srv_on_stream_count(c);
+  if (!c->closing) {
+    uvg__srv_on_stream_count(c);
+    uvg__conn_window_after_stream(c);
+  }
   if (c->close_when_idle && c->nstreams == 0 && !c->closing)
     uvg__conn_goaway(c, NGHTTP2_NO_ERROR, c->close_reason);
   while (!uvg__list_empty(&s->sendq))
@@ -677,6 +680,7 @@ int uvg__conn_request(uvg__conn_t *c, uvg__tstream_t *s, const nghttp2_nv *nv,
   memset(s, 0, sizeof(*s));
   uvg__list_init(&s->sendq);
   uvg__list_init(&s->wlink);
+  uvg__conn_window_for_stream(c);
   int32_t id = nghttp2_submit_request(c->h2, NULL, nv, n, provider_for(s, &p), s);
   if (id < 0) return id == NGHTTP2_ERR_NOMEM ? UVG_ENOMEM : UVG_ECLOSED;
   s->id = id;

@@ -133,6 +133,11 @@ typedef struct {
   /* Nonzero: the stream window starts at initial_window_size and grows
    * with the bandwidth-delay estimate (bdp.h) up to this. */
   uint32_t bdp_limit;
+  /* Nonzero: the memory the peer may fill, the stream window times the
+   * streams open, stays within this (manage.c); each stream keeps at
+   * least UVG__WINDOW_FLOOR. Client role: a stream's HEADERS leave after
+   * the SETTINGS that makes room for it. */
+  uint32_t window_cap;
 } uvg__conn_settings_t;
 
 /* What only a server's connection carries (srvpolicy.c): the RFC 9113
@@ -187,6 +192,7 @@ struct uvg__conn_s {
   unsigned nstreams;
   uint8_t ping_outstanding;
   uvg__bdp_t bdp; /* when settings->bdp_limit */
+  uint32_t window; /* the SETTINGS_INITIAL_WINDOW_SIZE last submitted */
   /* closing after a GOAWAY */
   uvg__timer_t close_timer;  /* the close deadline, then the linger */
   uint8_t close_on_goaway;   /* uvg__conn_goaway: close once it is sent */
@@ -253,6 +259,15 @@ void uvg__conn_manage_stop(uvg__conn_t *c);
 void uvg__conn_on_read(uvg__conn_t *c);
 void uvg__conn_on_frame(uvg__conn_t *c, const nghttp2_frame *frame);
 void uvg__conn_on_data_received(uvg__conn_t *c, size_t len);
+/* Client role, before a stream is submitted: if the stream window times
+ * the streams open with the new one would pass settings->window_cap, a
+ * SETTINGS lowering the window is submitted first (nghttp2 sends SETTINGS
+ * before HEADERS). A stream that closes may give the room back. */
+void uvg__conn_window_for_stream(uvg__conn_t *c);
+void uvg__conn_window_after_stream(uvg__conn_t *c);
+
+/* The least stream window the cap leaves a stream: one frame's worth. */
+#define UVG__WINDOW_FLOOR 16384u
 
 /* ---- the server's policy (srvpolicy.c): RFC 9113 5.1.1, gRFC A8, A9 ----
  * Each does nothing on a client's connection (c->srv == NULL). */

@@ -67,6 +67,7 @@ void uvg__conn_handshake_within(uvg__conn_t *c, uint64_t ms) {
 void uvg__conn_manage_start(uvg__conn_t *c) {
   const uvg__conn_settings_t *st = c->settings;
   uvg__bdp_init(&c->bdp, st->initial_window_size, st->bdp_limit);
+  c->window = st->initial_window_size;
   c->last_read = now_of(c);
   if (st->keepalive_time && st->keepalive_timeout)
     uvg__timer_start(&c->ka_timer, on_keepalive, st->keepalive_time);
@@ -90,16 +91,54 @@ void uvg__conn_on_data_received(uvg__conn_t *c, size_t len) {
 }
 
 /* The new initial window applies to every stream, open ones included
- * (RFC 9113 6.9.2): the peer adds the difference to each stream's send
- * window when it reads the SETTINGS, so no WINDOW_UPDATE is needed. */
-static void grow_window(uvg__conn_t *c, uint32_t w) {
-  if (w == 0) return;
-  UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: stream window %u (bdp)", c->peer, w);
+ * (RFC 9113 6.9.2): the peer adds the difference, positive or negative, to
+ * each stream's send window when it reads the SETTINGS, so no
+ * WINDOW_UPDATE is needed. A lower window takes effect for data the peer
+ * sends after reading it; what it sent before fits the old window, which
+ * the cap allowed for the streams then open. */
+static void set_window(uvg__conn_t *c, uint32_t w, unsigned n) {
+  UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: stream window %u -> %u (%u streams)",
+             c->peer, c->window, w, n);
   nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, w};
-  nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, &iv, 1);
+  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, &iv, 1) != 0) return;
+  c->window = w;
   if (w > c->settings->connection_window_size)
     nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, (int32_t)w);
   uvg__conn_schedule_flush(c);
+}
+
+/* The window this connection wants for each of `n` streams: the estimate
+ * (or the fixed window), held to the cap's share, never below the floor. */
+static uint32_t window_for(const uvg__conn_t *c, unsigned n) {
+  const uvg__conn_settings_t *st = c->settings;
+  uint32_t w = st->bdp_limit ? c->bdp.bdp : st->initial_window_size;
+  if (st->window_cap == 0 || n == 0) return w;
+  uint32_t share = st->window_cap / n;
+  if (share < UVG__WINDOW_FLOOR) share = UVG__WINDOW_FLOOR;
+  return w < share ? w : share;
+}
+
+void uvg__conn_window_for_stream(uvg__conn_t *c) {
+  if (c->settings->window_cap == 0) return;
+  uint32_t w = window_for(c, c->nstreams + 1);
+  if (w < c->window) set_window(c, w, c->nstreams + 1);
+}
+
+/* Room for one more stream is kept, so that a connection whose streams
+ * come and go at the cap's edge does not send SETTINGS for each. */
+void uvg__conn_window_after_stream(uvg__conn_t *c) {
+  if (c->settings == NULL || c->settings->window_cap == 0) return;
+  uint32_t w = window_for(c, c->nstreams + 1);
+  if (w > c->window) set_window(c, w, c->nstreams + 1);
+}
+
+/* A measurement ended: the estimate may have grown, or streams that held
+ * the window down may have closed. */
+static void on_bdp_ack(uvg__conn_t *c) {
+  uvg__bdp_on_ack(&c->bdp, uv_hrtime());
+  unsigned n = c->nstreams ? c->nstreams : 1;
+  uint32_t w = window_for(c, n);
+  if (w > c->window) set_window(c, w, n);
 }
 
 void uvg__conn_on_read(uvg__conn_t *c) { c->last_read = now_of(c); }
@@ -113,7 +152,7 @@ void uvg__conn_on_frame(uvg__conn_t *c, const nghttp2_frame *f) {
     else if (memcmp(f->ping.opaque_data, keepalive_ping, 8) == 0)
       c->ping_outstanding = 0;
     else if (memcmp(f->ping.opaque_data, bdp_ping, 8) == 0)
-      grow_window(c, uvg__bdp_on_ack(&c->bdp, uv_hrtime()));
+      on_bdp_ack(c);
   }
   uvg__srv_on_frame(c, f);
 }

@@ -14,6 +14,11 @@
  *   client_bench --mode=stream   --conns=N --outstanding=M --size=B
  *       grpc.testing.BenchmarkService/StreamingFromServer: M server streams
  *       per channel, read as fast as they come (messages/s and MB/s)
+ *   client_bench --mode=echo     --conns=N --outstanding=M --size=B
+ *       /bench.Echo/Echo (test/bench/stream_run.sh): one bidi stream per
+ *       channel with M messages of B bytes (the message itself, no prefix)
+ *       in flight; each echo that comes back sends the next (messages/s
+ *       and MB/s of echoes)
  *
  * --size is the size of one response message on the wire, gRPC's 5-byte
  * prefix included, as in test/bench/run.sh: 18 is SayHello's "Hello world";
@@ -96,8 +101,8 @@ static double hist_quantile_us(const hist_t *h, double q) {
 
 /* ---- configuration ---- */
 
-enum { MODE_UNARY, MODE_PINGPONG, MODE_STREAM };
-static const char *const mode_names[] = {"unary", "pingpong", "stream"};
+enum { MODE_UNARY, MODE_PINGPONG, MODE_STREAM, MODE_ECHO };
+static const char *const mode_names[] = {"unary", "pingpong", "stream", "echo"};
 
 static struct {
   int mode, conns, outstanding;
@@ -204,6 +209,13 @@ static void ping(slot_t *s) {
   (void)rc; /* a failure ends the call: on_status follows */
 }
 
+/* The request buffer never changes: sent without copying. */
+static void on_echo_sent(uvg_client_call_t *call, int status, void *data) {
+  (void)call;
+  (void)status;
+  (void)data;
+}
+
 static void on_stream_message(uvg_client_call_t *call, const uint8_t *msg,
                               size_t len, void *user_data) {
   slot_t *s = user_data;
@@ -219,6 +231,10 @@ static void on_stream_message(uvg_client_call_t *call, const uint8_t *msg,
   if (cfg.mode == MODE_PINGPONG) {
     completed(s, 1);
     ping(s);
+  } else if (cfg.mode == MODE_ECHO) {
+    completed(s, 0);
+    uvg_client_call_send(call, request, request_len, 0, on_echo_sent, NULL);
+    uvg_client_call_read(call);
   } else {
     completed(s, 0);
     uvg_client_call_read(call);
@@ -252,6 +268,10 @@ static void start_stream(slot_t *s) {
   s->t0 = uv_hrtime();
   if (cfg.mode == MODE_PINGPONG) {
     ping(s);
+  } else if (cfg.mode == MODE_ECHO) {
+    for (int i = 0; i < cfg.outstanding; i++)
+      uvg_client_call_send(s->call, request, request_len, 0, on_echo_sent, NULL);
+    uvg_client_call_read(s->call);
   } else if (uvg_client_call_send(s->call, request, request_len, 0, NULL,
                                   NULL) == 0 &&
              uvg_client_call_half_close(s->call) == 0) {
@@ -270,15 +290,15 @@ static void print_progress(uint64_t now) {
   if (phase == PH_WARMUP) {
     fprintf(stderr, "[uvgrpc %s] warm-up: %.0f %s/s, %" PRIu64 " errors\n",
             mode_names[cfg.mode], rate,
-            cfg.mode == MODE_STREAM ? "msgs" : "calls", done_errors);
+            cfg.mode >= MODE_STREAM ? "msgs" : "calls", done_errors);
     return;
   }
   double t = (double)(now - m_start_ns) / 1e9;
-  if (cfg.mode == MODE_STREAM)
+  if (cfg.mode >= MODE_STREAM)
     fprintf(stderr,
-            "[uvgrpc stream] %4.1f s: %.0f msgs/s, %.1f MB/s, %" PRIu64
+            "[uvgrpc %s] %4.1f s: %.0f msgs/s, %.1f MB/s, %" PRIu64
             " errors\n",
-            t, rate, rate * (double)(cfg.size) / 1e6, m_errors);
+            mode_names[cfg.mode], t, rate, rate * (double)(cfg.size) / 1e6, m_errors);
   else
     fprintf(stderr,
             "[uvgrpc %s] %4.1f s: %.0f calls/s, p50 %.1f us, p99 %.1f us, "
@@ -389,6 +409,16 @@ static int make_simple(void) {
   return request != NULL ? 0 : -1;
 }
 
+/* Echo: --size bytes, sent and expected back as they are. */
+static int make_echo(void) {
+  request_len = reply_len = cfg.size;
+  request = malloc(cfg.size + 1);
+  if (request == NULL) return -1;
+  for (size_t i = 0; i < cfg.size; i++) request[i] = (uint8_t)i;
+  method = "/bench.Echo/Echo";
+  return 0;
+}
+
 /* Writes the request as a gRPC message (prefix + bytes), for h2load -d. */
 static int dump_request(const char *path) {
   FILE *f = fopen(path, "wb");
@@ -406,7 +436,7 @@ static int dump_request(const char *path) {
 static void usage(const char *argv0) {
   fprintf(
       stderr,
-      "usage: %s [--mode=unary|pingpong|stream] [--conns=N] [--outstanding=M]\n"
+      "usage: %s [--mode=unary|pingpong|stream|echo] [--conns=N] [--outstanding=M]\n"
       "       [--seconds=S] [--warmup=S] [--size=BYTES] [--target=HOST:PORT]\n"
       "       [--window=BYTES] [--dump-request=FILE] | --csv-header\n",
       argv0);
@@ -430,7 +460,7 @@ int main(int argc, char **argv) {
       return 0;
     } else if ((v = opt(argc, argv, &i, "--mode")) != NULL) {
       int m = -1;
-      for (int k = 0; k < 3; k++)
+      for (int k = 0; k < 4; k++)
         if (strcmp(v, mode_names[k]) == 0) m = k;
       if (m < 0) usage(argv[0]);
       cfg.mode = m;
@@ -457,7 +487,10 @@ int main(int argc, char **argv) {
   if (cfg.conns < 1 || cfg.outstanding < 1 || cfg.seconds <= 0 ||
       cfg.warmup < 0)
     usage(argv[0]);
-  if ((cfg.mode == MODE_UNARY ? make_hello() : make_simple()) != 0) {
+  int made = cfg.mode == MODE_UNARY  ? make_hello()
+             : cfg.mode == MODE_ECHO ? make_echo()
+                                     : make_simple();
+  if (made != 0) {
     fprintf(stderr, "client_bench: out of memory\n");
     return 1;
   }
@@ -471,7 +504,8 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN); /* libuv writes with write(2) */
   loop = uv_default_loop();
   channels = calloc((size_t)cfg.conns, sizeof(*channels));
-  nslots = cfg.conns * cfg.outstanding;
+  /* echo: one stream per channel, with --outstanding messages on it */
+  nslots = cfg.conns * (cfg.mode == MODE_ECHO ? 1 : cfg.outstanding);
   slots = calloc((size_t)nslots, sizeof(*slots));
   if (channels == NULL || slots == NULL) return 1;
   uvg_channel_options_t copts;
@@ -488,7 +522,7 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < nslots; i++) {
     slot_t *s = &slots[i];
-    s->conn = i / cfg.outstanding;
+    s->conn = i / (nslots / cfg.conns);
     s->ch = channels[s->conn];
     if (cfg.mode == MODE_UNARY)
       start_unary(s);
@@ -511,7 +545,7 @@ int main(int argc, char **argv) {
   printf("uvgrpc,%s,%d,%d,%zu,%.3f,%" PRIu64 ",%.1f,%.2f,",
          mode_names[cfg.mode], cfg.conns, cfg.outstanding, cfg.size, secs,
          m_calls, rate, rate * (double)cfg.size / 1e6);
-  if (cfg.mode == MODE_STREAM || hist.n == 0)
+  if (cfg.mode >= MODE_STREAM || hist.n == 0)
     printf(",,,,,,");
   else
     printf("%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,",

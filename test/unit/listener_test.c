@@ -67,7 +67,7 @@ static void make_path(void) {
 
 static int open_unix(fixture_t *f, uvg__listener_t *l) {
   int port = -1;
-  int rc = uvg__listener_open(&f->sched, l, NULL, path, &port, on_accept);
+  int rc = uvg__listener_open(&f->sched, l, NULL, path, &port, 0, on_accept);
   if (rc == 0) CHECK_EQ(port, 0);
   return rc;
 }

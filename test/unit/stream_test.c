@@ -63,7 +63,7 @@ static int accept_one(const char *path, int *client_port) {
   accepted = streams_closed = listener_closed = 0;
   uv_ip4_addr("127.0.0.1", 0, &in);
   CHECK_EQ(uvg__listener_open(&sched, &l, path ? NULL : (struct sockaddr *)&in,
-                              path, &port, on_accept),
+                              path, &port, 0, on_accept),
            0);
   if (path != NULL) {
     memset(&un, 0, sizeof(un));

@@ -493,7 +493,7 @@ static void test_client_handshake_timeout(void) {
   int port;
   uv_ip4_addr("127.0.0.1", 0, &a);
   CHECK_EQ(uvg__sched_acquire(loop, &sched), 0);
-  CHECK_EQ(uvg__listener_open(sched, &l, (struct sockaddr *)&a, NULL, &port,
+  CHECK_EQ(uvg__listener_open(sched, &l, (struct sockaddr *)&a, NULL, &port, 0,
                               on_mute_accept),
            0);
   client_t c = {.roots = &ca, .override = "localhost", .connect_timeout = 200};
@@ -555,7 +555,7 @@ static void test_one_write_full_records(void) {
   CHECK_EQ(uvg_tls_server_credentials_new(&to, &stream_creds), 0);
   uv_ip4_addr("127.0.0.1", 0, &a);
   CHECK_EQ(uvg__sched_acquire(loop, &sched), 0);
-  CHECK_EQ(uvg__listener_open(sched, &l, (struct sockaddr *)&a, NULL, &port,
+  CHECK_EQ(uvg__listener_open(sched, &l, (struct sockaddr *)&a, NULL, &port, 0,
                               on_stream_accept),
            0);
   tp_t p;

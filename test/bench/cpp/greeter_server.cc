@@ -4,7 +4,10 @@
 //
 // Callback (reactor) API by default, the one gRPC recommends and the faster
 // of the two standard servers here; --sync selects the synchronous API.
-// Prints "listening on port N" and shuts down on SIGTERM/SIGINT.
+// Prints "listening on port N" and shuts down on SIGTERM/SIGINT. Also serves
+// /bench.Echo/Echo for test/bench/stream_run.sh: a bidi stream that sends
+// each message back as it came, through the callback generic service.
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
@@ -39,6 +42,45 @@ class SyncGreeter final : public Greeter::Service {
                         HelloReply* reply) override {
     reply->set_message("Hello " + req->name());
     return grpc::Status::OK;
+  }
+};
+
+// One read, then its echo, then the next read: the reactor holds one
+// message at a time, as gRPC's callback API allows one write in flight.
+class EchoReactor final : public grpc::ServerGenericBidiReactor {
+ public:
+  explicit EchoReactor(bool known) {
+    if (!known) {
+      Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "unknown method"));
+      return;
+    }
+    StartRead(&buf_);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    StartWrite(&buf_);
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+      return;
+    }
+    buf_.Clear();
+    StartRead(&buf_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::ByteBuffer buf_;
+};
+
+class EchoService final : public grpc::CallbackGenericService {
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* ctx) override {
+    return new EchoReactor(ctx->method() == "/bench.Echo/Echo");
   }
 };
 
@@ -90,6 +132,7 @@ int main(int argc, char** argv) {
 
   CallbackGreeter cb;
   SyncGreeter sy;
+  EchoService echo;
   int bound = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:" + port, creds, &bound);
@@ -97,6 +140,7 @@ int main(int argc, char** argv) {
     builder.RegisterService(&sy);
   else
     builder.RegisterService(&cb);
+  builder.RegisterCallbackGenericService(&echo);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound == 0) {
     fprintf(stderr, "greeter_server_cpp: cannot listen on 127.0.0.1:%s\n",

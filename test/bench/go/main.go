@@ -1,5 +1,8 @@
 // grpc-go greeter for the benchmark: the same service as
-// samples/helloworld, "Hello " + name, bound to 127.0.0.1 only; with
+// samples/helloworld, "Hello " + name, bound to 127.0.0.1 only, and
+// /bench.Echo/Echo for test/bench/stream_run.sh (a bidi stream that sends
+// each message back as it came, through the unknown-service handler with
+// a pass-through codec); with
 // --tls over TLS with the certificate and key --cert and --key name.
 // Prints "listening on port N" (N from --port, 0 picks one) and exits on
 // SIGTERM/SIGINT. Built in GOPATH mode against Debian's packaged modules by
@@ -10,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -19,7 +23,10 @@ import (
 	pb "benchgreeter/helloworld"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/status"
 )
 
 type greeter struct {
@@ -28,6 +35,43 @@ type greeter struct {
 
 func (greeter) SayHello(ctx context.Context, in *pb.HelloRequest) (*pb.HelloReply, error) {
 	return &pb.HelloReply{Message: "Hello " + in.GetName()}, nil
+}
+
+// rawCodec passes bytes through for the echo and leaves every other
+// message to the proto codec.
+type rawCodec struct{ proto encoding.Codec }
+
+func (c rawCodec) Marshal(v interface{}) ([]byte, error) {
+	if b, ok := v.(*[]byte); ok {
+		return *b, nil
+	}
+	return c.proto.Marshal(v)
+}
+func (c rawCodec) Unmarshal(data []byte, v interface{}) error {
+	if b, ok := v.(*[]byte); ok {
+		*b = append((*b)[:0], data...)
+		return nil
+	}
+	return c.proto.Unmarshal(data, v)
+}
+func (c rawCodec) Name() string   { return "proto" }
+func (c rawCodec) String() string { return "proto" }
+
+func echo(srv interface{}, stream grpc.ServerStream) error {
+	if m, _ := grpc.MethodFromServerStream(stream); m != "/bench.Echo/Echo" {
+		return status.Errorf(codes.Unimplemented, "unknown method %s", m)
+	}
+	var b []byte
+	for {
+		if err := stream.RecvMsg(&b); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if err := stream.SendMsg(&b); err != nil {
+			return err
+		}
+	}
 }
 
 func main() {
@@ -48,6 +92,8 @@ func main() {
 	if err != nil {
 		log.Fatalf("listen: %v", err)
 	}
+	opts = append(opts, grpc.CustomCodec(rawCodec{encoding.GetCodec("proto")}),
+		grpc.UnknownServiceHandler(echo))
 	s := grpc.NewServer(opts...)
 	pb.RegisterGreeterServer(s, greeter{})
 	sig := make(chan os.Signal, 1)
