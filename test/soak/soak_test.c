@@ -54,6 +54,7 @@
 #define DRAIN_MS 30000       /* for the calls in flight when traffic stops */
 #define RSS_GROWTH_MAX (4 << 20)
 #define RING (1 << 16)       /* calls remembered for the cross-check */
+#define MAX_REQUEST (256 << 10) /* past the stream window: flow control */
 
 enum { UNARY, SERVER_STREAM, CLIENT_STREAM, BIDI, NKINDS };
 static const char *const paths[NKINDS] = {
@@ -85,17 +86,25 @@ static int chance(unsigned percent) { return rnd_below(100) < percent; }
 
 typedef struct {
   uint64_t id;
-  int16_t client; /* final code, -1 not yet */
-  int16_t server; /* final code, -1 not yet or never seen */
+  int32_t client;  /* final code, -1 not yet */
+  uint32_t server; /* bit k: an attempt ended with code k on the server */
 } slot_t;
 static slot_t ring[RING];
 
+/* A status the server sent (not one the faults made up) must be one that
+ * an attempt of the call ended with in the server's on_done. Checked when
+ * the slot is reused and at the end, not as the statuses arrive: a
+ * server's on_done may come after the client has its status. */
+static int server_sent(int code) {
+  return code == UVG_STATUS_OK || code == UVG_STATUS_ABORTED ||
+         code == UVG_STATUS_OUT_OF_RANGE;
+}
+
 static void cross_check(const slot_t *s) {
-  if (s->client < 0 || s->server < 0) return;
-  if ((s->client == UVG_STATUS_OK || s->client == UVG_STATUS_ABORTED) &&
-      s->server != s->client)
-    FAIL("call %" PRIu64 ": client %s, server %s", s->id,
-         uvg_status_code_name(s->client), uvg_status_code_name(s->server));
+  if (s->client < 0 || !server_sent(s->client)) return;
+  if (s->server != 0 && !(s->server & (1u << s->client)))
+    FAIL("call %" PRIu64 ": client %s, server's attempts 0x%x", s->id,
+         uvg_status_code_name(s->client), s->server);
 }
 
 /* ---- the server ---- */
@@ -108,10 +117,12 @@ static uint64_t s_seen, s_done, s_by_code[17];
 typedef struct {
   uvg_call_t *call; /* NULL after on_done */
   uv_timer_t timer;
-  int kind, left, finished;
+  int kind, left, finished, cancelled;
+  int sends_pending; /* zero-copy sends whose callback has not run */
   uint32_t got;
   uint64_t id;
-  uint8_t fail;
+  uint8_t fail, early;
+  uint8_t msg[64]; /* the one zero-copy message in flight */
 } scall_t;
 
 static void scall_closed(uv_handle_t *h) { free(h->data); }
@@ -124,7 +135,7 @@ static void s_finish(scall_t *s, uvg_status_code_t code, const char *msg) {
 
 /* Unary and client streaming: the one response, and the status. */
 static void s_reply(scall_t *s) {
-  static uint8_t buf[8192]; /* as large as the largest request */
+  static uint8_t buf[MAX_REQUEST];
   size_t len;
   if (s->fail) {
     s_finish(s, UVG_STATUS_ABORTED, "soak: asked to fail");
@@ -141,20 +152,45 @@ static void s_reply(scall_t *s) {
     s_finish(s, UVG_STATUS_OK, NULL);
 }
 
+static void s_step(uv_timer_t *t);
+
+/* A zero-copy send's callback: exactly once, before on_done. */
+static void s_sent(uvg_call_t *call, int status, void *ud) {
+  scall_t *s = ud;
+  (void)call;
+  if (s->call == NULL) FAIL("send callback after on_done");
+  if (status != 0 && status != UVG_ECANCELED) FAIL("send callback: %d", status);
+  if (--s->sends_pending < 0) FAIL("send callback twice");
+  if (status == 0 && !s->finished && !s->cancelled)
+    uv_timer_start(&s->timer, s_step, rnd_below(20), 0);
+}
+
 static void s_step(uv_timer_t *t) {
   scall_t *s = t->data;
-  if (s->call == NULL || s->finished) return;
+  if (s->call == NULL) return;
+  if (s->cancelled) { /* on_cancel left the finish for later */
+    s_finish(s, UVG_STATUS_CANCELLED, NULL);
+    return;
+  }
+  if (s->finished) return;
   if (s->kind == SERVER_STREAM) {
     if (s->left == 0) {
       s_finish(s, s->fail ? UVG_STATUS_ABORTED : UVG_STATUS_OK,
                s->fail ? "soak: asked to fail" : NULL);
       return;
     }
+    s->left--;
+    if (chance(50)) { /* without a copy: the next one from the callback */
+      memset(s->msg, s->left, sizeof(s->msg));
+      s->sends_pending++;
+      if (uvg_call_send(s->call, s->msg, rnd_below(sizeof(s->msg)), 0, s_sent, s) != 0)
+        s->sends_pending--; /* ending: on_cancel follows */
+      return;
+    }
     uint8_t msg[64];
     memset(msg, s->left, sizeof(msg));
     if (uvg_call_send(s->call, msg, rnd_below(sizeof(msg)), 0, NULL, NULL) != 0)
       return; /* ending: on_cancel follows */
-    s->left--;
     uv_timer_start(&s->timer, s_step, rnd_below(20), 0);
     return;
   }
@@ -182,6 +218,8 @@ static scall_t *s_new(uvg_call_t *call, int kind) {
   } else {
     FAIL("a call without x-soak-id");
   }
+  const uvg_metadata_t *early = uvg_call_metadata_get(call, "x-soak-early");
+  s->early = early != NULL;
   uvg_call_set_data(call, s);
   s_seen++;
   return s;
@@ -212,11 +250,16 @@ static void s_on_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
       return;
     }
     uv_timer_start(&s->timer, s_step, (uint64_t)msg[1] * 4, 0);
+  } else if (s->early) {
+    /* Ends before the client has sent all it meant to (OUT_OF_RANGE, as
+     * the client asked), maybe before reading any of it. */
+    s_finish(s, UVG_STATUS_OUT_OF_RANGE, "soak: early");
   }
 }
 
 static void s_on_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
   scall_t *s = uvg_call_get_data(call);
+  if (s->finished) FAIL("on_message after the handler finished");
   s->got++;
   if (s->kind == BIDI && !s->finished)
     uvg_call_send(call, msg, len, 0, NULL, NULL); /* copied; fails once ending */
@@ -224,6 +267,7 @@ static void s_on_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
 
 static void s_on_half_close(uvg_call_t *call) {
   scall_t *s = uvg_call_get_data(call);
+  if (s->finished) FAIL("on_half_close after the handler finished");
   if (chance(50))
     s_step(&s->timer);
   else
@@ -233,8 +277,16 @@ static void s_on_half_close(uvg_call_t *call) {
 static void s_on_cancel(uvg_call_t *call, const uvg_status_t *st) {
   scall_t *s = uvg_call_get_data(call);
   (void)st;
-  uv_timer_stop(&s->timer);
-  s_finish(s, UVG_STATUS_CANCELLED, NULL); /* only releases the call */
+  if (s->finished) FAIL("on_cancel after the handler finished");
+  s->cancelled = 1;
+  /* The finish only releases the call: now, or later as a handler whose
+   * work takes a while would. */
+  if (chance(50)) {
+    uv_timer_stop(&s->timer);
+    s_finish(s, UVG_STATUS_CANCELLED, NULL);
+  } else {
+    uv_timer_start(&s->timer, s_step, rnd_below(50), 0);
+  }
 }
 
 static void s_on_done(uvg_call_t *call, const uvg_status_t *st) {
@@ -244,12 +296,12 @@ static void s_on_done(uvg_call_t *call, const uvg_status_t *st) {
     return;
   }
   s_done++;
+  if (!s->finished) FAIL("on_done before the handler finished");
+  if (s->sends_pending != 0) FAIL("on_done with %d send callbacks to come", s->sends_pending);
   if (st->code >= 0 && st->code <= 16) s_by_code[st->code]++;
   slot_t *slot = &ring[s->id % RING];
-  if (slot->id == s->id) {
-    if (slot->server >= 0) FAIL("call %" PRIu64 " done twice on the server", s->id);
-    slot->server = (int16_t)st->code;
-    cross_check(slot);
+  if (slot->id == s->id && st->code >= 0 && st->code <= 16) {
+    slot->server |= 1u << st->code;
   }
   s->call = NULL;
   uvg_call_set_data(call, NULL);
@@ -280,6 +332,9 @@ static void server_start(void) {
   uvg_server_options_t o;
   uvg_server_options_init(&o);
   o.max_concurrent_streams = 1000;
+  /* Connections drained (GOAWAY) and closed under the calls now and then. */
+  o.max_connection_age_ms = 4000;
+  o.max_connection_age_grace_ms = 2000;
   if (uvg_server_new(loop, &o, &server) != 0 ||
       uvg_server_register(server, methods, NKINDS) != 0) {
     FAIL("server_new");
@@ -464,8 +519,10 @@ typedef struct {
   int got;
   size_t req_len;
   uint32_t reply_count; /* client streaming's reply */
-  int fail;
+  int fail, early;
+  int sends_pending; /* zero-copy sends whose callback has not run */
   uint64_t id;
+  uint8_t msg[512]; /* the one zero-copy message in flight */
 } ccall_t;
 
 static uint64_t next_id = 1;
@@ -511,11 +568,13 @@ static void c_on_status(uvg_client_call_t *call, const uvg_status_t *st,
   }
   c->ended = 1;
   c_ended++;
+  if (c->sends_pending != 0)
+    FAIL("on_status with %d send callbacks to come", c->sends_pending);
   int code = st->code;
   if (code >= 0 && code <= 16) c_by_code[code]++;
   switch (code) {
   case UVG_STATUS_OK:
-    if (c->fail) FAIL("call asked to fail ended OK");
+    if (c->fail || c->early) FAIL("call asked to fail ended OK");
     if (c->kind == CLIENT_STREAM && c->reply_count != (uint32_t)c->sent)
       FAIL("client streaming: server counted %u of %d", c->reply_count, c->sent);
     if (c->kind == BIDI && c->got != c->sent)
@@ -528,6 +587,9 @@ static void c_on_status(uvg_client_call_t *call, const uvg_status_t *st,
   case UVG_STATUS_ABORTED:
     if (!c->fail) FAIL("ABORTED not asked for: %s", st->message);
     break;
+  case UVG_STATUS_OUT_OF_RANGE:
+    if (!c->early) FAIL("OUT_OF_RANGE not asked for: %s", st->message);
+    break;
   case UVG_STATUS_CANCELLED:
   case UVG_STATUS_DEADLINE_EXCEEDED:
   case UVG_STATUS_UNAVAILABLE:
@@ -538,8 +600,7 @@ static void c_on_status(uvg_client_call_t *call, const uvg_status_t *st,
   }
   slot_t *slot = &ring[c->id % RING];
   if (slot->id == c->id) {
-    slot->client = (int16_t)code;
-    cross_check(slot);
+    slot->client = code;
   }
   uv_close((uv_handle_t *)&c->cancel_timer, c_closed);
   uv_close((uv_handle_t *)&c->send_timer, c_closed);
@@ -556,9 +617,35 @@ static void c_cancel(uv_timer_t *t) {
   if (rc != 0 && rc != UVG_ECANCELED) FAIL("cancel: %s", uvg_strerror(rc));
 }
 
+static void c_send_next(uv_timer_t *t);
+
+/* A zero-copy send's callback: exactly once, before on_status. */
+static void c_sent(uvg_client_call_t *call, int status, void *ud) {
+  ccall_t *c = ud;
+  (void)call;
+  if (c->magic != CCALL_MAGIC || c->ended) {
+    FAIL("send callback after on_status");
+    return;
+  }
+  if (status != 0 && status != UVG_ECANCELED) FAIL("client send callback: %d", status);
+  if (--c->sends_pending < 0) FAIL("client send callback twice");
+  if (status == 0) uv_timer_start(&c->send_timer, c_send_next, rnd_below(10), 0);
+}
+
 static void c_send_next(uv_timer_t *t) {
   ccall_t *c = t->data;
   if (c->ended) return;
+  if (c->sent < c->to_send && chance(50)) {
+    size_t len = rnd_below(sizeof(c->msg));
+    memset(c->msg, c->sent, len);
+    c->sends_pending++;
+    int rc = uvg_client_call_send(c->call, c->msg, len, 0, c_sent, c);
+    if (rc != 0) c->sends_pending--;
+    if (rc == UVG_ECANCELED) return;
+    if (rc != 0) FAIL("send: %s", uvg_strerror(rc));
+    else c->sent++;
+    return;
+  }
   if (c->sent < c->to_send) {
     uint8_t msg[512];
     size_t len = rnd_below(sizeof(msg));
@@ -593,8 +680,10 @@ static void start_call(chan_t *ch) {
 
   char id[24];
   snprintf(id, sizeof(id), "%" PRIu64, c->id);
-  uvg_metadata_t md = {"x-soak-id", (const uint8_t *)id, strlen(id)};
-  uvg_client_call_options_t o = {.metadata = &md, .nmetadata = 1};
+  uvg_metadata_t md[2] = {{"x-soak-id", (const uint8_t *)id, strlen(id)},
+                          {"x-soak-early", (const uint8_t *)"1", 1}};
+  c->early = (c->kind == CLIENT_STREAM || c->kind == BIDI) && chance(10);
+  uvg_client_call_options_t o = {.metadata = md, .nmetadata = c->early ? 2 : 1};
   unsigned d = rnd_below(100);
   if (d < 25) o.timeout_ms = 0;                            /* none */
   else if (d < 50) o.timeout_ms = 5 + rnd_below(300);      /* often passes */
@@ -605,8 +694,10 @@ static void start_call(chan_t *ch) {
   o.wait_for_ready = o.timeout_ms == 0 || chance(50) ? 1 : -1;
 
   slot_t *slot = &ring[c->id % RING];
+  if (slot->id != 0) cross_check(slot);
   slot->id = c->id;
-  slot->client = slot->server = -1;
+  slot->client = -1;
+  slot->server = 0;
 
   int rc = uvg_client_call_start(ch->ch, paths[c->kind], &o, &ccbs, c, &c->call);
   if (rc != 0) {
@@ -621,8 +712,10 @@ static void start_call(chan_t *ch) {
   ch->in_flight++;
 
   if (c->kind == UNARY || c->kind == SERVER_STREAM) {
-    uint8_t req[8192];
-    size_t len = 3 + (chance(5) ? rnd_below(sizeof(req) - 3) : rnd_below(200));
+    static uint8_t req[MAX_REQUEST];
+    size_t len = 3 + (chance(2)   ? rnd_below(sizeof(req) - 3)
+                      : chance(5) ? rnd_below(8192)
+                                  : rnd_below(200));
     memset(req, 0, len);
     c->want = c->kind == SERVER_STREAM ? (int)rnd_below(20) : 1;
     req[0] = (uint8_t)c->want;
@@ -645,6 +738,48 @@ static void start_call(chan_t *ch) {
 
 static void start_calls(chan_t *ch) {
   while (ch->in_flight < IN_FLIGHT) start_call(ch);
+}
+
+/* ---- channels closed under their calls and made again ---- */
+
+static uvg_channel_options_t chan_opts;
+#define RETRY_CONFIG                                                        \
+  "{\"methodConfig\":[{\"name\":[{\"service\":\"soak.Soak\"}],"             \
+  "\"retryPolicy\":{\"maxAttempts\":3,\"initialBackoff\":\"0.01s\","          \
+  "\"maxBackoff\":\"0.1s\",\"backoffMultiplier\":2,"                          \
+  "\"retryableStatusCodes\":[\"UNAVAILABLE\",\"ABORTED\"]}}]}"
+static int channel_recycles, channels_closed;
+
+static void channel_closed(uvg_channel_t *ch, void *ud) {
+  (void)ch;
+  (void)ud;
+  channels_closed++;
+}
+
+static int channel_open(chan_t *ch, int i) {
+  char target[64];
+  snprintf(target, sizeof(target), "127.0.0.1:%d",
+           i < DIRECT_CHANNELS ? port : relay_port);
+  /* Every other channel retries (gRFC A6), so that attempts, their
+   * backoff and the faults meet. */
+  uvg_channel_options_t o = chan_opts;
+  if (i % 2 == 1) o.default_service_config = RETRY_CONFIG;
+  int rc = uvg_channel_new(loop, target, uvg_insecure_channel_credentials(),
+                           &o, &ch->ch);
+  if (rc != 0) FAIL("channel_new %s: %s", target, uvg_strerror(rc));
+  return rc;
+}
+
+static uv_timer_t recycle_timer;
+static void recycle_channel(uv_timer_t *t) {
+  if (stopping) return;
+  int i = (int)rnd_below(NCHANNELS);
+  channel_recycles++;
+  /* Its calls end CANCELLED; their on_status starts the next ones on the
+   * new channel in the same slot. */
+  uvg_channel_close(chans[i].ch, channel_closed, NULL);
+  if (channel_open(&chans[i], i) != 0) abort();
+  uv_timer_start(t, recycle_channel, 4000 + rnd_below(6000), 0);
 }
 
 /* ---- RSS ---- */
@@ -687,11 +822,7 @@ static void stop(uv_timer_t *t) {
   uv_timer_stop(&restart_timer);
   uv_timer_stop(&kill_timer);
   uv_timer_stop(&tick_timer);
-}
-
-static void channel_closed(uvg_channel_t *ch, void *ud) {
-  (void)ch;
-  (void)ud;
+  uv_timer_stop(&recycle_timer);
 }
 
 static void relay_conns_close(void) {
@@ -743,20 +874,11 @@ int main(int argc, char **argv) {
   uv_tcp_getsockname(&relay, (struct sockaddr *)&sa, &salen);
   relay_port = ntohs(sa.sin_port);
 
-  uvg_channel_options_t co;
-  uvg_channel_options_init(&co);
-  co.backoff_initial_ms = 50;
-  co.backoff_max_ms = 500;
-  for (int i = 0; i < NCHANNELS; i++) {
-    char target[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d",
-             i < DIRECT_CHANNELS ? port : relay_port);
-    if (uvg_channel_new(loop, target, uvg_insecure_channel_credentials(), &co,
-                        &chans[i].ch) != 0) {
-      FAIL("channel_new %s", target);
-      return 1;
-    }
-  }
+  uvg_channel_options_init(&chan_opts);
+  chan_opts.backoff_initial_ms = 50;
+  chan_opts.backoff_max_ms = 500;
+  for (int i = 0; i < NCHANNELS; i++)
+    if (channel_open(&chans[i], i) != 0) return 1;
 
   uv_update_time(loop);
   t0 = uv_now(loop);
@@ -764,6 +886,8 @@ int main(int argc, char **argv) {
   uv_timer_init(loop, &kill_timer);
   uv_timer_init(loop, &tick_timer);
   uv_timer_init(loop, &stop_timer);
+  uv_timer_init(loop, &recycle_timer);
+  uv_timer_start(&recycle_timer, recycle_channel, 3000 + rnd_below(4000), 0);
   uv_timer_start(&restart_timer, restart_server, 2000 + rnd_below(3000), 0);
   uv_timer_start(&kill_timer, kill_one, 500, 0);
   uv_timer_start(&tick_timer, tick, 1000, 1000);
@@ -797,6 +921,7 @@ int main(int argc, char **argv) {
   uv_close((uv_handle_t *)&kill_timer, NULL);
   uv_close((uv_handle_t *)&tick_timer, NULL);
   uv_close((uv_handle_t *)&stop_timer, NULL);
+  uv_close((uv_handle_t *)&recycle_timer, NULL);
   uv_close((uv_handle_t *)&relisten_timer, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
 
@@ -819,24 +944,30 @@ int main(int argc, char **argv) {
   fprintf(stderr, "soak: server: %" PRIu64 " seen, %" PRIu64 " done:", s_seen, s_done);
   for (int k = 0; k <= 16; k++)
     if (s_by_code[k]) fprintf(stderr, " %s %" PRIu64, uvg_status_code_name(k), s_by_code[k]);
-  fprintf(stderr, "\nsoak: %d server restarts, %d relay kills\n", server_restarts,
-          relay_kills);
+  fprintf(stderr, "\nsoak: %d server restarts, %d relay kills, %d channels closed under their calls\n",
+          server_restarts, relay_kills, channel_recycles);
+  if (channels_closed != channel_recycles + NCHANNELS)
+    FAIL("%d channels closed, %d close callbacks", channel_recycles + NCHANNELS,
+         channels_closed);
   if (s_done != s_seen) FAIL("server: %" PRIu64 " seen, %" PRIu64 " done", s_seen, s_done);
   if (sum != s_done) FAIL("server: statuses add up to %" PRIu64, sum);
   for (size_t i = 0; i < RING; i++) {
     slot_t *s = &ring[i];
     if (s->id == 0) continue;
     if (s->client < 0) FAIL("call %" PRIu64 " never ended on the client", s->id);
-    if ((s->client == UVG_STATUS_OK || s->client == UVG_STATUS_ABORTED) && s->server < 0)
+    cross_check(s);
+    if (server_sent(s->client) && s->server == 0)
       FAIL("call %" PRIu64 " %s on the client, never done on the server", s->id,
            uvg_status_code_name(s->client));
   }
   /* Each fault must have happened, or the run proved less than it says. */
   if (server_restarts < 1) FAIL("no server restart");
+  if (seconds >= 20 && channel_recycles < 1) FAIL("no channel closed under its calls");
   if (seconds >= 20 && relay_kills < 5) FAIL("only %d relay kills", relay_kills);
   for (int k = 0; k < NKINDS; k++)
     if (c_by_kind[k] == 0) FAIL("no %s call", paths[k]);
   if (c_by_code[UVG_STATUS_OK] == 0 || c_by_code[UVG_STATUS_CANCELLED] == 0 ||
+      c_by_code[UVG_STATUS_OUT_OF_RANGE] == 0 ||
       c_by_code[UVG_STATUS_DEADLINE_EXCEEDED] == 0 ||
       c_by_code[UVG_STATUS_UNAVAILABLE] == 0 || c_by_code[UVG_STATUS_ABORTED] == 0)
     FAIL("a status the faults should have produced is missing");
