@@ -31,18 +31,9 @@
 #include <uv.h>
 
 #include "timer.h"
+#include "soak.h"
 #include "uvgrpc.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
 
 #define LIMIT_MS 120000    /* the whole run, in either process */
 #define CONNECTING 200     /* channels connecting at once: no SYN floods */
@@ -61,17 +52,6 @@ static int conns = UNDER_ASAN ? 1000 : 10000;
 static int sconns = UNDER_ASAN ? 20 : 100;
 static int per_conn = UNDER_ASAN ? 500 : 1000;
 static uv_loop_t *loop;
-
-static long vm_rss(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long kb = -1;
-  if (f == NULL) return -1;
-  while (fgets(line, sizeof(line), f))
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-  fclose(f);
-  return kb * 1024;
-}
 
 static double now_s(void) {
   struct timespec ts;

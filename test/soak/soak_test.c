@@ -34,18 +34,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "soak.h"
 #include "uvgrpc.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
 
 #define DIRECT_CHANNELS 3
 #define RELAY_CHANNELS 3
@@ -783,17 +774,6 @@ static void recycle_channel(uv_timer_t *t) {
 }
 
 /* ---- RSS ---- */
-
-static long vm_rss(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long kb = -1;
-  if (f == NULL) return -1;
-  while (fgets(line, sizeof(line), f))
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-  fclose(f);
-  return kb * 1024;
-}
 
 #define MAX_SAMPLES 4096
 static long rss[MAX_SAMPLES];
