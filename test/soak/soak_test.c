@@ -2,8 +2,9 @@
  * Soak: mixed traffic of the four kinds of RPC from several channels to one
  * server on one loop, while the world breaks around the calls: random
  * cancels, random deadlines, the server closed (or shut down) and listening
- * again on the same port, and a relay between some channels and the server
- * that kills connections at random (FIN or RST).
+ * again on the same ports, and a relay between some channels and the
+ * server that kills connections at random (FIN or RST). Two of the eight
+ * channels speak TLS, one of them through the relay.
  *
  *   soak_test [SECONDS]            SOAK_SECONDS=N, SOAK_SEED=S also work
  *
@@ -38,9 +39,11 @@
 #include "uvgrpc.h"
 
 
-#define DIRECT_CHANNELS 3
-#define RELAY_CHANNELS 3
-#define NCHANNELS (DIRECT_CHANNELS + RELAY_CHANNELS)
+/* Channels 0-2 plaintext to the server, 3-5 plaintext through the relay,
+ * 6 TLS to the server, 7 TLS through the relay. */
+#define NCHANNELS 8
+#define TLS_CHANNEL 6
+static int via_relay(int i) { return (i >= 3 && i < 6) || i == 7; }
 #define IN_FLIGHT 24         /* calls per channel at any time */
 #define DRAIN_MS 30000       /* for the calls in flight when traffic stops */
 #define RSS_GROWTH_MAX (4 << 20)
@@ -101,7 +104,9 @@ static void cross_check(const slot_t *s) {
 /* ---- the server ---- */
 
 static uvg_server_t *server;
-static int port;
+static int port, tls_port;
+static uvg_server_credentials_t *server_tls;
+static uvg_channel_credentials_t *channel_tls;
 static int server_restarts, server_down;
 static uint64_t s_seen, s_done, s_by_code[17];
 
@@ -333,8 +338,12 @@ static void server_start(void) {
   }
   char addr[32];
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-  int bound = 0, rc = uvg_server_listen(server, addr,
-                                        uvg_insecure_server_credentials(), &bound);
+  int bound = 0, tls_bound = 0,
+      rc = uvg_server_listen(server, addr, uvg_insecure_server_credentials(), &bound);
+  if (rc == 0) {
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", tls_port);
+    rc = uvg_server_listen(server, addr, server_tls, &tls_bound);
+  }
   if (rc == UV_EADDRINUSE && port != 0) {
     /* Not expected (the listener sets SO_REUSEADDR), but not the library's
      * fault either: try again shortly. */
@@ -349,6 +358,7 @@ static void server_start(void) {
     abort();
   }
   port = bound;
+  tls_port = tls_bound;
   server_down = 0;
 }
 
@@ -380,8 +390,8 @@ typedef struct {
   uv_buf_t buf;
 } rwrite_t;
 
-static uv_tcp_t relay;
-static int relay_port;
+static uv_tcp_t relay, relay_tls; /* to the plaintext port, to the TLS one */
+static int relay_port, relay_tls_port;
 static rconn_t *rconns;
 static int nrconns, relay_kills;
 
@@ -470,7 +480,7 @@ static void r_accept(uv_stream_t *l, int status) {
     return;
   }
   struct sockaddr_in sa;
-  uv_ip4_addr("127.0.0.1", port, &sa);
+  uv_ip4_addr("127.0.0.1", l == (uv_stream_t *)&relay ? port : tls_port, &sa);
   if (uv_tcp_connect(&c->creq, &c->up, (struct sockaddr *)&sa, r_connected) != 0)
     r_close(c, 0);
 }
@@ -488,6 +498,21 @@ static void kill_one(uv_timer_t *t) {
     }
   }
   uv_timer_start(t, kill_one, 200 + rnd_below(1500), 0);
+}
+
+static int relay_listen(uv_tcp_t *l, int *bound) {
+  struct sockaddr_in sa;
+  int salen = sizeof(sa);
+  uv_ip4_addr("127.0.0.1", 0, &sa);
+  uv_tcp_init(loop, l);
+  if (uv_tcp_bind(l, (struct sockaddr *)&sa, 0) != 0 ||
+      uv_listen((uv_stream_t *)l, 128, r_accept) != 0) {
+    FAIL("relay listen");
+    return -1;
+  }
+  uv_tcp_getsockname(l, (struct sockaddr *)&sa, &salen);
+  *bound = ntohs(sa.sin_port);
+  return 0;
 }
 
 /* ---- the clients ---- */
@@ -749,13 +774,15 @@ static void channel_closed(uvg_channel_t *ch, void *ud) {
 
 static int channel_open(chan_t *ch, int i) {
   char target[64];
+  int tls = i >= TLS_CHANNEL;
   snprintf(target, sizeof(target), "127.0.0.1:%d",
-           i < DIRECT_CHANNELS ? port : relay_port);
+           via_relay(i) ? (tls ? relay_tls_port : relay_port) : (tls ? tls_port : port));
   /* Every other channel retries (gRFC A6), so that attempts, their
    * backoff and the faults meet. */
   uvg_channel_options_t o = chan_opts;
   if (i % 2 == 1) o.default_service_config = RETRY_CONFIG;
-  int rc = uvg_channel_new(loop, target, uvg_insecure_channel_credentials(),
+  int rc = uvg_channel_new(loop, target,
+                           tls ? channel_tls : uvg_insecure_channel_credentials(),
                            &o, &ch->ch);
   if (rc != 0) FAIL("channel_new %s: %s", target, uvg_strerror(rc));
   return rc;
@@ -778,6 +805,15 @@ static void recycle_channel(uv_timer_t *t) {
 #define MAX_SAMPLES 4096
 static long rss[MAX_SAMPLES];
 static int nrss;
+
+/* The faults make the library log (a TLS handshake cut by the relay, a
+ * connection reset): counted, and the first few shown. */
+static int log_lines;
+static void on_log(uvg_log_level_t level, const char *line, void *ud) {
+  (void)ud;
+  if (level == UVG_LOG_ERROR) FAIL("logged an error: %s", line);
+  if (++log_lines <= 5) fprintf(stderr, "soak: log: %s\n", line);
+}
 
 /* ---- the run ---- */
 
@@ -825,6 +861,7 @@ int main(int argc, char **argv) {
                   "), %" PRIu64 " s%s\n",
           seed, seed, seconds, UNDER_ASAN ? ", AddressSanitizer" : "");
 
+  uvg_set_log_cb(on_log, NULL);
   loop = uv_default_loop();
   for (int k = 0; k < NKINDS; k++) {
     methods[k] = (uvg_method_t){.path = paths[k],
@@ -839,20 +876,22 @@ int main(int argc, char **argv) {
                                 .on_done = s_on_done,
                                 .method_data = (void *)(intptr_t)k};
   }
+  /* gRPC's test certificates (server1 is for *.test.google.fr). */
+  uvg_tls_server_options_t so = {.cert_chain = {.file = GRPC_TESTDATA "/server1.pem"},
+                                 .private_key = {.file = GRPC_TESTDATA "/server1.key"}};
+  uvg_tls_channel_options_t to = {.root_certs = {.file = GRPC_TESTDATA "/ca.pem"},
+                                  .server_name_override = "foo.test.google.fr"};
+  if (uvg_tls_server_credentials_new(&so, &server_tls) != 0 ||
+      uvg_tls_channel_credentials_new(&to, &channel_tls) != 0) {
+    FAIL("TLS credentials from " GRPC_TESTDATA);
+    return 1;
+  }
   uv_timer_init(loop, &relisten_timer);
   server_start();
 
-  struct sockaddr_in sa;
-  uv_ip4_addr("127.0.0.1", 0, &sa);
-  uv_tcp_init(loop, &relay);
-  if (uv_tcp_bind(&relay, (struct sockaddr *)&sa, 0) != 0 ||
-      uv_listen((uv_stream_t *)&relay, 128, r_accept) != 0) {
-    FAIL("relay listen");
+  if (relay_listen(&relay, &relay_port) != 0 ||
+      relay_listen(&relay_tls, &relay_tls_port) != 0)
     return 1;
-  }
-  int salen = sizeof(sa);
-  uv_tcp_getsockname(&relay, (struct sockaddr *)&sa, &salen);
-  relay_port = ntohs(sa.sin_port);
 
   uvg_channel_options_init(&chan_opts);
   chan_opts.backoff_initial_ms = 50;
@@ -893,6 +932,7 @@ int main(int argc, char **argv) {
 
   for (int i = 0; i < NCHANNELS; i++) uvg_channel_close(chans[i].ch, channel_closed, NULL);
   uv_close((uv_handle_t *)&relay, NULL);
+  uv_close((uv_handle_t *)&relay_tls, NULL);
   relay_conns_close();
   closing_all = 1;
   if (server != NULL) uvg_server_close(server, NULL, NULL);
@@ -904,6 +944,8 @@ int main(int argc, char **argv) {
   uv_close((uv_handle_t *)&recycle_timer, NULL);
   uv_close((uv_handle_t *)&relisten_timer, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
+  uvg_server_credentials_release(server_tls);
+  uvg_channel_credentials_release(channel_tls);
 
   /* ---- the accounts ---- */
   uint64_t sum = 0;
@@ -924,8 +966,10 @@ int main(int argc, char **argv) {
   fprintf(stderr, "soak: server: %" PRIu64 " seen, %" PRIu64 " done:", s_seen, s_done);
   for (int k = 0; k <= 16; k++)
     if (s_by_code[k]) fprintf(stderr, " %s %" PRIu64, uvg_status_code_name(k), s_by_code[k]);
-  fprintf(stderr, "\nsoak: %d server restarts, %d relay kills, %d channels closed under their calls\n",
-          server_restarts, relay_kills, channel_recycles);
+  fprintf(stderr,
+          "\nsoak: %d server restarts, %d relay kills, %d channels closed under "
+          "their calls, %d lines logged\n",
+          server_restarts, relay_kills, channel_recycles, log_lines);
   if (channels_closed != channel_recycles + NCHANNELS)
     FAIL("%d channels closed, %d close callbacks", channel_recycles + NCHANNELS,
          channels_closed);
