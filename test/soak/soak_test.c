@@ -1,10 +1,13 @@
 /*
  * Soak: mixed traffic of the four kinds of RPC from several channels to one
  * server on one loop, while the world breaks around the calls: random
- * cancels, random deadlines, the server closed (or shut down) and listening
- * again on the same ports, and a relay between some channels and the
- * server that kills connections at random (FIN or RST). Two of the eight
- * channels speak TLS, one of them through the relay.
+ * cancels, random deadlines, handlers that finish early, late or after
+ * on_cancel, zero-copy sends, the server closed (or shut down) and
+ * listening again on the same ports, connections drained at their max
+ * age, channels closed under their calls and made again, and a relay
+ * between some channels and the server that kills connections at random
+ * (FIN or RST). Two of the eight channels speak TLS, one of them through
+ * the relay; every other channel retries (gRFC A6).
  *
  *   soak_test [SECONDS]            SOAK_SECONDS=N, SOAK_SEED=S also work
  *
@@ -15,9 +18,13 @@
  *    every call a handler saw ends exactly once on the server (on_done);
  *    the counts by status add up to the calls on each side;
  *  - no status outside what the faults explain (OK, CANCELLED,
- *    DEADLINE_EXCEEDED, UNAVAILABLE, and the ABORTED the client asked for);
- *  - an OK call carried the right responses, and a call the client saw
- *    OK (or ABORTED) ended the same way in the server's on_done;
+ *    DEADLINE_EXCEEDED, UNAVAILABLE, and the ABORTED and OUT_OF_RANGE the
+ *    client asked for);
+ *  - an OK call carried the right responses, and a status the server
+ *    sent (OK, ABORTED, OUT_OF_RANGE) is one that an attempt of the call
+ *    ended with in the server's on_done;
+ *  - each zero-copy send's callback runs once, before the call's last
+ *    callback; no handler callback comes after the handler finished;
  *  - every kind of fault happened;
  *  - RSS (VmRSS) after the warm-up (the first third) grows by less than
  *    RSS_GROWTH_MAX; under AddressSanitizer LeakSanitizer checks leaks at
@@ -37,7 +44,6 @@
 
 #include "soak.h"
 #include "uvgrpc.h"
-
 
 /* Channels 0-2 plaintext to the server, 3-5 plaintext through the relay,
  * 6 TLS to the server, 7 TLS through the relay. */
