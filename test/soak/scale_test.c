@@ -30,22 +30,21 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "timer.h"
 #include "soak.h"
+#include "timer.h"
 #include "uvgrpc.h"
 
-
-#define LIMIT_MS 120000    /* the whole run, in either process */
-#define CONNECTING 200     /* channels connecting at once: no SYN floods */
-#define DEADLINE_MS 60000  /* of every held stream */
+#define LIMIT_MS 120000   /* the whole run, in either process */
+#define CONNECTING 200    /* channels connecting at once: no SYN floods */
+#define DEADLINE_MS 60000 /* of every held stream */
 #define TIMER_OPS 200000
 
 static int failures;
-#define FAIL(...)                                          \
-  do {                                                     \
-    fprintf(stderr, "scale: FAIL: " __VA_ARGS__);          \
-    fputc('\n', stderr);                                   \
-    failures++;                                            \
+#define FAIL(...)                                 \
+  do {                                            \
+    fprintf(stderr, "scale: FAIL: " __VA_ARGS__); \
+    fputc('\n', stderr);                          \
+    failures++;                                   \
   } while (0)
 
 static int conns = UNDER_ASAN ? 1000 : 10000;
@@ -84,7 +83,8 @@ static void raise_nofile(void) {
 
 /* The two processes talk in short lines over a socketpair. */
 static int ctl_fd;
-static void ctl_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void ctl_send(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 static void ctl_send(const char *fmt, ...) {
   char line[128];
   va_list ap;
@@ -147,8 +147,8 @@ static const uint8_t req[] = {1, 2, 3};
 
 static void c_open_next(void);
 
-static void c_unary_done(const uvg_status_t *st, const uint8_t *reply, size_t len,
-                         void *ud) {
+static void c_unary_done(const uvg_status_t *st, const uint8_t *reply,
+                         size_t len, void *ud) {
   (void)reply;
   (void)len;
   (void)ud;
@@ -193,11 +193,12 @@ static void c_stream_status(uvg_client_call_t *call, const uvg_status_t *st,
   if (st->code == UVG_STATUS_OK) {
     c_streams_ok++;
   } else if (++c_streams_bad <= 5) {
-    fprintf(stderr, "scale: client: stream: %s %s\n", uvg_status_code_name(st->code),
-            st->message ? st->message : "");
+    fprintf(stderr, "scale: client: stream: %s %s\n",
+            uvg_status_code_name(st->code), st->message ? st->message : "");
   }
   if (c_streams_ended == sconns * per_conn)
-    ctl_send("done %d %d %.3f\n", c_streams_ok, c_streams_bad, cpu_s() - c_cpu_mark);
+    ctl_send("done %d %d %.3f\n", c_streams_ok, c_streams_bad,
+             cpu_s() - c_cpu_mark);
 }
 
 static const uvg_client_call_cbs_t stream_cbs = {.on_status = c_stream_status};
@@ -208,8 +209,8 @@ static void c_start_streams(void) {
   for (int i = 0; i < sconns; i++)
     for (int k = 0; k < per_conn; k++) {
       uvg_client_call_t *call;
-      if (uvg_client_call_start(chs[i], "/scale.Scale/Hold", &o, &stream_cbs, NULL,
-                                &call) != 0) {
+      if (uvg_client_call_start(chs[i], "/scale.Scale/Hold", &o, &stream_cbs,
+                                NULL, &call) != 0) {
         FAIL("client: call_start");
         exit(1);
       }
@@ -273,11 +274,15 @@ static void s_ping(uvg_call_t *call, const uint8_t *msg, size_t len) {
 static void s_done(uvg_call_t *call, const uvg_status_t *st) {
   (void)call;
   if (strcmp(uvg_call_method(call), "/scale.Scale/Hold") != 0) return;
-  if (st->code == UVG_STATUS_OK) s_done_ok++;
-  else s_done_bad++;
+  if (st->code == UVG_STATUS_OK)
+    s_done_ok++;
+  else
+    s_done_bad++;
 }
 
-static void noop_cb(uvg__timer_t *t) { (void)t; }
+static void noop_cb(uvg__timer_t *t) {
+  (void)t;
+}
 
 /* Nanoseconds per start or stop of one timer among the pending ones.
  * `spread`: a due time at random within the deadlines already armed, so
@@ -290,7 +295,8 @@ static double time_timer_ops(uvg__sched_t *sched, int spread) {
   double t0 = now_s();
   for (int i = 0; i < TIMER_OPS; i++) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    uvg__timer_start(&t, noop_cb, spread ? 1000 + x % DEADLINE_MS : 2 * DEADLINE_MS);
+    uvg__timer_start(&t, noop_cb,
+                     spread ? 1000 + x % DEADLINE_MS : 2 * DEADLINE_MS);
     uvg__timer_stop(&t);
   }
   return (now_s() - t0) * 1e9 / (2.0 * TIMER_OPS);
@@ -304,11 +310,13 @@ static void measure_timers(void) {
   }
   size_t pending = sched->heap_n;
   double last = time_timer_ops(sched, 0), mid = time_timer_ops(sched, 1);
-  printf("timer start or stop with %zu timers pending: %.0f ns (due after "
-         "them all), %.0f ns (due among them); %d of each\n",
-         pending, last, mid, TIMER_OPS);
+  printf(
+      "timer start or stop with %zu timers pending: %.0f ns (due after "
+      "them all), %.0f ns (due among them); %d of each\n",
+      pending, last, mid, TIMER_OPS);
   if ((int)pending < sconns * per_conn)
-    FAIL("only %zu timers pending: the calls' deadlines are not armed", pending);
+    FAIL("only %zu timers pending: the calls' deadlines are not armed",
+         pending);
   uvg__sched_release(sched);
 }
 
@@ -322,8 +330,10 @@ static void s_hold(uvg_call_t *call, const uint8_t *msg, size_t len) {
   rss_streams = vm_rss();
   uvg_server_stats_t st;
   uvg_server_get_stats(server, &st);
-  printf("%d streams open at once on %d connections (%" PRIu64 " calls open) "
-         "after %.1f s (server CPU %.2f s): RSS %.1f MiB, %.0f bytes per open stream\n",
+  printf("%d streams open at once on %d connections (%" PRIu64
+         " calls open) "
+         "after %.1f s (server CPU %.2f s): RSS %.1f MiB, %.0f bytes per open "
+         "stream\n",
          nheld, sconns, st.calls_open, t_streams, cpu, rss_streams / 1048576.0,
          (double)(rss_streams - rss_idle) / nheld);
   if ((int)st.calls_open != nheld) FAIL("calls_open %" PRIu64, st.calls_open);
@@ -337,13 +347,20 @@ static void s_nop(uvg_call_t *call, const uint8_t *msg, size_t len) {
   (void)msg;
   (void)len;
 }
-static void s_nop_half(uvg_call_t *call) { (void)call; }
+static void s_nop_half(uvg_call_t *call) {
+  (void)call;
+}
 
 static const uvg_method_t s_methods[] = {
-    {.path = "/scale.Scale/Ping", .type = UVG_METHOD_UNARY, .on_call = s_ping,
+    {.path = "/scale.Scale/Ping",
+     .type = UVG_METHOD_UNARY,
+     .on_call = s_ping,
      .on_done = s_done},
-    {.path = "/scale.Scale/Hold", .type = UVG_METHOD_BIDI_STREAMING,
-     .on_call = s_hold, .on_message = s_nop, .on_half_close = s_nop_half,
+    {.path = "/scale.Scale/Hold",
+     .type = UVG_METHOD_BIDI_STREAMING,
+     .on_call = s_hold,
+     .on_message = s_nop,
+     .on_half_close = s_nop_half,
      .on_done = s_done},
 };
 
@@ -363,14 +380,17 @@ static void s_line(const char *line) {
     rss_idle = vm_rss();
     uvg_server_stats_t st;
     uvg_server_get_stats(server, &st);
-    printf("%" PRIu64 " connections accepted, %" PRIu64 " open, after %.1f s "
+    printf("%" PRIu64 " connections accepted, %" PRIu64
+           " open, after %.1f s "
            "(server CPU %.2f s, client CPU %.2f s): RSS %.1f MiB, "
            "%.0f bytes per idle connection (base %.1f MiB)\n",
            st.connections_accepted, st.connections_open, t_idle, cpu, c_cpu,
            rss_idle / 1048576.0, (double)(rss_idle - rss_base) / conns,
            rss_base / 1048576.0);
-    if (a != conns || b != 0) FAIL("client: %d of %d first calls OK, %d failed", a, conns, b);
-    if ((int)st.connections_accepted != conns || (int)st.connections_open != conns)
+    if (a != conns || b != 0)
+      FAIL("client: %d of %d first calls OK, %d failed", a, conns, b);
+    if ((int)st.connections_accepted != conns ||
+        (int)st.connections_open != conns)
       FAIL("server: %" PRIu64 " connections accepted, %" PRIu64 " open of %d",
            st.connections_accepted, st.connections_open, conns);
     t_start = now_s();
@@ -379,9 +399,10 @@ static void s_line(const char *line) {
   } else if (sscanf(line, "done %d %d %lf", &a, &b, &c_cpu) == 3) {
     client_ok = a;
     client_bad = b;
-    printf("client: %d streams OK, %d not, %.1f s after they started "
-           "(client CPU %.2f s, server CPU %.2f s)\n",
-           a, b, now_s() - t_start, c_cpu, cpu_s() - cpu_start);
+    printf(
+        "client: %d streams OK, %d not, %.1f s after they started "
+        "(client CPU %.2f s, server CPU %.2f s)\n",
+        a, b, now_s() - t_start, c_cpu, cpu_s() - cpu_start);
     ctl_send("quit\n");
   }
 }
@@ -429,8 +450,8 @@ int main(int argc, char **argv) {
   int port = 0;
   if (uvg_server_new(loop, &o, &server) != 0 ||
       uvg_server_register(server, s_methods, 2) != 0 ||
-      uvg_server_listen(server, "127.0.0.1:0", uvg_insecure_server_credentials(),
-                        &port) != 0) {
+      uvg_server_listen(server, "127.0.0.1:0",
+                        uvg_insecure_server_credentials(), &port) != 0) {
     FAIL("server");
     kill(pid, SIGKILL);
     return 1;
@@ -450,9 +471,11 @@ int main(int argc, char **argv) {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     FAIL("client process: status %d", status);
   int total = sconns * per_conn;
-  if (nheld != total) FAIL("server: %d of %d streams open at once", nheld, total);
+  if (nheld != total)
+    FAIL("server: %d of %d streams open at once", nheld, total);
   if (s_done_ok != total || s_done_bad != 0)
-    FAIL("server: %d streams done OK, %d not, of %d", s_done_ok, s_done_bad, total);
+    FAIL("server: %d streams done OK, %d not, of %d", s_done_ok, s_done_bad,
+         total);
   if (client_ok != total || client_bad != 0)
     FAIL("client: %d streams OK, %d not, of %d", client_ok, client_bad, total);
   free(held);

@@ -33,6 +33,8 @@
  * SOAK_SEED replays the same sequence of choices (the timing of the
  * machine is not replayed).
  */
+#include "soak.h"
+
 #include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
@@ -42,18 +44,19 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "soak.h"
 #include "uvgrpc.h"
 
 /* Channels 0-2 plaintext to the server, 3-5 plaintext through the relay,
  * 6 TLS to the server, 7 TLS through the relay. */
 #define NCHANNELS 8
 #define TLS_CHANNEL 6
-static int via_relay(int i) { return (i >= 3 && i < 6) || i == 7; }
-#define IN_FLIGHT 24         /* calls per channel at any time */
-#define DRAIN_MS 30000       /* for the calls in flight when traffic stops */
+static int via_relay(int i) {
+  return (i >= 3 && i < 6) || i == 7;
+}
+#define IN_FLIGHT 24   /* calls per channel at any time */
+#define DRAIN_MS 30000 /* for the calls in flight when traffic stops */
 #define RSS_GROWTH_MAX (4 << 20)
-#define RING (1 << 16)       /* calls remembered for the cross-check */
+#define RING (1 << 16)          /* calls remembered for the cross-check */
 #define MAX_REQUEST (256 << 10) /* past the stream window: flow control */
 
 enum { UNARY, SERVER_STREAM, CLIENT_STREAM, BIDI, NKINDS };
@@ -62,11 +65,11 @@ static const char *const paths[NKINDS] = {
     "/soak.Soak/Bidi"};
 
 static int failures;
-#define FAIL(...)                                   \
-  do {                                              \
-    fprintf(stderr, "soak: FAIL: " __VA_ARGS__);    \
-    fputc('\n', stderr);                            \
-    failures++;                                     \
+#define FAIL(...)                                \
+  do {                                           \
+    fprintf(stderr, "soak: FAIL: " __VA_ARGS__); \
+    fputc('\n', stderr);                         \
+    failures++;                                  \
   } while (0)
 
 static uv_loop_t *loop;
@@ -79,8 +82,12 @@ static uint64_t rnd(void) {
   rng_state ^= rng_state >> 27;
   return rng_state * 2685821657736338717ULL;
 }
-static unsigned rnd_below(unsigned n) { return (unsigned)(rnd() % n); }
-static int chance(unsigned percent) { return rnd_below(100) < percent; }
+static unsigned rnd_below(unsigned n) {
+  return (unsigned)(rnd() % n);
+}
+static int chance(unsigned percent) {
+  return rnd_below(100) < percent;
+}
 
 /* ---- the cross-check: what each side saw of a call, by id ---- */
 
@@ -127,7 +134,9 @@ typedef struct {
   uint8_t msg[64]; /* the one zero-copy message in flight */
 } scall_t;
 
-static void scall_closed(uv_handle_t *h) { free(h->data); }
+static void scall_closed(uv_handle_t *h) {
+  free(h->data);
+}
 
 static void s_finish(scall_t *s, uvg_status_code_t code, const char *msg) {
   if (s->finished) return;
@@ -185,7 +194,8 @@ static void s_step(uv_timer_t *t) {
     if (chance(50)) { /* without a copy: the next one from the callback */
       memset(s->msg, s->left, sizeof(s->msg));
       s->sends_pending++;
-      if (uvg_call_send(s->call, s->msg, rnd_below(sizeof(s->msg)), 0, s_sent, s) != 0)
+      if (uvg_call_send(s->call, s->msg, rnd_below(sizeof(s->msg)), 0, s_sent,
+                        s) != 0)
         s->sends_pending--; /* ending: on_cancel follows */
       return;
     }
@@ -216,7 +226,8 @@ static scall_t *s_new(uvg_call_t *call, int kind) {
     memcpy(num, id->value, id->value_len);
     s->id = strtoull(num, NULL, 10);
     slot_t *slot = &ring[s->id % RING];
-    if (slot->id != s->id) FAIL("server saw call %s unknown to the client", num);
+    if (slot->id != s->id)
+      FAIL("server saw call %s unknown to the client", num);
   } else {
     FAIL("a call without x-soak-id");
   }
@@ -264,7 +275,8 @@ static void s_on_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
   if (s->finished) FAIL("on_message after the handler finished");
   s->got++;
   if (s->kind == BIDI && !s->finished)
-    uvg_call_send(call, msg, len, 0, NULL, NULL); /* copied; fails once ending */
+    uvg_call_send(call, msg, len, 0, NULL,
+                  NULL); /* copied; fails once ending */
 }
 
 static void s_on_half_close(uvg_call_t *call) {
@@ -299,7 +311,8 @@ static void s_on_done(uvg_call_t *call, const uvg_status_t *st) {
   }
   s_done++;
   if (!s->finished) FAIL("on_done before the handler finished");
-  if (s->sends_pending != 0) FAIL("on_done with %d send callbacks to come", s->sends_pending);
+  if (s->sends_pending != 0)
+    FAIL("on_done with %d send callbacks to come", s->sends_pending);
   if (st->code >= 0 && st->code <= 16) s_by_code[st->code]++;
   slot_t *slot = &ring[s->id % RING];
   if (slot->id == s->id && st->code >= 0 && st->code <= 16) {
@@ -345,7 +358,8 @@ static void server_start(void) {
   char addr[32];
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
   int bound = 0, tls_bound = 0,
-      rc = uvg_server_listen(server, addr, uvg_insecure_server_credentials(), &bound);
+      rc = uvg_server_listen(server, addr, uvg_insecure_server_credentials(),
+                             &bound);
   if (rc == 0) {
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", tls_port);
     rc = uvg_server_listen(server, addr, server_tls, &tls_bound);
@@ -404,7 +418,10 @@ static int nrconns, relay_kills;
 static void r_freed(uv_handle_t *h) {
   rconn_t *c = h->data;
   if (++c->closed < 2) return;
-  if (c->prev) c->prev->next = c->next; else rconns = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    rconns = c->next;
   if (c->next) c->next->prev = c->prev;
   nrconns--;
   free(c);
@@ -449,7 +466,7 @@ static void r_read(uv_stream_t *from, ssize_t n, const uv_buf_t *buf) {
     return;
   }
   uv_stream_t *to = from == (uv_stream_t *)&c->down ? (uv_stream_t *)&c->up
-                                                     : (uv_stream_t *)&c->down;
+                                                    : (uv_stream_t *)&c->down;
   rwrite_t *w = malloc(sizeof(*w));
   if (w == NULL) abort();
   w->buf = uv_buf_init(buf->base, (unsigned)n);
@@ -487,7 +504,8 @@ static void r_accept(uv_stream_t *l, int status) {
   }
   struct sockaddr_in sa;
   uv_ip4_addr("127.0.0.1", l == (uv_stream_t *)&relay ? port : tls_port, &sa);
-  if (uv_tcp_connect(&c->creq, &c->up, (struct sockaddr *)&sa, r_connected) != 0)
+  if (uv_tcp_connect(&c->creq, &c->up, (struct sockaddr *)&sa, r_connected) !=
+      0)
     r_close(c, 0);
 }
 
@@ -536,8 +554,8 @@ typedef struct {
   uvg_client_call_t *call;
   uv_timer_t cancel_timer, send_timer;
   int kind, closes, ended;
-  int to_send, sent;    /* client and bidi streaming */
-  int want;             /* responses expected when OK */
+  int to_send, sent; /* client and bidi streaming */
+  int want;          /* responses expected when OK */
   int got;
   size_t req_len;
   uint32_t reply_count; /* client streaming's reply */
@@ -572,8 +590,10 @@ static void c_on_message(uvg_client_call_t *call, const uint8_t *msg,
   if (c->kind == UNARY && len != c->req_len)
     FAIL("unary reply of %zu bytes for %zu", len, c->req_len);
   if (c->kind == CLIENT_STREAM) {
-    if (len == 4) memcpy(&c->reply_count, msg, 4);
-    else FAIL("client streaming reply of %zu bytes", len);
+    if (len == 4)
+      memcpy(&c->reply_count, msg, 4);
+    else
+      FAIL("client streaming reply of %zu bytes", len);
   }
   if (c->kind != UNARY && c->kind != CLIENT_STREAM) uvg_client_call_read(call);
 }
@@ -595,30 +615,31 @@ static void c_on_status(uvg_client_call_t *call, const uvg_status_t *st,
   int code = st->code;
   if (code >= 0 && code <= 16) c_by_code[code]++;
   switch (code) {
-  case UVG_STATUS_OK:
-    if (c->fail || c->early) FAIL("call asked to fail ended OK");
-    if (c->kind == CLIENT_STREAM && c->reply_count != (uint32_t)c->sent)
-      FAIL("client streaming: server counted %u of %d", c->reply_count, c->sent);
-    if (c->kind == BIDI && c->got != c->sent)
-      FAIL("bidi: %d echoes of %d", c->got, c->sent);
-    if ((c->kind == UNARY || c->kind == CLIENT_STREAM) && c->got != 1)
-      FAIL("%s: %d replies", paths[c->kind], c->got);
-    if (c->kind == SERVER_STREAM && c->got != c->want)
-      FAIL("server streaming: %d of %d", c->got, c->want);
-    break;
-  case UVG_STATUS_ABORTED:
-    if (!c->fail) FAIL("ABORTED not asked for: %s", st->message);
-    break;
-  case UVG_STATUS_OUT_OF_RANGE:
-    if (!c->early) FAIL("OUT_OF_RANGE not asked for: %s", st->message);
-    break;
-  case UVG_STATUS_CANCELLED:
-  case UVG_STATUS_DEADLINE_EXCEEDED:
-  case UVG_STATUS_UNAVAILABLE:
-    break;
-  default:
-    FAIL("%s ended %s: %s", paths[c->kind], uvg_status_code_name(code),
-         st->message ? st->message : "");
+    case UVG_STATUS_OK:
+      if (c->fail || c->early) FAIL("call asked to fail ended OK");
+      if (c->kind == CLIENT_STREAM && c->reply_count != (uint32_t)c->sent)
+        FAIL("client streaming: server counted %u of %d", c->reply_count,
+             c->sent);
+      if (c->kind == BIDI && c->got != c->sent)
+        FAIL("bidi: %d echoes of %d", c->got, c->sent);
+      if ((c->kind == UNARY || c->kind == CLIENT_STREAM) && c->got != 1)
+        FAIL("%s: %d replies", paths[c->kind], c->got);
+      if (c->kind == SERVER_STREAM && c->got != c->want)
+        FAIL("server streaming: %d of %d", c->got, c->want);
+      break;
+    case UVG_STATUS_ABORTED:
+      if (!c->fail) FAIL("ABORTED not asked for: %s", st->message);
+      break;
+    case UVG_STATUS_OUT_OF_RANGE:
+      if (!c->early) FAIL("OUT_OF_RANGE not asked for: %s", st->message);
+      break;
+    case UVG_STATUS_CANCELLED:
+    case UVG_STATUS_DEADLINE_EXCEEDED:
+    case UVG_STATUS_UNAVAILABLE:
+      break;
+    default:
+      FAIL("%s ended %s: %s", paths[c->kind], uvg_status_code_name(code),
+           st->message ? st->message : "");
   }
   slot_t *slot = &ring[c->id % RING];
   if (slot->id == c->id) {
@@ -649,9 +670,11 @@ static void c_sent(uvg_client_call_t *call, int status, void *ud) {
     FAIL("send callback after on_status");
     return;
   }
-  if (status != 0 && status != UVG_ECANCELED) FAIL("client send callback: %d", status);
+  if (status != 0 && status != UVG_ECANCELED)
+    FAIL("client send callback: %d", status);
   if (--c->sends_pending < 0) FAIL("client send callback twice");
-  if (status == 0) uv_timer_start(&c->send_timer, c_send_next, rnd_below(10), 0);
+  if (status == 0)
+    uv_timer_start(&c->send_timer, c_send_next, rnd_below(10), 0);
 }
 
 static void c_send_next(uv_timer_t *t) {
@@ -664,8 +687,10 @@ static void c_send_next(uv_timer_t *t) {
     int rc = uvg_client_call_send(c->call, c->msg, len, 0, c_sent, c);
     if (rc != 0) c->sends_pending--;
     if (rc == UVG_ECANCELED) return;
-    if (rc != 0) FAIL("send: %s", uvg_strerror(rc));
-    else c->sent++;
+    if (rc != 0)
+      FAIL("send: %s", uvg_strerror(rc));
+    else
+      c->sent++;
     return;
   }
   if (c->sent < c->to_send) {
@@ -686,8 +711,8 @@ static void c_send_next(uv_timer_t *t) {
   if (rc != 0 && rc != UVG_ECANCELED) FAIL("half_close: %s", uvg_strerror(rc));
 }
 
-static const uvg_client_call_cbs_t ccbs = {
-    .on_message = c_on_message, .on_status = c_on_status};
+static const uvg_client_call_cbs_t ccbs = {.on_message = c_on_message,
+                                           .on_status = c_on_status};
 
 static void start_call(chan_t *ch) {
   ccall_t *c = calloc(1, sizeof(*c));
@@ -707,9 +732,12 @@ static void start_call(chan_t *ch) {
   c->early = (c->kind == CLIENT_STREAM || c->kind == BIDI) && chance(10);
   uvg_client_call_options_t o = {.metadata = md, .nmetadata = c->early ? 2 : 1};
   unsigned d = rnd_below(100);
-  if (d < 25) o.timeout_ms = 0;                            /* none */
-  else if (d < 50) o.timeout_ms = 5 + rnd_below(300);      /* often passes */
-  else o.timeout_ms = 1000 + rnd_below(4000);
+  if (d < 25)
+    o.timeout_ms = 0; /* none */
+  else if (d < 50)
+    o.timeout_ms = 5 + rnd_below(300); /* often passes */
+  else
+    o.timeout_ms = 1000 + rnd_below(4000);
   if (o.timeout_ms != 0) c_deadlines++;
   /* A call without a deadline waits for the restarted server; the others
    * may fail fast while it is down. */
@@ -721,7 +749,8 @@ static void start_call(chan_t *ch) {
   slot->client = -1;
   slot->server = 0;
 
-  int rc = uvg_client_call_start(ch->ch, paths[c->kind], &o, &ccbs, c, &c->call);
+  int rc =
+      uvg_client_call_start(ch->ch, paths[c->kind], &o, &ccbs, c, &c->call);
   if (rc != 0) {
     FAIL("call_start: %s", uvg_strerror(rc));
     slot->id = 0;
@@ -765,10 +794,10 @@ static void start_calls(chan_t *ch) {
 /* ---- channels closed under their calls and made again ---- */
 
 static uvg_channel_options_t chan_opts;
-#define RETRY_CONFIG                                                        \
-  "{\"methodConfig\":[{\"name\":[{\"service\":\"soak.Soak\"}],"             \
-  "\"retryPolicy\":{\"maxAttempts\":3,\"initialBackoff\":\"0.01s\","          \
-  "\"maxBackoff\":\"0.1s\",\"backoffMultiplier\":2,"                          \
+#define RETRY_CONFIG                                                 \
+  "{\"methodConfig\":[{\"name\":[{\"service\":\"soak.Soak\"}],"      \
+  "\"retryPolicy\":{\"maxAttempts\":3,\"initialBackoff\":\"0.01s\"," \
+  "\"maxBackoff\":\"0.1s\",\"backoffMultiplier\":2,"                 \
   "\"retryableStatusCodes\":[\"UNAVAILABLE\",\"ABORTED\"]}}]}"
 static int channel_recycles, channels_closed;
 
@@ -782,14 +811,15 @@ static int channel_open(chan_t *ch, int i) {
   char target[64];
   int tls = i >= TLS_CHANNEL;
   snprintf(target, sizeof(target), "127.0.0.1:%d",
-           via_relay(i) ? (tls ? relay_tls_port : relay_port) : (tls ? tls_port : port));
+           via_relay(i) ? (tls ? relay_tls_port : relay_port)
+                        : (tls ? tls_port : port));
   /* Every other channel retries (gRFC A6), so that attempts, their
    * backoff and the faults meet. */
   uvg_channel_options_t o = chan_opts;
   if (i % 2 == 1) o.default_service_config = RETRY_CONFIG;
-  int rc = uvg_channel_new(loop, target,
-                           tls ? channel_tls : uvg_insecure_channel_credentials(),
-                           &o, &ch->ch);
+  int rc = uvg_channel_new(
+      loop, target, tls ? channel_tls : uvg_insecure_channel_credentials(), &o,
+      &ch->ch);
   if (rc != 0) FAIL("channel_new %s: %s", target, uvg_strerror(rc));
   return rc;
 }
@@ -855,38 +885,44 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   seconds = UNDER_ASAN ? 30 : 120;
   const char *env = getenv("SOAK_SECONDS");
-  if (argc > 1) seconds = strtoull(argv[1], NULL, 10);
-  else if (env != NULL) seconds = strtoull(env, NULL, 10);
+  if (argc > 1)
+    seconds = strtoull(argv[1], NULL, 10);
+  else if (env != NULL)
+    seconds = strtoull(env, NULL, 10);
   if (seconds < 3) seconds = 3;
   env = getenv("SOAK_SEED");
   uint64_t seed = env ? strtoull(env, NULL, 10)
                       : (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
   if (seed == 0) seed = 1;
   rng_state = seed;
-  fprintf(stderr, "soak: seed %" PRIu64 " (replay with SOAK_SEED=%" PRIu64
-                  "), %" PRIu64 " s%s\n",
+  fprintf(stderr,
+          "soak: seed %" PRIu64 " (replay with SOAK_SEED=%" PRIu64 "), %" PRIu64
+          " s%s\n",
           seed, seed, seconds, UNDER_ASAN ? ", AddressSanitizer" : "");
 
   uvg_set_log_cb(on_log, NULL);
   loop = uv_default_loop();
   for (int k = 0; k < NKINDS; k++) {
-    methods[k] = (uvg_method_t){.path = paths[k],
-                                .type = k == UNARY ? UVG_METHOD_UNARY
-                                        : k == SERVER_STREAM ? UVG_METHOD_SERVER_STREAMING
-                                        : k == CLIENT_STREAM ? UVG_METHOD_CLIENT_STREAMING
-                                                             : UVG_METHOD_BIDI_STREAMING,
-                                .on_call = s_on_call,
-                                .on_message = s_on_message,
-                                .on_half_close = s_on_half_close,
-                                .on_cancel = s_on_cancel,
-                                .on_done = s_on_done,
-                                .method_data = (void *)(intptr_t)k};
+    methods[k] = (uvg_method_t){
+        .path = paths[k],
+        .type = k == UNARY           ? UVG_METHOD_UNARY
+                : k == SERVER_STREAM ? UVG_METHOD_SERVER_STREAMING
+                : k == CLIENT_STREAM ? UVG_METHOD_CLIENT_STREAMING
+                                     : UVG_METHOD_BIDI_STREAMING,
+        .on_call = s_on_call,
+        .on_message = s_on_message,
+        .on_half_close = s_on_half_close,
+        .on_cancel = s_on_cancel,
+        .on_done = s_on_done,
+        .method_data = (void *)(intptr_t)k};
   }
   /* gRPC's test certificates (server1 is for *.test.google.fr). */
-  uvg_tls_server_options_t so = {.cert_chain = {.file = GRPC_TESTDATA "/server1.pem"},
-                                 .private_key = {.file = GRPC_TESTDATA "/server1.key"}};
-  uvg_tls_channel_options_t to = {.root_certs = {.file = GRPC_TESTDATA "/ca.pem"},
-                                  .server_name_override = "foo.test.google.fr"};
+  uvg_tls_server_options_t so = {
+      .cert_chain = {.file = GRPC_TESTDATA "/server1.pem"},
+      .private_key = {.file = GRPC_TESTDATA "/server1.key"}};
+  uvg_tls_channel_options_t to = {
+      .root_certs = {.file = GRPC_TESTDATA "/ca.pem"},
+      .server_name_override = "foo.test.google.fr"};
   if (uvg_tls_server_credentials_new(&so, &server_tls) != 0 ||
       uvg_tls_channel_credentials_new(&to, &channel_tls) != 0) {
     FAIL("TLS credentials from " GRPC_TESTDATA);
@@ -933,10 +969,12 @@ int main(int argc, char **argv) {
     in_flight = 0;
     for (int i = 0; i < NCHANNELS; i++) in_flight += chans[i].in_flight;
   }
-  if (in_flight > 0) FAIL("%d calls still in flight %d s after traffic stopped",
-                          in_flight, DRAIN_MS / 1000);
+  if (in_flight > 0)
+    FAIL("%d calls still in flight %d s after traffic stopped", in_flight,
+         DRAIN_MS / 1000);
 
-  for (int i = 0; i < NCHANNELS; i++) uvg_channel_close(chans[i].ch, channel_closed, NULL);
+  for (int i = 0; i < NCHANNELS; i++)
+    uvg_channel_close(chans[i].ch, channel_closed, NULL);
   uv_close((uv_handle_t *)&relay, NULL);
   uv_close((uv_handle_t *)&relay_tls, NULL);
   relay_conns_close();
@@ -956,35 +994,44 @@ int main(int argc, char **argv) {
   /* ---- the accounts ---- */
   uint64_t sum = 0;
   for (int k = 0; k <= 16; k++) sum += c_by_code[k];
-  fprintf(stderr, "soak: client: %" PRIu64 " started, %" PRIu64 " ended:", c_started,
+  fprintf(stderr,
+          "soak: client: %" PRIu64 " started, %" PRIu64 " ended:", c_started,
           c_ended);
   for (int k = 0; k <= 16; k++)
-    if (c_by_code[k]) fprintf(stderr, " %s %" PRIu64, uvg_status_code_name(k), c_by_code[k]);
-  fprintf(stderr, "\nsoak: kinds: unary %" PRIu64 ", server streaming %" PRIu64
-                  ", client streaming %" PRIu64 ", bidi %" PRIu64
-                  "; %" PRIu64 " cancels, %" PRIu64 " deadlines set\n",
+    if (c_by_code[k])
+      fprintf(stderr, " %s %" PRIu64, uvg_status_code_name(k), c_by_code[k]);
+  fprintf(stderr,
+          "\nsoak: kinds: unary %" PRIu64 ", server streaming %" PRIu64
+          ", client streaming %" PRIu64 ", bidi %" PRIu64 "; %" PRIu64
+          " cancels, %" PRIu64 " deadlines set\n",
           c_by_kind[0], c_by_kind[1], c_by_kind[2], c_by_kind[3], c_cancels,
           c_deadlines);
-  if (c_ended != c_started) FAIL("client: %" PRIu64 " started, %" PRIu64 " ended", c_started, c_ended);
+  if (c_ended != c_started)
+    FAIL("client: %" PRIu64 " started, %" PRIu64 " ended", c_started, c_ended);
   if (sum != c_ended) FAIL("client: statuses add up to %" PRIu64, sum);
   sum = 0;
   for (int k = 0; k <= 16; k++) sum += s_by_code[k];
-  fprintf(stderr, "soak: server: %" PRIu64 " seen, %" PRIu64 " done:", s_seen, s_done);
+  fprintf(stderr, "soak: server: %" PRIu64 " seen, %" PRIu64 " done:", s_seen,
+          s_done);
   for (int k = 0; k <= 16; k++)
-    if (s_by_code[k]) fprintf(stderr, " %s %" PRIu64, uvg_status_code_name(k), s_by_code[k]);
-  fprintf(stderr,
-          "\nsoak: %d server restarts, %d relay kills, %d channels closed under "
-          "their calls, %d lines logged\n",
-          server_restarts, relay_kills, channel_recycles, log_lines);
+    if (s_by_code[k])
+      fprintf(stderr, " %s %" PRIu64, uvg_status_code_name(k), s_by_code[k]);
+  fprintf(
+      stderr,
+      "\nsoak: %d server restarts, %d relay kills, %d channels closed under "
+      "their calls, %d lines logged\n",
+      server_restarts, relay_kills, channel_recycles, log_lines);
   if (channels_closed != channel_recycles + NCHANNELS)
     FAIL("%d channels closed, %d close callbacks", channel_recycles + NCHANNELS,
          channels_closed);
-  if (s_done != s_seen) FAIL("server: %" PRIu64 " seen, %" PRIu64 " done", s_seen, s_done);
+  if (s_done != s_seen)
+    FAIL("server: %" PRIu64 " seen, %" PRIu64 " done", s_seen, s_done);
   if (sum != s_done) FAIL("server: statuses add up to %" PRIu64, sum);
   for (size_t i = 0; i < RING; i++) {
     slot_t *s = &ring[i];
     if (s->id == 0) continue;
-    if (s->client < 0) FAIL("call %" PRIu64 " never ended on the client", s->id);
+    if (s->client < 0)
+      FAIL("call %" PRIu64 " never ended on the client", s->id);
     cross_check(s);
     if (server_sent(s->client) && s->server == 0)
       FAIL("call %" PRIu64 " %s on the client, never done on the server", s->id,
@@ -992,14 +1039,17 @@ int main(int argc, char **argv) {
   }
   /* Each fault must have happened, or the run proved less than it says. */
   if (server_restarts < 1) FAIL("no server restart");
-  if (seconds >= 20 && channel_recycles < 1) FAIL("no channel closed under its calls");
-  if (seconds >= 20 && relay_kills < 5) FAIL("only %d relay kills", relay_kills);
+  if (seconds >= 20 && channel_recycles < 1)
+    FAIL("no channel closed under its calls");
+  if (seconds >= 20 && relay_kills < 5)
+    FAIL("only %d relay kills", relay_kills);
   for (int k = 0; k < NKINDS; k++)
     if (c_by_kind[k] == 0) FAIL("no %s call", paths[k]);
   if (c_by_code[UVG_STATUS_OK] == 0 || c_by_code[UVG_STATUS_CANCELLED] == 0 ||
       c_by_code[UVG_STATUS_OUT_OF_RANGE] == 0 ||
       c_by_code[UVG_STATUS_DEADLINE_EXCEEDED] == 0 ||
-      c_by_code[UVG_STATUS_UNAVAILABLE] == 0 || c_by_code[UVG_STATUS_ABORTED] == 0)
+      c_by_code[UVG_STATUS_UNAVAILABLE] == 0 ||
+      c_by_code[UVG_STATUS_ABORTED] == 0)
     FAIL("a status the faults should have produced is missing");
 
   if (!UNDER_ASAN) {
@@ -1015,14 +1065,17 @@ int main(int argc, char **argv) {
       for (int i = 0; i < 5; i++) a += rss[w + i], b += rss[nrss - 5 + i];
       a /= 5;
       b /= 5;
-      fprintf(stderr, "soak: RSS after warm-up %ld KiB, at the end %ld KiB (%+ld KiB)\n",
-              a / 1024, b / 1024, (b - a) / 1024);
+      fprintf(
+          stderr,
+          "soak: RSS after warm-up %ld KiB, at the end %ld KiB (%+ld KiB)\n",
+          a / 1024, b / 1024, (b - a) / 1024);
       if (b - a >= RSS_GROWTH_MAX)
-        FAIL("RSS grew by %ld KiB after the warm-up (limit %d KiB)", (b - a) / 1024,
-             RSS_GROWTH_MAX / 1024);
+        FAIL("RSS grew by %ld KiB after the warm-up (limit %d KiB)",
+             (b - a) / 1024, RSS_GROWTH_MAX / 1024);
     }
   }
   uv_loop_close(loop);
-  fprintf(stderr, "soak: %s (seed %" PRIu64 ")\n", failures ? "FAILED" : "ok", seed);
+  fprintf(stderr, "soak: %s (seed %" PRIu64 ")\n", failures ? "FAILED" : "ok",
+          seed);
   return failures ? 1 : 0;
 }
