@@ -1,15 +1,20 @@
 #include "workq.h"
 
 #include <assert.h>
+#include <pthread.h>
 
 #include "timer.h"
 
 static void on_check(uv_check_t *h);
 static void on_idle(uv_idle_t *h) { (void)h; }
 
-/* Its address, in a check handle's `data`, marks a shared scheduler. Never
- * dereferenced; not const, so that storing it needs no cast. */
-static char shared_marker;
+/* The shared schedulers of every loop in the process, found by their loop.
+ * A list under a lock, because loops on several threads create servers and
+ * channels at once; it holds one entry per loop that has servers or
+ * channels, and a scheduler leaves it when its last reference goes, before
+ * its loop can be closed, so no entry outlives its loop. */
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static uvg__sched_t *shared_list;
 
 int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   int err;
@@ -21,6 +26,7 @@ int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   s->heap_n = 0;
   s->timer_seq = 0;
   s->refs = s->holds = 0;
+  s->next_shared = NULL;
   s->closing = 0;
   s->close_cb = NULL;
   if ((err = uv_check_init(loop, &s->check)) != 0) return err;
@@ -37,25 +43,24 @@ int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   return 0;
 }
 
-static void find_shared(uv_handle_t *h, void *arg) {
-  uvg__sched_t **found = arg;
-  if (h->type == UV_CHECK && h->data == &shared_marker && !uv_is_closing(h))
-    *found = uvg__container_of((uv_check_t *)h, uvg__sched_t, check);
-}
-
 int uvg__sched_acquire(uv_loop_t *loop, uvg__sched_t **out) {
-  uvg__sched_t *s = NULL;
-  uv_walk(loop, find_shared, &s);
+  uvg__sched_t *s;
+  pthread_mutex_lock(&shared_mu);
+  for (s = shared_list; s != NULL; s = s->next_shared)
+    if (s->loop == loop) break;
   if (s == NULL) {
-    if ((s = uvg__malloc(sizeof(*s))) == NULL) return UVG_ENOMEM;
-    int err = uvg__sched_init(loop, s);
-    if (err != 0) {
+    int err = UVG_ENOMEM;
+    if ((s = uvg__malloc(sizeof(*s))) == NULL ||
+        (err = uvg__sched_init(loop, s)) != 0) {
+      pthread_mutex_unlock(&shared_mu);
       uvg__free(s);
       return err;
     }
-    s->check.data = &shared_marker;
+    s->next_shared = shared_list;
+    shared_list = s;
   }
   s->refs++;
+  pthread_mutex_unlock(&shared_mu);
   *out = s;
   return 0;
 }
@@ -64,7 +69,16 @@ static void free_shared(uvg__sched_t *s) { uvg__free(s); }
 
 void uvg__sched_release(uvg__sched_t *s) {
   assert(s->refs > 0);
-  if (--s->refs > 0) return;
+  pthread_mutex_lock(&shared_mu);
+  if (--s->refs > 0) {
+    pthread_mutex_unlock(&shared_mu);
+    return;
+  }
+  /* Closing: the next acquire on this loop makes a new one. */
+  uvg__sched_t **p = &shared_list;
+  while (*p != s) p = &(*p)->next_shared;
+  *p = s->next_shared;
+  pthread_mutex_unlock(&shared_mu);
   assert(s->heap == NULL && s->holds == 0);
   uvg__sched_close(s, free_shared);
 }
@@ -80,8 +94,7 @@ void uvg__sched_unhold(uvg__sched_t *s) {
   if (--s->holds == 0) uv_unref((uv_handle_t *)&s->check);
 }
 
-/* The check handle's `data` may be the marker: the handles' own addresses
- * lead back to their scheduler. */
+/* The handles' own addresses lead back to their scheduler. */
 static uvg__sched_t *sched_of(uv_handle_t *h) {
   if (h->type == UV_CHECK)
     return uvg__container_of((uv_check_t *)h, uvg__sched_t, check);

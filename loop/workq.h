@@ -44,9 +44,7 @@ typedef struct uvg__timer_s uvg__timer_t;
 
 typedef struct uvg__sched_s {
   uv_loop_t *loop;
-  /* drains the ready queues after each poll; unref'd except while held.
-   * A shared scheduler's check handle carries a marker in `data`: that is
-   * how uvg__sched_acquire() finds it among the loop's handles. */
+  /* drains the ready queues after each poll; unref'd except while held */
   uv_check_t check;
   uv_idle_t idle;    /* active while work is pending: poll must not block */
   uv_timer_t timer;  /* due time of the earliest uvg__timer_t; unref'd */
@@ -57,6 +55,7 @@ typedef struct uvg__sched_s {
   size_t heap_n;       /* armed timers */
   uint64_t timer_seq;  /* starts so far, to order equal due times */
   unsigned refs;  /* references of a shared scheduler; 0 for a private one */
+  struct uvg__sched_s *next_shared; /* in workq.c's list of shared ones */
   unsigned holds; /* uvg__sched_hold() calls not yet undone */
   int handles_open;
   int closing;
@@ -77,13 +76,12 @@ typedef struct uvg__workq_s {
  * successful call takes a reference that uvg__sched_release() gives back.
  * Loop thread only; loops run by different threads never share one.
  *
- * The scheduler is found by walking the loop's handles for its check
- * handle (uv_walk; the handle's `data` is a marker only this file uses),
- * so there is no process-wide registry, no lock and nothing to get stale
- * when a loop goes away: the loop itself is the registry. The walk costs
- * O(handles on the loop), paid when a server or channel is created, not
- * per call. A scheduler that is closing is never returned: an acquire
- * after the last release creates a new one.
+ * The scheduler is found in a process-wide list of the shared ones, by
+ * loop, under a lock: O(loops in the process), whatever the number of
+ * handles on the loop (walking them, as this once did, made creating the
+ * n-th of many channels on a loop O(n)). The last release takes it off the
+ * list, so a scheduler that is closing is never returned: an acquire after
+ * the last release creates a new one.
  *
  * Returns 0, UVG_ENOMEM or a libuv error (then *out is unchanged). */
 int uvg__sched_acquire(uv_loop_t *loop, uvg__sched_t **out);
