@@ -42,6 +42,14 @@ const statusName = Object.fromEntries(
 const DETAILS_KEY = 'grpc-status-details-bin';
 // uvgrpc's method kinds (uvg_method_type_t)
 const UNARY = 0, CLIENT_STREAMING = 1, SERVER_STREAMING = 2, BIDI = 3;
+// the addon's events: server calls, client calls (binding.c)
+const SRV_MESSAGE = 0, SRV_HALF_CLOSE = 1, SRV_CANCEL = 2, SRV_DONE = 3;
+const CLI_METADATA = 0, CLI_MESSAGES = 1, CLI_STATUS = 2;
+
+// grpc-js's connectivityState (uvg_connectivity_t has the same numbers)
+const connectivityState = Object.freeze({
+  IDLE: 0, CONNECTING: 1, READY: 2, TRANSIENT_FAILURE: 3, SHUTDOWN: 4,
+});
 
 /* ---- Metadata ----------------------------------------------------------- */
 
@@ -225,7 +233,12 @@ function initServerCall(call, nat, pathName, mdFlat, remaining) {
 const serverCallMethods = {
   getDeadline() { return this._deadline; },
   getPath() { return this._path; },
-  getPeer() { return 'unknown'; },
+  // grpc-js: the socket's remoteAddress and remotePort ("::1:5000" for
+  // IPv6, no brackets), 'unknown' without them (a unix socket)
+  getPeer() {
+    if (this._peer === undefined) this._peer = serverPeer(binding.callPeer(this._nat));
+    return this._peer;
+  },
   getHost() { return ''; },
   sendMetadata(md) {
     if (!this._finished) binding.callSendHeaders(this._nat, flatMetadata(md));
@@ -247,6 +260,11 @@ const serverCallMethods = {
   },
 };
 
+function serverPeer(text) {
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(text);
+  return m ? `${m[1]}:${m[2]}` : 'unknown';
+}
+
 class ServerUnaryCall extends EventEmitter {}
 Object.assign(ServerUnaryCall.prototype, serverCallMethods);
 
@@ -256,65 +274,56 @@ class ServerReadableStream extends Readable {
 }
 Object.assign(ServerReadableStream.prototype, serverCallMethods);
 
-class ServerWritableStream extends Writable {
-  constructor() {
-    super({ objectMode: true });
-    this._trailers = null;
-    this._paused = false;
-    // grpc-js: an 'error' emitted by the handler ends the call with it,
-    // after the messages written before it
-    this.on('error', (err) => {
-      if (this.writableLength === 0) this._finishError(err);
-      else this._pendingError = err;
-    });
-  }
-  _write(msg, _enc, cb) { writeServerMessage(this, msg, cb); }
-  _final(cb) { this._finish(status.OK, 'OK', this._trailers); cb(); }
+// The writing side of server-streaming and bidi calls.
+function initServerWriter(call) {
+  call._trailers = null;
+  call._paused = false;
+  // grpc-js: an 'error' emitted by the handler ends the call with it,
+  // after the messages written before it
+  call.on('error', (err) => {
+    if (call.writableLength === 0) call._finishError(err);
+    else call._pendingError = err;
+  });
+}
+
+const serverWriterMethods = {
+  _write(msg, _enc, cb) { writeServerMessages(this, [{ chunk: msg }], cb); },
+  _writev(chunks, cb) { writeServerMessages(this, chunks, cb); },
+  _final(cb) { this._finish(status.OK, 'OK', this._trailers); cb(); },
   _destroy(err, cb) {
     if (err) this._finishError(err);
     cb(null); // the error went to the client, not to 'error' listeners
-  }
+  },
+};
+
+class ServerWritableStream extends Writable {
+  constructor() { super({ objectMode: true }); initServerWriter(this); }
   end(metadata, ...rest) {
     if (metadata instanceof Metadata) { this._trailers = metadata; return super.end(...rest); }
     return super.end(metadata, ...rest);
   }
 }
-Object.assign(ServerWritableStream.prototype, serverCallMethods);
+Object.assign(ServerWritableStream.prototype, serverCallMethods, serverWriterMethods);
 
 class ServerDuplexStream extends Duplex {
-  constructor() {
-    super({ objectMode: true });
-    this._trailers = null;
-    this._paused = false;
-    // grpc-js: an 'error' emitted by the handler ends the call with it,
-    // after the messages written before it
-    this.on('error', (err) => {
-      if (this.writableLength === 0) this._finishError(err);
-      else this._pendingError = err;
-    });
-  }
+  constructor() { super({ objectMode: true }); initServerWriter(this); }
   _read() { resumeServerReading(this); }
-  _write(msg, _enc, cb) { writeServerMessage(this, msg, cb); }
-  _final(cb) { this._finish(status.OK, 'OK', this._trailers); cb(); }
-  _destroy(err, cb) {
-    if (err) this._finishError(err);
-    cb(null);
-  }
   end(metadata, ...rest) {
     if (metadata instanceof Metadata) { this._trailers = metadata; return super.end(...rest); }
     return super.end(metadata, ...rest);
   }
 }
-Object.assign(ServerDuplexStream.prototype, serverCallMethods);
+Object.assign(ServerDuplexStream.prototype, serverCallMethods, serverWriterMethods);
 
-// A message goes out without a copy and the write completes when it
-// reached the socket: Writable's buffer fills meanwhile, so write()
-// returns false and 'drain' follows, as Node's streams do.
-function writeServerMessage(call, msg, cb) {
+// Messages go out without a copy and a write completes when they reached
+// the socket: Writable's buffer fills meanwhile, so write() returns false
+// and 'drain' follows, as Node's streams do. What piled up meanwhile goes
+// to the addon in one call (_writev).
+function writeServerMessages(call, chunks, cb) {
   if (call._finished) return cb();
-  let bytes;
+  const bufs = new Array(chunks.length);
   try {
-    bytes = call._def.responseSerialize(msg);
+    for (let i = 0; i < chunks.length; i++) bufs[i] = call._def.responseSerialize(chunks[i].chunk);
   } catch (e) {
     call._finish(status.INTERNAL, 'Error serializing response: ' + e.message);
     return cb();
@@ -327,7 +336,7 @@ function writeServerMessage(call, msg, cb) {
       call._finishError(err);
     }
   };
-  if (binding.callSend(call._nat, bytes, done) !== 0) done();
+  if (binding.callSend(call._nat, bufs, done) !== 0) done();
 }
 
 // Reading of client streams follows the Readable: push() returning false
@@ -470,7 +479,7 @@ class Server {
     }
     return (kind, a) => {
       switch (kind) {
-        case 'message': {
+        case SRV_MESSAGE: {
           let m;
           try {
             m = h.def.requestDeserialize(a);
@@ -481,13 +490,13 @@ class Server {
           pushServerMessage(call, m);
           break;
         }
-        case 'halfclose':
+        case SRV_HALF_CLOSE:
           call.push(null);
           break;
-        case 'cancel':
+        case SRV_CANCEL:
           call._cancel();
           break;
-        case 'done':
+        case SRV_DONE:
           call._finished = true;
           if (call instanceof EventEmitter && !(call instanceof Readable) &&
               !(call instanceof Writable)) {
@@ -527,18 +536,35 @@ function streamArgs(args) {
 
 const clientCallMethods = {
   cancel() { if (this._nat) binding.clientCallCancel(this._nat); },
-  getPeer() { return this._target; },
+  // grpc-js: the address of the server the call went to ("[::1]:5000"),
+  // 'unknown' before it had one
+  getPeer() {
+    if (this._peer) return this._peer;
+    const text = this._nat ? binding.callPeer(this._nat) : '';
+    if (text) this._peer = clientPeer(this, text);
+    return this._peer || 'unknown';
+  },
 };
+
+function clientPeer(call, text) {
+  // a unix socket's peer is named by the socket's path, as in grpc-js
+  if (text.startsWith('unix')) return call._target.replace(/^unix:(\/\/)?/, '');
+  return text;
+}
 
 class ClientUnaryCall extends EventEmitter {}
 Object.assign(ClientUnaryCall.prototype, clientCallMethods);
 
+const clientWriterMethods = {
+  _write(msg, _enc, cb) { writeClientMessages(this, [{ chunk: msg }], cb); },
+  _writev(chunks, cb) { writeClientMessages(this, chunks, cb); },
+  _final(cb) { if (this._nat) binding.clientCallHalfClose(this._nat); cb(); },
+};
+
 class ClientWritableStream extends Writable {
   constructor() { super({ objectMode: true }); }
-  _write(msg, _enc, cb) { writeClientMessage(this, msg, cb); }
-  _final(cb) { if (this._nat) binding.clientCallHalfClose(this._nat); cb(); }
 }
-Object.assign(ClientWritableStream.prototype, clientCallMethods);
+Object.assign(ClientWritableStream.prototype, clientCallMethods, clientWriterMethods);
 
 class ClientReadableStream extends Readable {
   constructor() { super({ objectMode: true }); this._reading = false; }
@@ -549,26 +575,27 @@ Object.assign(ClientReadableStream.prototype, clientCallMethods);
 class ClientDuplexStream extends Duplex {
   constructor() { super({ objectMode: true }); this._reading = false; }
   _read() { readClientMessage(this); }
-  _write(msg, _enc, cb) { writeClientMessage(this, msg, cb); }
-  _final(cb) { if (this._nat) binding.clientCallHalfClose(this._nat); cb(); }
 }
-Object.assign(ClientDuplexStream.prototype, clientCallMethods);
+Object.assign(ClientDuplexStream.prototype, clientCallMethods, clientWriterMethods);
 
-function writeClientMessage(call, msg, cb) {
-  let bytes;
+function writeClientMessages(call, chunks, cb) {
+  const bufs = new Array(chunks.length);
   try {
-    bytes = call._serialize(msg);
+    for (let i = 0; i < chunks.length; i++) bufs[i] = call._serialize(chunks[i].chunk);
   } catch (e) {
     call.cancel();
     return cb();
   }
-  if (!call._nat || binding.clientCallSend(call._nat, bytes, () => cb()) !== 0) cb();
+  if (!call._nat || binding.callSend(call._nat, bufs, () => cb()) !== 0) cb();
 }
 
+// Asks for as many messages as the Readable has room for; they come in
+// batches (onStreamMessages).
 function readClientMessage(call) {
   if (call._reading || !call._nat) return;
   call._reading = true;
-  binding.clientCallRead(call._nat);
+  binding.clientCallRead(call._nat,
+    Math.max(1, call.readableHighWaterMark - call.readableLength));
 }
 
 class Client {
@@ -583,25 +610,43 @@ class Client {
       tls = Object.assign({ serverName: this._options['grpc.ssl_target_name_override'] }, tls);
     }
     this._channel = binding.channelNew(address, tls);
+    this._chan = new Channel(this._channel, address);
   }
 
-  close() { binding.channelClose(this._channel); }
+  close() { this._chan.close(); }
 
-  getChannel() { return this; }
+  getChannel() { return this._chan; }
 
-  waitForReady(deadline, callback) { process.nextTick(callback); }
+  // grpc-js: callback() once the channel is READY (connecting it), or
+  // callback(err) when the deadline passes first or the channel closes
+  waitForReady(deadline, callback) {
+    const check = (err) => {
+      if (err) return callback(new Error('Failed to connect before the deadline'));
+      const state = this._chan.getConnectivityState(true);
+      if (state === connectivityState.READY) return callback();
+      try {
+        this._chan.watchConnectivityState(state, deadline, check);
+      } catch (e) {
+        callback(new Error('The channel has been closed'));
+      }
+    };
+    setImmediate(check);
+  }
 
-  // Starts a call; `call` gets _nat, and its events come to the handlers.
-  _start(call, method, metadata, options, onMessage, onStatus) {
+  // Starts a call; `call` gets _nat, and its events come to the handlers:
+  // onMessages(batch, reading) with a batch of [u32 length][bytes]...
+  _start(call, method, metadata, options, onMessages, onStatus) {
     call._target = this._target;
     call._nat = null;
-    const ev = (kind, a, b, c, d) => {
-      if (kind === 'metadata') {
+    call._peer = undefined;
+    const ev = (kind, a, b, c, d, peer) => {
+      if (kind === CLI_MESSAGES) {
+        onMessages(a, b);
+      } else if (kind === CLI_METADATA) {
         call.emit('metadata', Metadata._fromFlat(a));
-      } else if (kind === 'message') {
-        onMessage(a);
-      } else if (kind === 'status') {
+      } else if (kind === CLI_STATUS) {
         call._nat = null;
+        if (peer) call._peer = clientPeer(call, peer);
         const md = Metadata._fromFlat(d);
         if (c !== undefined && md.get(DETAILS_KEY).length === 0) md.set(DETAILS_KEY, c);
         onStatus({ code: a, details: b, metadata: md });
@@ -624,10 +669,10 @@ class Client {
     let reply = null;
     let got = 0;
     const ok = this._start(call, method, metadata, options,
-      (buf) => { reply = buf; got++; },
+      (batch) => forEachMessage(batch, (buf) => { reply = buf; got++; }),
       (st) => finishUnary(call, st, reply, got, deserialize, callback));
     if (ok) {
-      binding.clientCallSend(call._nat, serialize(argument));
+      binding.callSend(call._nat, serialize(argument));
       binding.clientCallHalfClose(call._nat);
       binding.clientCallRead(call._nat);
     }
@@ -641,7 +686,7 @@ class Client {
     let reply = null;
     let got = 0;
     const ok = this._start(call, method, metadata, options,
-      (buf) => { reply = buf; got++; },
+      (batch) => forEachMessage(batch, (buf) => { reply = buf; got++; }),
       (st) => finishUnary(call, st, reply, got, deserialize, callback));
     if (ok) binding.clientCallRead(call._nat);
     return call;
@@ -651,10 +696,10 @@ class Client {
     const { metadata, options } = streamArgs(args);
     const call = new ClientReadableStream();
     const ok = this._start(call, method, metadata, options,
-      (buf) => onStreamMessage(call, buf, deserialize),
+      (batch, reading) => onStreamMessages(call, batch, reading, deserialize),
       (st) => finishStream(call, st));
     if (ok) {
-      binding.clientCallSend(call._nat, serialize(argument));
+      binding.callSend(call._nat, serialize(argument));
       binding.clientCallHalfClose(call._nat);
     }
     return call;
@@ -665,7 +710,7 @@ class Client {
     const call = new ClientDuplexStream();
     call._serialize = serialize;
     this._start(call, method, metadata, options,
-      (buf) => onStreamMessage(call, buf, deserialize),
+      (batch, reading) => onStreamMessages(call, batch, reading, deserialize),
       (st) => finishStream(call, st));
     return call;
   }
@@ -692,16 +737,72 @@ function finishUnary(call, st, reply, got, deserialize, callback) {
   }
 }
 
-function onStreamMessage(call, buf, deserialize) {
-  call._reading = false;
-  let m;
-  try {
-    m = deserialize(buf);
-  } catch (e) {
-    call.cancel();
-    return;
+function forEachMessage(batch, fn) {
+  for (let off = 0; off < batch.length;) {
+    const len = batch.readUInt32LE(off);
+    fn(batch.subarray(off + 4, off + 4 + len));
+    off += 4 + len;
   }
-  if (call.push(m)) readClientMessage(call);
+}
+
+function onStreamMessages(call, batch, reading, deserialize) {
+  call._reading = reading;
+  let more = true;
+  for (let off = 0; off < batch.length;) {
+    const len = batch.readUInt32LE(off);
+    let m;
+    try {
+      m = deserialize(batch.subarray(off + 4, off + 4 + len));
+    } catch (e) {
+      call.cancel();
+      return;
+    }
+    off += 4 + len;
+    more = call.push(m);
+  }
+  if (more) readClientMessage(call);
+}
+
+// grpc-js's Channel, as far as connectivity goes.
+class Channel {
+  constructor(nat, target) { this._nat = nat; this._target = target; this._closed = false; }
+
+  getTarget() { return this._target; }
+
+  close() { this._closed = true; binding.channelClose(this._nat); }
+
+  getConnectivityState(tryToConnect) {
+    return binding.channelState(this._nat, !!tryToConnect);
+  }
+
+  // grpc-js: callback() once the state differs from currentState,
+  // callback(err) if the deadline passes first; throws once closed.
+  watchConnectivityState(currentState, deadline, callback) {
+    if (this._closed) throw new Error('Channel has been shut down');
+    let timer = null;
+    let done = false;
+    if (deadline !== Infinity) {
+      const ms = (deadline instanceof Date ? deadline.getTime() : Number(deadline)) - Date.now();
+      if (!(ms > 0)) {
+        process.nextTick(callback, new Error('Deadline passed without connectivity state change'));
+        return;
+      }
+      timer = setTimeout(() => {
+        done = true;
+        callback(new Error('Deadline passed without connectivity state change'));
+      }, ms);
+    }
+    const err = binding.channelWatch(this._nat, currentState, () => {
+      if (done) return;
+      done = true;
+      if (timer) clearTimeout(timer);
+      callback();
+    });
+    if (err !== 0) {
+      if (timer) clearTimeout(timer);
+      throw new Error('Channel has been shut down');
+    }
+  }
 }
 
 function finishStream(call, st) {
@@ -766,7 +867,8 @@ function loadPackageDefinition(packageDef) {
 }
 
 module.exports = {
-  Server, ServerCredentials, credentials, ChannelCredentials, Client,
+  Server, ServerCredentials, credentials, ChannelCredentials, Client, Channel,
+  connectivityState,
   Metadata, status, makeClientConstructor, makeGenericClientConstructor: makeClientConstructor,
   loadPackageDefinition,
   // the addon's structs alive in the process (tests of teardown)

@@ -5,7 +5,8 @@
 //   unary:  64 calls in flight, 16-byte messages
 //   stream: server streaming, 1000 messages of 16 bytes per call, 4 calls
 //           in flight (messages/s)
-// Each run lasts SECONDS (3). Prints a table (markdown).
+// Each run lasts SECONDS_PER_RUN (3) seconds; KINDS=stream runs one kind.
+// Prints a table (markdown).
 //   node test/bench/node/bench.js            (build/node/uvgrpc.node built)
 const path = require('path');
 const { spawn } = require('child_process');
@@ -95,7 +96,8 @@ function run(args, onLine) {
 
 async function main() {
   const rows = [];
-  for (const kind of ['unary', 'stream']) {
+  const kinds = (process.env.KINDS || 'unary,stream').split(',');
+  for (const kind of kinds) {
     for (const serverName of Object.keys(libs)) {
       for (const clientName of Object.keys(libs)) {
         let server;
