@@ -54,6 +54,7 @@ const connectivityState = Object.freeze({
 /* ---- Metadata ----------------------------------------------------------- */
 
 const KEY_RE = /^[0-9a-z_.-]+$/;
+const VALUE_RE = /^[ -~]*$/; // printable ASCII
 
 class Metadata {
   constructor(options) {
@@ -61,12 +62,15 @@ class Metadata {
     this.options = options || {};
   }
 
+  // grpc-js's checks: what passes goes on the wire as it is
   static _check(key, value) {
     if (!KEY_RE.test(key)) throw new Error(`Metadata key "${key}" contains illegal characters`);
     if (key.endsWith('-bin')) {
       if (!Buffer.isBuffer(value)) throw new Error("keys that end with '-bin' must have Buffer values");
     } else if (typeof value !== 'string') {
       throw new Error("keys that don't end with '-bin' must have String values");
+    } else if (!VALUE_RE.test(value)) {
+      throw new Error(`Metadata string value "${value}" contains illegal characters`);
     }
   }
 
@@ -534,6 +538,14 @@ function streamArgs(args) {
   return { metadata: metadata || new Metadata(), options: options || {} };
 }
 
+// Ends a call for a reason of the client's own: the status it reports is
+// `code` and `details`, not the CANCELLED of the cancel that ends it.
+function failCall(call, code, details) {
+  if (!call._nat) return;
+  if (!call._localStatus) call._localStatus = { code, details };
+  binding.clientCallCancel(call._nat);
+}
+
 const clientCallMethods = {
   cancel() { if (this._nat) binding.clientCallCancel(this._nat); },
   // grpc-js: the address of the server the call went to ("[::1]:5000"),
@@ -583,7 +595,7 @@ function writeClientMessages(call, chunks, cb) {
   try {
     for (let i = 0; i < chunks.length; i++) bufs[i] = call._serialize(chunks[i].chunk);
   } catch (e) {
-    call.cancel();
+    failCall(call, status.INTERNAL, 'Request message serialization failure: ' + e.message);
     return cb();
   }
   if (!call._nat || binding.callSend(call._nat, bufs, () => cb()) !== 0) cb();
@@ -649,7 +661,11 @@ class Client {
         if (peer) call._peer = clientPeer(call, peer);
         const md = Metadata._fromFlat(d);
         if (c !== undefined && md.get(DETAILS_KEY).length === 0) md.set(DETAILS_KEY, c);
-        onStatus({ code: a, details: b, metadata: md });
+        if (call._localStatus && a === status.CANCELLED) {
+          onStatus({ code: call._localStatus.code, details: call._localStatus.details, metadata: md });
+        } else {
+          onStatus({ code: a, details: b, metadata: md });
+        }
       }
     };
     try {
@@ -667,14 +683,12 @@ class Client {
     const { metadata, options, callback } = unaryArgs(args);
     const call = new ClientUnaryCall();
     let reply = null;
-    let got = 0;
     const ok = this._start(call, method, metadata, options,
-      (batch) => forEachMessage(batch, (buf) => { reply = buf; got++; }),
-      (st) => finishUnary(call, st, reply, got, deserialize, callback));
-    if (ok) {
-      binding.callSend(call._nat, serialize(argument));
+      (batch) => { reply = unaryReply(call, batch, reply); },
+      (st) => finishUnary(call, st, reply, deserialize, callback));
+    if (ok && sendRequest(call, serialize, argument)) {
       binding.clientCallHalfClose(call._nat);
-      binding.clientCallRead(call._nat);
+      binding.clientCallRead(call._nat, 2); // a second message is an error
     }
     return call;
   }
@@ -684,11 +698,10 @@ class Client {
     const call = new ClientWritableStream();
     call._serialize = serialize;
     let reply = null;
-    let got = 0;
     const ok = this._start(call, method, metadata, options,
-      (batch) => forEachMessage(batch, (buf) => { reply = buf; got++; }),
-      (st) => finishUnary(call, st, reply, got, deserialize, callback));
-    if (ok) binding.clientCallRead(call._nat);
+      (batch) => { reply = unaryReply(call, batch, reply); },
+      (st) => finishUnary(call, st, reply, deserialize, callback));
+    if (ok) binding.clientCallRead(call._nat, 2);
     return call;
   }
 
@@ -698,10 +711,7 @@ class Client {
     const ok = this._start(call, method, metadata, options,
       (batch, reading) => onStreamMessages(call, batch, reading, deserialize),
       (st) => finishStream(call, st));
-    if (ok) {
-      binding.callSend(call._nat, serialize(argument));
-      binding.clientCallHalfClose(call._nat);
-    }
+    if (ok && sendRequest(call, serialize, argument)) binding.clientCallHalfClose(call._nat);
     return call;
   }
 
@@ -716,10 +726,33 @@ class Client {
   }
 }
 
-function finishUnary(call, st, reply, got, deserialize, callback) {
-  if (st.code === status.OK && got !== 1) {
-    st = { code: status.INTERNAL, metadata: st.metadata,
-           details: got === 0 ? 'No message received' : 'Too many messages received' };
+// The request of a unary or server-streaming call; false if it could not
+// be serialized (the call ends INTERNAL).
+function sendRequest(call, serialize, argument) {
+  let bytes;
+  try {
+    bytes = serialize(argument);
+  } catch (e) {
+    failCall(call, status.INTERNAL, 'Request message serialization failure: ' + e.message);
+    return false;
+  }
+  binding.callSend(call._nat, bytes);
+  return true;
+}
+
+// The response of a unary or client-streaming call so far: one message;
+// a second ends the call, as grpc-js has it.
+function unaryReply(call, batch, reply) {
+  forEachMessage(batch, (buf) => {
+    if (reply !== null) failCall(call, status.UNIMPLEMENTED, 'Too many responses received');
+    else reply = buf;
+  });
+  return reply; // the addon reads on for the status (the credit was 2)
+}
+
+function finishUnary(call, st, reply, deserialize, callback) {
+  if (st.code === status.OK && reply === null) {
+    st = { code: status.UNIMPLEMENTED, details: 'No message received', metadata: st.metadata };
   }
   let value;
   if (st.code === status.OK) {
@@ -730,11 +763,12 @@ function finishUnary(call, st, reply, got, deserialize, callback) {
              metadata: st.metadata };
     }
   }
-  call.emit('status', st);
+  // grpc-js: the callback, then 'status'
   if (callback) {
     if (st.code === status.OK) callback(null, value);
     else callback(serviceError(st));
   }
+  call.emit('status', st);
 }
 
 function forEachMessage(batch, fn) {
@@ -745,22 +779,33 @@ function forEachMessage(batch, fn) {
   }
 }
 
+// A batch of responses into the Readable. A 'data' listener that throws
+// loses none of the batch's other messages: the first exception is thrown
+// again once all are pushed, and reaches 'uncaughtException' as it would
+// have from a single message.
 function onStreamMessages(call, batch, reading, deserialize) {
   call._reading = reading;
   let more = true;
+  let thrown = null;
   for (let off = 0; off < batch.length;) {
     const len = batch.readUInt32LE(off);
     let m;
     try {
       m = deserialize(batch.subarray(off + 4, off + 4 + len));
     } catch (e) {
-      call.cancel();
+      failCall(call, status.INTERNAL, 'Response message parsing error: ' + e.message);
       return;
     }
     off += 4 + len;
-    more = call.push(m);
+    try {
+      more = call.push(m);
+    } catch (e) {
+      if (thrown === null) thrown = { e };
+      more = call.readableLength < call.readableHighWaterMark;
+    }
   }
   if (more) readClientMessage(call);
+  if (thrown !== null) throw thrown.e;
 }
 
 // grpc-js's Channel, as far as connectivity goes.
@@ -805,12 +850,11 @@ class Channel {
   }
 }
 
+// grpc-js: the end of the messages, then 'error' if the status is not OK,
+// then 'status'.
 function finishStream(call, st) {
-  if (st.code === status.OK) {
-    call.push(null);
-  } else {
-    call.emit('error', serviceError(st));
-  }
+  call.push(null);
+  if (st.code !== status.OK) call.emit('error', serviceError(st));
   call.emit('status', st);
 }
 
