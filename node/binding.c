@@ -1061,6 +1061,11 @@ static void batch_flush(call_t *c) {
   if (c->batch_len == 0) return;
   napi_create_buffer_copy(env, c->batch_len, c->batch, NULL, &a[0]);
   c->batch_len = 0;
+  if (c->batch_cap > 2 * BATCH_MAX) { /* a large message: not kept for life */
+    free(c->batch);
+    c->batch = NULL;
+    c->batch_cap = 0;
+  }
   napi_get_boolean(env, c->reading, &a[1]);
   call_event(c, CLI_MESSAGES, 2, a);
 }

@@ -808,9 +808,17 @@ function onStreamMessages(call, batch, reading, deserialize) {
   if (thrown !== null) throw thrown.e;
 }
 
-// grpc-js's Channel, as far as connectivity goes.
+// grpc-js's Channel, as far as connectivity goes. Its watchers share one
+// watch of the addon's, so that watches whose deadline passed hold nothing
+// native (the library's watches cannot be taken back).
 class Channel {
-  constructor(nat, target) { this._nat = nat; this._target = target; this._closed = false; }
+  constructor(nat, target) {
+    this._nat = nat;
+    this._target = target;
+    this._closed = false;
+    this._watchers = new Set(); // { currentState, callback, timer }
+    this._armed = false;
+  }
 
   getTarget() { return this._target; }
 
@@ -824,28 +832,42 @@ class Channel {
   // callback(err) if the deadline passes first; throws once closed.
   watchConnectivityState(currentState, deadline, callback) {
     if (this._closed) throw new Error('Channel has been shut down');
-    let timer = null;
-    let done = false;
+    const w = { currentState, callback, timer: null };
     if (deadline !== Infinity) {
       const ms = (deadline instanceof Date ? deadline.getTime() : Number(deadline)) - Date.now();
       if (!(ms > 0)) {
         process.nextTick(callback, new Error('Deadline passed without connectivity state change'));
         return;
       }
-      timer = setTimeout(() => {
-        done = true;
+      w.timer = setTimeout(() => {
+        this._watchers.delete(w);
         callback(new Error('Deadline passed without connectivity state change'));
       }, ms);
     }
-    const err = binding.channelWatch(this._nat, currentState, () => {
-      if (done) return;
-      done = true;
-      if (timer) clearTimeout(timer);
-      callback();
+    this._watchers.add(w);
+    if (currentState !== this.getConnectivityState(false)) {
+      process.nextTick(() => this._fire(this.getConnectivityState(false)));
+    }
+    this._arm();
+  }
+
+  // One watch of the addon's while watchers wait.
+  _arm() {
+    if (this._armed || this._watchers.size === 0) return;
+    const err = binding.channelWatch(this._nat, this.getConnectivityState(false), (state) => {
+      this._armed = false;
+      this._fire(state);
+      this._arm();
     });
-    if (err !== 0) {
-      if (timer) clearTimeout(timer);
-      throw new Error('Channel has been shut down');
+    this._armed = err === 0;
+  }
+
+  _fire(state) {
+    for (const w of this._watchers) {
+      if (w.currentState === state) continue;
+      this._watchers.delete(w);
+      if (w.timer) clearTimeout(w.timer);
+      w.callback();
     }
   }
 }

@@ -131,3 +131,22 @@ for (const [name, lib] of Object.entries(libs)) {
     await c.stopServer(server);
   });
 }
+
+test('watches whose deadline passed hold nothing native (uvgrpc)', async () => {
+  const lib = c.uvgrpc;
+  const Echo = lib.makeClientConstructor(c.service, 'Echo');
+  const client = new Echo('127.0.0.1:1', lib.credentials.createInsecure());
+  const ch = client.getChannel();
+  const before = lib._liveObjects();
+  // an IDLE channel nothing connects: every watch ends by its deadline
+  const errs = await Promise.all(Array.from({ length: 200 }, () => new Promise((resolve) =>
+    ch.watchConnectivityState(lib.connectivityState.IDLE, Date.now() + 20, resolve))));
+  assert.ok(errs.every((e) => e instanceof Error));
+  assert.ok(lib._liveObjects() - before <= 1, `${lib._liveObjects() - before} structs left`);
+  client.close();
+  // the one left goes when the channel closes
+  for (let i = 0; i < 50 && lib._liveObjects() > before; i++) {
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  assert.strictEqual(lib._liveObjects(), before);
+});

@@ -136,3 +136,16 @@ test('a \'data\' listener that throws loses no message (uvgrpc)', () => {
   assert.deepStrictEqual(out.got, Array.from({ length: 200 }, (_, i) => i));
   assert.deepStrictEqual(out.uncaught, ['listener 1', 'listener 51', 'listener 101', 'listener 151']);
 });
+
+test('large messages in a server stream arrive whole, in order', async () => {
+  const { server, port } = await c.startServer(c.uvgrpc);
+  for (const lib of [c.grpcJs, c.uvgrpc]) {
+    const client = c.makeClient(lib, port);
+    const big = 'y'.repeat(1 << 20);
+    const got = [];
+    for await (const m of client.ServerStream({ message: big, count: 4 })) got.push(m.message);
+    assert.deepStrictEqual(got, [0, 1, 2, 3].map((i) => `${big} ${i}`));
+    client.close();
+  }
+  await c.stopServer(server);
+});
