@@ -117,7 +117,8 @@ typedef struct {
    * still wants) lasts and handed to JavaScript in batches, one callback
    * for every run of messages that were already in memory; `batch` holds
    * them as [u32 length][bytes]... */
-  int reading; /* a uvg_client_call_read() is pending */
+  char peer[64]; /* the peer's address, kept when a server call ends */
+  int reading;   /* a uvg_client_call_read() is pending */
   uint32_t credit;
   uint8_t *batch;
   size_t batch_len, batch_cap;
@@ -815,6 +816,8 @@ static void srv_on_done(uvg_call_t *call, const uvg_status_t *status) {
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
   napi_value code = int32(env, (int32_t)status->code);
+  /* a handler may ask who called after the call ended */
+  snprintf(c->peer, sizeof(c->peer), "%s", uvg_call_peer(call));
   call_ended(c, SRV_DONE, 1, &code);
   napi_close_handle_scope(env, scope);
 }
@@ -843,14 +846,16 @@ static napi_value js_call_pause_reading(napi_env env, napi_callback_info info) {
   return int32(env, uvg_call_pause_reading(c->call, paused));
 }
 
-/* callPeer(call) -> the peer's address as the library writes it, "" once
- * the call ended or before a client call had a connection. */
+/* callPeer(call) -> the peer's address as the library writes it; "" before
+ * a client call had a connection or after it ended (its status says). */
 static napi_value js_call_peer(napi_env env, napi_callback_info info) {
   ARGS(1);
   napi_value r;
-  call_t *c = call_arg(env, argv[0]);
+  call_t *c = unwrap(env, argv[0]);
   const char *peer = "";
-  if (c != NULL)
+  if (c != NULL && c->call == NULL)
+    peer = c->peer;
+  else if (c != NULL)
     peer = c->client ? uvg_client_call_peer(c->call) : uvg_call_peer(c->call);
   napi_create_string_utf8(env, peer, NAPI_AUTO_LENGTH, &r);
   return r;

@@ -150,3 +150,30 @@ test('watches whose deadline passed hold nothing native (uvgrpc)', async () => {
   }
   assert.strictEqual(lib._liveObjects(), before);
 });
+
+// grpc-js 1.14.7 says 'unknown' once the call's stream is gone; ours keeps
+// the address
+for (const [name, lib] of Object.entries({ uvgrpc: c.uvgrpc })) {
+  test(`getPeer after the call ended: ${name} server`, async () => {
+    const server = new lib.Server();
+    let peer;
+    const asked = new Promise((resolve) => {
+      server.addService(c.service, {
+        Unary(call) {
+          // the client gives up; the handler asks who it was later on
+          call.on('cancelled', () => setTimeout(() => { peer = call.getPeer(); resolve(); }, 100));
+        },
+      });
+    });
+    const port = await new Promise((resolve, reject) => server.bindAsync('127.0.0.1:0',
+      lib.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    const client = c.makeClient(c.uvgrpc, port);
+    const err = await new Promise((resolve) =>
+      client.Unary({ message: 'x' }, new c.uvgrpc.Metadata(), { deadline: Date.now() + 100 }, resolve));
+    assert.strictEqual(err.code, lib.status.DEADLINE_EXCEEDED);
+    await asked;
+    client.close();
+    server.forceShutdown();
+    assert.match(peer, /^127\.0\.0\.1:\d+$/);
+  });
+}
