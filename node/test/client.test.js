@@ -29,37 +29,26 @@ test('client errors', async (t) => {
       return new Ctor(`127.0.0.1:${port}`, lib.credentials.createInsecure());
     };
 
-    await t.test(`${name}: a request that cannot be serialized`, async () => {
-      const cl = client(serviceWith({ Unary: { requestSerialize: boom },
-                                      ServerStream: { requestSerialize: boom } }));
-      const err = await new Promise((resolve) => cl.Unary({ message: 'x' }, resolve));
-      assert.strictEqual(err.code, lib.status.INTERNAL);
-      assert.match(err.details, /^Request message serialization failure: boom$/);
-      const serr = await new Promise((resolve) => {
-        const call = cl.ServerStream({ message: 'x', count: 1 });
-        call.on('data', () => {});
-        call.on('error', resolve);
+    const broken = [
+      ['a request that cannot be serialized', 'requestSerialize', /^Request message serialization failure: boom$/],
+      ['a response that cannot be parsed', 'responseDeserialize', /^Response message parsing error: boom$/],
+    ];
+    for (const [what, fn, details] of broken) {
+      await t.test(`${name}: ${what}`, async () => {
+        const cl = client(serviceWith({ Unary: { [fn]: boom }, ServerStream: { [fn]: boom } }));
+        const err = await new Promise((resolve) => cl.Unary({ message: 'x' }, resolve));
+        assert.strictEqual(err.code, lib.status.INTERNAL);
+        assert.match(err.details, details);
+        const serr = await new Promise((resolve) => {
+          const call = cl.ServerStream({ message: 'x', count: 3 });
+          call.on('data', () => {});
+          call.on('error', resolve);
+        });
+        assert.strictEqual(serr.code, lib.status.INTERNAL);
+        assert.match(serr.details, details);
+        cl.close();
       });
-      assert.strictEqual(serr.code, lib.status.INTERNAL);
-      assert.match(serr.details, /^Request message serialization failure: boom$/);
-      cl.close();
-    });
-
-    await t.test(`${name}: a response that cannot be parsed`, async () => {
-      const cl = client(serviceWith({ Unary: { responseDeserialize: boom },
-                                      ServerStream: { responseDeserialize: boom } }));
-      const err = await new Promise((resolve) => cl.Unary({ message: 'x' }, resolve));
-      assert.strictEqual(err.code, lib.status.INTERNAL);
-      assert.match(err.details, /^Response message parsing error: boom$/);
-      const serr = await new Promise((resolve) => {
-        const call = cl.ServerStream({ message: 'x', count: 3 });
-        call.on('data', () => {});
-        call.on('error', resolve);
-      });
-      assert.strictEqual(serr.code, lib.status.INTERNAL);
-      assert.match(serr.details, /^Response message parsing error: boom$/);
-      cl.close();
-    });
+    }
 
     await t.test(`${name}: a unary answer with no message or two`, async () => {
       // ServerStream called as if it were unary
