@@ -384,11 +384,17 @@ static void env_cleanup_hook(napi_async_cleanup_hook_handle handle, void *arg) {
   env_object_closed(e);
 }
 
-static void env_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  obj_free(data);
-}
+/* Node-API finalizers (the GC dropped a JavaScript external): `name` drops
+ * the external's reference with `drop`. */
+#define FINALIZER(name, drop)                              \
+  static void name(napi_env env, void *data, void *hint) { \
+    (void)env;                                             \
+    (void)hint;                                            \
+    drop(data);                                            \
+  }
+
+/* What obj_alloc() made and nothing else holds. */
+FINALIZER(obj_finalize, obj_free)
 
 static int is_function(napi_env env, napi_value v) {
   napi_valuetype t = napi_undefined;
@@ -404,11 +410,7 @@ static void call_unref(call_t *c) {
   obj_free(c);
 }
 
-static void call_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  call_unref(data);
-}
+FINALIZER(call_finalize, call_unref)
 
 /* The call named by a JavaScript external, NULL once it ended. */
 static call_t *call_arg(napi_env env, napi_value v) {
@@ -581,11 +583,7 @@ static channel_t *open_channel(napi_env env, napi_value v) {
 
 /* ---- server ------------------------------------------------------------ */
 
-static void server_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  server_unref(data);
-}
+FINALIZER(server_finalize, server_unref)
 
 static void server_closed(uvg_server_t *server, void *user_data) {
   server_t *s = user_data;
@@ -861,22 +859,33 @@ static napi_value js_call_peer(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* A status from JavaScript: (code, message, metadata) at argv[0..2];
+ * *message (a string or NULL) and *md are the caller's to free. Returns 0,
+ * or -1 with an exception thrown and nothing to free. */
+static int status_from_js(napi_env env, const napi_value *argv, int32_t *code,
+                          char **message, md_arg_t *md) {
+  napi_valuetype t = napi_undefined;
+  *code = 0;
+  *message = NULL;
+  napi_get_value_int32(env, argv[0], code);
+  napi_typeof(env, argv[1], &t);
+  if (t == napi_string) *message = js_string(env, argv[1], NULL);
+  if (md_from_js(env, argv[2], md)) {
+    free(*message);
+    return -1;
+  }
+  return 0;
+}
+
 /* callFinish(call, code, message, trailers, details) -> 0 or an error */
 static napi_value js_call_finish(napi_env env, napi_callback_info info) {
   ARGS(5);
   call_t *c = call_arg(env, argv[0]);
   if (c == NULL || c->client) return int32(env, UVG_ECANCELED);
-  int32_t code = 0;
-  napi_get_value_int32(env, argv[1], &code);
-  char *message = NULL;
-  napi_valuetype t;
-  napi_typeof(env, argv[2], &t);
-  if (t == napi_string) message = js_string(env, argv[2], NULL);
+  int32_t code;
+  char *message;
   md_arg_t md;
-  if (md_from_js(env, argv[3], &md)) {
-    free(message);
-    return NULL;
-  }
+  if (status_from_js(env, argv + 1, &code, &message, &md)) return NULL;
   uvg_status_t st = {.code = (uvg_status_code_t)code, .message = message};
   bool is_buf = false;
   if (argc >= 5) napi_is_buffer(env, argv[4], &is_buf);
@@ -891,13 +900,106 @@ static napi_value js_call_finish(napi_env env, napi_callback_info info) {
   return int32(env, err);
 }
 
+/* ---- call credentials -------------------------------------------------- */
+
+/* Call credentials whose metadata JavaScript makes: get(serviceUrl,
+ * methodName, req) is called before each call that uses them starts, and
+ * JavaScript answers with metadataRequestDone(req, ...). The JavaScript
+ * external holds one reference, each channel and call given them another;
+ * the function is released with the last. */
+typedef struct {
+  env_t *e;
+  napi_ref get;
+  napi_async_context ctx;
+} ccreds_t;
+
+/* A request JavaScript holds until it answers: answered once at most. */
+typedef struct {
+  uvg_metadata_request_t *req; /* NULL once answered */
+} mdreq_t;
+
+static void ccreds_get(uvg_metadata_request_t *req, const char *service_url,
+                       const char *method_name, void *user_data) {
+  ccreds_t *k = user_data;
+  napi_env env = k->e->env;
+  if (k->e->tearing_down) {
+    uvg_metadata_request_done(req, NULL, 0, UVG_STATUS_UNAVAILABLE,
+                              "environment closing");
+    return;
+  }
+  mdreq_t *m = obj_alloc(sizeof(*m));
+  if (m == NULL) {
+    uvg_metadata_request_done(req, NULL, 0, UVG_STATUS_RESOURCE_EXHAUSTED,
+                              "out of memory");
+    return;
+  }
+  m->req = req;
+  napi_handle_scope scope;
+  napi_value argv[3], fn;
+  napi_open_handle_scope(env, &scope);
+  napi_create_string_utf8(env, service_url, NAPI_AUTO_LENGTH, &argv[0]);
+  napi_create_string_utf8(env, method_name, NAPI_AUTO_LENGTH, &argv[1]);
+  napi_create_external(env, m, obj_finalize, NULL, &argv[2]);
+  napi_get_reference_value(env, k->get, &fn);
+  make_callback(env, k->ctx, fn, 3, argv, NULL);
+  napi_close_handle_scope(env, scope);
+}
+
+static void ccreds_destroy(void *user_data) {
+  ccreds_t *k = user_data;
+  napi_delete_reference(k->e->env, k->get);
+  napi_async_destroy(k->e->env, k->ctx);
+  obj_free(k);
+}
+
+FINALIZER(ccreds_finalize, uvg_call_credentials_release)
+
+/* callCredsNew(get) -> call credentials */
+static napi_value js_call_creds_new(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  napi_value ext, name;
+  env_t *e;
+  CHECK(env, napi_get_instance_data(env, (void **)&e));
+  ccreds_t *k = obj_alloc(sizeof(*k));
+  if (k == NULL) return throw_uvg(env, "callCredsNew", UVG_ENOMEM);
+  uvg_call_credentials_t *creds;
+  int err = uvg_call_credentials_new(ccreds_get, ccreds_destroy, k, &creds);
+  if (err) {
+    obj_free(k);
+    return throw_uvg(env, "callCredsNew", err);
+  }
+  k->e = e;
+  napi_create_reference(env, argv[0], 1, &k->get);
+  napi_create_string_utf8(env, "uvgrpc.CallCredentials", NAPI_AUTO_LENGTH,
+                          &name);
+  async_init(env, name, &k->ctx);
+  CHECK(env, napi_create_external(env, creds, ccreds_finalize, NULL, &ext));
+  return ext;
+}
+
+/* metadataRequestDone(req, code, message, md) -> 0 or an error code; a
+ * request answered already: UVG_ESTATE. */
+static napi_value js_metadata_request_done(napi_env env,
+                                           napi_callback_info info) {
+  ARGS(4);
+  mdreq_t *m = unwrap(env, argv[0]);
+  if (m == NULL || m->req == NULL) return int32(env, UVG_ESTATE);
+  int32_t code;
+  char *message;
+  md_arg_t md;
+  if (status_from_js(env, argv + 1, &code, &message, &md)) return NULL;
+  uvg_metadata_request_t *req = m->req;
+  m->req = NULL;
+  int err = uvg_metadata_request_done(req, md.md, md.n, (uvg_status_code_t)code,
+                                      message);
+  md_arg_free(&md);
+  free(message);
+  return int32(env, err);
+}
+
 /* ---- client ------------------------------------------------------------ */
 
-static void channel_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  channel_unref(data);
-}
+FINALIZER(channel_finalize, channel_unref)
 
 static void channel_closed(uvg_channel_t *channel, void *user_data) {
   channel_t *c = user_data;
@@ -909,11 +1011,12 @@ static void channel_closed(uvg_channel_t *channel, void *user_data) {
   env_object_closed(e);
 }
 
-/* channelNew(target[, tls]) -> channel. `tls`, if an object: PEM Buffers
- * roots (none: the system's), cert and key (mTLS), and the string
- * serverName (the name the certificate must carry). */
+/* channelNew(target[, tls[, callCreds]]) -> channel. `tls`, if an object:
+ * PEM Buffers roots (none: the system's), cert and key (mTLS), and the
+ * string serverName (the name the certificate must carry); callCreds, call
+ * credentials every call carries. */
 static napi_value js_channel_new(napi_env env, napi_callback_info info) {
-  ARGS(2);
+  ARGS(3);
   napi_value ext;
   env_t *e;
   CHECK(env, napi_get_instance_data(env, (void **)&e));
@@ -942,7 +1045,10 @@ static napi_value js_channel_new(napi_env env, napi_callback_info info) {
     uvg_channel_credentials_release(creds);
     return throw_uvg(env, "channelNew", target ? UVG_ENOMEM : UVG_EINVAL);
   }
-  int err = uvg_channel_new(e->loop, target, creds, NULL, &c->channel);
+  uvg_channel_options_t copts;
+  uvg_channel_options_init(&copts);
+  if (argc >= 3) copts.call_credentials = unwrap(env, argv[2]);
+  int err = uvg_channel_new(e->loop, target, creds, &copts, &c->channel);
   uvg_channel_credentials_release(creds);
   free(target);
   if (err) {
@@ -1143,10 +1249,11 @@ static const uvg_client_call_cbs_t client_cbs = {
     .on_status = cli_on_status,
 };
 
-/* clientCallStart(channel, method, md, timeoutMs, ev) -> call; ev(kind, ...)
- * with the CLI_* events above, the status exactly once and last. */
+/* clientCallStart(channel, method, md, timeoutMs, ev[, callCreds]) -> call;
+ * ev(kind, ...) with the CLI_* events above, the status exactly once and
+ * last; callCreds: this call's own call credentials. */
 static napi_value js_client_call_start(napi_env env, napi_callback_info info) {
-  ARGS(5);
+  ARGS(6);
   napi_value ext;
   channel_t *ch = open_channel(env, argv[0]);
   if (ch == NULL) return throw_uvg(env, "start", UVG_ECLOSED);
@@ -1163,6 +1270,7 @@ static napi_value js_client_call_start(napi_env env, napi_callback_info info) {
       .timeout_ms = timeout > 0 ? (uint64_t)timeout : 0,
       .metadata = md.md,
       .nmetadata = md.n,
+      .call_credentials = argc >= 6 ? unwrap(env, argv[5]) : NULL,
   };
   call_t *c = obj_alloc(sizeof(*c));
   if (c == NULL) {
@@ -1235,7 +1343,7 @@ NAPI_MODULE_INIT() {
   link_init(&e->servers);
   link_init(&e->channels);
   if (napi_get_uv_event_loop(env, &e->loop) != napi_ok ||
-      napi_set_instance_data(env, e, env_finalize, NULL) != napi_ok) {
+      napi_set_instance_data(env, e, obj_finalize, NULL) != napi_ok) {
     obj_free(e);
     throw_last(env, "init");
     return NULL;
@@ -1264,6 +1372,8 @@ NAPI_MODULE_INIT() {
       {"clientCallHalfClose", js_client_call_half_close},
       {"clientCallRead", js_client_call_read},
       {"clientCallCancel", js_client_call_cancel},
+      {"callCredsNew", js_call_creds_new},
+      {"metadataRequestDone", js_metadata_request_done},
       {"liveObjects", js_live_objects},
   };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
