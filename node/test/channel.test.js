@@ -11,7 +11,8 @@ const c = require('./common.js');
 
 const libs = { 'grpc-js': c.grpcJs, uvgrpc: c.uvgrpc };
 
-// A server of `lib` on `host` whose Unary handler records getPeer().
+// A server of `lib` on `host` whose Unary handler records getPeer(); a
+// host "unix:path" is that unix socket.
 function peerServer(lib, host) {
   const peers = [];
   const server = new lib.Server();
@@ -22,7 +23,8 @@ function peerServer(lib, host) {
     },
   });
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host}:0`, lib.ServerCredentials.createInsecure(), (err, port) => {
+    const addr = host.startsWith('unix:') ? host : `${host}:0`;
+    server.bindAsync(addr, lib.ServerCredentials.createInsecure(), (err, port) => {
       if (err) return reject(err);
       resolve({ server, port, peers });
     });
@@ -43,7 +45,9 @@ function closedPort() {
   });
 }
 
-const v6 = require('os').networkInterfaces().lo?.some((a) => a.family === 'IPv6') ?? true;
+const os = require('os');
+const pathMod = require('path');
+const v6 = os.networkInterfaces().lo?.some((a) => a.family === 'IPv6') ?? true;
 
 for (const [serverName, serverLib] of Object.entries(libs)) {
   for (const [clientName, clientLib] of Object.entries(libs)) {
@@ -176,4 +180,25 @@ for (const [name, lib] of Object.entries({ uvgrpc: c.uvgrpc })) {
     server.forceShutdown();
     assert.match(peer, /^127\.0\.0\.1:\d+$/);
   });
+}
+
+for (const [serverName, serverLib] of Object.entries(libs)) {
+  for (const [clientName, clientLib] of Object.entries(libs)) {
+    test(`getPeer over a unix socket: ${clientName} client -> ${serverName} server`, async () => {
+      const sock = pathMod.join(os.tmpdir(), `uvgrpc-peer-${process.pid}-${serverName}-${clientName}.sock`);
+      const { server, peers } = await peerServer(serverLib, `unix:${sock}`);
+      const Echo = clientLib.makeClientConstructor(c.service, 'Echo');
+      const client = new Echo(`unix:${sock}`, clientLib.credentials.createInsecure());
+      let peerAtStatus;
+      await new Promise((resolve, reject) => {
+        const call = client.Unary({ message: 'p' }, (err) => (err ? reject(err) : resolve()));
+        call.on('status', () => { peerAtStatus = call.getPeer(); });
+      });
+      client.close();
+      await c.stopServer(server);
+      // a unix client has no address; the server's is its path
+      assert.strictEqual(peers[0], 'unknown');
+      assert.strictEqual(peerAtStatus, sock);
+    });
+  }
 }
