@@ -68,6 +68,7 @@ typedef struct {
   uv_loop_t *loop;
   link_t servers;   /* server_t.link, until their close callback */
   link_t channels;  /* channel_t.link, until their close callback */
+  link_t mdreqs;    /* mdreq_t.link: call credentials not answered yet */
   size_t live;      /* servers and channels not yet closed */
   int tearing_down; /* the async cleanup hook ran: no more JavaScript */
   napi_async_cleanup_hook_handle cleanup;
@@ -337,6 +338,24 @@ static int is_object(napi_env env, napi_value v) {
   return t == napi_object;
 }
 
+/* A request JavaScript holds until it answers: answered once at most. The
+ * library keeps a request, and its call waits, until it is answered: those
+ * JavaScript can no longer answer (the environment is going, the generator
+ * dropped its callback) are answered UNAVAILABLE. */
+typedef struct {
+  link_t link;                 /* env_t.mdreqs while not answered */
+  uvg_metadata_request_t *req; /* NULL once answered */
+} mdreq_t;
+
+/* Answers `m` (not answered yet) and forgets it. */
+static int mdreq_done(mdreq_t *m, const uvg_metadata_t *md, size_t n,
+                      uvg_status_code_t code, const char *message) {
+  uvg_metadata_request_t *req = m->req;
+  m->req = NULL;
+  link_remove(&m->link);
+  return uvg_metadata_request_done(req, md, n, code, message);
+}
+
 /* ---- environment teardown --------------------------------------------- */
 
 static void env_object_closed(env_t *e) {
@@ -367,6 +386,9 @@ static void env_cleanup_hook(napi_async_cleanup_hook_handle handle, void *arg) {
   (void)handle;
   e->tearing_down = 1;
   e->live++; /* hold the hook while closing */
+  while (e->mdreqs.next != &e->mdreqs)
+    mdreq_done((mdreq_t *)e->mdreqs.next, NULL, 0, UVG_STATUS_UNAVAILABLE,
+               "environment closing");
   for (link_t *l = e->servers.next; l != &e->servers; l = l->next) {
     server_t *s = (server_t *)l;
     if (!s->closing) { /* a shutdown already begun ends by its grace */
@@ -913,10 +935,15 @@ typedef struct {
   napi_async_context ctx;
 } ccreds_t;
 
-/* A request JavaScript holds until it answers: answered once at most. */
-typedef struct {
-  uvg_metadata_request_t *req; /* NULL once answered */
-} mdreq_t;
+static void mdreq_finalize(napi_env env, void *data, void *hint) {
+  mdreq_t *m = data;
+  (void)env;
+  (void)hint;
+  if (m->req != NULL) /* the generator's callback is gone */
+    mdreq_done(m, NULL, 0, UVG_STATUS_UNAVAILABLE,
+               "call credentials dropped unanswered");
+  obj_free(m);
+}
 
 static void ccreds_get(uvg_metadata_request_t *req, const char *service_url,
                        const char *method_name, void *user_data) {
@@ -934,12 +961,13 @@ static void ccreds_get(uvg_metadata_request_t *req, const char *service_url,
     return;
   }
   m->req = req;
+  link_insert(&k->e->mdreqs, &m->link);
   napi_handle_scope scope;
   napi_value argv[3], fn;
   napi_open_handle_scope(env, &scope);
   napi_create_string_utf8(env, service_url, NAPI_AUTO_LENGTH, &argv[0]);
   napi_create_string_utf8(env, method_name, NAPI_AUTO_LENGTH, &argv[1]);
-  napi_create_external(env, m, obj_finalize, NULL, &argv[2]);
+  napi_create_external(env, m, mdreq_finalize, NULL, &argv[2]);
   napi_get_reference_value(env, k->get, &fn);
   make_callback(env, k->ctx, fn, 3, argv, NULL);
   napi_close_handle_scope(env, scope);
@@ -988,10 +1016,7 @@ static napi_value js_metadata_request_done(napi_env env,
   char *message;
   md_arg_t md;
   if (status_from_js(env, argv + 1, &code, &message, &md)) return NULL;
-  uvg_metadata_request_t *req = m->req;
-  m->req = NULL;
-  int err = uvg_metadata_request_done(req, md.md, md.n, (uvg_status_code_t)code,
-                                      message);
+  int err = mdreq_done(m, md.md, md.n, (uvg_status_code_t)code, message);
   md_arg_free(&md);
   free(message);
   return int32(env, err);
@@ -1342,6 +1367,7 @@ NAPI_MODULE_INIT() {
   e->env = env;
   link_init(&e->servers);
   link_init(&e->channels);
+  link_init(&e->mdreqs);
   if (napi_get_uv_event_loop(env, &e->loop) != napi_ok ||
       napi_set_instance_data(env, e, obj_finalize, NULL) != napi_ok) {
     obj_free(e);

@@ -7,6 +7,7 @@
 // method_name, and a generator's error ends the call as grpc-js ends it.
 const test = require('node:test');
 const assert = require('node:assert');
+const { spawnSync } = require('child_process');
 const c = require('./common.js');
 
 const { dir, read, have, clientOptions: opts } = c.tls;
@@ -96,3 +97,42 @@ for (const [name, lib] of Object.entries(libs)) {
                   /Cannot compose insecure credentials/);
   });
 }
+
+test('a generator that drops its callback ends the call UNAVAILABLE (uvgrpc)',
+     { skip: !have && `no ${dir}` }, () => {
+  // In a child process with --expose-gc: the request is answered when the
+  // callback that could have answered it is collected, instead of holding
+  // the call until its deadline (grpc-js holds it).
+  const script = `
+    const c = require(${JSON.stringify(require.resolve('./common.js'))});
+    const lib = c.uvgrpc;
+    (async () => {
+      const server = new lib.Server();
+      server.addService(c.service, { Unary(call, cb) { cb(null, { message: 'x' }); } });
+      const creds = lib.ServerCredentials.createSsl(null,
+        [{ private_key: c.tls.read('server1.key'), cert_chain: c.tls.read('server1.pem') }]);
+      const port = await new Promise((resolve) => server.bindAsync('127.0.0.1:0', creds, (e, p) => resolve(p)));
+      let asked = 0;
+      const dropping = lib.credentials.createFromMetadataGenerator(() => { asked++; });
+      const Echo = lib.makeClientConstructor(c.service, 'Echo');
+      const client = new Echo('127.0.0.1:' + port, lib.credentials.createSsl(c.tls.read('ca.pem')),
+                              c.tls.clientOptions);
+      const gc = setInterval(() => global.gc(), 50);
+      const t0 = Date.now();
+      const err = await new Promise((resolve) => client.Unary({ message: 'x' }, new lib.Metadata(),
+        { credentials: dropping, deadline: Date.now() + 8000 }, resolve));
+      clearInterval(gc);
+      console.log(JSON.stringify({ asked, code: err && err.code, details: err && err.details,
+                                   ms: Date.now() - t0 }));
+      client.close();
+      server.forceShutdown();
+    })();`;
+  const r = spawnSync(process.execPath, ['--expose-gc', '-e', script],
+                      { encoding: 'utf8', timeout: 20000 });
+  assert.strictEqual(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim());
+  assert.strictEqual(out.asked, 1);
+  assert.strictEqual(out.code, c.uvgrpc.status.UNAVAILABLE);
+  assert.strictEqual(out.details, 'call credentials dropped unanswered');
+  assert.ok(out.ms < 4000, `${out.ms} ms`);
+});

@@ -31,6 +31,19 @@ function peerServer(lib, host) {
   });
 }
 
+// A unary call of a `lib` client to `target`: its getPeer() at 'status'.
+async function peerOfCall(lib, target) {
+  const Echo = lib.makeClientConstructor(c.service, 'Echo');
+  const client = new Echo(target, lib.credentials.createInsecure());
+  let peer;
+  await new Promise((resolve, reject) => {
+    const call = client.Unary({ message: 'p' }, (err) => (err ? reject(err) : resolve()));
+    call.on('status', () => { peer = call.getPeer(); });
+  });
+  client.close();
+  return peer;
+}
+
 function waitForReady(client, ms) {
   return new Promise((resolve) => client.waitForReady(Date.now() + ms, resolve));
 }
@@ -55,14 +68,7 @@ for (const [serverName, serverLib] of Object.entries(libs)) {
       test(`getPeer: ${clientName} client -> ${serverName} server on ${host}`,
            { skip: host === '[::1]' && !v6 && 'no IPv6 loopback' }, async () => {
         const { server, port, peers } = await peerServer(serverLib, host);
-        const Echo = clientLib.makeClientConstructor(c.service, 'Echo');
-        const client = new Echo(`${target}:${port}`, clientLib.credentials.createInsecure());
-        let peerAtStatus;
-        await new Promise((resolve, reject) => {
-          const call = client.Unary({ message: 'p' }, (err) => (err ? reject(err) : resolve()));
-          call.on('status', () => { peerAtStatus = call.getPeer(); });
-        });
-        client.close();
+        const peerAtStatus = await peerOfCall(clientLib, `${target}:${port}`);
         await c.stopServer(server);
         // the server sees the client's address and port, IPv6 unbracketed
         const want = host === '127.0.0.1' ? /^127\.0\.0\.1:\d+$/ : /^::1:\d+$/;
@@ -187,14 +193,7 @@ for (const [serverName, serverLib] of Object.entries(libs)) {
     test(`getPeer over a unix socket: ${clientName} client -> ${serverName} server`, async () => {
       const sock = pathMod.join(os.tmpdir(), `uvgrpc-peer-${process.pid}-${serverName}-${clientName}.sock`);
       const { server, peers } = await peerServer(serverLib, `unix:${sock}`);
-      const Echo = clientLib.makeClientConstructor(c.service, 'Echo');
-      const client = new Echo(`unix:${sock}`, clientLib.credentials.createInsecure());
-      let peerAtStatus;
-      await new Promise((resolve, reject) => {
-        const call = client.Unary({ message: 'p' }, (err) => (err ? reject(err) : resolve()));
-        call.on('status', () => { peerAtStatus = call.getPeer(); });
-      });
-      client.close();
+      const peerAtStatus = await peerOfCall(clientLib, `unix:${sock}`);
       await c.stopServer(server);
       // a unix client has no address; the server's is its path
       assert.strictEqual(peers[0], 'unknown');
