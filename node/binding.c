@@ -68,6 +68,7 @@ typedef struct {
   uv_loop_t *loop;
   link_t servers;   /* server_t.link, until their close callback */
   link_t channels;  /* channel_t.link, until their close callback */
+  link_t mdreqs;    /* mdreq_t.link: call credentials not answered yet */
   size_t live;      /* servers and channels not yet closed */
   int tearing_down; /* the async cleanup hook ran: no more JavaScript */
   napi_async_cleanup_hook_handle cleanup;
@@ -97,14 +98,6 @@ typedef struct {
 } server_t;
 
 typedef struct {
-  env_t *e;
-  uvg_call_t *call; /* NULL after on_done */
-  int refs;
-  napi_ref ev; /* function(kind, a, b) the dispatcher returned */
-  jsctx_t js;
-} scall_t;
-
-typedef struct {
   link_t link;
   env_t *e;
   uvg_channel_t *channel; /* NULL once closed */
@@ -112,13 +105,25 @@ typedef struct {
   int refs;
 } channel_t;
 
+/* A server call (uvg_call_t) or a client call (uvg_client_call_t): one
+ * struct, so that sending, events and lifetimes are one piece of code. */
 typedef struct {
   env_t *e;
-  uvg_client_call_t *call; /* NULL after on_status */
+  void *call; /* NULL after on_done / on_status */
+  int client;
   int refs;
-  napi_ref ev; /* function(kind, a, b, c, d) */
+  napi_ref ev; /* function(kind, ...) the dispatcher returned */
   jsctx_t js;
-} ccall_t;
+  /* Client reading: responses are read while `credit` (what the stream
+   * still wants) lasts and handed to JavaScript in batches, one callback
+   * for every run of messages that were already in memory; `batch` holds
+   * them as [u32 length][bytes]... */
+  char peer[64]; /* the peer's address, kept when a server call ends */
+  int reading;   /* a uvg_client_call_read() is pending */
+  uint32_t credit;
+  uint8_t *batch;
+  size_t batch_len, batch_cap;
+} call_t;
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -129,6 +134,13 @@ typedef struct {
       return NULL;            \
     }                         \
   } while (0)
+
+/* The arguments of a function called from JavaScript: argc (how many
+ * were given) and argv[n] (undefined past argc). */
+#define ARGS(n)         \
+  size_t argc = (n);    \
+  napi_value argv[(n)]; \
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL))
 
 static void throw_last(napi_env env, const char *what) {
   const napi_extended_error_info *info = NULL;
@@ -326,6 +338,24 @@ static int is_object(napi_env env, napi_value v) {
   return t == napi_object;
 }
 
+/* A request JavaScript holds until it answers: answered once at most. The
+ * library keeps a request, and its call waits, until it is answered: those
+ * JavaScript can no longer answer (the environment is going, the generator
+ * dropped its callback) are answered UNAVAILABLE. */
+typedef struct {
+  link_t link;                 /* env_t.mdreqs while not answered */
+  uvg_metadata_request_t *req; /* NULL once answered */
+} mdreq_t;
+
+/* Answers `m` (not answered yet) and forgets it. */
+static int mdreq_done(mdreq_t *m, const uvg_metadata_t *md, size_t n,
+                      uvg_status_code_t code, const char *message) {
+  uvg_metadata_request_t *req = m->req;
+  m->req = NULL;
+  link_remove(&m->link);
+  return uvg_metadata_request_done(req, md, n, code, message);
+}
+
 /* ---- environment teardown --------------------------------------------- */
 
 static void env_object_closed(env_t *e) {
@@ -356,6 +386,9 @@ static void env_cleanup_hook(napi_async_cleanup_hook_handle handle, void *arg) {
   (void)handle;
   e->tearing_down = 1;
   e->live++; /* hold the hook while closing */
+  while (e->mdreqs.next != &e->mdreqs)
+    mdreq_done((mdreq_t *)e->mdreqs.next, NULL, 0, UVG_STATUS_UNAVAILABLE,
+               "environment closing");
   for (link_t *l = e->servers.next; l != &e->servers; l = l->next) {
     server_t *s = (server_t *)l;
     if (!s->closing) { /* a shutdown already begun ends by its grace */
@@ -373,70 +406,17 @@ static void env_cleanup_hook(napi_async_cleanup_hook_handle handle, void *arg) {
   env_object_closed(e);
 }
 
-static void env_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  obj_free(data);
-}
-
-/* ---- sends with a completion callback ---------------------------------- */
-
-/* A message sent without copying: the Buffer is held until the library
- * calls back (the bytes reached the socket, or the call ended), then the
- * JavaScript callback runs with that status: the stream's backpressure
- * signal. The request holds its call struct and async context. */
-typedef struct {
-  jsctx_t *js;
-  void *owner;
-  void (*unref)(void *owner);
-  napi_ref buf;
-  napi_ref cb;
-} send_req_t;
-
-static void send_done(send_req_t *r, int status) {
-  env_t *e = r->js->e;
-  napi_env env = e->env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  if (!e->tearing_down) {
-    napi_value fn, arg = int32(env, status);
-    napi_get_reference_value(env, r->cb, &fn);
-    make_callback(env, r->js->ctx, fn, 1, &arg, NULL);
+/* Node-API finalizers (the GC dropped a JavaScript external): `name` drops
+ * the external's reference with `drop`. */
+#define FINALIZER(name, drop)                              \
+  static void name(napi_env env, void *data, void *hint) { \
+    (void)env;                                             \
+    (void)hint;                                            \
+    drop(data);                                            \
   }
-  napi_delete_reference(env, r->buf);
-  napi_delete_reference(env, r->cb);
-  napi_close_handle_scope(env, scope);
-  jsctx_release(r->js);
-  r->unref(r->owner);
-  obj_free(r);
-}
 
-/* Makes a request for (buffer, cb); NULL with an exception on failure.
- * The caller bumps the owner's references. */
-static send_req_t *send_req_new(napi_env env, jsctx_t *js, void *owner,
-                                void (*unref)(void *), napi_value buf,
-                                napi_value cb) {
-  send_req_t *r = obj_alloc(sizeof(*r));
-  if (r == NULL) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  r->js = js;
-  r->owner = owner;
-  r->unref = unref;
-  napi_create_reference(env, buf, 1, &r->buf);
-  napi_create_reference(env, cb, 1, &r->cb);
-  js->live++;
-  return r;
-}
-
-/* Undoes send_req_new() when the library refused the send. */
-static void send_req_drop(napi_env env, send_req_t *r) {
-  napi_delete_reference(env, r->buf);
-  napi_delete_reference(env, r->cb);
-  r->js->live--;
-  obj_free(r);
-}
+/* What obj_alloc() made and nothing else holds. */
+FINALIZER(obj_finalize, obj_free)
 
 static int is_function(napi_env env, napi_value v) {
   napi_valuetype t = napi_undefined;
@@ -444,13 +424,188 @@ static int is_function(napi_env env, napi_value v) {
   return t == napi_function;
 }
 
+/* ---- calls: lifetime and events ---------------------------------------- */
+
+static void call_unref(call_t *c) {
+  if (--c->refs > 0) return;
+  free(c->batch);
+  obj_free(c);
+}
+
+FINALIZER(call_finalize, call_unref)
+
+/* The call named by a JavaScript external, NULL once it ended. */
+static call_t *call_arg(napi_env env, napi_value v) {
+  call_t *c = unwrap(env, v);
+  return c != NULL && c->call != NULL ? c : NULL;
+}
+
+/* Starts the call's async context and takes its two references (the
+ * external made by the caller and the library's call). */
+static void call_init(call_t *c, env_t *e, int client, const char *name) {
+  napi_value n;
+  c->e = e;
+  c->client = client;
+  c->refs = 2;
+  napi_create_string_utf8(e->env, name, NAPI_AUTO_LENGTH, &n);
+  async_init(e->env, n, &c->js.ctx);
+  c->js.e = e;
+  c->js.live = 1;
+}
+
+/* Calls the call's event function with (kind, args...); a scope is open. */
+static void call_event(call_t *c, int kind, size_t argc,
+                       const napi_value *args) {
+  napi_env env = c->e->env;
+  napi_value argv[6], fn;
+  if (c->ev == NULL || c->e->tearing_down) return;
+  argv[0] = int32(env, kind);
+  for (size_t i = 0; i < 5; i++)
+    argv[i + 1] = i < argc ? args[i] : undefined(env);
+  napi_get_reference_value(env, c->ev, &fn);
+  make_callback(env, c->js.ctx, fn, 6, argv, NULL);
+}
+
+/* The library is done with the call: no event after this one; the event
+ * function and the async context are released. A scope is open. */
+static void call_ended(call_t *c, int kind, size_t argc,
+                       const napi_value *args) {
+  c->call = NULL;
+  call_event(c, kind, argc, args);
+  if (c->ev != NULL) napi_delete_reference(c->e->env, c->ev);
+  c->ev = NULL;
+  jsctx_release(&c->js);
+  call_unref(c);
+}
+
+/* ---- sends with a completion callback ---------------------------------- */
+
+/* Messages sent without copying: the Buffers (one, or an Array of them)
+ * are held until the library called back for each (the bytes reached the
+ * socket, or the call ended); then the JavaScript callback runs once, with
+ * the first error or 0: the stream's backpressure signal. The request
+ * holds its call struct and async context. */
+typedef struct {
+  call_t *c;
+  napi_ref bufs;
+  napi_ref cb;
+  size_t pending; /* library callbacks to come */
+  int status;
+} send_req_t;
+
+static void send_done(send_req_t *r, int status) {
+  call_t *c = r->c;
+  env_t *e = c->e;
+  napi_env env = e->env;
+  if (status != 0 && r->status == 0) r->status = status;
+  if (--r->pending > 0) return;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  if (!e->tearing_down) {
+    napi_value fn, arg = int32(env, r->status);
+    napi_get_reference_value(env, r->cb, &fn);
+    make_callback(env, c->js.ctx, fn, 1, &arg, NULL);
+  }
+  napi_delete_reference(env, r->bufs);
+  napi_delete_reference(env, r->cb);
+  napi_close_handle_scope(env, scope);
+  jsctx_release(&c->js);
+  call_unref(c);
+  obj_free(r);
+}
+
+static void srv_send_cb(uvg_call_t *call, int status, void *user_data) {
+  (void)call;
+  send_done(user_data, status);
+}
+
+static void cli_send_cb(uvg_client_call_t *call, int status, void *user_data) {
+  (void)call;
+  send_done(user_data, status);
+}
+
+/* One message, copied when `r` is NULL. */
+static int call_send_one(call_t *c, const void *data, size_t len,
+                         send_req_t *r) {
+  if (c->client)
+    return uvg_client_call_send(c->call, data, len, 0, r ? cli_send_cb : NULL,
+                                r);
+  return uvg_call_send(c->call, data, len, 0, r ? srv_send_cb : NULL, r);
+}
+
+/* callSend(call, buffers[, cb]) -> 0 or an error code, server and client
+ * calls alike. `buffers` is a Buffer or an Array of them, sent in order.
+ * Without cb the bytes are copied; with it they are sent as they are and
+ * cb(status) runs once, when the last reached the socket (0) or the call
+ * ended (UVG_ECANCELED). If this returns an error cb never runs; messages
+ * before the one refused are sent all the same. */
+static napi_value js_call_send(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  napi_value item = NULL;
+  call_t *c = call_arg(env, argv[0]);
+  if (c == NULL) return int32(env, UVG_ECANCELED);
+  bool is_array = false;
+  uint32_t n = 1;
+  napi_is_array(env, argv[1], &is_array);
+  if (is_array) napi_get_array_length(env, argv[1], &n);
+  send_req_t *r = NULL;
+  if (argc >= 3 && is_function(env, argv[2])) {
+    if ((r = obj_alloc(sizeof(*r))) == NULL)
+      return throw_uvg(env, "send", UVG_ENOMEM);
+    r->c = c;
+    r->pending = 1; /* held until every message is queued */
+    c->refs++;
+    c->js.live++;
+    napi_create_reference(env, argv[1], 1, &r->bufs);
+    napi_create_reference(env, argv[2], 1, &r->cb);
+  }
+  int err = 0;
+  uint32_t i;
+  for (i = 0; i < n && err == 0; i++) {
+    void *data;
+    size_t len;
+    if (is_array)
+      napi_get_element(env, argv[1], i, &item);
+    else
+      item = argv[1];
+    if (napi_get_buffer_info(env, item, &data, &len) != napi_ok) {
+      err = UVG_EINVAL;
+      break;
+    }
+    if (r) r->pending++;
+    err = call_send_one(c, data, len, r);
+    if (err && r) r->pending--;
+  }
+  if (r == NULL) return int32(env, err);
+  if (err != 0 && r->pending == 1) { /* nothing queued: cb never runs */
+    napi_delete_reference(env, r->bufs);
+    napi_delete_reference(env, r->cb);
+    c->js.live--;
+    c->refs--;
+    obj_free(r);
+    return int32(env, err);
+  }
+  /* the library never calls back from inside a send: the messages queued
+   * keep the request */
+  send_done(r, err);
+  return int32(env, 0);
+}
+
+/* The server or channel named by a JavaScript external, NULL once it is
+ * closing. */
+static server_t *open_server(napi_env env, napi_value v) {
+  server_t *s = unwrap(env, v);
+  return s != NULL && s->server != NULL && !s->closing ? s : NULL;
+}
+
+static channel_t *open_channel(napi_env env, napi_value v) {
+  channel_t *c = unwrap(env, v);
+  return c != NULL && c->channel != NULL && !c->closing ? c : NULL;
+}
+
 /* ---- server ------------------------------------------------------------ */
 
-static void server_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  server_unref(data);
-}
+FINALIZER(server_finalize, server_unref)
 
 static void server_closed(uvg_server_t *server, void *user_data) {
   server_t *s = user_data;
@@ -480,11 +635,10 @@ static void server_closed(uvg_server_t *server, void *user_data) {
 
 /* serverNew(onCall) -> server */
 static napi_value js_server_new(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  napi_value ext;
   env_t *e;
-  size_t argc = 1;
-  napi_value argv[1], ext;
   CHECK(env, napi_get_instance_data(env, (void **)&e));
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   server_t *s = obj_alloc(sizeof(*s));
   if (s == NULL) return throw_uvg(env, "serverNew", UVG_ENOMEM);
   int err = uvg_server_new(e->loop, NULL, &s->server);
@@ -509,12 +663,9 @@ static void srv_on_done(uvg_call_t *call, const uvg_status_t *status);
 
 /* serverRegister(server, path, type) */
 static napi_value js_server_register(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = unwrap(env, argv[0]);
-  if (s == NULL || s->server == NULL || s->closing)
-    return throw_uvg(env, "register", UVG_ECLOSED);
+  ARGS(3);
+  server_t *s = open_server(env, argv[0]);
+  if (s == NULL) return throw_uvg(env, "register", UVG_ECLOSED);
   char *path = js_string(env, argv[1], NULL);
   int32_t type = 0;
   napi_get_value_int32(env, argv[2], &type);
@@ -540,12 +691,9 @@ static napi_value js_server_register(napi_env env, napi_callback_info info) {
  * (require) for mTLS; the credentials are made here and released once the
  * server holds them. */
 static napi_value js_server_listen(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = unwrap(env, argv[0]);
-  if (s == NULL || s->server == NULL || s->closing)
-    return throw_uvg(env, "listen", UVG_ECLOSED);
+  ARGS(3);
+  server_t *s = open_server(env, argv[0]);
+  if (s == NULL) return throw_uvg(env, "listen", UVG_ECLOSED);
   uvg_server_credentials_t *creds = uvg_insecure_server_credentials();
   if (argc >= 3 && is_object(env, argv[2])) {
     uvg_tls_server_options_t o;
@@ -578,11 +726,10 @@ static napi_value js_server_listen(napi_env env, napi_callback_info info) {
  * cancelled), otherwise drains for up to graceMs. cb runs once all is
  * released. */
 static napi_value js_server_close(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3], name;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  server_t *s = unwrap(env, argv[0]);
-  if (s == NULL || s->server == NULL || s->closing) return undefined(env);
+  ARGS(3);
+  napi_value name;
+  server_t *s = open_server(env, argv[0]);
+  if (s == NULL) return undefined(env);
   double grace = -1;
   napi_get_value_double(env, argv[1], &grace);
   napi_valuetype t;
@@ -601,16 +748,6 @@ static napi_value js_server_close(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-static void scall_unref(scall_t *c) {
-  if (--c->refs == 0) obj_free(c);
-}
-
-static void scall_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  scall_unref(data);
-}
-
 static void srv_on_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   server_t *s = uvg_call_method_data(call);
   env_t *e = s->e;
@@ -619,27 +756,22 @@ static void srv_on_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
     uvg_call_finish(call, UVG_STATUS_UNAVAILABLE, "server closing", NULL, 0);
     return;
   }
-  scall_t *c = obj_alloc(sizeof(*c));
+  call_t *c = obj_alloc(sizeof(*c));
   if (c == NULL) {
     uvg_call_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL,
                     0);
     return;
   }
-  c->e = e;
   c->call = call;
-  c->refs = 2;
   uvg_call_set_data(call, c);
 
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value name, argv[5], fn, result = NULL;
-  napi_create_string_utf8(env, "uvgrpc.ServerCall", NAPI_AUTO_LENGTH, &name);
-  async_init(env, name, &c->js.ctx);
-  c->js.e = e;
-  c->js.live = 1;
+  napi_value argv[5], fn, result = NULL;
+  call_init(c, e, 0, "uvgrpc.ServerCall");
   napi_create_string_utf8(env, uvg_call_method(call), NAPI_AUTO_LENGTH,
                           &argv[0]);
-  napi_create_external(env, c, scall_finalize, NULL, &argv[1]);
+  napi_create_external(env, c, call_finalize, NULL, &argv[1]);
   if (msg != NULL || len > 0)
     napi_create_buffer_copy(env, len, msg, NULL, &argv[2]);
   else
@@ -650,9 +782,7 @@ static void srv_on_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   napi_create_double(env, (double)uvg_call_time_remaining(call), &argv[4]);
   napi_get_reference_value(env, s->on_call, &fn);
   make_callback(env, c->js.ctx, fn, 5, argv, &result);
-  napi_valuetype t = napi_undefined;
-  if (result != NULL) napi_typeof(env, result, &t);
-  if (t == napi_function) {
+  if (result != NULL && is_function(env, result)) {
     napi_create_reference(env, result, 1, &c->ev);
   } else if (c->call != NULL) {
     uvg_call_finish(call, UVG_STATUS_UNKNOWN, "handler failed", NULL, 0);
@@ -660,48 +790,39 @@ static void srv_on_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   napi_close_handle_scope(env, scope);
 }
 
-/* Calls the call's event function with `kind` and up to two arguments. */
-static void scall_event(scall_t *c, const char *kind, napi_value a,
-                        napi_value b) {
-  napi_env env = c->e->env;
-  napi_value argv[3], fn;
-  if (c->ev == NULL || c->e->tearing_down) return;
-  napi_create_string_utf8(env, kind, NAPI_AUTO_LENGTH, &argv[0]);
-  argv[1] = a ? a : undefined(env);
-  argv[2] = b ? b : undefined(env);
-  napi_get_reference_value(env, c->ev, &fn);
-  make_callback(env, c->js.ctx, fn, 3, argv, NULL);
-}
+/* Server call events: message(buffer), halfclose, cancel(code), done(code). */
+enum { SRV_MESSAGE, SRV_HALF_CLOSE, SRV_CANCEL, SRV_DONE };
 
 static void srv_on_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
-  scall_t *c = uvg_call_get_data(call);
+  call_t *c = uvg_call_get_data(call);
   if (c == NULL) return;
   napi_env env = c->e->env;
   napi_handle_scope scope;
   napi_value buf;
   napi_open_handle_scope(env, &scope);
   napi_create_buffer_copy(env, len, msg, NULL, &buf);
-  scall_event(c, "message", buf, NULL);
+  call_event(c, SRV_MESSAGE, 1, &buf);
   napi_close_handle_scope(env, scope);
 }
 
 static void srv_on_half_close(uvg_call_t *call) {
-  scall_t *c = uvg_call_get_data(call);
+  call_t *c = uvg_call_get_data(call);
   if (c == NULL) return;
   napi_env env = c->e->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  scall_event(c, "halfclose", NULL, NULL);
+  call_event(c, SRV_HALF_CLOSE, 0, NULL);
   napi_close_handle_scope(env, scope);
 }
 
 static void srv_on_cancel(uvg_call_t *call, const uvg_status_t *status) {
-  scall_t *c = uvg_call_get_data(call);
+  call_t *c = uvg_call_get_data(call);
   if (c != NULL) {
     napi_env env = c->e->env;
     napi_handle_scope scope;
     napi_open_handle_scope(env, &scope);
-    scall_event(c, "cancel", int32(env, (int32_t)status->code), NULL);
+    napi_value code = int32(env, (int32_t)status->code);
+    call_event(c, SRV_CANCEL, 1, &code);
     napi_close_handle_scope(env, scope);
   }
   /* The handler's later finish is a no-op; this one releases the call. */
@@ -709,32 +830,23 @@ static void srv_on_cancel(uvg_call_t *call, const uvg_status_t *status) {
 }
 
 static void srv_on_done(uvg_call_t *call, const uvg_status_t *status) {
-  scall_t *c = uvg_call_get_data(call);
+  call_t *c = uvg_call_get_data(call);
   if (c == NULL) return;
   napi_env env = c->e->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  c->call = NULL;
-  scall_event(c, "done", int32(env, (int32_t)status->code), NULL);
-  if (c->ev != NULL) napi_delete_reference(env, c->ev);
-  c->ev = NULL;
-  jsctx_release(&c->js);
+  napi_value code = int32(env, (int32_t)status->code);
+  /* a handler may ask who called after the call ended */
+  snprintf(c->peer, sizeof(c->peer), "%s", uvg_call_peer(call));
+  call_ended(c, SRV_DONE, 1, &code);
   napi_close_handle_scope(env, scope);
-  scall_unref(c);
-}
-
-static scall_t *scall_arg(napi_env env, napi_value v) {
-  scall_t *c = unwrap(env, v);
-  return c != NULL && c->call != NULL ? c : NULL;
 }
 
 /* callSendHeaders(call, md) -> 0 or an error code */
 static napi_value js_call_send_headers(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  scall_t *c = scall_arg(env, argv[0]);
-  if (c == NULL) return int32(env, UVG_ECANCELED);
+  ARGS(2);
+  call_t *c = call_arg(env, argv[0]);
+  if (c == NULL || c->client) return int32(env, UVG_ECANCELED);
   md_arg_t md;
   if (md_from_js(env, argv[1], &md)) return NULL;
   int err = uvg_call_send_headers(c->call, md.md, md.n);
@@ -742,74 +854,60 @@ static napi_value js_call_send_headers(napi_env env, napi_callback_info info) {
   return int32(env, err);
 }
 
-static void scall_unref_any(void *c) {
-  scall_unref(c);
-}
-
-static void srv_send_cb(uvg_call_t *call, int status, void *user_data) {
-  (void)call;
-  send_done(user_data, status);
-}
-
-/* callSend(call, buffer[, cb]) -> 0 or an error code. Without cb the bytes
- * are copied; with it the Buffer is sent as it is and cb(status) runs when
- * it reached the socket (0) or the call ended (UVG_ECANCELED); on an error
- * returned here cb never runs. */
-static napi_value js_call_send(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  scall_t *c = scall_arg(env, argv[0]);
-  if (c == NULL) return int32(env, UVG_ECANCELED);
-  void *data;
-  size_t len;
-  CHECK(env, napi_get_buffer_info(env, argv[1], &data, &len));
-  if (argc < 3 || !is_function(env, argv[2]))
-    return int32(env, uvg_call_send(c->call, data, len, 0, NULL, NULL));
-  send_req_t *r =
-      send_req_new(env, &c->js, c, scall_unref_any, argv[1], argv[2]);
-  if (r == NULL) return NULL;
-  c->refs++;
-  int err = uvg_call_send(c->call, data, len, 0, srv_send_cb, r);
-  if (err) {
-    send_req_drop(env, r);
-    c->refs--;
-  }
-  return int32(env, err);
-}
-
 /* callPauseReading(call, paused): client-streaming and bidi calls; while
  * paused no message (nor the half-close) is delivered and no window is
  * granted beyond what the call had. */
 static napi_value js_call_pause_reading(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  scall_t *c = scall_arg(env, argv[0]);
-  if (c == NULL) return int32(env, UVG_ECANCELED);
+  ARGS(2);
+  call_t *c = call_arg(env, argv[0]);
+  if (c == NULL || c->client) return int32(env, UVG_ECANCELED);
   bool paused = false;
   napi_get_value_bool(env, argv[1], &paused);
   return int32(env, uvg_call_pause_reading(c->call, paused));
 }
 
+/* callPeer(call) -> the peer's address as the library writes it; "" before
+ * a client call had a connection or after it ended (its status says). */
+static napi_value js_call_peer(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  napi_value r;
+  call_t *c = unwrap(env, argv[0]);
+  const char *peer = "";
+  if (c != NULL && c->call == NULL)
+    peer = c->peer;
+  else if (c != NULL)
+    peer = c->client ? uvg_client_call_peer(c->call) : uvg_call_peer(c->call);
+  napi_create_string_utf8(env, peer, NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+/* A status from JavaScript: (code, message, metadata) at argv[0..2];
+ * *message (a string or NULL) and *md are the caller's to free. Returns 0,
+ * or -1 with an exception thrown and nothing to free. */
+static int status_from_js(napi_env env, const napi_value *argv, int32_t *code,
+                          char **message, md_arg_t *md) {
+  napi_valuetype t = napi_undefined;
+  *code = 0;
+  *message = NULL;
+  napi_get_value_int32(env, argv[0], code);
+  napi_typeof(env, argv[1], &t);
+  if (t == napi_string) *message = js_string(env, argv[1], NULL);
+  if (md_from_js(env, argv[2], md)) {
+    free(*message);
+    return -1;
+  }
+  return 0;
+}
+
 /* callFinish(call, code, message, trailers, details) -> 0 or an error */
 static napi_value js_call_finish(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  scall_t *c = scall_arg(env, argv[0]);
-  if (c == NULL) return int32(env, UVG_ECANCELED);
-  int32_t code = 0;
-  napi_get_value_int32(env, argv[1], &code);
-  char *message = NULL;
-  napi_valuetype t;
-  napi_typeof(env, argv[2], &t);
-  if (t == napi_string) message = js_string(env, argv[2], NULL);
+  ARGS(5);
+  call_t *c = call_arg(env, argv[0]);
+  if (c == NULL || c->client) return int32(env, UVG_ECANCELED);
+  int32_t code;
+  char *message;
   md_arg_t md;
-  if (md_from_js(env, argv[3], &md)) {
-    free(message);
-    return NULL;
-  }
+  if (status_from_js(env, argv + 1, &code, &message, &md)) return NULL;
   uvg_status_t st = {.code = (uvg_status_code_t)code, .message = message};
   bool is_buf = false;
   if (argc >= 5) napi_is_buffer(env, argv[4], &is_buf);
@@ -824,13 +922,109 @@ static napi_value js_call_finish(napi_env env, napi_callback_info info) {
   return int32(env, err);
 }
 
-/* ---- client ------------------------------------------------------------ */
+/* ---- call credentials -------------------------------------------------- */
 
-static void channel_finalize(napi_env env, void *data, void *hint) {
+/* Call credentials whose metadata JavaScript makes: get(serviceUrl,
+ * methodName, req) is called before each call that uses them starts, and
+ * JavaScript answers with metadataRequestDone(req, ...). The JavaScript
+ * external holds one reference, each channel and call given them another;
+ * the function is released with the last. */
+typedef struct {
+  env_t *e;
+  napi_ref get;
+  napi_async_context ctx;
+} ccreds_t;
+
+static void mdreq_finalize(napi_env env, void *data, void *hint) {
+  mdreq_t *m = data;
   (void)env;
   (void)hint;
-  channel_unref(data);
+  if (m->req != NULL) /* the generator's callback is gone */
+    mdreq_done(m, NULL, 0, UVG_STATUS_UNAVAILABLE,
+               "call credentials dropped unanswered");
+  obj_free(m);
 }
+
+static void ccreds_get(uvg_metadata_request_t *req, const char *service_url,
+                       const char *method_name, void *user_data) {
+  ccreds_t *k = user_data;
+  napi_env env = k->e->env;
+  if (k->e->tearing_down) {
+    uvg_metadata_request_done(req, NULL, 0, UVG_STATUS_UNAVAILABLE,
+                              "environment closing");
+    return;
+  }
+  mdreq_t *m = obj_alloc(sizeof(*m));
+  if (m == NULL) {
+    uvg_metadata_request_done(req, NULL, 0, UVG_STATUS_RESOURCE_EXHAUSTED,
+                              "out of memory");
+    return;
+  }
+  m->req = req;
+  link_insert(&k->e->mdreqs, &m->link);
+  napi_handle_scope scope;
+  napi_value argv[3], fn;
+  napi_open_handle_scope(env, &scope);
+  napi_create_string_utf8(env, service_url, NAPI_AUTO_LENGTH, &argv[0]);
+  napi_create_string_utf8(env, method_name, NAPI_AUTO_LENGTH, &argv[1]);
+  napi_create_external(env, m, mdreq_finalize, NULL, &argv[2]);
+  napi_get_reference_value(env, k->get, &fn);
+  make_callback(env, k->ctx, fn, 3, argv, NULL);
+  napi_close_handle_scope(env, scope);
+}
+
+static void ccreds_destroy(void *user_data) {
+  ccreds_t *k = user_data;
+  napi_delete_reference(k->e->env, k->get);
+  napi_async_destroy(k->e->env, k->ctx);
+  obj_free(k);
+}
+
+FINALIZER(ccreds_finalize, uvg_call_credentials_release)
+
+/* callCredsNew(get) -> call credentials */
+static napi_value js_call_creds_new(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  napi_value ext, name;
+  env_t *e;
+  CHECK(env, napi_get_instance_data(env, (void **)&e));
+  ccreds_t *k = obj_alloc(sizeof(*k));
+  if (k == NULL) return throw_uvg(env, "callCredsNew", UVG_ENOMEM);
+  uvg_call_credentials_t *creds;
+  int err = uvg_call_credentials_new(ccreds_get, ccreds_destroy, k, &creds);
+  if (err) {
+    obj_free(k);
+    return throw_uvg(env, "callCredsNew", err);
+  }
+  k->e = e;
+  napi_create_reference(env, argv[0], 1, &k->get);
+  napi_create_string_utf8(env, "uvgrpc.CallCredentials", NAPI_AUTO_LENGTH,
+                          &name);
+  async_init(env, name, &k->ctx);
+  CHECK(env, napi_create_external(env, creds, ccreds_finalize, NULL, &ext));
+  return ext;
+}
+
+/* metadataRequestDone(req, code, message, md) -> 0 or an error code; a
+ * request answered already: UVG_ESTATE. */
+static napi_value js_metadata_request_done(napi_env env,
+                                           napi_callback_info info) {
+  ARGS(4);
+  mdreq_t *m = unwrap(env, argv[0]);
+  if (m == NULL || m->req == NULL) return int32(env, UVG_ESTATE);
+  int32_t code;
+  char *message;
+  md_arg_t md;
+  if (status_from_js(env, argv + 1, &code, &message, &md)) return NULL;
+  int err = mdreq_done(m, md.md, md.n, (uvg_status_code_t)code, message);
+  md_arg_free(&md);
+  free(message);
+  return int32(env, err);
+}
+
+/* ---- client ------------------------------------------------------------ */
+
+FINALIZER(channel_finalize, channel_unref)
 
 static void channel_closed(uvg_channel_t *channel, void *user_data) {
   channel_t *c = user_data;
@@ -842,15 +1036,15 @@ static void channel_closed(uvg_channel_t *channel, void *user_data) {
   env_object_closed(e);
 }
 
-/* channelNew(target[, tls]) -> channel. `tls`, if an object: PEM Buffers
- * roots (none: the system's), cert and key (mTLS), and the string
- * serverName (the name the certificate must carry). */
+/* channelNew(target[, tls[, callCreds]]) -> channel. `tls`, if an object:
+ * PEM Buffers roots (none: the system's), cert and key (mTLS), and the
+ * string serverName (the name the certificate must carry); callCreds, call
+ * credentials every call carries. */
 static napi_value js_channel_new(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  napi_value ext;
   env_t *e;
-  size_t argc = 2;
-  napi_value argv[2], ext;
   CHECK(env, napi_get_instance_data(env, (void **)&e));
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   uvg_channel_credentials_t *creds = uvg_insecure_channel_credentials();
   if (argc >= 2 && is_object(env, argv[1])) {
     uvg_tls_channel_options_t o;
@@ -876,7 +1070,10 @@ static napi_value js_channel_new(napi_env env, napi_callback_info info) {
     uvg_channel_credentials_release(creds);
     return throw_uvg(env, "channelNew", target ? UVG_ENOMEM : UVG_EINVAL);
   }
-  int err = uvg_channel_new(e->loop, target, creds, NULL, &c->channel);
+  uvg_channel_options_t copts;
+  uvg_channel_options_init(&copts);
+  if (argc >= 3) copts.call_credentials = unwrap(env, argv[2]);
+  int err = uvg_channel_new(e->loop, target, creds, &copts, &c->channel);
   uvg_channel_credentials_release(creds);
   free(target);
   if (err) {
@@ -893,74 +1090,167 @@ static napi_value js_channel_new(napi_env env, napi_callback_info info) {
 
 /* channelClose(channel): calls in flight end CANCELLED. */
 static napi_value js_channel_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  channel_t *c = unwrap(env, argv[0]);
-  if (c != NULL && c->channel != NULL && !c->closing) {
+  ARGS(1);
+  channel_t *c = open_channel(env, argv[0]);
+  if (c != NULL) {
     c->closing = 1;
     uvg_channel_close(c->channel, channel_closed, c);
   }
   return undefined(env);
 }
 
-static void ccall_unref(ccall_t *c) {
-  if (--c->refs == 0) obj_free(c);
+/* channelState(channel, tryToConnect) -> uvg_connectivity_t (SHUTDOWN once
+ * closing) */
+static napi_value js_channel_state(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  channel_t *c = open_channel(env, argv[0]);
+  bool connect = false;
+  if (argc >= 2) napi_get_value_bool(env, argv[1], &connect);
+  if (c == NULL) return int32(env, UVG_STATE_SHUTDOWN);
+  return int32(env, (int32_t)uvg_channel_state(c->channel, connect));
 }
 
-static void ccall_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  ccall_unref(data);
+/* A channelWatch() waiting for the state to change. */
+typedef struct {
+  env_t *e;
+  napi_ref cb;
+  napi_async_context ctx;
+} watch_t;
+
+static void watch_fired(uvg_channel_t *channel, uvg_connectivity_t state,
+                        void *user_data) {
+  watch_t *w = user_data;
+  napi_env env = w->e->env;
+  napi_handle_scope scope;
+  (void)channel;
+  napi_open_handle_scope(env, &scope);
+  if (!w->e->tearing_down) {
+    napi_value fn, arg = int32(env, (int32_t)state);
+    napi_get_reference_value(env, w->cb, &fn);
+    make_callback(env, w->ctx, fn, 1, &arg, NULL);
+  }
+  napi_delete_reference(env, w->cb);
+  napi_async_destroy(env, w->ctx);
+  napi_close_handle_scope(env, scope);
+  obj_free(w);
 }
 
-static void ccall_event(ccall_t *c, const char *kind, size_t argc,
-                        const napi_value *args) {
+/* channelWatch(channel, lastSeen, cb) -> 0 or an error: cb(state) once,
+ * when the state differs from lastSeen (SHUTDOWN when the channel closes).
+ * The watch does not keep the loop alive. */
+static napi_value js_channel_watch(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  napi_value name;
+  channel_t *c = open_channel(env, argv[0]);
+  if (c == NULL) return int32(env, UVG_ECLOSED);
+  int32_t last = 0;
+  napi_get_value_int32(env, argv[1], &last);
+  watch_t *w = obj_alloc(sizeof(*w));
+  if (w == NULL) return int32(env, UVG_ENOMEM);
+  w->e = c->e;
+  int err = uvg_channel_watch_state(c->channel, (uvg_connectivity_t)last,
+                                    watch_fired, w);
+  if (err) {
+    obj_free(w);
+    return int32(env, err);
+  }
+  napi_create_reference(env, argv[2], 1, &w->cb);
+  napi_create_string_utf8(env, "uvgrpc.Channel.watch", NAPI_AUTO_LENGTH, &name);
+  async_init(env, name, &w->ctx);
+  return int32(env, 0);
+}
+
+/* Client call events: metadata(md), messages(batch, reading),
+ * status(code, message, details, trailers, peer). */
+enum { CLI_METADATA, CLI_MESSAGES, CLI_STATUS };
+
+/* Bytes a batch grows to before it is handed over, messages in memory or
+ * not: a batch is one Buffer, and this bounds its copy. */
+#define BATCH_MAX (64 * 1024)
+
+static int batch_add(call_t *c, const uint8_t *msg, size_t len) {
+  size_t need = c->batch_len + 4 + len;
+  if (len > UINT32_MAX) return UVG_E2BIG;
+  if (need > c->batch_cap) {
+    size_t cap = c->batch_cap ? c->batch_cap : 256;
+    while (cap < need) cap *= 2;
+    uint8_t *b = realloc(c->batch, cap);
+    if (b == NULL) return UVG_ENOMEM;
+    c->batch = b;
+    c->batch_cap = cap;
+  }
+  uint8_t *p = c->batch + c->batch_len;
+  p[0] = (uint8_t)len;
+  p[1] = (uint8_t)(len >> 8);
+  p[2] = (uint8_t)(len >> 16);
+  p[3] = (uint8_t)(len >> 24);
+  memcpy(p + 4, msg, len);
+  c->batch_len = need;
+  return 0;
+}
+
+/* Hands the batch to JavaScript with whether a read is still pending (the
+ * stream's credit lasts); a scope is open. */
+static void batch_flush(call_t *c) {
   napi_env env = c->e->env;
-  napi_value argv[5], fn;
-  if (c->e->tearing_down) return;
-  napi_create_string_utf8(env, kind, NAPI_AUTO_LENGTH, &argv[0]);
-  for (size_t i = 0; i < 4; i++)
-    argv[i + 1] = i < argc ? args[i] : undefined(env);
-  napi_get_reference_value(env, c->ev, &fn);
-  make_callback(env, c->js.ctx, fn, 5, argv, NULL);
+  napi_value a[2];
+  if (c->batch_len == 0) return;
+  napi_create_buffer_copy(env, c->batch_len, c->batch, NULL, &a[0]);
+  c->batch_len = 0;
+  if (c->batch_cap > 2 * BATCH_MAX) { /* a large message: not kept for life */
+    free(c->batch);
+    c->batch = NULL;
+    c->batch_cap = 0;
+  }
+  napi_get_boolean(env, c->reading, &a[1]);
+  call_event(c, CLI_MESSAGES, 2, a);
 }
 
 static void cli_on_metadata(uvg_client_call_t *call, const uvg_metadata_t *md,
                             size_t n, void *user_data) {
-  ccall_t *c = user_data;
+  call_t *c = user_data;
   napi_env env = c->e->env;
   napi_handle_scope scope;
   (void)call;
   napi_open_handle_scope(env, &scope);
   napi_value a = md_to_js(env, md, n);
-  ccall_event(c, "metadata", 1, &a);
+  call_event(c, CLI_METADATA, 1, &a);
   napi_close_handle_scope(env, scope);
 }
 
+/* One JavaScript callback per run of messages: while the stream wants more
+ * and the next one is already in memory, it is read at once (the library
+ * delivers it when this returns) and only added to the batch. */
 static void cli_on_message(uvg_client_call_t *call, const uint8_t *msg,
                            size_t len, void *user_data) {
-  ccall_t *c = user_data;
+  call_t *c = user_data;
+  c->reading = 0;
+  if (batch_add(c, msg, len) != 0) {
+    uvg_client_call_cancel(call); /* on_status: CANCELLED */
+    return;
+  }
+  if (c->credit > 0) c->credit--;
+  if (c->credit > 0) {
+    c->reading = uvg_client_call_read(call) == 0;
+    if (c->batch_len < BATCH_MAX && uvg_client_call_message_ready(call)) return;
+  }
   napi_env env = c->e->env;
   napi_handle_scope scope;
-  napi_value a;
-  (void)call;
   napi_open_handle_scope(env, &scope);
-  napi_create_buffer_copy(env, len, msg, NULL, &a);
-  ccall_event(c, "message", 1, &a);
+  batch_flush(c);
   napi_close_handle_scope(env, scope);
 }
 
 static void cli_on_status(uvg_client_call_t *call, const uvg_status_t *status,
                           const uvg_metadata_t *trailers, size_t n,
                           void *user_data) {
-  ccall_t *c = user_data;
+  call_t *c = user_data;
   napi_env env = c->e->env;
   napi_handle_scope scope;
-  napi_value a[4];
-  (void)call;
+  napi_value a[5];
   napi_open_handle_scope(env, &scope);
-  c->call = NULL;
+  c->reading = 0;
+  batch_flush(c); /* a status of the library's own can cut a run short */
   if (!c->e->tearing_down) {
     a[0] = int32(env, (int32_t)status->code);
     napi_create_string_utf8(env, status->message ? status->message : "",
@@ -971,13 +1261,11 @@ static void cli_on_status(uvg_client_call_t *call, const uvg_status_t *status,
     else
       a[2] = undefined(env);
     a[3] = md_to_js(env, trailers, n);
-    ccall_event(c, "status", 4, a);
+    napi_create_string_utf8(env, uvg_client_call_peer(call), NAPI_AUTO_LENGTH,
+                            &a[4]);
   }
-  napi_delete_reference(env, c->ev);
-  c->ev = NULL;
-  jsctx_release(&c->js);
+  call_ended(c, CLI_STATUS, 5, a);
   napi_close_handle_scope(env, scope);
-  ccall_unref(c);
 }
 
 static const uvg_client_call_cbs_t client_cbs = {
@@ -986,16 +1274,14 @@ static const uvg_client_call_cbs_t client_cbs = {
     .on_status = cli_on_status,
 };
 
-/* clientCallStart(channel, method, md, timeoutMs, ev) -> call
- * ev(kind, ...): 'metadata'(md), 'message'(buffer),
- * 'status'(code, message, details, trailers), the last exactly once. */
+/* clientCallStart(channel, method, md, timeoutMs, ev[, callCreds]) -> call;
+ * ev(kind, ...) with the CLI_* events above, the status exactly once and
+ * last; callCreds: this call's own call credentials. */
 static napi_value js_client_call_start(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], ext, name;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  channel_t *ch = unwrap(env, argv[0]);
-  if (ch == NULL || ch->channel == NULL || ch->closing)
-    return throw_uvg(env, "start", UVG_ECLOSED);
+  ARGS(6);
+  napi_value ext;
+  channel_t *ch = open_channel(env, argv[0]);
+  if (ch == NULL) return throw_uvg(env, "start", UVG_ECLOSED);
   char *method = js_string(env, argv[1], NULL);
   if (method == NULL) return throw_uvg(env, "start", UVG_EINVAL);
   md_arg_t md;
@@ -1009,22 +1295,19 @@ static napi_value js_client_call_start(napi_env env, napi_callback_info info) {
       .timeout_ms = timeout > 0 ? (uint64_t)timeout : 0,
       .metadata = md.md,
       .nmetadata = md.n,
+      .call_credentials = argc >= 6 ? unwrap(env, argv[5]) : NULL,
   };
-  ccall_t *c = obj_alloc(sizeof(*c));
+  call_t *c = obj_alloc(sizeof(*c));
   if (c == NULL) {
     md_arg_free(&md);
     free(method);
     return throw_uvg(env, "start", UVG_ENOMEM);
   }
-  c->e = ch->e;
-  c->refs = 2;
+  call_init(c, ch->e, 1, "uvgrpc.ClientCall");
   napi_create_reference(env, argv[4], 1, &c->ev);
-  napi_create_string_utf8(env, "uvgrpc.ClientCall", NAPI_AUTO_LENGTH, &name);
-  async_init(env, name, &c->js.ctx);
-  c->js.e = c->e;
-  c->js.live = 1;
-  int err = uvg_client_call_start(ch->channel, method, &opts, &client_cbs, c,
-                                  &c->call);
+  uvg_client_call_t *call = NULL;
+  int err =
+      uvg_client_call_start(ch->channel, method, &opts, &client_cbs, c, &call);
   md_arg_free(&md);
   free(method);
   if (err) {
@@ -1033,59 +1316,35 @@ static napi_value js_client_call_start(napi_env env, napi_callback_info info) {
     obj_free(c);
     return throw_uvg(env, "start", err);
   }
-  CHECK(env, napi_create_external(env, c, ccall_finalize, NULL, &ext));
+  c->call = call;
+  CHECK(env, napi_create_external(env, c, call_finalize, NULL, &ext));
   return ext;
 }
 
-static ccall_t *ccall_arg(napi_env env, napi_value v) {
-  ccall_t *c = unwrap(env, v);
-  return c != NULL && c->call != NULL ? c : NULL;
-}
-
-static void ccall_unref_any(void *c) {
-  ccall_unref(c);
-}
-
-static void cli_send_cb(uvg_client_call_t *call, int status, void *user_data) {
-  (void)call;
-  send_done(user_data, status);
-}
-
-/* clientCallSend(call, buffer[, cb]) -> 0 or an error code, as callSend. */
-static napi_value js_client_call_send(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  ccall_t *c = ccall_arg(env, argv[0]);
-  if (c == NULL) return int32(env, UVG_ECANCELED);
-  void *data;
-  size_t len;
-  CHECK(env, napi_get_buffer_info(env, argv[1], &data, &len));
-  if (argc < 3 || !is_function(env, argv[2]))
-    return int32(env, uvg_client_call_send(c->call, data, len, 0, NULL, NULL));
-  send_req_t *r =
-      send_req_new(env, &c->js, c, ccall_unref_any, argv[1], argv[2]);
-  if (r == NULL) return NULL;
-  c->refs++;
-  int err = uvg_client_call_send(c->call, data, len, 0, cli_send_cb, r);
-  if (err) {
-    send_req_drop(env, r);
-    c->refs--;
-  }
+/* clientCallRead(call[, n]): the stream wants up to n (1) more messages;
+ * they come in CLI_MESSAGES batches, the last with reading false. */
+static napi_value js_client_call_read(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  call_t *c = call_arg(env, argv[0]);
+  if (c == NULL || !c->client) return int32(env, UVG_ECANCELED);
+  uint32_t n = 1;
+  if (argc >= 2) napi_get_value_uint32(env, argv[1], &n);
+  c->credit = n > 0 ? n : 1;
+  if (c->reading) return int32(env, 0);
+  int err = uvg_client_call_read(c->call);
+  c->reading = err == 0;
   return int32(env, err);
 }
 
-#define CLIENT_CALL_OP(js_name, fn)                                   \
-  static napi_value js_name(napi_env env, napi_callback_info info) {  \
-    size_t argc = 1;                                                  \
-    napi_value argv[1];                                               \
-    CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL)); \
-    ccall_t *c = ccall_arg(env, argv[0]);                             \
-    return int32(env, c == NULL ? UVG_ECANCELED : fn(c->call));       \
+#define CLIENT_CALL_OP(js_name, fn)                                  \
+  static napi_value js_name(napi_env env, napi_callback_info info) { \
+    ARGS(1);                                                         \
+    call_t *c = call_arg(env, argv[0]);                              \
+    if (c == NULL || !c->client) return int32(env, UVG_ECANCELED);   \
+    return int32(env, fn(c->call));                                  \
   }
 
 CLIENT_CALL_OP(js_client_call_half_close, uvg_client_call_half_close)
-CLIENT_CALL_OP(js_client_call_read, uvg_client_call_read)
 CLIENT_CALL_OP(js_client_call_cancel, uvg_client_call_cancel)
 
 /* liveObjects() -> the number of the addon's structs alive in the process:
@@ -1108,8 +1367,9 @@ NAPI_MODULE_INIT() {
   e->env = env;
   link_init(&e->servers);
   link_init(&e->channels);
+  link_init(&e->mdreqs);
   if (napi_get_uv_event_loop(env, &e->loop) != napi_ok ||
-      napi_set_instance_data(env, e, env_finalize, NULL) != napi_ok) {
+      napi_set_instance_data(env, e, obj_finalize, NULL) != napi_ok) {
     obj_free(e);
     throw_last(env, "init");
     return NULL;
@@ -1128,14 +1388,18 @@ NAPI_MODULE_INIT() {
       {"callSendHeaders", js_call_send_headers},
       {"callSend", js_call_send},
       {"callPauseReading", js_call_pause_reading},
+      {"callPeer", js_call_peer},
       {"callFinish", js_call_finish},
       {"channelNew", js_channel_new},
       {"channelClose", js_channel_close},
+      {"channelState", js_channel_state},
+      {"channelWatch", js_channel_watch},
       {"clientCallStart", js_client_call_start},
-      {"clientCallSend", js_client_call_send},
       {"clientCallHalfClose", js_client_call_half_close},
       {"clientCallRead", js_client_call_read},
       {"clientCallCancel", js_client_call_cancel},
+      {"callCredsNew", js_call_creds_new},
+      {"metadataRequestDone", js_metadata_request_done},
       {"liveObjects", js_live_objects},
   };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {

@@ -42,10 +42,19 @@ const statusName = Object.fromEntries(
 const DETAILS_KEY = 'grpc-status-details-bin';
 // uvgrpc's method kinds (uvg_method_type_t)
 const UNARY = 0, CLIENT_STREAMING = 1, SERVER_STREAMING = 2, BIDI = 3;
+// the addon's events: server calls, client calls (binding.c)
+const SRV_MESSAGE = 0, SRV_HALF_CLOSE = 1, SRV_CANCEL = 2, SRV_DONE = 3;
+const CLI_METADATA = 0, CLI_MESSAGES = 1, CLI_STATUS = 2;
+
+// grpc-js's connectivityState (uvg_connectivity_t has the same numbers)
+const connectivityState = Object.freeze({
+  IDLE: 0, CONNECTING: 1, READY: 2, TRANSIENT_FAILURE: 3, SHUTDOWN: 4,
+});
 
 /* ---- Metadata ----------------------------------------------------------- */
 
 const KEY_RE = /^[0-9a-z_.-]+$/;
+const VALUE_RE = /^[ -~]*$/; // printable ASCII
 
 class Metadata {
   constructor(options) {
@@ -53,12 +62,15 @@ class Metadata {
     this.options = options || {};
   }
 
+  // grpc-js's checks: what passes goes on the wire as it is
   static _check(key, value) {
     if (!KEY_RE.test(key)) throw new Error(`Metadata key "${key}" contains illegal characters`);
     if (key.endsWith('-bin')) {
       if (!Buffer.isBuffer(value)) throw new Error("keys that end with '-bin' must have Buffer values");
     } else if (typeof value !== 'string') {
       throw new Error("keys that don't end with '-bin' must have String values");
+    } else if (!VALUE_RE.test(value)) {
+      throw new Error(`Metadata string value "${value}" contains illegal characters`);
     }
   }
 
@@ -162,9 +174,95 @@ function checkPem(v, what) {
   return v || undefined;
 }
 
+// grpc-js's CallCredentials: metadata made in JavaScript before each call
+// starts (a token, say), carried by the library's call credentials.
+class CallCredentials {
+  static createFromMetadataGenerator(generator) { return new SingleCallCredentials(generator); }
+  static createEmpty() { return new EmptyCallCredentials(); }
+
+  compose(other) {
+    if (other instanceof EmptyCallCredentials) return this;
+    return new ComposedCallCredentials(this._list().concat(other._list()));
+  }
+
+  _list() { return [this]; }
+
+  // The addon's call credentials, made once; null for none.
+  _native() {
+    if (this._nat === undefined) {
+      this._nat = binding.callCredsNew((url, method, req) => this._answer(url, method, req));
+    }
+    return this._nat;
+  }
+
+  _answer(serviceUrl, methodName, req) {
+    const done = (code, details, md) => {
+      try {
+        binding.metadataRequestDone(req, code, details, md);
+      } catch (e) {
+        binding.metadataRequestDone(req, status.INTERNAL, e.message, []);
+      }
+    };
+    let generated;
+    try {
+      generated = this.generateMetadata(grpcJsAuthOptions(serviceUrl, methodName));
+    } catch (err) {
+      generated = Promise.reject(err);
+    }
+    generated.then(
+      (md) => done(status.OK, null, flatMetadata(md)),
+      // grpc-js's words; the library turns the codes gRFC A54 keeps for
+      // the control plane into INTERNAL
+      (err) => done(err && typeof err.code === 'number' ? err.code : status.UNKNOWN,
+                    `Getting metadata from plugin failed with error: ${err && err.message}`, []));
+  }
+}
+
+// The library names a call as gRPC C++'s plugins see it
+// ("https://host:port/pkg.Svc", "Method"); grpc-js drops the port and
+// gives the method's whole path ("/pkg.Svc/Method").
+function grpcJsAuthOptions(serviceUrl, methodName) {
+  const m = /^(https:\/\/)(\[[^\]]*\]|[^/:]*)(?::\d+)?\/(.*)$/.exec(serviceUrl);
+  if (!m) return { service_url: serviceUrl, method_name: methodName };
+  return { service_url: `${m[1]}${m[2]}/${m[3]}`, method_name: `/${m[3]}/${methodName}` };
+}
+
+class SingleCallCredentials extends CallCredentials {
+  constructor(generator) { super(); this._generator = generator; }
+  generateMetadata(options) {
+    return new Promise((resolve, reject) => {
+      this._generator(options, (err, metadata) => (metadata !== undefined ? resolve(metadata) : reject(err)));
+    });
+  }
+}
+
+class ComposedCallCredentials extends CallCredentials {
+  constructor(list) { super(); this._creds = list; }
+  _list() { return this._creds; }
+  async generateMetadata(options) {
+    const base = new Metadata();
+    for (const md of await Promise.all(this._creds.map((c) => c.generateMetadata(options)))) {
+      base.merge(md);
+    }
+    return base;
+  }
+}
+
+class EmptyCallCredentials extends CallCredentials {
+  compose(other) { return other; }
+  _list() { return []; }
+  generateMetadata() { return Promise.resolve(new Metadata()); }
+  _native() { return null; }
+}
+
 class ChannelCredentials {
-  constructor(tls) { this._tls = tls || null; }
+  constructor(tls, callCreds) { this._tls = tls || null; this._callCreds = callCreds || null; }
   _isSecure() { return this._tls !== null; }
+  compose(callCreds) {
+    if (!this._isSecure()) throw new Error('Cannot compose insecure credentials');
+    return new ChannelCredentials(this._tls,
+      this._callCreds ? this._callCreds.compose(callCreds) : callCreds);
+  }
 }
 
 class ServerCredentials {
@@ -190,6 +288,14 @@ class ServerCredentials {
 
 const credentials = {
   createInsecure() { return new ChannelCredentials(); },
+  createFromMetadataGenerator: CallCredentials.createFromMetadataGenerator,
+  createEmpty: CallCredentials.createEmpty,
+  combineChannelCredentials(channelCredentials, ...callCredentials) {
+    return callCredentials.reduce((acc, other) => acc.compose(other), channelCredentials);
+  },
+  combineCallCredentials(first, ...additional) {
+    return additional.reduce((acc, other) => acc.compose(other), first);
+  },
   // grpc-js: createSsl(rootCerts, privateKey, certChain); no rootCerts:
   // the system's roots.
   createSsl(rootCerts, privateKey, certChain) {
@@ -225,7 +331,12 @@ function initServerCall(call, nat, pathName, mdFlat, remaining) {
 const serverCallMethods = {
   getDeadline() { return this._deadline; },
   getPath() { return this._path; },
-  getPeer() { return 'unknown'; },
+  // grpc-js: the socket's remoteAddress and remotePort ("::1:5000" for
+  // IPv6, no brackets), 'unknown' without them (a unix socket)
+  getPeer() {
+    if (this._peer === undefined) this._peer = serverPeer(binding.callPeer(this._nat));
+    return this._peer;
+  },
   getHost() { return ''; },
   sendMetadata(md) {
     if (!this._finished) binding.callSendHeaders(this._nat, flatMetadata(md));
@@ -247,6 +358,11 @@ const serverCallMethods = {
   },
 };
 
+function serverPeer(text) {
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(text);
+  return m ? `${m[1]}:${m[2]}` : 'unknown';
+}
+
 class ServerUnaryCall extends EventEmitter {}
 Object.assign(ServerUnaryCall.prototype, serverCallMethods);
 
@@ -256,65 +372,56 @@ class ServerReadableStream extends Readable {
 }
 Object.assign(ServerReadableStream.prototype, serverCallMethods);
 
-class ServerWritableStream extends Writable {
-  constructor() {
-    super({ objectMode: true });
-    this._trailers = null;
-    this._paused = false;
-    // grpc-js: an 'error' emitted by the handler ends the call with it,
-    // after the messages written before it
-    this.on('error', (err) => {
-      if (this.writableLength === 0) this._finishError(err);
-      else this._pendingError = err;
-    });
-  }
-  _write(msg, _enc, cb) { writeServerMessage(this, msg, cb); }
-  _final(cb) { this._finish(status.OK, 'OK', this._trailers); cb(); }
+// The writing side of server-streaming and bidi calls.
+function initServerWriter(call) {
+  call._trailers = null;
+  call._paused = false;
+  // grpc-js: an 'error' emitted by the handler ends the call with it,
+  // after the messages written before it
+  call.on('error', (err) => {
+    if (call.writableLength === 0) call._finishError(err);
+    else call._pendingError = err;
+  });
+}
+
+const serverWriterMethods = {
+  _write(msg, _enc, cb) { writeServerMessages(this, [{ chunk: msg }], cb); },
+  _writev(chunks, cb) { writeServerMessages(this, chunks, cb); },
+  _final(cb) { this._finish(status.OK, 'OK', this._trailers); cb(); },
   _destroy(err, cb) {
     if (err) this._finishError(err);
     cb(null); // the error went to the client, not to 'error' listeners
-  }
+  },
+};
+
+class ServerWritableStream extends Writable {
+  constructor() { super({ objectMode: true }); initServerWriter(this); }
   end(metadata, ...rest) {
     if (metadata instanceof Metadata) { this._trailers = metadata; return super.end(...rest); }
     return super.end(metadata, ...rest);
   }
 }
-Object.assign(ServerWritableStream.prototype, serverCallMethods);
+Object.assign(ServerWritableStream.prototype, serverCallMethods, serverWriterMethods);
 
 class ServerDuplexStream extends Duplex {
-  constructor() {
-    super({ objectMode: true });
-    this._trailers = null;
-    this._paused = false;
-    // grpc-js: an 'error' emitted by the handler ends the call with it,
-    // after the messages written before it
-    this.on('error', (err) => {
-      if (this.writableLength === 0) this._finishError(err);
-      else this._pendingError = err;
-    });
-  }
+  constructor() { super({ objectMode: true }); initServerWriter(this); }
   _read() { resumeServerReading(this); }
-  _write(msg, _enc, cb) { writeServerMessage(this, msg, cb); }
-  _final(cb) { this._finish(status.OK, 'OK', this._trailers); cb(); }
-  _destroy(err, cb) {
-    if (err) this._finishError(err);
-    cb(null);
-  }
   end(metadata, ...rest) {
     if (metadata instanceof Metadata) { this._trailers = metadata; return super.end(...rest); }
     return super.end(metadata, ...rest);
   }
 }
-Object.assign(ServerDuplexStream.prototype, serverCallMethods);
+Object.assign(ServerDuplexStream.prototype, serverCallMethods, serverWriterMethods);
 
-// A message goes out without a copy and the write completes when it
-// reached the socket: Writable's buffer fills meanwhile, so write()
-// returns false and 'drain' follows, as Node's streams do.
-function writeServerMessage(call, msg, cb) {
+// Messages go out without a copy and a write completes when they reached
+// the socket: Writable's buffer fills meanwhile, so write() returns false
+// and 'drain' follows, as Node's streams do. What piled up meanwhile goes
+// to the addon in one call (_writev).
+function writeServerMessages(call, chunks, cb) {
   if (call._finished) return cb();
-  let bytes;
+  const bufs = new Array(chunks.length);
   try {
-    bytes = call._def.responseSerialize(msg);
+    for (let i = 0; i < chunks.length; i++) bufs[i] = call._def.responseSerialize(chunks[i].chunk);
   } catch (e) {
     call._finish(status.INTERNAL, 'Error serializing response: ' + e.message);
     return cb();
@@ -327,7 +434,7 @@ function writeServerMessage(call, msg, cb) {
       call._finishError(err);
     }
   };
-  if (binding.callSend(call._nat, bytes, done) !== 0) done();
+  if (binding.callSend(call._nat, bufs, done) !== 0) done();
 }
 
 // Reading of client streams follows the Readable: push() returning false
@@ -470,7 +577,7 @@ class Server {
     }
     return (kind, a) => {
       switch (kind) {
-        case 'message': {
+        case SRV_MESSAGE: {
           let m;
           try {
             m = h.def.requestDeserialize(a);
@@ -481,13 +588,13 @@ class Server {
           pushServerMessage(call, m);
           break;
         }
-        case 'halfclose':
+        case SRV_HALF_CLOSE:
           call.push(null);
           break;
-        case 'cancel':
+        case SRV_CANCEL:
           call._cancel();
           break;
-        case 'done':
+        case SRV_DONE:
           call._finished = true;
           if (call instanceof EventEmitter && !(call instanceof Readable) &&
               !(call instanceof Writable)) {
@@ -525,20 +632,45 @@ function streamArgs(args) {
   return { metadata: metadata || new Metadata(), options: options || {} };
 }
 
+// Ends a call for a reason of the client's own: the status it reports is
+// `code` and `details`, not the CANCELLED of the cancel that ends it.
+function failCall(call, code, details) {
+  if (!call._nat) return;
+  if (!call._localStatus) call._localStatus = { code, details };
+  binding.clientCallCancel(call._nat);
+}
+
 const clientCallMethods = {
   cancel() { if (this._nat) binding.clientCallCancel(this._nat); },
-  getPeer() { return this._target; },
+  // grpc-js: the address of the server the call went to ("[::1]:5000"),
+  // 'unknown' before it had one
+  getPeer() {
+    if (this._peer) return this._peer;
+    const text = this._nat ? binding.callPeer(this._nat) : '';
+    if (text) this._peer = clientPeer(this, text);
+    return this._peer || 'unknown';
+  },
 };
+
+function clientPeer(call, text) {
+  // a unix socket's peer is named by the socket's path, as in grpc-js
+  if (text.startsWith('unix')) return call._target.replace(/^unix:(\/\/)?/, '');
+  return text;
+}
 
 class ClientUnaryCall extends EventEmitter {}
 Object.assign(ClientUnaryCall.prototype, clientCallMethods);
 
+const clientWriterMethods = {
+  _write(msg, _enc, cb) { writeClientMessages(this, [{ chunk: msg }], cb); },
+  _writev(chunks, cb) { writeClientMessages(this, chunks, cb); },
+  _final(cb) { if (this._nat) binding.clientCallHalfClose(this._nat); cb(); },
+};
+
 class ClientWritableStream extends Writable {
   constructor() { super({ objectMode: true }); }
-  _write(msg, _enc, cb) { writeClientMessage(this, msg, cb); }
-  _final(cb) { if (this._nat) binding.clientCallHalfClose(this._nat); cb(); }
 }
-Object.assign(ClientWritableStream.prototype, clientCallMethods);
+Object.assign(ClientWritableStream.prototype, clientCallMethods, clientWriterMethods);
 
 class ClientReadableStream extends Readable {
   constructor() { super({ objectMode: true }); this._reading = false; }
@@ -549,26 +681,27 @@ Object.assign(ClientReadableStream.prototype, clientCallMethods);
 class ClientDuplexStream extends Duplex {
   constructor() { super({ objectMode: true }); this._reading = false; }
   _read() { readClientMessage(this); }
-  _write(msg, _enc, cb) { writeClientMessage(this, msg, cb); }
-  _final(cb) { if (this._nat) binding.clientCallHalfClose(this._nat); cb(); }
 }
-Object.assign(ClientDuplexStream.prototype, clientCallMethods);
+Object.assign(ClientDuplexStream.prototype, clientCallMethods, clientWriterMethods);
 
-function writeClientMessage(call, msg, cb) {
-  let bytes;
+function writeClientMessages(call, chunks, cb) {
+  const bufs = new Array(chunks.length);
   try {
-    bytes = call._serialize(msg);
+    for (let i = 0; i < chunks.length; i++) bufs[i] = call._serialize(chunks[i].chunk);
   } catch (e) {
-    call.cancel();
+    failCall(call, status.INTERNAL, 'Request message serialization failure: ' + e.message);
     return cb();
   }
-  if (!call._nat || binding.clientCallSend(call._nat, bytes, () => cb()) !== 0) cb();
+  if (!call._nat || binding.callSend(call._nat, bufs, () => cb()) !== 0) cb();
 }
 
+// Asks for as many messages as the Readable has room for; they come in
+// batches (onStreamMessages).
 function readClientMessage(call) {
   if (call._reading || !call._nat) return;
   call._reading = true;
-  binding.clientCallRead(call._nat);
+  binding.clientCallRead(call._nat,
+    Math.max(1, call.readableHighWaterMark - call.readableLength));
 }
 
 class Client {
@@ -582,34 +715,59 @@ class Client {
     if (tls && this._options['grpc.ssl_target_name_override']) {
       tls = Object.assign({ serverName: this._options['grpc.ssl_target_name_override'] }, tls);
     }
-    this._channel = binding.channelNew(address, tls);
+    this._channel = binding.channelNew(address, tls,
+      creds._callCreds ? creds._callCreds._native() : undefined);
+    this._chan = new Channel(this._channel, address);
   }
 
-  close() { binding.channelClose(this._channel); }
+  close() { this._chan.close(); }
 
-  getChannel() { return this; }
+  getChannel() { return this._chan; }
 
-  waitForReady(deadline, callback) { process.nextTick(callback); }
+  // grpc-js: callback() once the channel is READY (connecting it), or
+  // callback(err) when the deadline passes first or the channel closes
+  waitForReady(deadline, callback) {
+    const check = (err) => {
+      if (err) return callback(new Error('Failed to connect before the deadline'));
+      const state = this._chan.getConnectivityState(true);
+      if (state === connectivityState.READY) return callback();
+      try {
+        this._chan.watchConnectivityState(state, deadline, check);
+      } catch (e) {
+        callback(new Error('The channel has been closed'));
+      }
+    };
+    setImmediate(check);
+  }
 
-  // Starts a call; `call` gets _nat, and its events come to the handlers.
-  _start(call, method, metadata, options, onMessage, onStatus) {
+  // Starts a call; `call` gets _nat, and its events come to the handlers:
+  // onMessages(batch, reading) with a batch of [u32 length][bytes]...
+  _start(call, method, metadata, options, onMessages, onStatus) {
     call._target = this._target;
     call._nat = null;
-    const ev = (kind, a, b, c, d) => {
-      if (kind === 'metadata') {
+    call._peer = undefined;
+    const ev = (kind, a, b, c, d, peer) => {
+      if (kind === CLI_MESSAGES) {
+        onMessages(a, b);
+      } else if (kind === CLI_METADATA) {
         call.emit('metadata', Metadata._fromFlat(a));
-      } else if (kind === 'message') {
-        onMessage(a);
-      } else if (kind === 'status') {
+      } else if (kind === CLI_STATUS) {
         call._nat = null;
+        if (peer) call._peer = clientPeer(call, peer);
         const md = Metadata._fromFlat(d);
         if (c !== undefined && md.get(DETAILS_KEY).length === 0) md.set(DETAILS_KEY, c);
-        onStatus({ code: a, details: b, metadata: md });
+        if (call._localStatus && a === status.CANCELLED) {
+          onStatus({ code: call._localStatus.code, details: call._localStatus.details, metadata: md });
+        } else {
+          onStatus({ code: a, details: b, metadata: md });
+        }
       }
     };
     try {
+      const callCreds = options.credentials instanceof CallCredentials
+        ? options.credentials._native() : undefined;
       call._nat = binding.clientCallStart(this._channel, method, flatMetadata(metadata),
-                                          timeoutFrom(options), ev);
+                                          timeoutFrom(options), ev, callCreds);
     } catch (e) {
       process.nextTick(onStatus, { code: status.UNAVAILABLE, details: e.message,
                                    metadata: new Metadata() });
@@ -622,14 +780,12 @@ class Client {
     const { metadata, options, callback } = unaryArgs(args);
     const call = new ClientUnaryCall();
     let reply = null;
-    let got = 0;
     const ok = this._start(call, method, metadata, options,
-      (buf) => { reply = buf; got++; },
-      (st) => finishUnary(call, st, reply, got, deserialize, callback));
-    if (ok) {
-      binding.clientCallSend(call._nat, serialize(argument));
+      (batch) => { reply = unaryReply(call, batch, reply); },
+      (st) => finishUnary(call, st, reply, deserialize, callback));
+    if (ok && sendRequest(call, serialize, argument)) {
       binding.clientCallHalfClose(call._nat);
-      binding.clientCallRead(call._nat);
+      binding.clientCallRead(call._nat, 2); // a second message is an error
     }
     return call;
   }
@@ -639,11 +795,10 @@ class Client {
     const call = new ClientWritableStream();
     call._serialize = serialize;
     let reply = null;
-    let got = 0;
     const ok = this._start(call, method, metadata, options,
-      (buf) => { reply = buf; got++; },
-      (st) => finishUnary(call, st, reply, got, deserialize, callback));
-    if (ok) binding.clientCallRead(call._nat);
+      (batch) => { reply = unaryReply(call, batch, reply); },
+      (st) => finishUnary(call, st, reply, deserialize, callback));
+    if (ok) binding.clientCallRead(call._nat, 2);
     return call;
   }
 
@@ -651,12 +806,9 @@ class Client {
     const { metadata, options } = streamArgs(args);
     const call = new ClientReadableStream();
     const ok = this._start(call, method, metadata, options,
-      (buf) => onStreamMessage(call, buf, deserialize),
+      (batch, reading) => onStreamMessages(call, batch, reading, deserialize),
       (st) => finishStream(call, st));
-    if (ok) {
-      binding.clientCallSend(call._nat, serialize(argument));
-      binding.clientCallHalfClose(call._nat);
-    }
+    if (ok && sendRequest(call, serialize, argument)) binding.clientCallHalfClose(call._nat);
     return call;
   }
 
@@ -665,16 +817,39 @@ class Client {
     const call = new ClientDuplexStream();
     call._serialize = serialize;
     this._start(call, method, metadata, options,
-      (buf) => onStreamMessage(call, buf, deserialize),
+      (batch, reading) => onStreamMessages(call, batch, reading, deserialize),
       (st) => finishStream(call, st));
     return call;
   }
 }
 
-function finishUnary(call, st, reply, got, deserialize, callback) {
-  if (st.code === status.OK && got !== 1) {
-    st = { code: status.INTERNAL, metadata: st.metadata,
-           details: got === 0 ? 'No message received' : 'Too many messages received' };
+// The request of a unary or server-streaming call; false if it could not
+// be serialized (the call ends INTERNAL).
+function sendRequest(call, serialize, argument) {
+  let bytes;
+  try {
+    bytes = serialize(argument);
+  } catch (e) {
+    failCall(call, status.INTERNAL, 'Request message serialization failure: ' + e.message);
+    return false;
+  }
+  binding.callSend(call._nat, bytes);
+  return true;
+}
+
+// The response of a unary or client-streaming call so far: one message;
+// a second ends the call, as grpc-js has it.
+function unaryReply(call, batch, reply) {
+  forEachMessage(batch, (buf) => {
+    if (reply !== null) failCall(call, status.UNIMPLEMENTED, 'Too many responses received');
+    else reply = buf;
+  });
+  return reply; // the addon reads on for the status (the credit was 2)
+}
+
+function finishUnary(call, st, reply, deserialize, callback) {
+  if (st.code === status.OK && reply === null) {
+    st = { code: status.UNIMPLEMENTED, details: 'No message received', metadata: st.metadata };
   }
   let value;
   if (st.code === status.OK) {
@@ -685,31 +860,120 @@ function finishUnary(call, st, reply, got, deserialize, callback) {
              metadata: st.metadata };
     }
   }
-  call.emit('status', st);
+  // grpc-js: the callback, then 'status'
   if (callback) {
     if (st.code === status.OK) callback(null, value);
     else callback(serviceError(st));
   }
+  call.emit('status', st);
 }
 
-function onStreamMessage(call, buf, deserialize) {
-  call._reading = false;
-  let m;
-  try {
-    m = deserialize(buf);
-  } catch (e) {
-    call.cancel();
-    return;
+function forEachMessage(batch, fn) {
+  for (let off = 0; off < batch.length;) {
+    const len = batch.readUInt32LE(off);
+    fn(batch.subarray(off + 4, off + 4 + len));
+    off += 4 + len;
   }
-  if (call.push(m)) readClientMessage(call);
 }
 
+// A batch of responses into the Readable. A 'data' listener that throws
+// loses none of the batch's other messages: the first exception is thrown
+// again once all are pushed, and reaches 'uncaughtException' as it would
+// have from a single message.
+function onStreamMessages(call, batch, reading, deserialize) {
+  call._reading = reading;
+  let more = true;
+  let thrown = null;
+  for (let off = 0; off < batch.length;) {
+    const len = batch.readUInt32LE(off);
+    let m;
+    try {
+      m = deserialize(batch.subarray(off + 4, off + 4 + len));
+    } catch (e) {
+      failCall(call, status.INTERNAL, 'Response message parsing error: ' + e.message);
+      return;
+    }
+    off += 4 + len;
+    try {
+      more = call.push(m);
+    } catch (e) {
+      if (thrown === null) thrown = { e };
+      more = call.readableLength < call.readableHighWaterMark;
+    }
+  }
+  if (more) readClientMessage(call);
+  if (thrown !== null) throw thrown.e;
+}
+
+// grpc-js's Channel, as far as connectivity goes. Its watchers share one
+// watch of the addon's, so that watches whose deadline passed hold nothing
+// native (the library's watches cannot be taken back).
+class Channel {
+  constructor(nat, target) {
+    this._nat = nat;
+    this._target = target;
+    this._closed = false;
+    this._watchers = new Set(); // { currentState, callback, timer }
+    this._armed = false;
+  }
+
+  getTarget() { return this._target; }
+
+  close() { this._closed = true; binding.channelClose(this._nat); }
+
+  getConnectivityState(tryToConnect) {
+    return binding.channelState(this._nat, !!tryToConnect);
+  }
+
+  // grpc-js: callback() once the state differs from currentState,
+  // callback(err) if the deadline passes first; throws once closed.
+  watchConnectivityState(currentState, deadline, callback) {
+    if (this._closed) throw new Error('Channel has been shut down');
+    const w = { currentState, callback, timer: null };
+    if (deadline !== Infinity) {
+      const ms = (deadline instanceof Date ? deadline.getTime() : Number(deadline)) - Date.now();
+      if (!(ms > 0)) {
+        process.nextTick(callback, new Error('Deadline passed without connectivity state change'));
+        return;
+      }
+      w.timer = setTimeout(() => {
+        this._watchers.delete(w);
+        callback(new Error('Deadline passed without connectivity state change'));
+      }, ms);
+    }
+    this._watchers.add(w);
+    if (currentState !== this.getConnectivityState(false)) {
+      process.nextTick(() => this._fire(this.getConnectivityState(false)));
+    }
+    this._arm();
+  }
+
+  // One watch of the addon's while watchers wait.
+  _arm() {
+    if (this._armed || this._watchers.size === 0) return;
+    const err = binding.channelWatch(this._nat, this.getConnectivityState(false), (state) => {
+      this._armed = false;
+      this._fire(state);
+      this._arm();
+    });
+    this._armed = err === 0;
+  }
+
+  _fire(state) {
+    for (const w of this._watchers) {
+      if (w.currentState === state) continue;
+      this._watchers.delete(w);
+      if (w.timer) clearTimeout(w.timer);
+      w.callback();
+    }
+  }
+}
+
+// grpc-js: the end of the messages, then 'error' if the status is not OK,
+// then 'status'.
 function finishStream(call, st) {
-  if (st.code === status.OK) {
-    call.push(null);
-  } else {
-    call.emit('error', serviceError(st));
-  }
+  call.push(null);
+  if (st.code !== status.OK) call.emit('error', serviceError(st));
   call.emit('status', st);
 }
 
@@ -766,7 +1030,8 @@ function loadPackageDefinition(packageDef) {
 }
 
 module.exports = {
-  Server, ServerCredentials, credentials, ChannelCredentials, Client,
+  Server, ServerCredentials, credentials, ChannelCredentials, CallCredentials, Client, Channel,
+  connectivityState,
   Metadata, status, makeClientConstructor, makeGenericClientConstructor: makeClientConstructor,
   loadPackageDefinition,
   // the addon's structs alive in the process (tests of teardown)

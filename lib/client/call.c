@@ -112,6 +112,7 @@ struct uvg_client_call_s {
   uvg__md_list_t creds_md[2]; /* their answers, added in this order */
   unsigned creds_waiting;
   uvg__auth_t *auth; /* the TLS view of the connection it went on */
+  char peer[64];     /* that connection's peer, "" before it had one */
   uint8_t on_conn;   /* it has had a stream: auth is what it is */
 };
 
@@ -864,6 +865,7 @@ static void hedge_on_metadata(uvg_client_call_t *a, const uvg_metadata_t *md, si
   if (p->done) return;
   if (hg->winner == NULL) { /* response headers: this attempt is committed */
     hg->winner = a;
+    snprintf(p->peer, sizeof(p->peer), "%s", a->peer);
     uvg__hedge_commit(&hg->h);
     hedge_cancel_others(p, a);
     hedge_drop_kept(hg);
@@ -1144,6 +1146,7 @@ void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
   c->on_conn = 1;
   uvg__auth_unref(c->auth); /* a transparent retry's earlier connection */
   c->auth = uvg__auth_ref(uvg__tls_auth(&cc->c.io));
+  snprintf(c->peer, sizeof(c->peer), "%s", cc->c.peer);
   uvg__list_remove(&c->link);
   uvg__list_push(&ch->active, &c->link);
   while (!uvg__list_empty(&c->early)) {
@@ -1474,6 +1477,14 @@ const uvg_auth_info_t *uvg_client_call_auth_info(const uvg_client_call_t *c) {
 
 int uvg_client_call_message_compressed(const uvg_client_call_t *c) {
   return c->cur_compressed;
+}
+
+int uvg_client_call_message_ready(const uvg_client_call_t *c) {
+  return c->delivering && !c->status_run && !uvg__list_empty(&c->msgs);
+}
+
+const char *uvg_client_call_peer(const uvg_client_call_t *c) {
+  return c->peer;
 }
 
 size_t uvg_client_call_metadata(const uvg_client_call_t *c, const uvg_metadata_t **md) {

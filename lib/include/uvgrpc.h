@@ -563,6 +563,12 @@ UVG_EXTERN int uvg_call_is_cancelled(const uvg_call_t *call);
  * life, also after its connection closed. */
 UVG_EXTERN const uvg_auth_info_t *uvg_call_auth_info(const uvg_call_t *call);
 
+/* The client's address as text: "127.0.0.1:5000", "[::1]:5000", or for a
+ * unix socket the connecting process ("unix:pid=1234,uid=1000"; "unix peer"
+ * when the kernel cannot say). Never NULL; valid for the call's life, also
+ * after its connection closed. */
+UVG_EXTERN const char *uvg_call_peer(const uvg_call_t *call);
+
 /* Sends the response headers with `n` custom metadata entries (copied).
  * Optional: the first uvg_call_send() or uvg_call_finish() sends headers
  * without custom metadata if this was not called.
@@ -975,6 +981,14 @@ UVG_EXTERN int uvg_client_call_send(uvg_client_call_t *call, const void *data,
  * else 0 (messages are always handed over decompressed). */
 UVG_EXTERN int uvg_client_call_message_compressed(const uvg_client_call_t *call);
 
+/* During on_message: 1 when another response message has arrived and waits
+ * in memory, so that a uvg_client_call_read() made now has it delivered as
+ * soon as this on_message returns, in the same run of callbacks; 0 when the
+ * next message has yet to come from the network (or the call is ending).
+ * A binding that hands messages to another runtime in batches reads on
+ * while this says 1 and hands the batch over when it says 0. */
+UVG_EXTERN int uvg_client_call_message_ready(const uvg_client_call_t *call);
+
 /* The client sends no more messages (END_STREAM after those queued).
  * Returns 0, UVG_ESTATE (twice) or UVG_ECANCELED. */
 UVG_EXTERN int uvg_client_call_half_close(uvg_client_call_t *call);
@@ -1047,6 +1061,12 @@ UVG_EXTERN const char *uvg_client_call_method(const uvg_client_call_t *call);
  * certificate over TLS. NULL until the call has a stream (from on_metadata
  * on, and in on_status for a call that reached the server); then valid
  * for the call's life. */
+/* The server's address as uvg_call_peer() writes it ("127.0.0.1:443",
+ * "[::1]:443", "unix:pid=..."), of the connection the call went on (a
+ * hedged call's: its winning attempt's); "" before the call had a
+ * connection. Never NULL; valid until on_status returns. */
+UVG_EXTERN const char *uvg_client_call_peer(const uvg_client_call_t *call);
+
 UVG_EXTERN const uvg_auth_info_t *uvg_client_call_auth_info(
     const uvg_client_call_t *call);
 

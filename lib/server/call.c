@@ -25,6 +25,7 @@ struct uvg_call_s {
   uvg_server_t *server;
   const uvg__method_entry_t *method;
   uvg__auth_t *auth; /* the connection's TLS view (a reference), or NULL */
+  char *peer; /* the connection's peer (arena), for uvg_call_peer() */
   uvg__list_t pool_link;
   char *path;
   uvg__md_list_t md;
@@ -411,6 +412,10 @@ static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
   uvg__work_init(&c->w_release);
   c->server = s;
   c->auth = uvg__auth_ref(uvg__tls_auth(&conn->io));
+  /* copied: the call may outlive its connection */
+  size_t peer_len = strlen(conn->peer) + 1;
+  if ((c->peer = uvg__arena_alloc(&c->arena, peer_len)) != NULL)
+    memcpy(c->peer, conn->peer, peer_len);
   uvg__list_init(&c->pool_link);
   uvg__md_list_init(&c->md);
   uvg__deframer_init(&c->deframer, s->opts.max_receive_message_size);
@@ -731,6 +736,10 @@ int uvg_call_is_cancelled(const uvg_call_t *c) { return c->cancelled; }
 
 const uvg_auth_info_t *uvg_call_auth_info(const uvg_call_t *c) {
   return uvg__auth_info(c->auth);
+}
+
+const char *uvg_call_peer(const uvg_call_t *c) {
+  return c->peer != NULL ? c->peer : "";
 }
 
 static int can_send(const uvg_call_t *c) {

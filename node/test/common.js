@@ -2,6 +2,7 @@
 // What the tests share: the Echo service's definition (loaded by
 // @grpc/proto-loader) and one implementation object that both grpc-js's
 // Server and ours serve.
+const fs = require('fs');
 const path = require('path');
 const protoLoader = require('@grpc/proto-loader');
 const grpcJs = require('@grpc/grpc-js');
@@ -106,5 +107,15 @@ function unary(client, req, metadata, options) {
   });
 }
 
+// gRPC's test certificates (server1.pem for *.test.google.fr, signed by
+// ca.pem); `have` is false where they are not installed.
+const tlsDir = process.env.GRPC_TESTDATA || '/usr/share/gocode/src/google.golang.org/grpc/testdata';
+const tls = {
+  dir: tlsDir,
+  read: (f) => fs.readFileSync(path.join(tlsDir, f)),
+  have: fs.existsSync(path.join(tlsDir, 'server1.pem')),
+  clientOptions: { 'grpc.ssl_target_name_override': 'foo.test.google.fr' },
+};
+
 module.exports = { grpcJs, uvgrpc, service, packageDefinition, DETAILS, makeImpl,
-                   startServer, stopServer, makeClient, unary };
+                   startServer, stopServer, makeClient, unary, tls };

@@ -4,14 +4,9 @@
 // grpc-js and uvgrpc clients against grpc-js and uvgrpc servers.
 const test = require('node:test');
 const assert = require('node:assert');
-const fs = require('fs');
-const path = require('path');
 const c = require('./common.js');
 
-const dir = process.env.GRPC_TESTDATA || '/usr/share/gocode/src/google.golang.org/grpc/testdata';
-const read = (f) => fs.readFileSync(path.join(dir, f));
-const have = fs.existsSync(path.join(dir, 'server1.pem'));
-const opts = { 'grpc.ssl_target_name_override': 'foo.test.google.fr' };
+const { dir, read, have, clientOptions: opts } = c.tls;
 const libs = { 'grpc-js': c.grpcJs, uvgrpc: c.uvgrpc };
 
 async function startTls(lib, mtls) {

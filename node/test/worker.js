@@ -2,11 +2,28 @@
 // A worker of workers.test.js: its own uvgrpc server and client on the
 // worker's own loop. mode 'serve': RPCs of all four kinds, then a clean
 // close; mode 'stream': a bidi call kept busy until the worker is
-// terminated.
+// terminated; mode 'creds': a call over TLS whose call credentials never
+// answer, and a connectivity watch, both waiting when it is terminated.
 const { parentPort, workerData } = require('worker_threads');
 const c = require('./common.js');
 
+async function waitingForCredentials() {
+  const lib = c.uvgrpc;
+  const server = new lib.Server();
+  server.addService(c.service, { Unary(call, cb) { cb(null, { message: 'x' }); } });
+  const creds = lib.ServerCredentials.createSsl(null,
+    [{ private_key: c.tls.read('server1.key'), cert_chain: c.tls.read('server1.pem') }]);
+  const port = await new Promise((resolve) => server.bindAsync('127.0.0.1:0', creds, (e, p) => resolve(p)));
+  const never = lib.credentials.createFromMetadataGenerator(() => parentPort.postMessage('waiting'));
+  const Echo = lib.makeClientConstructor(c.service, 'Echo');
+  const client = new Echo(`127.0.0.1:${port}`, lib.credentials.combineChannelCredentials(
+    lib.credentials.createSsl(c.tls.read('ca.pem')), never), c.tls.clientOptions);
+  client.getChannel().watchConnectivityState(lib.connectivityState.READY, Infinity, () => {});
+  client.Unary({ message: 'x' }, () => {});
+}
+
 (async () => {
+  if (workerData.mode === 'creds') return waitingForCredentials();
   const { server, port } = await c.startServer(c.uvgrpc);
   const client = c.makeClient(c.uvgrpc, port);
   if (workerData.mode === 'serve') {

@@ -66,6 +66,22 @@ test('terminate() during a streaming call, 20 times: threads and objects back at
             `${c.uvgrpc._liveObjects()} objects alive, ${objectsBefore} before`);
 });
 
+test('terminate() while call credentials have not answered, 5 times: objects back at baseline',
+     { skip: !c.tls.have && `no ${c.tls.dir}` }, async () => {
+  const objectsBefore = c.uvgrpc._liveObjects();
+  for (let i = 0; i < 5; i++) {
+    const { w, first } = runWorker('creds');
+    assert.strictEqual(await first, 'waiting');
+    // an unanswered request held its call and the channel's close: the
+    // environment never finished going
+    const ended = await Promise.race([w.terminate().then(() => true),
+                                      new Promise((resolve) => setTimeout(resolve, 5000, false))]);
+    assert.ok(ended, 'terminate() finished');
+  }
+  assert.ok(c.uvgrpc._liveObjects() <= objectsBefore,
+            `${c.uvgrpc._liveObjects()} objects alive, ${objectsBefore} before`);
+});
+
 test('a process whose workers were terminated mid-call exits by itself', () => {
   const script = `
     const { Worker } = require('worker_threads');

@@ -182,6 +182,7 @@ typedef struct {
   size_t bytes;
   int compressed[4];
   int auto_read;
+  int ready, last_ready; /* uvg_client_call_message_ready() said 1; the last */
 } rec_t;
 
 static void r_metadata(uvg_client_call_t *call, const uvg_metadata_t *md, size_t n,
@@ -199,6 +200,8 @@ static void r_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
   rec_t *r = ud;
   if (r->messages < 4) r->compressed[r->messages] = uvg_client_call_message_compressed(call);
   r->messages++;
+  r->last_ready = uvg_client_call_message_ready(call);
+  r->ready += r->last_ready;
   r->bytes += len;
   snprintf(r->last, sizeof(r->last), "%.*s", (int)(len < 63 ? len : 63),
            (const char *)msg);
@@ -300,12 +303,17 @@ static void test_four_kinds_and_metadata(void) {
   CHECK_EQ(r.messages, 1);
   /* server streaming */
   c = start(ch, "/t.T/Many", &r, NULL);
+  CHECK_EQ(uvg_client_call_message_ready(c), 0); /* outside on_message */
   uvg_client_call_send(c, "50", 2, 0, NULL, NULL);
   uvg_client_call_half_close(c);
   CHECK(run_until(&r.statuses, 1, 3000));
   CHECK_EQ(r.code, UVG_STATUS_OK);
   CHECK_EQ(r.messages, 50);
   CHECK_EQ(r.bytes, 50 * 1024);
+  /* 50 KiB come in a few reads: most messages had the next one waiting;
+   * the last had the status after it, not a message */
+  CHECK(r.ready > 0 && r.ready < 50);
+  CHECK_EQ(r.last_ready, 0);
   /* client streaming */
   c = start(ch, "/t.T/Sum", &r, NULL);
   for (int i = 0; i < 10; i++) uvg_client_call_send(c, kib, 100, 0, NULL, NULL);

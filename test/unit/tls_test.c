@@ -44,6 +44,7 @@ static int logged_since(int from, const char *text) {
 /* ---- a server that echoes and records what its calls saw ---- */
 
 static uvg_auth_info_t seen; /* the last call's auth info, copied */
+static char seen_peer[64];        /* the last call's uvg_call_peer() */
 static char seen_subject[256], seen_cn[128], seen_sni[128], seen_suite[128],
     seen_protocol[32], seen_alpn[16];
 static uvg_san_type_t seen_san_type;
@@ -57,6 +58,7 @@ static void keep(char *dst, size_t cap, const char *s) {
 static void echo(uvg_call_t *call, const uint8_t *msg, size_t len) {
   const uvg_auth_info_t *a = uvg_call_auth_info(call);
   seen = *a;
+  keep(seen_peer, sizeof(seen_peer), uvg_call_peer(call));
   keep(seen_subject, sizeof(seen_subject), a->peer_subject);
   keep(seen_cn, sizeof(seen_cn), a->peer_common_name);
   keep(seen_sni, sizeof(seen_sni), a->server_name);
@@ -266,6 +268,7 @@ static void on_meta(uvg_client_call_t *call, const uvg_metadata_t *md, size_t n,
   }
 }
 static int status_seen;
+static char client_saw_peer[64];
 static void on_status(uvg_client_call_t *call, const uvg_status_t *st,
                       const uvg_metadata_t *t, size_t n, void *data) {
   (void)t;
@@ -273,6 +276,7 @@ static void on_status(uvg_client_call_t *call, const uvg_status_t *st,
   (void)data;
   CHECK_EQ(st->code, UVG_STATUS_OK);
   CHECK(uvg_client_call_auth_info(call) != NULL); /* still, at the end */
+  keep(client_saw_peer, sizeof(client_saw_peer), uvg_client_call_peer(call));
   status_seen = 1;
 }
 
@@ -293,6 +297,7 @@ static void test_client_sees_server_certificate(void) {
   uvg_client_call_t *call;
   CHECK_EQ(uvg_client_call_start(ch, "/t.T/Echo", NULL, &cbs, NULL, &call), 0);
   CHECK(uvg_client_call_auth_info(call) == NULL); /* no stream yet */
+  CHECK_STR(uvg_client_call_peer(call), "");
   uvg_client_call_send(call, "x", 1, 0, NULL, NULL);
   uvg_client_call_half_close(call);
   uvg_client_call_read(call);
@@ -305,6 +310,12 @@ static void test_client_sees_server_certificate(void) {
   CHECK_STR(client_saw_sans, "2:localhost,7:127.0.0.1,7:::1");
   CHECK_EQ(client_saw_verified, 1);
   CHECK(client_saw_cert_len > 100);
+  /* each side's address of the other */
+  char want[64];
+  snprintf(want, sizeof(want), "127.0.0.1:%d", port);
+  CHECK_STR(client_saw_peer, want);
+  CHECK(strncmp(seen_peer, "127.0.0.1:", 10) == 0 &&
+        atoi(seen_peer + 10) > 0 && atoi(seen_peer + 10) != port);
   int before = channel_closed;
   uvg_channel_close(ch, on_channel_closed, NULL);
   CHECK(wait_count(loop, &channel_closed, before + 1, 3000));

@@ -5,10 +5,13 @@
 //   unary:  64 calls in flight, 16-byte messages
 //   stream: server streaming, 1000 messages of 16 bytes per call, 4 calls
 //           in flight (messages/s)
-// Each run lasts SECONDS (3). Prints a table (markdown).
+// Each run lasts SECONDS_PER_RUN (3) seconds; KINDS=stream runs one kind.
+// Prints a table (markdown): the rate, and the CPU time both processes
+// spent per call or message (steadier than the rate on a shared machine).
 //   node test/bench/node/bench.js            (build/node/uvgrpc.node built)
 const path = require('path');
-const { spawn } = require('child_process');
+const fs = require('fs');
+const { spawn, execSync } = require('child_process');
 
 const NODE_DIR = path.join(__dirname, '..', '..', '..', 'node');
 const c = require(path.join(NODE_DIR, 'test', 'common.js'));
@@ -73,14 +76,23 @@ async function clientMain(libName, port, kind) {
   await new Promise((r) => setTimeout(r, 200));
   stop = false;
   done = 0;
+  process.stdout.write('start\n');
   const t0 = process.hrtime.bigint();
   const runs = Promise.all(Array.from({ length: inflight }, loop));
   setTimeout(() => { stop = true; }, SECONDS * 1000);
   await runs;
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  process.stdout.write(`${Math.round(done / secs)}\n`);
+  process.stdout.write(`${done} ${secs}\n`);
   client.close();
 }
+
+// CPU seconds a process has used (utime + stime), from /proc.
+function cpuSeconds(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+const CLK_TCK = Number(execSync('getconf CLK_TCK').toString()) || 100;
 
 function run(args, onLine) {
   const p = spawn(process.execPath, [__filename, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -95,22 +107,34 @@ function run(args, onLine) {
 
 async function main() {
   const rows = [];
-  for (const kind of ['unary', 'stream']) {
+  const kinds = (process.env.KINDS || 'unary,stream').split(',');
+  for (const kind of kinds) {
     for (const serverName of Object.keys(libs)) {
       for (const clientName of Object.keys(libs)) {
         let server;
         const port = await new Promise((resolve) => { server = run(['server', serverName], resolve); });
-        const rate = await new Promise((resolve) => run(['client', clientName, port, kind], resolve));
+        // CPU of both processes over the measured seconds, from the
+        // client's 'start' to its result: on a busy machine the CPU time
+        // per message is steadier than the rate
+        let cpu0 = 0;
+        const [rate, cpuUs] = await new Promise((resolve) => {
+          const client = run(['client', clientName, port, kind], (line) => {
+            const both = () => cpuSeconds(server.pid) + cpuSeconds(client.pid);
+            if (line === 'start') { cpu0 = both(); return; }
+            const [n, secs] = line.split(' ').map(Number);
+            resolve([Math.round(n / secs), Math.round(((both() - cpu0) * 1e6 / n) * 10) / 10]);
+          });
+        });
         server.stdin.end();
         await new Promise((resolve) => server.on('exit', resolve));
-        rows.push([kind, serverName, clientName, Number(rate)]);
-        console.error(`${kind} ${serverName} server, ${clientName} client: ${rate}/s`);
+        rows.push([kind, serverName, clientName, rate, cpuUs]);
+        console.error(`${kind} ${serverName} server, ${clientName} client: ${rate}/s, ${cpuUs} µs CPU each`);
       }
     }
   }
-  console.log('| kind | server | client | calls/s (unary), messages/s (stream) |');
-  console.log('|---|---|---|---:|');
-  for (const [k, s, cl, r] of rows) console.log(`| ${k} | ${s} | ${cl} | ${r} |`);
+  console.log('| kind | server | client | calls/s (unary), messages/s (stream) | CPU µs per call or message (both processes) |');
+  console.log('|---|---|---|---:|---:|');
+  for (const [k, s, cl, r, u] of rows) console.log(`| ${k} | ${s} | ${cl} | ${r} | ${u} |`);
 }
 
 const [mode, ...rest] = process.argv.slice(2);
