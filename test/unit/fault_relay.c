@@ -146,6 +146,10 @@ static void on_connected(uv_connect_t *req, int status) {
     return;
   }
   c->connected = 1;
+  /* as the peers do: Nagle would hold a small write for the peer's
+   * delayed ACK, 40 ms a case */
+  uv_tcp_nodelay(&c->side[FR_UP], 1);
+  uv_tcp_nodelay(&c->side[FR_DOWN], 1);
   uv_read_start((uv_stream_t *)&c->side[FR_UP], on_alloc, on_read);
   uv_read_start((uv_stream_t *)&c->side[FR_DOWN], on_alloc, on_read);
   if (c->faulty && c->r->budget == 0) {

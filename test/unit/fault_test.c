@@ -12,6 +12,9 @@
 
 #include "fault_relay.h"
 #include "test.h"
+#include "tls_certs.h"
+
+static tc_pem_t ca, leaf;
 
 enum { UNARY, BIDI };
 enum { ROUNDS = 3 }; /* bidi messages each way */
@@ -317,6 +320,7 @@ typedef struct {
   fr_kill_t kill;
   int dir;
   int64_t budget; /* < 0: no relay fault */
+  int tls;
   uint64_t timeout_ms, server_delay_ms;
 } case_t;
 
@@ -337,6 +341,7 @@ static int run_case(const case_t *k, const char *label) {
   fr_t relay = {.kill = k->kill, .dir = k->dir, .budget = k->budget,
                 .faulty = 1};
   int port;
+  uint64_t t0 = uv_hrtime();
   memset(&T, 0, sizeof(T));
   T.kind = k->kind;
   T.at = k->at;
@@ -350,9 +355,19 @@ static int run_case(const case_t *k, const char *label) {
 
   CHECK_EQ(uvg_server_new(&loop, NULL, &T.server), 0);
   CHECK_EQ(uvg_server_register(T.server, methods, 2), 0);
-  CHECK_EQ(uvg_server_listen(T.server, "127.0.0.1:0",
-                             uvg_insecure_server_credentials(), &port),
-           0);
+  uvg_server_credentials_t *screds = uvg_insecure_server_credentials();
+  uvg_channel_credentials_t *ccreds = uvg_insecure_channel_credentials();
+  if (k->tls) {
+    uvg_tls_server_options_t so = {
+        .cert_chain = {.data = leaf.cert, .len = strlen(leaf.cert)},
+        .private_key = {.data = leaf.key, .len = strlen(leaf.key)}};
+    uvg_tls_channel_options_t co = {
+        .root_certs = {.data = ca.cert, .len = strlen(ca.cert)},
+        .server_name_override = "localhost"};
+    CHECK_EQ(uvg_tls_server_credentials_new(&so, &screds), 0);
+    CHECK_EQ(uvg_tls_channel_credentials_new(&co, &ccreds), 0);
+  }
+  CHECK_EQ(uvg_server_listen(T.server, "127.0.0.1:0", screds, &port), 0);
   relay.upstream_port = port;
   CHECK_EQ(fr_start(&relay, &loop), 0);
   char target[64];
@@ -360,9 +375,11 @@ static int run_case(const case_t *k, const char *label) {
   uvg_channel_options_t co;
   uvg_channel_options_init(&co);
   co.disable_http_proxy = 1;
-  CHECK_EQ(uvg_channel_new(&loop, target, uvg_insecure_channel_credentials(),
-                           &co, &T.channel),
-           0);
+  CHECK_EQ(uvg_channel_new(&loop, target, ccreds, &co, &T.channel), 0);
+  if (k->tls) { /* the server and the channel hold their own references */
+    uvg_server_credentials_release(screds);
+    uvg_channel_credentials_release(ccreds);
+  }
   API(uvg_channel_watch_state(T.channel, UVG_STATE_IDLE, c_watch, NULL));
   start_call();
 
@@ -394,6 +411,8 @@ static int run_case(const case_t *k, const char *label) {
   CHECK(sensible(T.c_code, completed));
   CHECK(T.s_calls == 0 || sensible(T.s_code, 1));
   CHECK_EQ(relay.open_handles, 0);
+  if (getenv("FAULT_VERBOSE") != NULL)
+    fprintf(stderr, "    %s: %.1f ms\n", label, (double)(uv_hrtime() - t0) / 1e6);
   int rc = uv_loop_close(&loop);
   CHECK_EQ(rc, 0);
   if (rc != 0) { /* leave nothing behind for the next case */
@@ -414,6 +433,15 @@ static int run_case(const case_t *k, const char *label) {
 
 /* ---- the sweeps ---- */
 
+static void print_outcomes(void) {
+  fprintf(stderr, " the client saw");
+  for (int c = 0; c <= UVG_STATUS_UNAUTHENTICATED; c++)
+    if (outcomes[c] > 0)
+      fprintf(stderr, " %s %d", uvg_status_code_name(c), outcomes[c]);
+  fprintf(stderr, "\n");
+  memset(outcomes, 0, sizeof(outcomes));
+}
+
 static const char *kind_name(int kind) { return kind == UNARY ? "unary" : "bidi"; }
 
 static void test_clean_exchange(void) {
@@ -428,38 +456,52 @@ static void test_clean_exchange(void) {
 
 /* The connection cut after every byte count of the whole exchange, each
  * direction, by RST and by FIN. */
-static void test_cut_at_every_byte(void) {
+static void cut_at_every_byte(int tls, int64_t stride) {
   int cases = 0, failed = 0;
   memset(outcomes, 0, sizeof(outcomes));
   for (int kind = UNARY; kind <= BIDI; kind++) {
-    case_t clean = {.kind = kind, .budget = -1};
+    case_t clean = {.kind = kind, .budget = -1, .tls = tls};
     run_case(&clean, kind_name(kind));
     int64_t total[2] = {case_bytes[0], case_bytes[1]};
     for (int dir = FR_UP; dir <= FR_DOWN; dir++)
       for (int kill = FR_RST; kill <= FR_FIN; kill++)
-        for (int64_t n = 0; n <= total[dir] && failed < 5; n++) {
-          case_t k = {.kind = kind, .kill = kill, .dir = dir, .budget = n};
+        for (int64_t n = 0; n <= total[dir] && failed < 5;
+             n += n < 16 || n + stride > total[dir] ? 1 : stride) {
+          case_t k = {.kind = kind, .kill = kill, .dir = dir, .budget = n,
+                      .tls = tls};
           char label[80];
-          snprintf(label, sizeof(label), "%s, %s after %lld bytes %s",
-                   kind_name(kind), kill == FR_RST ? "RST" : "FIN",
-                   (long long)n, dir == FR_UP ? "up" : "down");
+          snprintf(label, sizeof(label), "%s%s, %s after %lld bytes %s",
+                   tls ? "TLS " : "", kind_name(kind),
+                   kill == FR_RST ? "RST" : "FIN", (long long)n,
+                   dir == FR_UP ? "up" : "down");
           int rc = run_case(&k, label);
           failed += rc > 0;
           cases += rc >= 0;
         }
-    fprintf(stderr, "  %s: %lld bytes up, %lld down\n", kind_name(kind),
-            (long long)total[0], (long long)total[1]);
+    fprintf(stderr, "  %s%s: %lld bytes up, %lld down\n", tls ? "TLS " : "",
+            kind_name(kind), (long long)total[0], (long long)total[1]);
   }
-  fprintf(stderr, "  %d cuts; the client saw", cases);
-  for (int c = 0; c <= UVG_STATUS_UNAUTHENTICATED; c++)
-    if (outcomes[c] > 0) fprintf(stderr, " %s %d", uvg_status_code_name(c), outcomes[c]);
-  fprintf(stderr, "\n");
+  fprintf(stderr, "  %d cuts;", cases);
+  print_outcomes();
+}
+
+static void test_cut_at_every_byte(void) { cut_at_every_byte(0, 1); }
+
+/* Over TLS the cut falls inside the handshake and inside the records.
+ * Each case costs a handshake or two (a few ms of mbedtls), so past the
+ * first bytes the cut moves 29 bytes a case, a prime, to fall at varied
+ * offsets of the records; FAULT_TLS_STRIDE=1 tries every byte (a few
+ * minutes). */
+static void test_cut_tls(void) {
+  const char *s = getenv("FAULT_TLS_STRIDE");
+  cut_at_every_byte(1, s != NULL && atoi(s) > 0 ? atoi(s) : 29);
 }
 
 /* The client's deadline passes at each step of the exchange: the server
  * answers every message 3 ms late, and the deadline moves 1 ms a case. */
 static void test_deadline_at_every_step(void) {
   int cases = 0;
+  memset(outcomes, 0, sizeof(outcomes));
   for (int kind = UNARY; kind <= BIDI; kind++)
     for (uint64_t ms = 1; ms <= (kind == UNARY ? 8 : 16); ms++) {
       case_t k = {.kind = kind, .budget = -1, .timeout_ms = ms,
@@ -469,11 +511,13 @@ static void test_deadline_at_every_step(void) {
                (unsigned long long)ms);
       cases += run_case(&k, label) >= 0;
     }
-  fprintf(stderr, "  %d deadlines\n", cases);
+  fprintf(stderr, "  %d deadlines;", cases);
+  print_outcomes();
 }
 
 /* Each side closes or cancels from inside each of its callbacks. */
 static void test_close_inside_each_callback(void) {
+  memset(outcomes, 0, sizeof(outcomes));
   static const struct {
     at_t from, to;
     do_t a, b;
@@ -499,17 +543,31 @@ static void test_close_inside_each_callback(void) {
           CHECK(T.acted);
           cases++;
         }
-  fprintf(stderr, "  %d cases\n", cases);
+  fprintf(stderr, "  %d cases;", cases);
+  print_outcomes();
+}
+
+static void quiet(uvg_log_level_t level, const char *line, void *d) {
+  (void)level;
+  (void)d;
+  if (getenv("FAULT_VERBOSE") != NULL)
+    fprintf(stderr, "    %.1f %s\n", (double)(uv_hrtime() % 100000000000ull) / 1e6, line);
 }
 
 int main(void) {
   signal(SIGPIPE, SIG_IGN); /* libuv writes with write(2) */
-  uvg_set_log_cb(NULL, NULL);
+  uvg_set_log_cb(quiet, NULL);
   for (int i = 0; i < ROUNDS; i++)
     for (int j = 0; j < 8; j++) request_bytes[i][j] = (uint8_t)('a' + i + j);
   RUN(test_clean_exchange);
   RUN(test_close_inside_each_callback);
   RUN(test_deadline_at_every_step);
   RUN(test_cut_at_every_byte);
+  static const char *const dns[] = {"localhost", NULL};
+  tc_leaf_t l = {.cn = "localhost", .dns = dns};
+  CHECK(tc_make_ca(&ca, "fault CA") == 0 && tc_make_leaf(&leaf, &ca, &l) == 0);
+  RUN(test_cut_tls);
+  tc_free(&ca);
+  tc_free(&leaf);
   TEST_EXIT();
 }
