@@ -16,8 +16,11 @@
 
 static tc_pem_t ca, leaf;
 
-enum { UNARY, BIDI };
+/* BIG: a unary call of 100 kB each way, past the client's first stream
+ * window (64 KiB) and many DATA frames long */
+enum { UNARY, BIDI, BIG };
 enum { ROUNDS = 3 }; /* bidi messages each way */
+enum { BIG_LEN = 100000 };
 
 /* Where a case acts from inside a callback, and what it does there. */
 typedef enum {
@@ -79,7 +82,10 @@ static struct {
 } T;
 
 static uint8_t request_bytes[ROUNDS][8];
-static uint8_t reply_bytes[16];
+static uint8_t big_request[BIG_LEN];
+static uint8_t reply_bytes[BIG_LEN];
+
+static int is_unary(int kind) { return kind != BIDI; }
 
 #define API(expr) (T.in_api++, (expr), T.in_api--)
 static void entered(void) { T.reentered += T.in_api > 0; }
@@ -180,7 +186,7 @@ static void s_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   T.scall = call;
   T.s_finished = 0;
   if (act(AT_S_CALL)) return;
-  if (T.kind == UNARY) s_answer(call, msg, len, 1);
+  if (is_unary(T.kind)) s_answer(call, msg, len, 1);
 }
 static void s_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
   entered();
@@ -233,8 +239,11 @@ static void c_sent(uvg_client_call_t *call, int status, void *d) {
 }
 
 static void c_send(int i) {
-  API(uvg_client_call_send(T.ccall, request_bytes[i], sizeof(request_bytes[i]),
-                           0, c_sent, NULL));
+  if (T.kind == BIG)
+    API(uvg_client_call_send(T.ccall, big_request, BIG_LEN, 0, c_sent, NULL));
+  else
+    API(uvg_client_call_send(T.ccall, request_bytes[i],
+                             sizeof(request_bytes[i]), 0, c_sent, NULL));
 }
 
 static void c_metadata(uvg_client_call_t *call, const uvg_metadata_t *md,
@@ -251,8 +260,11 @@ static void c_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
   (void)d;
   entered();
   int i = T.c_msgs++;
-  CHECK(i < ROUNDS && len == sizeof(request_bytes[i]) &&
-        memcmp(msg, request_bytes[i], len) == 0);
+  if (T.kind == BIG)
+    CHECK(i == 0 && len == BIG_LEN && memcmp(msg, big_request, len) == 0);
+  else
+    CHECK(i < ROUNDS && len == sizeof(request_bytes[i]) &&
+          memcmp(msg, request_bytes[i], len) == 0);
   if (act(AT_C_MESSAGE)) return;
   if (T.kind == BIDI && i + 1 < ROUNDS) c_send(i + 1);
   if (T.kind == BIDI && i + 1 == ROUNDS) API(uvg_client_call_half_close(call));
@@ -285,13 +297,13 @@ static void start_call(void) {
   uvg_client_call_options_t o = {.timeout_ms = T.timeout_ms};
   int rc;
   API(rc = uvg_client_call_start(T.channel,
-                                 T.kind == UNARY ? "/t.T/Unary" : "/t.T/Bidi",
+                                 is_unary(T.kind) ? "/t.T/Unary" : "/t.T/Bidi",
                                  &o, &cbs, NULL, &T.ccall));
   CHECK_EQ(rc, 0);
   if (rc != 0) return;
   T.c_calls++;
   c_send(0);
-  if (T.kind == UNARY) API(uvg_client_call_half_close(T.ccall));
+  if (is_unary(T.kind)) API(uvg_client_call_half_close(T.ccall));
   API(uvg_client_call_read(T.ccall));
 }
 
@@ -401,7 +413,7 @@ static int run_case(const case_t *k, const char *label) {
   uv_close((uv_handle_t *)&watchdog, NULL);
   uv_run(&loop, UV_RUN_NOWAIT);
 
-  int completed = T.c_msgs == (T.kind == UNARY ? 1 : ROUNDS);
+  int completed = T.c_msgs == (is_unary(T.kind) ? 1 : ROUNDS);
   CHECK(!hung);
   CHECK_EQ(T.reentered, 0);
   CHECK_EQ(T.c_calls, 1);
@@ -442,7 +454,9 @@ static void print_outcomes(void) {
   memset(outcomes, 0, sizeof(outcomes));
 }
 
-static const char *kind_name(int kind) { return kind == UNARY ? "unary" : "bidi"; }
+static const char *kind_name(int kind) {
+  return kind == UNARY ? "unary" : kind == BIDI ? "bidi" : "big unary";
+}
 
 static void test_clean_exchange(void) {
   for (int kind = UNARY; kind <= BIDI; kind++) {
@@ -456,10 +470,10 @@ static void test_clean_exchange(void) {
 
 /* The connection cut after every byte count of the whole exchange, each
  * direction, by RST and by FIN. */
-static void cut_at_every_byte(int tls, int64_t stride) {
+static void cut_at_every_byte(int tls, int64_t stride, int from, int to) {
   int cases = 0, failed = 0;
   memset(outcomes, 0, sizeof(outcomes));
-  for (int kind = UNARY; kind <= BIDI; kind++) {
+  for (int kind = from; kind <= to; kind++) {
     case_t clean = {.kind = kind, .budget = -1, .tls = tls};
     run_case(&clean, kind_name(kind));
     int64_t total[2] = {case_bytes[0], case_bytes[1]};
@@ -485,7 +499,12 @@ static void cut_at_every_byte(int tls, int64_t stride) {
   print_outcomes();
 }
 
-static void test_cut_at_every_byte(void) { cut_at_every_byte(0, 1); }
+static void test_cut_at_every_byte(void) { cut_at_every_byte(0, 1, UNARY, BIDI); }
+
+/* 100 kB each way: the cut falls inside DATA frames and in writes that
+ * are still queued, every 1009 bytes (a prime: varied offsets in the
+ * frames). */
+static void test_cut_big_messages(void) { cut_at_every_byte(0, 1009, BIG, BIG); }
 
 /* Over TLS the cut falls inside the handshake and inside the records.
  * Each case costs a handshake or two (a few ms of mbedtls), so past the
@@ -494,7 +513,7 @@ static void test_cut_at_every_byte(void) { cut_at_every_byte(0, 1); }
  * minutes). */
 static void test_cut_tls(void) {
   const char *s = getenv("FAULT_TLS_STRIDE");
-  cut_at_every_byte(1, s != NULL && atoi(s) > 0 ? atoi(s) : 29);
+  cut_at_every_byte(1, s != NULL && atoi(s) > 0 ? atoi(s) : 29, UNARY, BIDI);
 }
 
 /* The client's deadline passes at each step of the exchange: the server
@@ -559,10 +578,12 @@ int main(void) {
   uvg_set_log_cb(quiet, NULL);
   for (int i = 0; i < ROUNDS; i++)
     for (int j = 0; j < 8; j++) request_bytes[i][j] = (uint8_t)('a' + i + j);
+  for (int j = 0; j < BIG_LEN; j++) big_request[j] = (uint8_t)(j * 7);
   RUN(test_clean_exchange);
   RUN(test_close_inside_each_callback);
   RUN(test_deadline_at_every_step);
   RUN(test_cut_at_every_byte);
+  RUN(test_cut_big_messages);
   static const char *const dns[] = {"localhost", NULL};
   tc_leaf_t l = {.cn = "localhost", .dns = dns};
   CHECK(tc_make_ca(&ca, "fault CA") == 0 && tc_make_leaf(&leaf, &ca, &l) == 0);
