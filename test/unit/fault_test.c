@@ -70,7 +70,7 @@ static struct {
 
   /* server side */
   uvg_call_t *scall;
-  int s_calls, s_dones, s_finished, s_code, s_msgs;
+  int s_calls, s_dones, s_code, s_msgs;
   uv_timer_t delay;
   uint8_t pending[16];
   size_t pending_len;
@@ -79,6 +79,7 @@ static struct {
   /* client side */
   uvg_client_call_t *ccall;
   int c_calls, c_statuses, c_code, c_msgs, c_sent;
+  int copy_sends;
 } T;
 
 static uint8_t request_bytes[ROUNDS][8];
@@ -114,9 +115,16 @@ static void close_channel(void) {
   T.channel = NULL;
 }
 
+/* A server call's data once its handler finished it (a hedged call has
+ * several server calls at once). */
+static int finished_mark;
+static int finished(uvg_call_t *call) {
+  return uvg_call_get_data(call) == &finished_mark;
+}
+
 static void server_finish(uvg_call_t *call, uvg_status_code_t code) {
-  if (T.s_finished) return;
-  T.s_finished = 1;
+  if (finished(call)) return;
+  uvg_call_set_data(call, &finished_mark);
   API(uvg_call_finish(call, code, code ? "injected" : NULL, NULL, 0));
 }
 
@@ -153,7 +161,7 @@ static void s_sent(uvg_call_t *call, int status, void *d) {
 
 static void s_reply(uvg_call_t *call, const uint8_t *msg, size_t len,
                     int last) {
-  if (T.s_finished) return;
+  if (finished(call)) return;
   memcpy(reply_bytes, msg, len);
   int rc;
   API(rc = uvg_call_send(call, reply_bytes, len, 0, s_sent, NULL));
@@ -184,7 +192,6 @@ static void s_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
   entered();
   T.s_calls++;
   T.scall = call;
-  T.s_finished = 0;
   if (act(AT_S_CALL)) return;
   if (is_unary(T.kind)) s_answer(call, msg, len, 1);
 }
@@ -201,16 +208,17 @@ static void s_half_close(uvg_call_t *call) {
 static void s_cancel(uvg_call_t *call, const uvg_status_t *st) {
   (void)st;
   entered();
-  uv_timer_stop(&T.delay);
+  if (call == T.scall) uv_timer_stop(&T.delay);
   server_finish(call, UVG_STATUS_CANCELLED);
 }
 static void s_done(uvg_call_t *call, const uvg_status_t *st) {
-  (void)call;
   entered();
   T.s_dones++;
   T.s_code = st->code;
-  T.scall = NULL;
-  uv_timer_stop(&T.delay);
+  if (call == T.scall) {
+    T.scall = NULL;
+    uv_timer_stop(&T.delay);
+  }
   act(AT_S_DONE);
 }
 
@@ -239,11 +247,13 @@ static void c_sent(uvg_client_call_t *call, int status, void *d) {
 }
 
 static void c_send(int i) {
+  /* with a retry policy the request is copied, so that it can go again */
+  uvg_client_send_cb cb = T.copy_sends ? NULL : c_sent;
   if (T.kind == BIG)
-    API(uvg_client_call_send(T.ccall, big_request, BIG_LEN, 0, c_sent, NULL));
+    API(uvg_client_call_send(T.ccall, big_request, BIG_LEN, 0, cb, NULL));
   else
     API(uvg_client_call_send(T.ccall, request_bytes[i],
-                             sizeof(request_bytes[i]), 0, c_sent, NULL));
+                             sizeof(request_bytes[i]), 0, cb, NULL));
 }
 
 static void c_metadata(uvg_client_call_t *call, const uvg_metadata_t *md,
@@ -333,6 +343,7 @@ typedef struct {
   int dir;
   int64_t budget; /* < 0: no relay fault */
   int tls;
+  const char *service_config; /* the channel's default; NULL: none */
   uint64_t timeout_ms, server_delay_ms;
 } case_t;
 
@@ -360,6 +371,7 @@ static int run_case(const case_t *k, const char *label) {
   T.action = k->action;
   T.timeout_ms = k->timeout_ms ? k->timeout_ms : 5000;
   T.server_delay_ms = k->server_delay_ms;
+  T.copy_sends = k->service_config != NULL;
   T.c_code = T.s_code = -1;
   CHECK_EQ(uv_loop_init(&loop), 0);
   T.loop = &loop;
@@ -387,6 +399,7 @@ static int run_case(const case_t *k, const char *label) {
   uvg_channel_options_t co;
   uvg_channel_options_init(&co);
   co.disable_http_proxy = 1;
+  co.default_service_config = k->service_config;
   CHECK_EQ(uvg_channel_new(&loop, target, ccreds, &co, &T.channel), 0);
   if (k->tls) { /* the server and the channel hold their own references */
     uvg_server_credentials_release(screds);
@@ -470,11 +483,13 @@ static void test_clean_exchange(void) {
 
 /* The connection cut after every byte count of the whole exchange, each
  * direction, by RST and by FIN. */
-static void cut_at_every_byte(int tls, int64_t stride, int from, int to) {
+static void cut_at_every_byte(int tls, int64_t stride, int from, int to,
+                              const char *config, const char *name) {
   int cases = 0, failed = 0;
   memset(outcomes, 0, sizeof(outcomes));
   for (int kind = from; kind <= to; kind++) {
-    case_t clean = {.kind = kind, .budget = -1, .tls = tls};
+    case_t clean = {.kind = kind, .budget = -1, .tls = tls,
+                    .service_config = config};
     run_case(&clean, kind_name(kind));
     int64_t total[2] = {case_bytes[0], case_bytes[1]};
     for (int dir = FR_UP; dir <= FR_DOWN; dir++)
@@ -482,29 +497,47 @@ static void cut_at_every_byte(int tls, int64_t stride, int from, int to) {
         for (int64_t n = 0; n <= total[dir] && failed < 5;
              n += n < 16 || n + stride > total[dir] ? 1 : stride) {
           case_t k = {.kind = kind, .kill = kill, .dir = dir, .budget = n,
-                      .tls = tls};
-          char label[80];
-          snprintf(label, sizeof(label), "%s%s, %s after %lld bytes %s",
-                   tls ? "TLS " : "", kind_name(kind),
+                      .tls = tls, .service_config = config};
+          char label[96];
+          snprintf(label, sizeof(label), "%s%s, %s after %lld bytes %s", name,
+                   kind_name(kind),
                    kill == FR_RST ? "RST" : "FIN", (long long)n,
                    dir == FR_UP ? "up" : "down");
           int rc = run_case(&k, label);
           failed += rc > 0;
           cases += rc >= 0;
         }
-    fprintf(stderr, "  %s%s: %lld bytes up, %lld down\n", tls ? "TLS " : "",
-            kind_name(kind), (long long)total[0], (long long)total[1]);
+    fprintf(stderr, "  %s%s: %lld bytes up, %lld down\n", name, kind_name(kind), (long long)total[0], (long long)total[1]);
   }
   fprintf(stderr, "  %d cuts;", cases);
   print_outcomes();
 }
 
-static void test_cut_at_every_byte(void) { cut_at_every_byte(0, 1, UNARY, BIDI); }
+static void test_cut_at_every_byte(void) {
+  cut_at_every_byte(0, 1, UNARY, BIDI, NULL, "");
+}
+
+/* With a retry policy, and with hedging: the attempts after a cut. */
+static void test_cut_with_retries(void) {
+  static const char retry[] =
+      "{\"methodConfig\":[{\"name\":[{\"service\":\"t.T\"}],"
+      "\"retryPolicy\":{\"maxAttempts\":3,\"initialBackoff\":\"0.001s\","
+      "\"maxBackoff\":\"0.005s\",\"backoffMultiplier\":2,"
+      "\"retryableStatusCodes\":[\"UNAVAILABLE\"]}}]}";
+  static const char hedge[] =
+      "{\"methodConfig\":[{\"name\":[{\"service\":\"t.T\"}],"
+      "\"hedgingPolicy\":{\"maxAttempts\":3,\"hedgingDelay\":\"0.002s\","
+      "\"nonFatalStatusCodes\":[\"UNAVAILABLE\"]}}]}";
+  cut_at_every_byte(0, 3, UNARY, BIDI, retry, "retry ");
+  cut_at_every_byte(0, 3, UNARY, BIDI, hedge, "hedged ");
+}
 
 /* 100 kB each way: the cut falls inside DATA frames and in writes that
  * are still queued, every 1009 bytes (a prime: varied offsets in the
  * frames). */
-static void test_cut_big_messages(void) { cut_at_every_byte(0, 1009, BIG, BIG); }
+static void test_cut_big_messages(void) {
+  cut_at_every_byte(0, 1009, BIG, BIG, NULL, "");
+}
 
 /* Over TLS the cut falls inside the handshake and inside the records.
  * Each case costs a handshake or two (a few ms of mbedtls), so past the
@@ -513,7 +546,8 @@ static void test_cut_big_messages(void) { cut_at_every_byte(0, 1009, BIG, BIG); 
  * minutes). */
 static void test_cut_tls(void) {
   const char *s = getenv("FAULT_TLS_STRIDE");
-  cut_at_every_byte(1, s != NULL && atoi(s) > 0 ? atoi(s) : 29, UNARY, BIDI);
+  cut_at_every_byte(1, s != NULL && atoi(s) > 0 ? atoi(s) : 29, UNARY, BIDI,
+                    NULL, "TLS ");
 }
 
 /* The client's deadline passes at each step of the exchange: the server
@@ -584,6 +618,7 @@ int main(void) {
   RUN(test_deadline_at_every_step);
   RUN(test_cut_at_every_byte);
   RUN(test_cut_big_messages);
+  RUN(test_cut_with_retries);
   static const char *const dns[] = {"localhost", NULL};
   tc_leaf_t l = {.cn = "localhost", .dns = dns};
   CHECK(tc_make_ca(&ca, "fault CA") == 0 && tc_make_leaf(&leaf, &ca, &l) == 0);
