@@ -8,45 +8,23 @@
 #include <signal.h>
 #include <uvgrpc.h>
 
+#include "fault_harness.h"
 #include "test.h"
 #include "uvg/test/v1/kinds.uvgrpc.h"
 
 typedef Uvg__Test__V1__Outer__Inner inner_t;
-
-static long n_alloc, n_free, fail_at = -1;
-
-static int should_fail(void) { return fail_at >= 0 && n_alloc == fail_at; }
-
-static void *t_malloc(size_t n) {
-  if (should_fail()) return n_alloc++, NULL;
-  n_alloc++;
-  return malloc(n);
-}
-static void *t_realloc(void *p, size_t n) {
-  if (p == NULL) return t_malloc(n);
-  if (should_fail()) return n_alloc++, NULL;
-  n_alloc++;
-  n_free++;
-  return realloc(p, n);
-}
-static void t_free(void *p) {
-  if (p != NULL) n_free++;
-  free(p);
-}
 
 enum { UNARY, FAN, SUM, CHAT, NCALLS };
 enum { ROUNDS = 3 };
 static const char *const names[NCALLS] = {"Unary", "Fan", "Sum", "Chat"};
 
 static struct {
-  int in_api, reentered;
   int s_calls, s_dones;
   int c_started[NCALLS], c_statuses[NCALLS], c_code[NCALLS], c_msgs[NCALLS];
+  uvg_server_t *server;
+  uvg_channel_t *channel;
   int server_closed, channel_closed;
 } T;
-
-#define API(expr) (T.in_api++, (expr), T.in_api--)
-static void entered(void) { T.reentered += T.in_api > 0; }
 
 /* ---- server: typed handlers ---- */
 
@@ -61,7 +39,7 @@ static void s_finish(uvg_call_t *call, uvg_status_code_t code) {
 }
 
 static void unary(uvg_call_t *call, const inner_t *req) {
-  entered();
+  fh_entered();
   T.s_calls++;
   inner_t reply = UVG__TEST__V1__OUTER__INNER__INIT;
   reply.value = req->value + 1;
@@ -70,7 +48,7 @@ static void unary(uvg_call_t *call, const inner_t *req) {
   API(uvg__test__v1__Kinds__Unary__reply(call, &reply));
 }
 static void fan(uvg_call_t *call, const inner_t *req) {
-  entered();
+  fh_entered();
   T.s_calls++;
   uvg_call_set_data(call, &seen_mark);
   for (int i = 0; i < req->value; i++) {
@@ -87,25 +65,25 @@ static void fan(uvg_call_t *call, const inner_t *req) {
   s_finish(call, UVG_STATUS_OK);
 }
 static void stream_call(uvg_call_t *call) {
-  entered();
+  fh_entered();
   T.s_calls++;
   uvg_call_set_data(call, &seen_mark);
 }
 static int32_t sums[1];
 static void sum_message(uvg_call_t *call, const inner_t *msg) {
   (void)call;
-  entered();
+  fh_entered();
   sums[0] += msg->value;
 }
 static void sum_half_close(uvg_call_t *call) {
-  entered();
+  fh_entered();
   Uvg__Test__V1__Total reply = UVG__TEST__V1__TOTAL__INIT;
   reply.sum = sums[0];
   uvg_call_set_data(call, &finished_mark);
   API(uvg__test__v1__Kinds__Sum__reply(call, &reply));
 }
 static void chat_message(uvg_call_t *call, const inner_t *msg) {
-  entered();
+  fh_entered();
   inner_t m = UVG__TEST__V1__OUTER__INNER__INIT;
   m.value = msg->value;
   m.text = "chat";
@@ -114,16 +92,16 @@ static void chat_message(uvg_call_t *call, const inner_t *msg) {
   if (rc != 0) s_finish(call, UVG_STATUS_RESOURCE_EXHAUSTED);
 }
 static void chat_half_close(uvg_call_t *call) {
-  entered();
+  fh_entered();
   s_finish(call, UVG_STATUS_OK);
 }
 static void s_cancel(uvg_call_t *call, const uvg_status_t *st) {
   (void)st;
-  entered();
+  fh_entered();
   s_finish(call, UVG_STATUS_CANCELLED);
 }
 static void s_done(uvg_call_t *call, const uvg_status_t *st) {
-  entered();
+  fh_entered();
   if (uvg_call_get_data(call) != NULL) T.s_dones++;
   else CHECK_EQ(st->code, UVG_STATUS_INTERNAL);
 }
@@ -140,7 +118,7 @@ static const uvg__test__v1__Kinds__server_t impl = {
 static int kinds[NCALLS] = {UNARY, FAN, SUM, CHAT};
 
 static void ended(int k, const uvg_status_t *st) {
-  entered();
+  fh_entered();
   T.c_statuses[k]++;
   T.c_code[k] = st->code;
 }
@@ -154,7 +132,7 @@ static void on_unary(const uvg_status_t *st, const inner_t *reply, void *ud) {
 static void fan_message(uvg__test__v1__Kinds__Fan__client_call_t *call,
                         const inner_t *msg, void *ud) {
   (void)ud;
-  entered();
+  fh_entered();
   T.c_msgs[FAN] += msg->value == T.c_msgs[FAN];
   API(uvg__test__v1__Kinds__Fan__client_read(call));
 }
@@ -191,7 +169,7 @@ static int chat_send(uvg__test__v1__Kinds__Chat__client_call_t *call, int v) {
 static void chat_msg(uvg__test__v1__Kinds__Chat__client_call_t *call,
                      const inner_t *msg, void *ud) {
   (void)ud;
-  entered();
+  fh_entered();
   int i = T.c_msgs[CHAT]++;
   CHECK_EQ(msg->value, i);
   if (i + 1 < ROUNDS && chat_send(call, i + 1) != 0) return;
@@ -249,44 +227,31 @@ static void start_calls(uvg_channel_t *ch) {
     API(uvg__test__v1__Kinds__Chat__client_read(cc));
 }
 
-static void on_server_closed(uvg_server_t *s, void *d) {
-  (void)s;
-  (void)d;
-  entered();
-  T.server_closed = 1;
-}
-static void on_channel_closed(uvg_channel_t *ch, void *d) {
-  (void)ch;
-  (void)d;
-  entered();
-  T.channel_closed = 1;
-}
-
-static int watchdog_fired;
-static void on_watchdog(uv_timer_t *t) {
-  (void)t;
-  watchdog_fired = 1;
-}
-
 static int calls_open(void) {
   for (int k = 0; k < NCALLS; k++)
     if (T.c_started[k] && T.c_statuses[k] == 0) return 1;
   return T.s_dones < T.s_calls;
 }
 
+static void close_all(void) {
+  if (T.channel != NULL)
+    API(uvg_channel_close(T.channel, fh_channel_closed, &T.channel_closed));
+  if (T.server != NULL)
+    API(uvg_server_close(T.server, fh_server_closed, &T.server_closed));
+}
+
 /* One exchange on a fresh loop; returns how many calls ended OK. */
 static int one_round(void) {
   uv_loop_t loop;
-  uvg_server_t *server = NULL;
-  uvg_channel_t *channel = NULL;
-  int port = 0, ok = 0;
+  int port = 0;
   memset(&T, 0, sizeof(T));
+  fh_reentered = 0;
   sums[0] = 0;
   for (int k = 0; k < NCALLS; k++) T.c_code[k] = -1;
   CHECK_EQ(uv_loop_init(&loop), 0);
-  if (uvg_server_new(&loop, NULL, &server) == 0 &&
-      (uvg__test__v1__Kinds__register(server, &impl, NULL) != 0 ||
-       uvg_server_listen(server, "127.0.0.1:0",
+  if (uvg_server_new(&loop, NULL, &T.server) == 0 &&
+      (uvg__test__v1__Kinds__register(T.server, &impl, NULL) != 0 ||
+       uvg_server_listen(T.server, "127.0.0.1:0",
                          uvg_insecure_server_credentials(), &port) != 0))
     port = 0;
   char target[64];
@@ -296,80 +261,34 @@ static int one_round(void) {
   co.disable_http_proxy = 1;
   if (port != 0 && uvg_channel_new(&loop, target,
                                    uvg_insecure_channel_credentials(), &co,
-                                   &channel) == 0)
-    start_calls(channel);
+                                   &T.channel) == 0)
+    start_calls(T.channel);
 
-  uv_timer_t watchdog;
-  uv_timer_init(&loop, &watchdog);
-  uv_timer_start(&watchdog, on_watchdog, 8000, 0);
-  uv_unref((uv_handle_t *)&watchdog);
-  watchdog_fired = 0;
-  while (!watchdog_fired && calls_open()) uv_run(&loop, UV_RUN_ONCE);
-  if (channel != NULL) API(uvg_channel_close(channel, on_channel_closed, NULL));
-  if (server != NULL) API(uvg_server_close(server, on_server_closed, NULL));
-  while (!watchdog_fired && uv_run(&loop, UV_RUN_ONCE) != 0) {
-  }
-  int hung = watchdog_fired;
-  uv_close((uv_handle_t *)&watchdog, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-
+  int hung = fh_finish_case(&loop, calls_open, close_all, 8000);
   CHECK(!hung);
-  CHECK_EQ(T.reentered, 0);
-  for (int k = 0; k < NCALLS; k++) {
-    CHECK_EQ(T.c_statuses[k], T.c_started[k]);
-    int want = k == FAN || k == CHAT ? ROUNDS : 1;
-    if (T.c_code[k] == UVG_STATUS_OK && T.c_msgs[k] != want)
-      fprintf(stderr, "  %s: OK after %d of %d messages\n", names[k],
-              T.c_msgs[k], want);
-    CHECK(T.c_code[k] != UVG_STATUS_OK || T.c_msgs[k] == want);
-    if (T.c_code[k] == UVG_STATUS_DEADLINE_EXCEEDED)
-      fprintf(stderr, "  %s waited for its deadline\n", names[k]);
-    CHECK(T.c_code[k] != UVG_STATUS_DEADLINE_EXCEEDED);
-    ok += T.c_statuses[k] == 1 && T.c_code[k] == UVG_STATUS_OK;
-  }
+  CHECK_EQ(fh_reentered, 0);
+  static const int want[NCALLS] = {1, ROUNDS, 1, ROUNDS};
+  int ok = fh_check_calls(NCALLS, names, T.c_started, T.c_statuses, T.c_code,
+                          T.c_msgs, want);
   CHECK_EQ(T.s_dones, T.s_calls);
-  CHECK(channel == NULL || T.channel_closed);
-  CHECK(server == NULL || T.server_closed);
-  CHECK_EQ(uv_loop_close(&loop), 0);
+  CHECK(T.channel == NULL || T.channel_closed);
+  CHECK(T.server == NULL || T.server_closed);
+  if (!hung) CHECK_EQ(uv_loop_close(&loop), 0);
   return ok;
 }
 
 static void test_allocation_failures(void) {
-  n_alloc = n_free = 0;
-  fail_at = -1;
-  CHECK_EQ(one_round(), NCALLS);
-  CHECK_EQ(n_alloc, n_free);
-  long total = n_alloc;
+  int all_ok;
+  long total = fh_sweep(one_round, NCALLS, &all_ok);
   CHECK(total > 100);
-  int all_ok = 0;
-  for (long k = 0; k < total; k++) {
-    int before = test_failures;
-    n_alloc = n_free = 0;
-    fail_at = k;
-    int ok = one_round();
-    fail_at = -1;
-    all_ok += ok == NCALLS;
-    CHECK(n_alloc - 1 == n_free || n_alloc == n_free);
-    if (test_failures != before) {
-      fprintf(stderr, "  failing allocation %ld of %ld: %ld allocated, "
-              "%ld freed\n", k, total, n_alloc, n_free);
-      if (test_failures > 20) break;
-    }
-  }
   fprintf(stderr, "  %ld allocations failed one at a time; all four calls "
           "still succeeded in %d of the runs\n", total, all_ok);
 }
 
-static void quiet(uvg_log_level_t level, const char *line, void *d) {
-  (void)level;
-  (void)line;
-  (void)d;
-}
-
 int main(void) {
   signal(SIGPIPE, SIG_IGN); /* libuv writes with write(2) */
-  uvg_set_log_cb(quiet, NULL);
-  CHECK_EQ(uvg_set_allocator(t_malloc, t_realloc, t_free), 0);
+  uvg_set_log_cb(fh_quiet, NULL);
+  CHECK_EQ(uvg_set_allocator(fh_malloc, fh_realloc, fh_free), 0);
   RUN(test_allocation_failures);
   TEST_EXIT();
 }

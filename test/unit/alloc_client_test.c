@@ -13,29 +13,9 @@
 #include <signal.h>
 #include <uvgrpc.h>
 
+#include "fault_harness.h"
 #include "test.h"
 #include "tls_certs.h"
-
-static long n_alloc, n_free, fail_at = -1;
-
-static int should_fail(void) { return fail_at >= 0 && n_alloc == fail_at; }
-
-static void *t_malloc(size_t n) {
-  if (should_fail()) return n_alloc++, NULL;
-  n_alloc++;
-  return malloc(n);
-}
-static void *t_realloc(void *p, size_t n) {
-  if (p == NULL) return t_malloc(n);
-  if (should_fail()) return n_alloc++, NULL;
-  n_alloc++;
-  n_free++;
-  return realloc(p, n);
-}
-static void t_free(void *p) {
-  if (p != NULL) n_free++;
-  free(p);
-}
 
 enum { UNARY, SSTREAM, CSTREAM, BIDI, NCALLS };
 enum { ROUNDS = 3 };
@@ -46,15 +26,12 @@ static int use_tls;
 static tc_pem_t ca, leaf;
 
 static struct {
-  int in_api, reentered;
   int s_calls, s_dones;
   int c_started[NCALLS], c_statuses[NCALLS], c_code[NCALLS], c_msgs[NCALLS];
-  uvg_client_call_t *ccall[NCALLS];
+  uvg_server_t *server;
+  uvg_channel_t *channel;
   int server_closed, channel_closed;
 } T;
-
-#define API(expr) (T.in_api++, (expr), T.in_api--)
-static void entered(void) { T.reentered += T.in_api > 0; }
 
 static const uint8_t msg[] = "message";
 
@@ -77,7 +54,7 @@ static int s_send(uvg_call_t *call, const uint8_t *m, size_t len) {
   return rc;
 }
 static void s_call(uvg_call_t *call, const uint8_t *m, size_t len) {
-  entered();
+  fh_entered();
   T.s_calls++;
   int path = *(int *)uvg_call_method_data(call);
   if (path == UNARY && s_send(call, m, len) != 0) return;
@@ -87,11 +64,11 @@ static void s_call(uvg_call_t *call, const uint8_t *m, size_t len) {
   if (path == UNARY || path == SSTREAM) s_finish(call);
 }
 static void s_message(uvg_call_t *call, const uint8_t *m, size_t len) {
-  entered();
+  fh_entered();
   if (*(int *)uvg_call_method_data(call) == BIDI) s_send(call, m, len);
 }
 static void s_half_close(uvg_call_t *call) {
-  entered();
+  fh_entered();
   if (*(int *)uvg_call_method_data(call) == CSTREAM &&
       s_send(call, msg, sizeof(msg)) != 0)
     return;
@@ -99,13 +76,13 @@ static void s_half_close(uvg_call_t *call) {
 }
 static void s_cancel(uvg_call_t *call, const uvg_status_t *st) {
   (void)st;
-  entered();
+  fh_entered();
   s_finish(call);
 }
 static void s_done(uvg_call_t *call, const uvg_status_t *st) {
   (void)call;
   (void)st;
-  entered();
+  fh_entered();
   T.s_dones++;
 }
 
@@ -136,7 +113,7 @@ static void c_message(uvg_client_call_t *call, const uint8_t *m, size_t len,
                       void *d) {
   (void)m;
   (void)len;
-  entered();
+  fh_entered();
   int k = *(int *)d;
   T.c_msgs[k]++;
   if (k == BIDI && T.c_msgs[k] < ROUNDS && c_send(call) != 0) return;
@@ -149,7 +126,7 @@ static void c_status(uvg_client_call_t *call, const uvg_status_t *st,
   (void)call;
   (void)tr;
   (void)n;
-  entered();
+  fh_entered();
   int k = *(int *)d;
   T.c_statuses[k]++;
   T.c_code[k] = st->code;
@@ -157,7 +134,7 @@ static void c_status(uvg_client_call_t *call, const uvg_status_t *st,
 static void c_unary_done(const uvg_status_t *st, const uint8_t *reply,
                          size_t len, void *d) {
   (void)d;
-  entered();
+  fh_entered();
   T.c_statuses[UNARY]++;
   T.c_code[UNARY] = st->code;
   T.c_msgs[UNARY] += st->code == UVG_STATUS_OK && reply != NULL &&
@@ -185,41 +162,28 @@ static void start_calls(uvg_channel_t *ch) {
   }
 }
 
-static void on_server_closed(uvg_server_t *s, void *d) {
-  (void)s;
-  (void)d;
-  entered();
-  T.server_closed = 1;
-}
-static void on_channel_closed(uvg_channel_t *ch, void *d) {
-  (void)ch;
-  (void)d;
-  entered();
-  T.channel_closed = 1;
-}
-
-static int watchdog_fired;
-static void on_watchdog(uv_timer_t *t) {
-  (void)t;
-  watchdog_fired = 1;
-}
-
 static int calls_open(void) {
   for (int k = 0; k < NCALLS; k++)
     if (T.c_started[k] && T.c_statuses[k] == 0) return 1;
   return T.s_dones < T.s_calls;
 }
 
+static void close_all(void) {
+  if (T.channel != NULL)
+    API(uvg_channel_close(T.channel, fh_channel_closed, &T.channel_closed));
+  if (T.server != NULL)
+    API(uvg_server_close(T.server, fh_server_closed, &T.server_closed));
+}
+
 /* One exchange on a fresh loop. Returns how many calls ended OK with all
  * their messages. */
 static int one_round(void) {
   uv_loop_t loop;
-  uvg_server_t *server = NULL;
-  uvg_channel_t *channel = NULL;
   uvg_server_credentials_t *screds = uvg_insecure_server_credentials();
   uvg_channel_credentials_t *ccreds = uvg_insecure_channel_credentials();
-  int port = 0, ok = 0;
+  int port = 0;
   memset(&T, 0, sizeof(T));
+  fh_reentered = 0;
   for (int k = 0; k < NCALLS; k++) T.c_code[k] = -1;
   CHECK_EQ(uv_loop_init(&loop), 0);
   if (use_tls) {
@@ -232,9 +196,9 @@ static int one_round(void) {
     if (uvg_tls_server_credentials_new(&so, &screds) != 0) screds = NULL;
     if (uvg_tls_channel_credentials_new(&co, &ccreds) != 0) ccreds = NULL;
   }
-  if (screds != NULL && uvg_server_new(&loop, NULL, &server) == 0 &&
-      (uvg_server_register(server, methods, NCALLS) != 0 ||
-       uvg_server_listen(server, "127.0.0.1:0", screds, &port) != 0))
+  if (screds != NULL && uvg_server_new(&loop, NULL, &T.server) == 0 &&
+      (uvg_server_register(T.server, methods, NCALLS) != 0 ||
+       uvg_server_listen(T.server, "127.0.0.1:0", screds, &port) != 0))
     port = 0;
   char target[64];
   snprintf(target, sizeof(target), "ipv4:127.0.0.1:%d", port);
@@ -242,111 +206,48 @@ static int one_round(void) {
   uvg_channel_options_init(&copts);
   copts.disable_http_proxy = 1;
   if (port != 0 && ccreds != NULL &&
-      uvg_channel_new(&loop, target, ccreds, &copts, &channel) == 0)
-    start_calls(channel);
+      uvg_channel_new(&loop, target, ccreds, &copts, &T.channel) == 0)
+    start_calls(T.channel);
 
-  uv_timer_t watchdog;
-  uv_timer_init(&loop, &watchdog);
-  uv_timer_start(&watchdog, on_watchdog, 8000, 0);
-  uv_unref((uv_handle_t *)&watchdog);
-  watchdog_fired = 0;
-  while (!watchdog_fired && calls_open()) uv_run(&loop, UV_RUN_ONCE);
-  if (channel != NULL) API(uvg_channel_close(channel, on_channel_closed, NULL));
-  if (server != NULL) API(uvg_server_close(server, on_server_closed, NULL));
+  /* the credentials: the server and the channel hold their references */
   if (use_tls) {
     uvg_server_credentials_release(screds);
     uvg_channel_credentials_release(ccreds);
   }
-  while (!watchdog_fired && uv_run(&loop, UV_RUN_ONCE) != 0) {
-  }
-  int hung = watchdog_fired;
-  uv_close((uv_handle_t *)&watchdog, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-
+  int hung = fh_finish_case(&loop, calls_open, close_all, 8000);
   CHECK(!hung);
-  CHECK_EQ(T.reentered, 0);
-  if (getenv("ALLOC_ONLY") != NULL)
-    for (int k = 0; k < NCALLS; k++)
-      fprintf(stderr, "  %s: started %d, %d status(es), %s, %d message(s)\n",
-              paths[k], T.c_started[k], T.c_statuses[k],
-              uvg_status_code_name(T.c_code[k]), T.c_msgs[k]);
-  for (int k = 0; k < NCALLS; k++) {
-    CHECK_EQ(T.c_statuses[k], T.c_started[k]);
-    int want = k == SSTREAM || k == BIDI ? ROUNDS : 1;
-    /* OK only with every message */
-    if (T.c_code[k] == UVG_STATUS_OK && T.c_msgs[k] != want)
-      fprintf(stderr, "  %s: OK after %d of %d messages\n", paths[k],
-              T.c_msgs[k], want);
-    CHECK(T.c_code[k] != UVG_STATUS_OK || T.c_msgs[k] == want);
-    /* the deadline is far beyond the exchange: only a call that nothing
-     * would ever end reaches it */
-    if (T.c_code[k] == UVG_STATUS_DEADLINE_EXCEEDED)
-      fprintf(stderr, "  %s waited for its deadline\n", paths[k]);
-    CHECK(T.c_code[k] != UVG_STATUS_DEADLINE_EXCEEDED);
-    ok += T.c_statuses[k] == 1 && T.c_code[k] == UVG_STATUS_OK;
-  }
+  CHECK_EQ(fh_reentered, 0);
+  static const int want[NCALLS] = {1, ROUNDS, 1, ROUNDS};
+  int ok = fh_check_calls(NCALLS, paths, T.c_started, T.c_statuses, T.c_code,
+                          T.c_msgs, want);
   CHECK_EQ(T.s_dones, T.s_calls);
-  CHECK(channel == NULL || T.channel_closed);
-  CHECK(server == NULL || T.server_closed);
-  CHECK_EQ(uv_loop_close(&loop), 0);
+  CHECK(T.channel == NULL || T.channel_closed);
+  CHECK(T.server == NULL || T.server_closed);
+  if (!hung) CHECK_EQ(uv_loop_close(&loop), 0);
   return ok;
 }
 
 static void test_allocation_failures(void) {
-  n_alloc = n_free = 0;
-  fail_at = -1;
-  CHECK_EQ(one_round(), NCALLS);
-  CHECK_EQ(n_alloc, n_free);
-  long total = n_alloc;
+  int all_ok;
+  long total = fh_sweep(one_round, NCALLS, &all_ok);
   /* nghttp2 sessions, calls, channel and subchannel state at the least */
   CHECK(total > 100);
-  int all_ok = 0;
-  long step = 1;
-  const char *s = getenv("ALLOC_STEP");
-  if (s != NULL) step = atol(s);
-  long first = 0;
-  if ((s = getenv("ALLOC_ONLY")) != NULL) first = atol(s), total = first + 1;
-  for (long k = first; k < total; k += step) {
-    int before = test_failures;
-    n_alloc = n_free = 0;
-    fail_at = k;
-    uint64_t t0 = uv_hrtime();
-    int ok = one_round();
-    if (uv_hrtime() - t0 > 1000000000)
-      fprintf(stderr, "  failing allocation %ld: the round took %.1f s\n", k,
-              (double)(uv_hrtime() - t0) / 1e9);
-    fail_at = -1;
-    all_ok += ok == NCALLS;
-    /* whatever failed, everything allocated was given back */
-    CHECK(n_alloc - 1 == n_free || n_alloc == n_free);
-    if (test_failures != before) {
-      fprintf(stderr, "  failing allocation %ld of %ld: %ld allocated, %ld freed\n",
-              k, total, n_alloc, n_free);
-      if (test_failures > 20) break;
-    }
-  }
   fprintf(stderr, "  %s: %ld allocations failed one at a time; all four calls "
           "still succeeded in %d of the runs\n", use_tls ? "TLS" : "plaintext",
           total, all_ok);
 }
 
-static void quiet(uvg_log_level_t level, const char *line, void *d) {
-  (void)level;
-  (void)line;
-  (void)d;
-}
-
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN); /* libuv writes with write(2) */
   use_tls = argc > 1 && strcmp(argv[1], "tls") == 0;
-  uvg_set_log_cb(quiet, NULL);
+  uvg_set_log_cb(fh_quiet, NULL);
   if (use_tls) {
     static const char *const dns[] = {"localhost", NULL};
     tc_leaf_t l = {.cn = "localhost", .dns = dns};
     if (tc_make_ca(&ca, "alloc CA") != 0 || tc_make_leaf(&leaf, &ca, &l) != 0)
       return 1;
   }
-  CHECK_EQ(uvg_set_allocator(t_malloc, t_realloc, t_free), 0);
+  CHECK_EQ(uvg_set_allocator(fh_malloc, fh_realloc, fh_free), 0);
   RUN(test_allocation_failures);
   if (use_tls) {
     tc_free(&ca);

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <uvgrpc.h>
 
+#include "fault_harness.h"
 #include "fault_relay.h"
 #include "test.h"
 #include "tls_certs.h"
@@ -52,8 +53,8 @@ static const char *const at_names[] = {
     "on_done",   "on_metadata", "on_message", "send-cb",     "on_status",
     "watch"};
 
-/* One case's state; every library call is made with in_api set, so a
- * callback that finds it set ran re-entrantly. */
+/* One case's state (every library call is made through API(), so that a
+ * callback run inside one is counted: fault_harness.h). */
 static struct {
   int kind;
   at_t at;
@@ -66,7 +67,6 @@ static struct {
   uvg_server_t *server;
   uvg_channel_t *channel;
   int server_closed, channel_closed;
-  int in_api, reentered;
 
   /* server side */
   uvg_call_t *scall;
@@ -88,30 +88,15 @@ static uint8_t reply_bytes[BIG_LEN];
 
 static int is_unary(int kind) { return kind != BIDI; }
 
-#define API(expr) (T.in_api++, (expr), T.in_api--)
-static void entered(void) { T.reentered += T.in_api > 0; }
-
-static void on_server_closed(uvg_server_t *s, void *d) {
-  (void)s;
-  (void)d;
-  entered();
-  T.server_closed = 1;
-}
-static void on_channel_closed(uvg_channel_t *ch, void *d) {
-  (void)ch;
-  (void)d;
-  entered();
-  T.channel_closed = 1;
-}
 
 static void close_server(void) {
   if (T.server == NULL) return;
-  API(uvg_server_close(T.server, on_server_closed, NULL));
+  API(uvg_server_close(T.server, fh_server_closed, &T.server_closed));
   T.server = NULL;
 }
 static void close_channel(void) {
   if (T.channel == NULL) return;
-  API(uvg_channel_close(T.channel, on_channel_closed, NULL));
+  API(uvg_channel_close(T.channel, fh_channel_closed, &T.channel_closed));
   T.channel = NULL;
 }
 
@@ -155,7 +140,7 @@ static void s_sent(uvg_call_t *call, int status, void *d) {
   (void)call;
   (void)status;
   (void)d;
-  entered();
+  fh_entered();
   act(AT_S_SENT);
 }
 
@@ -189,30 +174,30 @@ static void s_answer(uvg_call_t *call, const uint8_t *msg, size_t len,
 }
 
 static void s_call(uvg_call_t *call, const uint8_t *msg, size_t len) {
-  entered();
+  fh_entered();
   T.s_calls++;
   T.scall = call;
   if (act(AT_S_CALL)) return;
   if (is_unary(T.kind)) s_answer(call, msg, len, 1);
 }
 static void s_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
-  entered();
+  fh_entered();
   if (act(AT_S_MESSAGE)) return;
   s_answer(call, msg, len, 0);
 }
 static void s_half_close(uvg_call_t *call) {
-  entered();
+  fh_entered();
   if (act(AT_S_HALF_CLOSE)) return;
   server_finish(call, UVG_STATUS_OK);
 }
 static void s_cancel(uvg_call_t *call, const uvg_status_t *st) {
   (void)st;
-  entered();
+  fh_entered();
   if (call == T.scall) uv_timer_stop(&T.delay);
   server_finish(call, UVG_STATUS_CANCELLED);
 }
 static void s_done(uvg_call_t *call, const uvg_status_t *st) {
-  entered();
+  fh_entered();
   T.s_dones++;
   T.s_code = st->code;
   if (call == T.scall) {
@@ -241,7 +226,7 @@ static const uvg_method_t methods[] = {
 static void c_sent(uvg_client_call_t *call, int status, void *d) {
   (void)call;
   (void)d;
-  entered();
+  fh_entered();
   T.c_sent += status == 0;
   act(AT_C_SENT);
 }
@@ -262,13 +247,13 @@ static void c_metadata(uvg_client_call_t *call, const uvg_metadata_t *md,
   (void)md;
   (void)n;
   (void)d;
-  entered();
+  fh_entered();
   act(AT_C_METADATA);
 }
 static void c_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
                       void *d) {
   (void)d;
-  entered();
+  fh_entered();
   int i = T.c_msgs++;
   if (T.kind == BIG)
     CHECK(i == 0 && len == BIG_LEN && memcmp(msg, big_request, len) == 0);
@@ -286,7 +271,7 @@ static void c_status(uvg_client_call_t *call, const uvg_status_t *st,
   (void)tr;
   (void)n;
   (void)d;
-  entered();
+  fh_entered();
   T.c_statuses++;
   T.c_code = st->code;
   T.ccall = NULL;
@@ -295,7 +280,7 @@ static void c_status(uvg_client_call_t *call, const uvg_status_t *st,
 
 static void c_watch(uvg_channel_t *ch, uvg_connectivity_t state, void *d) {
   (void)d;
-  entered();
+  fh_entered();
   if (state == UVG_STATE_SHUTDOWN) return;
   if (state == UVG_STATE_READY && act(AT_C_WATCH)) return;
   if (T.channel == ch) API(uvg_channel_watch_state(ch, state, c_watch, NULL));
@@ -319,12 +304,6 @@ static void start_call(void) {
 
 /* ---- one case ---- */
 
-static int watchdog_fired;
-static void on_watchdog(uv_timer_t *t) {
-  (void)t;
-  watchdog_fired = 1;
-}
-
 /* A user's reading of a final status: OK only for a call that completed,
  * ABORTED only where the server finished so, otherwise what the fault
  * makes it. */
@@ -347,6 +326,18 @@ typedef struct {
   uint64_t timeout_ms, server_delay_ms;
 } case_t;
 
+static fr_t relay;
+
+static int calls_open(void) {
+  return T.c_statuses < T.c_calls || T.s_dones < T.s_calls;
+}
+static void close_all(void) {
+  close_channel();
+  close_server();
+  fr_stop(&relay);
+  uv_close((uv_handle_t *)&T.delay, NULL);
+}
+
 static int64_t case_bytes[2]; /* relayed in the last case, per direction */
 static int outcomes[UVG_STATUS_UNAUTHENTICATED + 1]; /* client codes seen */
 
@@ -361,11 +352,12 @@ static int run_case(const case_t *k, const char *label) {
   uv_loop_t loop;
   /* a cut connection is the first only: a call the client may retry
    * (transparently, as it never reached the server) goes on the next */
-  fr_t relay = {.kill = k->kill, .dir = k->dir, .budget = k->budget,
-                .faulty = 1};
+  relay = (fr_t){.kill = k->kill, .dir = k->dir, .budget = k->budget,
+                 .faulty = 1};
   int port;
   uint64_t t0 = uv_hrtime();
   memset(&T, 0, sizeof(T));
+  fh_reentered = 0;
   T.kind = k->kind;
   T.at = k->at;
   T.action = k->action;
@@ -409,26 +401,14 @@ static int run_case(const case_t *k, const char *label) {
   start_call();
 
   /* the call ends (its deadline bounds it), then everything is closed */
-  uv_timer_t watchdog;
-  uv_timer_init(&loop, &watchdog);
-  uv_timer_start(&watchdog, on_watchdog, 10000, 0);
-  uv_unref((uv_handle_t *)&watchdog);
-  watchdog_fired = 0;
-  while (!watchdog_fired && (T.c_statuses < T.c_calls || T.s_dones < T.s_calls))
-    uv_run(&loop, UV_RUN_ONCE);
-  close_channel();
-  close_server();
-  fr_stop(&relay);
-  uv_close((uv_handle_t *)&T.delay, NULL);
-  while (!watchdog_fired && uv_run(&loop, UV_RUN_ONCE) != 0) {
+  if (fh_finish_case(&loop, calls_open, close_all, 10000) != 0) {
+    /* the loop cannot be closed, nor the next case trusted */
+    fprintf(stderr, "  in case %s: the loop did not end\n", label);
+    exit(1);
   }
-  int hung = watchdog_fired;
-  uv_close((uv_handle_t *)&watchdog, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
 
   int completed = T.c_msgs == (is_unary(T.kind) ? 1 : ROUNDS);
-  CHECK(!hung);
-  CHECK_EQ(T.reentered, 0);
+  CHECK_EQ(fh_reentered, 0);
   CHECK_EQ(T.c_calls, 1);
   CHECK_EQ(T.c_statuses, 1);
   CHECK_EQ(T.s_dones, T.s_calls);
@@ -438,11 +418,7 @@ static int run_case(const case_t *k, const char *label) {
   CHECK_EQ(relay.open_handles, 0);
   if (getenv("FAULT_VERBOSE") != NULL)
     fprintf(stderr, "    %s: %.1f ms\n", label, (double)(uv_hrtime() - t0) / 1e6);
-  int rc = uv_loop_close(&loop);
-  CHECK_EQ(rc, 0);
-  if (rc != 0) { /* leave nothing behind for the next case */
-    uv_walk(&loop, NULL, NULL);
-  }
+  CHECK_EQ(uv_loop_close(&loop), 0);
   if (T.c_code >= 0 && T.c_code <= UVG_STATUS_UNAUTHENTICATED)
     outcomes[T.c_code]++;
   case_bytes[0] = relay.bytes[FR_UP];
@@ -450,9 +426,9 @@ static int run_case(const case_t *k, const char *label) {
   if (test_failures != before)
     fprintf(stderr,
             "  in case %s: client %d status(es), code %d, %d message(s); "
-            "server %d call(s), %d done, code %d%s\n",
+            "server %d call(s), %d done, code %d\n",
             label, T.c_statuses, T.c_code, T.c_msgs, T.s_calls, T.s_dones,
-            T.s_code, hung ? "; the loop did not end" : "");
+            T.s_code);
   return test_failures - before;
 }
 

@@ -13,15 +13,13 @@
 #include <signal.h>
 #include <uvgrpc.h>
 
+#include "fault_harness.h"
 #include "h2client.h"
 #include "h2server.h"
 #include "loop_wait.h"
 #include "test.h"
 
 static uv_loop_t *loop;
-static int in_api, reentered;
-#define API(expr) (in_api++, (expr), in_api--)
-static void entered(void) { reentered += in_api > 0; }
 
 static const uint32_t codes[] = {NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR,
                                  NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM,
@@ -67,7 +65,7 @@ static void c_message(uvg_client_call_t *call, const uint8_t *m, size_t len,
   (void)m;
   (void)len;
   (void)d;
-  entered();
+  fh_entered();
   messages++;
   API(uvg_client_call_read(call));
 }
@@ -77,7 +75,7 @@ static void c_status(uvg_client_call_t *call, const uvg_status_t *st,
   (void)tr;
   (void)n;
   (void)d;
-  entered();
+  fh_entered();
   statuses++;
   last_code = st->code;
 }
@@ -95,13 +93,7 @@ static void one_call(uvg_channel_t *ch) {
   API(uvg_client_call_read(call));
 }
 
-static int channel_closed;
-static void on_channel_closed(uvg_channel_t *ch, void *d) {
-  (void)ch;
-  (void)d;
-  entered();
-  channel_closed++;
-}
+static int channel_closed, server_closed;
 
 static void test_client_sees_reset(void) {
   for (step = 0; step < NSTEPS; step++)
@@ -119,7 +111,7 @@ static void test_client_sees_reset(void) {
       CHECK_EQ(uvg_channel_new(loop, target, uvg_insecure_channel_credentials(),
                                &co, &ch),
                0);
-      statuses = messages = reentered = 0;
+      statuses = messages = fh_reentered = 0;
       last_code = -1;
       one_call(ch);
       CHECK(wait_count(loop, &statuses, 1, 3000));
@@ -136,9 +128,9 @@ static void test_client_sees_reset(void) {
       CHECK_EQ(last_code, UVG_STATUS_OK);
       wait_ms(loop, 10);
       CHECK_EQ(statuses, 2);
-      CHECK_EQ(reentered, 0);
+      CHECK_EQ(fh_reentered, 0);
       channel_closed = 0;
-      API(uvg_channel_close(ch, on_channel_closed, NULL));
+      API(uvg_channel_close(ch, fh_channel_closed, &channel_closed));
       CHECK(wait_count(loop, &channel_closed, 1, 3000));
       h2s_close(&srv);
       if (test_failures != before)
@@ -161,7 +153,7 @@ static void s_finish(uvg_call_t *call, uvg_status_code_t code) {
 static void s_unary(uvg_call_t *call, const uint8_t *m, size_t len) {
   (void)m;
   (void)len;
-  entered();
+  fh_entered();
   s_calls++;
   held = call; /* answered by the test, later */
 }
@@ -169,27 +161,27 @@ static void s_bidi(uvg_call_t *call, const uint8_t *m, size_t len) {
   (void)call;
   (void)m;
   (void)len;
-  entered();
+  fh_entered();
   s_calls++;
 }
 static void s_message(uvg_call_t *call, const uint8_t *m, size_t len) {
-  entered();
+  fh_entered();
   memcpy(echo_buf, m, len < sizeof(echo_buf) ? len : sizeof(echo_buf));
   API(uvg_call_send(call, echo_buf, len, 0, NULL, NULL));
 }
 static void s_half_close(uvg_call_t *call) {
-  entered();
+  fh_entered();
   s_finish(call, UVG_STATUS_OK);
 }
 static void s_cancel(uvg_call_t *call, const uvg_status_t *st) {
   (void)st;
-  entered();
+  fh_entered();
   s_cancels++;
   if (call == held) return; /* its handler finishes it, later */
   s_finish(call, UVG_STATUS_CANCELLED);
 }
 static void s_done(uvg_call_t *call, const uvg_status_t *st) {
-  entered();
+  fh_entered();
   s_dones++;
   s_code = st->code;
   if (call == held) held = NULL;
@@ -213,14 +205,6 @@ static int got_data(void *arg) {
 }
 static int is_closed(void *arg) { return ((h2c_stream_t *)arg)->closed; }
 
-static int server_closed;
-static void on_server_closed(uvg_server_t *s, void *d) {
-  (void)s;
-  (void)d;
-  entered();
-  server_closed++;
-}
-
 static void test_server_sees_reset(void) {
   uint8_t body[64];
   size_t n = h2c_frame(body, 0, "hello", 5);
@@ -236,7 +220,7 @@ static void test_server_sees_reset(void) {
                0);
       h2c_t c;
       CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
-      s_calls = s_dones = s_cancels = reentered = 0;
+      s_calls = s_dones = s_cancels = fh_reentered = 0;
       s_code = -1;
       held = NULL;
       int k;
@@ -282,10 +266,10 @@ static void test_server_sees_reset(void) {
       CHECK(h2c_run_until(loop, is_closed, &c.streams[k2], 2000));
       CHECK_EQ(h2c_grpc_status(&c.streams[k2]), 0);
       CHECK_EQ(s_dones, 2);
-      CHECK_EQ(reentered, 0);
+      CHECK_EQ(fh_reentered, 0);
       h2c_close(&c);
       server_closed = 0;
-      API(uvg_server_close(s, on_server_closed, NULL));
+      API(uvg_server_close(s, fh_server_closed, &server_closed));
       CHECK(wait_count(loop, &server_closed, 1, 3000));
       if (test_failures != before)
         fprintf(stderr, "  in case: RST_STREAM(%u) %s\n", codes[i],
