@@ -127,10 +127,9 @@ static void start_pass(pf_t *pf);
 
 static void on_retry(uvg__timer_t *t) {
   pf_t *pf = uvg__container_of(t, pf_t, retry);
-  if (pf->retry_pass && pf->selected == NULL) {
-    pf->retry_pass = 0;
-    start_pass(pf);
-  }
+  int pass = pf->retry_pass && pf->selected == NULL;
+  pf->retry_pass = 0;
+  if (pass) start_pass(pf);
   if (pf->retry_report) report(pf, pf->state);
 }
 
