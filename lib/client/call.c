@@ -1164,6 +1164,14 @@ void uvg__ccall_fail(uvg_client_call_t *c, uvg_status_code_t code,
   maybe_free(c);
 }
 
+/* Ends a call on the client's own account, whether it has a stream yet
+ * or still waits for one. */
+static void fail_local(uvg_client_call_t *c, uvg_status_code_t code,
+                       const char *msg) {
+  if (c->attached) end_call(c, code, msg, 0);
+  else uvg__ccall_fail(c, code, msg);
+}
+
 uvg_client_call_t *uvg__ccall_of_link(uvg__list_t *link) {
   return uvg__container_of(link, uvg_client_call_t, link);
 }
@@ -1526,8 +1534,7 @@ int uvg_client_call_send(uvg_client_call_t *c, const void *data, size_t len,
     snprintf(text, sizeof(text),
              "grpc: trying to send message larger than max (%zu vs. %u)", len,
              c->max_send);
-    if (c->attached) end_call(c, UVG_STATUS_RESOURCE_EXHAUSTED, text, 0);
-    else uvg__ccall_fail(c, UVG_STATUS_RESOURCE_EXHAUSTED, text);
+    fail_local(c, UVG_STATUS_RESOURCE_EXHAUSTED, text);
     return UVG_E2BIG;
   }
   /* also messages sent before on_start ran (it runs from the loop) */
@@ -1662,9 +1669,14 @@ int uvg_channel_unary(uvg_channel_t *ch, const char *method, const void *req,
     uvg__free(u);
     return rc;
   }
-  /* Errors here end the call through its status. */
-  if (uvg_client_call_send(call, req, len, 0, NULL, NULL) == 0)
+  /* Errors here end the call through its status: a request that could
+   * not be queued, for want of memory, too (the call would otherwise
+   * wait for its deadline, or for ever). */
+  rc = uvg_client_call_send(call, req, len, 0, NULL, NULL);
+  if (rc == 0)
     uvg_client_call_half_close(call);
+  else if (!call->done)
+    fail_local(call, UVG_STATUS_INTERNAL, "out of memory");
   uvg_client_call_read(call);
   return 0;
 }

@@ -22,6 +22,10 @@
 
 /* A61: the attempt delay of Happy Eyeballs (RFC 8305 recommends 250 ms). */
 #define HAPPY_EYEBALLS_MS 250
+/* What an allocation failure left undone (a picker, every subchannel) is
+ * tried again this much later: nothing else would come to do it, and the
+ * calls would wait for their deadlines. */
+#define RETRY_MS 100
 
 typedef struct {
   uvg_lb_t *lb;
@@ -34,7 +38,10 @@ typedef struct {
   uvg_connectivity_t state;
   uint8_t first_pass_done;
   uint8_t shuffle;
+  uint8_t retry_report; /* the state went out without its picker */
+  uint8_t retry_pass;   /* a pass found no subchannel to try */
   uvg__timer_t eyeballs;
+  uvg__timer_t retry;
   char error[256];
 } pf_t;
 
@@ -60,12 +67,16 @@ static uvg_pick_result_t pf_pick(void *p, const uvg_pick_info_t *info,
   return UVG_PICK_QUEUE;
 }
 
+static void on_retry(uvg__timer_t *t);
+
 static void report(pf_t *pf, uvg_connectivity_t st) {
   pf_picker_t *pk = uvg__calloc(1, sizeof(*pk));
   pf->state = st;
-  if (pk == NULL) { /* no picker: the calls wait, which is safe */
+  pf->retry_report = pk == NULL;
+  if (pk == NULL) { /* no picker: the calls wait until the retry */
     uvg_lb_update_state(pf->lb, st == UVG_STATE_READY ? UVG_STATE_CONNECTING : st,
                         NULL, NULL, NULL);
+    uvg__timer_start(&pf->retry, on_retry, RETRY_MS);
     return;
   }
   pk->state = st;
@@ -112,15 +123,48 @@ static void try_next(pf_t *pf) {
   }
 }
 
+static void start_pass(pf_t *pf);
+
+static void on_retry(uvg__timer_t *t) {
+  pf_t *pf = uvg__container_of(t, pf_t, retry);
+  int pass = pf->retry_pass && pf->selected == NULL;
+  pf->retry_pass = 0;
+  if (pass) start_pass(pf);
+  if (pf->retry_report) report(pf, pf->state);
+}
+
 static void on_eyeballs(uvg__timer_t *t) {
   pf_t *pf = uvg__container_of(t, pf_t, eyeballs);
   if (pf->selected == NULL && !pf->first_pass_done) try_next(pf);
+}
+
+/* Makes the subchannels released by the last pass, or never made for
+ * want of memory; returns how many the policy has. */
+static size_t make_subchannels(pf_t *pf) {
+  size_t have = 0;
+  for (size_t i = 0; i < pf->naddrs; i++) {
+    if (pf->scs[i] == NULL &&
+        uvg_lb_subchannel_new(pf->lb, &pf->addrs[i], &pf->scs[i]) != 0)
+      pf->scs[i] = NULL;
+    have += pf->scs[i] != NULL;
+  }
+  return have;
 }
 
 static void start_pass(pf_t *pf) {
   pf->next = 0;
   pf->first_pass_done = 0;
   memset(pf->failed, 0, pf->naddrs);
+  if (pf->naddrs > 0 && make_subchannels(pf) == 0) {
+    /* nothing to try, and so nothing that would report: the pass has
+     * failed, and another one follows */
+    snprintf(pf->error, sizeof(pf->error), "out of memory");
+    pf->first_pass_done = 1;
+    pf->retry_pass = 1;
+    report(pf, UVG_STATE_TRANSIENT_FAILURE);
+    uvg__timer_start(&pf->retry, on_retry, RETRY_MS);
+    return;
+  }
   /* A62: TRANSIENT_FAILURE stays until a subchannel is READY */
   if (pf->state != UVG_STATE_TRANSIENT_FAILURE) report(pf, UVG_STATE_CONNECTING);
   try_next(pf);
@@ -298,11 +342,7 @@ static void pf_subchannel_state(void *state, uvg_subchannel_t *sc,
 static void pf_exit_idle(void *state) {
   pf_t *pf = state;
   if (pf->state != UVG_STATE_IDLE || pf->naddrs == 0) return;
-  /* the released subchannels of the last pass are made again */
-  for (size_t i = 0; i < pf->naddrs; i++)
-    if (pf->scs[i] == NULL && uvg_lb_subchannel_new(pf->lb, &pf->addrs[i], &pf->scs[i]) != 0)
-      pf->scs[i] = NULL;
-  start_pass(pf);
+  start_pass(pf); /* which makes the released subchannels again */
 }
 
 static void pf_resolver_error(void *state, const char *message) {
@@ -319,6 +359,7 @@ static int pf_create(uvg_lb_t *lb, void **state) {
   pf->lb = lb;
   pf->state = UVG_STATE_CONNECTING;
   uvg__timer_init(lb->ch->sched, &pf->eyeballs);
+  uvg__timer_init(lb->ch->sched, &pf->retry);
   *state = pf;
   return 0;
 }
@@ -326,6 +367,7 @@ static int pf_create(uvg_lb_t *lb, void **state) {
 static void pf_destroy(void *state) {
   pf_t *pf = state;
   uvg__timer_stop(&pf->eyeballs);
+  uvg__timer_stop(&pf->retry);
   free_list(pf);
   uvg__free(pf);
 }

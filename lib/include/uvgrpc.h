@@ -1012,7 +1012,8 @@ typedef void (*uvg_unary_cb)(const uvg_status_t *status, const uint8_t *reply,
 
 /* A unary call in one step: sends `req` (copied), half-closes, reads the
  * one reply and calls `cb` exactly once. An OK response with no message,
- * or more than one, ends INTERNAL, as grpc-java and grpc-go report it.
+ * or more than one, ends INTERNAL, as grpc-java and grpc-go report it, and
+ * so does a request that cannot be queued for want of memory.
  * Returns 0, or what uvg_client_call_start() returns (then cb never
  * runs). */
 UVG_EXTERN int uvg_channel_unary(uvg_channel_t *channel, const char *method,

@@ -3,29 +3,9 @@
  * whose allocations fail one by one never crashes or leaks. */
 #include <uvgrpc.h>
 
+#include "fault_harness.h"
 #include "h2client.h"
 #include "test.h"
-
-static long n_alloc, n_free, fail_at = -1;
-
-static int should_fail(void) { return fail_at >= 0 && n_alloc == fail_at; }
-
-static void *t_malloc(size_t n) {
-  if (should_fail()) return n_alloc++, NULL;
-  n_alloc++;
-  return malloc(n);
-}
-static void *t_realloc(void *p, size_t n) {
-  if (p == NULL) return t_malloc(n);
-  if (should_fail()) return n_alloc++, NULL;
-  n_alloc++;
-  n_free++;
-  return realloc(p, n);
-}
-static void t_free(void *p) {
-  if (p != NULL) n_free++;
-  free(p);
-}
 
 /* Whatever fails, a call's callbacks never run inside a library function
  * the handler called, and every call that started ends in one on_done. */
@@ -92,26 +72,26 @@ static int one_round(uv_loop_t *loop) {
 
 static void test_everything_through_the_allocator(void) {
   uv_loop_t *loop = uv_default_loop();
-  n_alloc = n_free = 0;
+  fh_allocs = fh_frees = 0;
   CHECK_EQ(one_round(loop), 0);
   /* nghttp2's session alone makes dozens of allocations */
-  CHECK(n_alloc > 20);
-  CHECK_EQ(n_alloc, n_free);
+  CHECK(fh_allocs > 20);
+  CHECK_EQ(fh_allocs, fh_frees);
 }
 
 static void test_allocation_failures(void) {
   uv_loop_t *loop = uv_default_loop();
-  n_alloc = n_free = 0;
-  fail_at = -1;
+  fh_allocs = fh_frees = 0;
+  fh_fail_at = -1;
   one_round(loop);
-  long total = n_alloc;
+  long total = fh_allocs;
   int completed = 0;
   for (long k = 0; k < total; k++) {
-    n_alloc = n_free = 0;
+    fh_allocs = fh_frees = 0;
     started = dones = reentered = 0;
-    fail_at = k;
+    fh_fail_at = k;
     int st = one_round(loop);
-    fail_at = -1;
+    fh_fail_at = -1;
     if (reentered || dones != started)
       fprintf(stderr, "  failing allocation %ld: %d re-entrant callbacks, "
               "%d calls started, %d ended\n", k, reentered, started, dones);
@@ -119,10 +99,10 @@ static void test_allocation_failures(void) {
     CHECK_EQ(dones, started);
     completed += st == 0;
     /* whatever failed, everything allocated was given back */
-    if (n_alloc - 1 != n_free && n_alloc != n_free)
+    if (!fh_balanced())
       fprintf(stderr, "  failing allocation %ld: %ld allocated, %ld freed\n", k,
-              n_alloc, n_free);
-    CHECK(n_alloc - 1 == n_free || n_alloc == n_free);
+              fh_allocs, fh_frees);
+    CHECK(fh_balanced());
   }
   fprintf(stderr, "  %ld allocations failed one at a time; the call still "
           "succeeded in %d of the runs\n", total, completed);
@@ -149,10 +129,10 @@ static void test_failure_while_receiving(void) {
   size_t n = h2c_frame(body, 0, "hello", 5);
   /* the next allocation is the server's, inside nghttp2 receiving the
    * request (its stream) */
-  fail_at = n_alloc;
+  fh_fail_at = fh_allocs;
   h2c_request(&c, "/t.T/Echo", NULL, NULL, body, n, 0, 1);
   CHECK(h2c_run_until(loop, is_eof, &c, 3000));
-  fail_at = -1;
+  fh_fail_at = -1;
   CHECK_EQ(c.raw_goaways, 1);
   CHECK_EQ(c.raw_goaway_code, NGHTTP2_INTERNAL_ERROR);
   uvg_server_get_stats(s, &st1);
@@ -182,10 +162,10 @@ static void test_register_all_or_nothing(void) {
   CHECK_EQ(uvg_server_register(s, methods, 1), 0);
   int rc = UVG_ENOMEM, failures = 0;
   for (long k = 0; rc == UVG_ENOMEM; k++, failures++) {
-    n_alloc = 0;
-    fail_at = k;
+    fh_allocs = 0;
+    fh_fail_at = k;
     rc = uvg_server_register(s, batch, N);
-    fail_at = -1;
+    fh_fail_at = -1;
   }
   CHECK_EQ(rc, 0);
   CHECK(failures > N); /* every entry and the table could fail */
@@ -198,8 +178,8 @@ static void test_register_all_or_nothing(void) {
 
 int main(void) {
   uvg_set_log_cb(NULL, NULL);
-  CHECK_EQ(uvg_set_allocator(NULL, t_realloc, t_free), UVG_EINVAL);
-  CHECK_EQ(uvg_set_allocator(t_malloc, t_realloc, t_free), 0);
+  CHECK_EQ(uvg_set_allocator(NULL, fh_realloc, fh_free), UVG_EINVAL);
+  CHECK_EQ(uvg_set_allocator(fh_malloc, fh_realloc, fh_free), 0);
   RUN(test_everything_through_the_allocator);
   RUN(test_allocation_failures);
   RUN(test_register_all_or_nothing);
