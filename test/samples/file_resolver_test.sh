@@ -20,9 +20,10 @@ for i in 0 1; do
   [ -n "${ports[$i]}" ] || { echo "server $i did not start"; exit 1; }
 done
 echo "127.0.0.1:${ports[0]}" >"$dir/backends.txt"
-"$sample" --file "$dir/backends.txt" --count 10 --interval-ms 100 >"$dir/out" 2>&1 &
+"$sample" --file "$dir/backends.txt" --count 20 --interval-ms 100 >"$dir/out" 2>&1 &
 sample_pid=$!
-sleep 0.4
+# the change must come after the first resolution, however slow the start
+for _ in $(seq 200); do grep -q "1 address in" "$dir/out" && break; sleep 0.05; done
 # written in place: the sample watches the file's inode
 printf '# both now\n127.0.0.1:%s\n127.0.0.1:%s\n' "${ports[0]}" "${ports[1]}" >"$dir/backends.txt"
 wait $sample_pid
@@ -31,5 +32,5 @@ cat "$dir/out"
 [ $rc -eq 0 ] || { echo "the sample failed ($rc)"; exit 1; }
 grep -q "1 address in" "$dir/out" || { echo "no first resolution"; exit 1; }
 grep -q "2 addresses in" "$dir/out" || { echo "the file change was not seen"; exit 1; }
-[ "$(grep -c '^reply: Hello file resolver$' "$dir/out")" -eq 10 ] || { echo "not 10 replies"; exit 1; }
+[ "$(grep -c '^reply: Hello file resolver$' "$dir/out")" -eq 20 ] || { echo "not 20 replies"; exit 1; }
 echo "ok"
