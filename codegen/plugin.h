@@ -108,7 +108,8 @@ typedef struct {
 /* Fills `o` from protoc's parameter string; returns an error or NULL. */
 const char *parse_options(const char *param, options_t *o);
 /* The request must hold every file it asks for and every file those
- * import, each with a name; one that does not is not from protoc.
+ * import, each file, message, service and method with a name; one that
+ * does not is not from protoc.
  * Returns why (a pool string) or NULL. */
 const char *check_request(const gen_t *g);
 /* Indexes the request's types, reads its options into `opts` and

@@ -30,15 +30,44 @@ const char *parse_options(const char *param, options_t *o) {
   return NULL;
 }
 
+/* protoc names every message, service and method; the generator relies
+ * on it. Returns the first thing without a name, or NULL. */
+static const char *unnamed_message(const message_proto_t *m) {
+  if (m->name == NULL) return "a message";
+  for (size_t i = 0; i < m->n_nested_type; i++) {
+    const char *what = unnamed_message(m->nested_type[i]);
+    if (what != NULL) return what;
+  }
+  return NULL;
+}
+
+static const char *unnamed(const file_proto_t *f) {
+  for (size_t i = 0; i < f->n_message_type; i++) {
+    const char *what = unnamed_message(f->message_type[i]);
+    if (what != NULL) return what;
+  }
+  for (size_t i = 0; i < f->n_service; i++) {
+    const service_proto_t *s = f->service[i];
+    if (s->name == NULL) return "a service";
+    for (size_t j = 0; j < s->n_method; j++)
+      if (s->method[j]->name == NULL) return "a method";
+  }
+  return NULL;
+}
+
 const char *check_request(const gen_t *g) {
   const Google__Protobuf__Compiler__CodeGeneratorRequest *req = g->req;
   if (req->n_file_to_generate == 0)
     return "the request names no file to generate; run me from protoc:\n"
            "  protoc --plugin=protoc-gen-uvgrpc=PATH --uvgrpc_out=DIR "
            "FILE.proto";
-  for (size_t i = 0; i < req->n_proto_file; i++)
-    if (req->proto_file[i]->name == NULL)
-      return "the request has a file without a name";
+  for (size_t i = 0; i < req->n_proto_file; i++) {
+    const file_proto_t *f = req->proto_file[i];
+    if (f->name == NULL) return "the request has a file without a name";
+    const char *what = unnamed(f);
+    if (what != NULL)
+      return pstrf("%s has %s without a name", f->name, what);
+  }
   for (size_t i = 0; i < req->n_file_to_generate; i++) {
     const file_proto_t *f = find_file(g, req->file_to_generate[i]);
     if (f == NULL)
