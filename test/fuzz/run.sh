@@ -8,7 +8,8 @@
 # so that what it finds can be looked at and merged by hand. Crashes,
 # leaks and timeouts are written to build-fuzz/fuzz/TARGET/ as
 # crash-*, leak-*, timeout-*, oom-*. Prints per target the executions,
-# cov and ft of libFuzzer's last line, and what it found. Extra arguments
+# cov, ft and corp (inputs/bytes) of libFuzzer's last line, and the number
+# of findings. Extra arguments
 # after SECONDS go to libFuzzer (e.g. -jobs=2).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,7 +34,7 @@ done
 
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 status=0
-printf '%-16s %8s %12s %8s %8s %7s  %s\n' target seconds executions cov ft corpus findings
+printf '%-16s %8s %12s %8s %8s %11s  %s\n' target seconds executions cov ft corpus findings
 for t in $targets; do
   dir=build-fuzz/fuzz/$t
   mkdir -p "$dir/corpus"
@@ -49,10 +50,11 @@ for t in $targets; do
   execs=$(grep -E '^stat::number_of_executed_units' "$dir/log" | awk '{print $2}')
   cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
   ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
+  corp=$(sed -nE 's/.* corp: ([0-9]+\/[0-9]+[a-zA-Z]*).*/\1/p' <<<"$last")
   found=$(cd "$dir" && ls crash-* leak-* timeout-* oom-* slow-unit-* 2>/dev/null | wc -l)
   [ $rc -ne 0 ] && status=1
-  printf '%-16s %8s %12s %8s %8s %7s  %s\n' "$t" "$seconds" "${execs:-?}" \
-    "${cov:-?}" "${ft:-?}" "$(ls "$dir/corpus" | wc -l)" \
+  printf '%-16s %8s %12s %8s %8s %11s  %s\n' "$t" "$seconds" "${execs:-?}" \
+    "${cov:-?}" "${ft:-?}" "${corp:-?}" \
     "$found$([ $rc -ne 0 ] && echo " (exit $rc, see $dir/log)")"
 done
 exit $status
