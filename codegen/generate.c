@@ -183,6 +183,7 @@ static int build_services(gen_t *g, const file_proto_t *f, service_t **out,
   service_t *svcs = xmalloc(f->n_service * sizeof(*svcs));
   idents_t ids = {0};
   int rc = 0;
+  size_t nbuilt = 0; /* services whose methods array is allocated */
   for (size_t i = 0; i < f->n_service && rc == 0; i++) {
     const service_proto_t *sp = f->service[i];
     service_t *s = &svcs[i];
@@ -192,6 +193,7 @@ static int build_services(gen_t *g, const file_proto_t *f, service_t **out,
     s->comment = comment_at(f, spath, 2);
     s->n = sp->n_method;
     s->methods = xmalloc(sp->n_method * sizeof(*s->methods));
+    nbuilt = i + 1;
     for (size_t w = 0; w < sizeof(service_words) / sizeof(*service_words); w++)
       ident_add(&ids, pstrf("%s__%s", s->id, service_words[w]),
                 pstrf("service %s", s->full));
@@ -239,7 +241,8 @@ static int build_services(gen_t *g, const file_proto_t *f, service_t **out,
   *out = svcs;
   *nout = f->n_service;
   if (rc != 0) {
-    for (size_t i = 0; i < f->n_service; i++) free(svcs[i].methods);
+    /* the services after the one that failed were never built */
+    for (size_t i = 0; i < nbuilt; i++) free(svcs[i].methods);
     free(svcs);
     *out = NULL;
   }

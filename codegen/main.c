@@ -45,11 +45,6 @@ extern char **environ;
 static const char *prog = "protoc-gen-uvgrpc";
 static request_t *req; /* freed on every way out, for leak checkers */
 
-typedef struct {
-  int pb_c;
-  const char *protoc_gen_c;
-} options_t;
-
 static void die(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...) {
@@ -91,28 +86,6 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     n -= (size_t)w;
   }
   return 0;
-}
-
-/* Fills `o` from protoc's parameter string; returns an error or NULL. */
-static const char *parse_options(const char *param, options_t *o) {
-  memset(o, 0, sizeof(*o));
-  o->protoc_gen_c = "protoc-gen-c";
-  if (param == NULL) return NULL;
-  const char *p = param;
-  while (*p != '\0') {
-    const char *comma = strchr(p, ',');
-    size_t n = comma ? (size_t)(comma - p) : strlen(p);
-    const char *opt = pstrndup(p, n);
-    if (strcmp(opt, "pb_c") == 0)
-      o->pb_c = 1;
-    else if (strncmp(opt, "protoc_gen_c=", 13) == 0 && opt[13] != '\0')
-      o->protoc_gen_c = opt + 13;
-    else if (n > 0)
-      return pstrf("unknown option \"%s\" (known: pb_c, protoc_gen_c=PATH)",
-                   opt);
-    p += n + (comma != NULL);
-  }
-  return NULL;
 }
 
 /* Runs `argv0` with `in` on its stdin and returns its stdout, or NULL with
@@ -245,27 +218,6 @@ static int generate_pb_c(gen_t *g, const options_t *o) {
   return rc;
 }
 
-/* The request must hold every file it asks for and every file those
- * import; a request that does not is not from protoc. */
-static void check_request(const gen_t *g) {
-  if (req->n_file_to_generate == 0)
-    die("the request names no file to generate; run me from protoc:\n"
-        "  protoc --plugin=protoc-gen-uvgrpc=PATH --uvgrpc_out=DIR FILE.proto");
-  for (size_t i = 0; i < req->n_proto_file; i++)
-    if (req->proto_file[i]->name == NULL)
-      die("the request has a file without a name");
-  for (size_t i = 0; i < req->n_file_to_generate; i++) {
-    const file_proto_t *f = find_file(g, req->file_to_generate[i]);
-    if (f == NULL)
-      die("the request asks for %s but does not contain it",
-          req->file_to_generate[i]);
-    for (size_t j = 0; j < f->n_dependency; j++)
-      if (find_file(g, f->dependency[j]) == NULL)
-        die("%s imports %s, which the request does not contain", f->name,
-            f->dependency[j]);
-  }
-}
-
 int main(int argc, char **argv) {
   if (argc > 1) {
     if (strcmp(argv[1], "--version") == 0) {
@@ -294,15 +246,10 @@ int main(int argc, char **argv) {
 
   gen_t g = {0};
   g.req = req;
-  check_request(&g);
-  for (size_t i = 0; i < req->n_proto_file; i++)
-    index_file(&g.types, req->proto_file[i]);
-
+  const char *bad = check_request(&g);
+  if (bad != NULL) die("%s", bad);
   options_t opts;
-  const char *opt_err = parse_options(req->parameter, &opts);
-  if (opt_err != NULL) g.error = (char *)opt_err;
-  for (size_t i = 0; i < req->n_file_to_generate && g.error == NULL; i++)
-    generate_file(&g, find_file(&g, req->file_to_generate[i]));
+  generate_files(&g, &opts);
   if (g.error == NULL && opts.pb_c) generate_pb_c(&g, &opts);
 
   response_t resp = GOOGLE__PROTOBUF__COMPILER__CODE_GENERATOR_RESPONSE__INIT;
@@ -336,9 +283,7 @@ int main(int argc, char **argv) {
   free(out);
   free(files);
   free(filep);
-  for (size_t i = 0; i < g.nfiles; i++) sb_free(&g.files[i].content);
-  free(g.files);
-  free(g.types.msgs);
+  gen_free(&g);
   google__protobuf__compiler__code_generator_request__free_unpacked(req, NULL);
   pool_free();
   if (rc != 0) {

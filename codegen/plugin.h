@@ -97,4 +97,26 @@ int generate_file(gen_t *g, const file_proto_t *f);
 /* The file of the request named `name`, or NULL. */
 const file_proto_t *find_file(const gen_t *g, const char *name);
 
+/* ---- the request (request.c) ---- */
+
+/* protoc's parameter string ("pb_c,protoc_gen_c=PATH"). */
+typedef struct {
+  int pb_c;
+  const char *protoc_gen_c;
+} options_t;
+
+/* Fills `o` from protoc's parameter string; returns an error or NULL. */
+const char *parse_options(const char *param, options_t *o);
+/* The request must hold every file it asks for and every file those
+ * import, each file, message, service and method with a name; one that
+ * does not is not from protoc.
+ * Returns why (a pool string) or NULL. */
+const char *check_request(const gen_t *g);
+/* Indexes the request's types, reads its options into `opts` and
+ * generates every file it asks for into g->files, stopping at the first
+ * g->error (protoc-c's files are main.c's business). */
+void generate_files(gen_t *g, options_t *opts);
+/* Frees what generate_files() made (not the pool: pool_free()). */
+void gen_free(gen_t *g);
+
 #endif

@@ -329,6 +329,17 @@ static void pf_subchannel_state(void *state, uvg_subchannel_t *sc,
       }
       return;
     case UVG_STATE_IDLE:
+      if (!pf->first_pass_done && !pf->failed[i]) {
+        /* Its connection was lost before the policy heard it was READY
+         * (lb.c withdraws that READY: a server that answers SETTINGS and
+         * GOAWAY together): as when the selected connection is lost, IDLE
+         * until the next call, which starts a new pass. Waiting on would
+         * leave the queued calls to a subchannel nobody connects. */
+        uvg__timer_stop(&pf->eyeballs);
+        uvg_lb_request_resolution(pf->lb);
+        report(pf, UVG_STATE_IDLE);
+        return;
+      }
       /* A62: after the first pass, each tries again when its backoff
        * allows, until one is READY */
       if (pf->first_pass_done && pf->state == UVG_STATE_TRANSIENT_FAILURE)

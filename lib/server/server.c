@@ -233,13 +233,16 @@ void uvg__server_add_hook(uvg_server_t *s, uvg__server_hook_t *hook) {
 
 /* ---- listening and accepting ---- */
 
-static void on_accept(uvg__listener_t *ll, int fd) {
-  uvg__server_listener_t *sl = uvg__container_of(ll, uvg__server_listener_t, l);
-  uvg_server_t *s = sl->server;
+int uvg__server_adopt(uvg_server_t *s, int fd, int is_unix,
+                      uvg__tls_config_t *tls) {
+  if (s->closing) {
+    close(fd);
+    return UVG_ECLOSED;
+  }
   uvg__srvconn_t *sc = uvg__calloc(1, sizeof(*sc));
   if (sc == NULL) {
     close(fd); /* refused rather than left to wait */
-    return;
+    return UVG_ENOMEM;
   }
   uvg__conn_t *c = &sc->c;
   c->data = s;
@@ -247,21 +250,27 @@ static void on_accept(uvg__listener_t *ll, int fd) {
   c->stat_writes = &s->stats.writes;
   c->stat_bytes = &s->stats.bytes_written;
   c->stat_proto = &s->stats.protocol_errors;
-  int err = uvg__stream_open_fd(s->loop, &c->io, fd, ll->is_unix, c->io.cbs,
+  int err = uvg__stream_open_fd(s->loop, &c->io, fd, is_unix, c->io.cbs,
                                 s->read_buf, READ_BUF_LEN);
   if (c->io.ops == NULL) {
     uvg__free(sc);
-    return;
+    return err;
   }
   uvg__list_push(&s->conns, &c->link);
   s->stats.connections_accepted++;
   s->stats.connections_open++;
-  if (err == 0 && sl->tls != NULL) err = uvg__tls_wrap(&c->io, sl->tls, NULL);
+  if (err == 0 && tls != NULL) err = uvg__tls_wrap(&c->io, tls, NULL);
   if (err == 0) err = uvg__conn_start_server(sc, &s->settings);
   if (err != 0) {
     uvg__log(UVG_LOG_WARN, "cannot start connection: %s", uvg_strerror(err));
     uvg__conn_close(c);
   }
+  return err;
+}
+
+static void on_accept(uvg__listener_t *ll, int fd) {
+  uvg__server_listener_t *sl = uvg__container_of(ll, uvg__server_listener_t, l);
+  (void)uvg__server_adopt(sl->server, fd, ll->is_unix, sl->tls);
 }
 
 /* Parses "HOST:PORT", "[V6]:PORT" or "unix:PATH" into a socket address or a

@@ -89,6 +89,15 @@ int uvg__server_register(uvg_server_t *s, const uvg_method_t *methods,
                          size_t n, const uvg__service_t *service);
 /* Adds `hook`; its on_close runs at once if the server is closing. */
 void uvg__server_add_hook(uvg_server_t *s, uvg__server_hook_t *hook);
+/* Serves the connected socket `fd` (TCP, or unix with is_unix) as if it
+ * had been accepted, through TLS with `tls` (borrowed: the caller keeps
+ * it alive as long as the server) or in plaintext with NULL. The server
+ * owns fd from here on, whatever the result: 0; UVG_ECLOSED (closing);
+ * UVG_ENOMEM; a libuv error (the connection is then closed). This is how
+ * the listeners serve what they accept, and how the fuzz targets feed a
+ * connection bytes without listening. */
+int uvg__server_adopt(uvg_server_t *s, int fd, int is_unix,
+                      uvg__tls_config_t *tls);
 /* Re-checks whether a closing server can complete. */
 void uvg__server_maybe_closed(uvg_server_t *s);
 
