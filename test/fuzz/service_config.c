@@ -9,9 +9,11 @@
 #include "client/service_config.h"
 #include "rpc/rpc.h"
 
-static int supported(const char *name, void *arg) {
+static int supported(const char *name, const char *config, void *arg) {
   unsigned mask = *(const unsigned *)arg;
-  if (strcmp(name, "pick_first") == 0) return 1;
+  /* with bit 2, pick_first refuses any config but {} (check_config) */
+  if (strcmp(name, "pick_first") == 0)
+    return (mask & 2) && strcmp(config, "{}") != 0 ? -1 : 1;
   if (strcmp(name, "round_robin") == 0) return (mask & 4) != 0;
   return 0;
 }
