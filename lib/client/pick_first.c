@@ -127,7 +127,8 @@ static void start_pass(pf_t *pf);
 
 static void on_retry(uvg__timer_t *t) {
   pf_t *pf = uvg__container_of(t, pf_t, retry);
-  int pass = pf->retry_pass && pf->selected == NULL;
+  /* an IDLE policy waits for a call (A62) */
+  int pass = pf->retry_pass && pf->selected == NULL && pf->state != UVG_STATE_IDLE;
   pf->retry_pass = 0;
   if (pass) start_pass(pf);
   if (pf->retry_report) report(pf, pf->state);
@@ -165,6 +166,10 @@ static void start_pass(pf_t *pf) {
     uvg__timer_start(&pf->retry, on_retry, RETRY_MS);
     return;
   }
+  /* a pass under way makes the retry of one that found nothing stale:
+   * it would start this one over and forget which addresses failed */
+  pf->retry_pass = 0;
+  if (!pf->retry_report) uvg__timer_stop(&pf->retry);
   /* A62: TRANSIENT_FAILURE stays until a subchannel is READY */
   if (pf->state != UVG_STATE_TRANSIENT_FAILURE) report(pf, UVG_STATE_CONNECTING);
   try_next(pf);
