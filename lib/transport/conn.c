@@ -293,24 +293,17 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t error,
   return 0;
 }
 
-/* nghttp2's allocations go through the library's allocator too. */
-static void *mem_malloc(size_t n, void *ud) {
-  (void)ud;
-  return uvg__malloc(n);
-}
-static void mem_free(void *p, void *ud) {
-  (void)ud;
-  uvg__free(p);
-}
+/* nghttp2's allocations come from the scheduler's free lists (and so from
+ * the library's allocator): the stream objects, queued frames and header
+ * copies every call makes are reused, not allocated each time. */
+static void *mem_malloc(size_t n, void *ud) { return uvg__pool_alloc(ud, n); }
+static void mem_free(void *p, void *ud) { uvg__pool_free(ud, p); }
 static void *mem_calloc(size_t n, size_t size, void *ud) {
-  (void)ud;
-  return uvg__calloc(n, size);
+  return uvg__pool_calloc(ud, n, size);
 }
 static void *mem_realloc(void *p, size_t n, void *ud) {
-  (void)ud;
-  return uvg__realloc(p, n);
+  return uvg__pool_realloc(ud, p, n);
 }
-static nghttp2_mem h2_mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
 
 /* Makes a filled-in set of callbacks and only then hands it out. nghttp2
  * allocates it with plain calloc, not through nghttp2_mem. Returns 0 or
@@ -353,6 +346,8 @@ static int session_new(uvg__conn_t *c, int client) {
     if (new_callbacks(&own) != 0) return UVG_ENOMEM;
     cbs = own;
   }
+  nghttp2_mem mem = {&c->sched->mem, mem_malloc, mem_free, mem_calloc,
+                     mem_realloc};
   /* Window is granted by hand (uvg__ts_consume) as the application takes
    * messages: reading is paced by the application, on both sides. */
   nghttp2_option *opt;
@@ -362,8 +357,12 @@ static int session_new(uvg__conn_t *c, int client) {
     /* gRPC values may begin or end with a space (a grpc-message, ASCII
      * metadata); RFC 9113 8.2.1's check would reset such streams. */
     nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(opt, 1);
-    rv = client ? nghttp2_session_client_new3(&c->h2, cbs, c, opt, &h2_mem)
-                : nghttp2_session_server_new3(&c->h2, cbs, c, opt, &h2_mem);
+    /* A server's nghttp2 keeps up to max_concurrent_streams closed streams
+     * for RFC 7540 priorities, which gRPC never sends: 100 stream objects
+     * an idle connection would hold for nothing. */
+    nghttp2_option_set_no_closed_streams(opt, 1);
+    rv = client ? nghttp2_session_client_new3(&c->h2, cbs, c, opt, &mem)
+                : nghttp2_session_server_new3(&c->h2, cbs, c, opt, &mem);
     nghttp2_option_del(opt);
   }
   if (own != NULL) nghttp2_session_callbacks_del(own);
@@ -391,7 +390,7 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
     uvg__conn_goaway(c, NGHTTP2_NO_ERROR, c->close_reason);
   while (!uvg__list_empty(&s->sendq))
     drop_msg(uvg__container_of(s->sendq.next, uvg__msg_t, link));
-  uvg__free(s->trailers);
+  uvg__pool_free(&c->sched->mem, s->trailers);
   s->trailers = NULL;
   s->ntrailers = 0;
   s->unconsumed = 0;
@@ -448,11 +447,12 @@ int uvg__ts_send(uvg__tstream_t *s, uvg__msg_t *m) {
   return 0;
 }
 
-/* Copies nv into one allocation so the trailers outlive the caller. */
-static nghttp2_nv *pack_nv(const nghttp2_nv *nv, size_t n) {
+/* Copies nv into one block of the scheduler's pool so that the trailers
+ * outlive the caller. */
+static nghttp2_nv *pack_nv(uvg__pool_t *pool, const nghttp2_nv *nv, size_t n) {
   size_t size = n * sizeof(nghttp2_nv);
   for (size_t i = 0; i < n; i++) size += nv[i].namelen + nv[i].valuelen;
-  nghttp2_nv *out = uvg__malloc(size);
+  nghttp2_nv *out = uvg__pool_alloc(pool, size);
   if (out == NULL) return NULL;
   uint8_t *p = (uint8_t *)(out + n);
   for (size_t i = 0; i < n; i++) {
@@ -467,7 +467,9 @@ static nghttp2_nv *pack_nv(const nghttp2_nv *nv, size_t n) {
 
 int uvg__ts_end(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n) {
   if (s->conn == NULL || s->conn->closing || s->end_queued) return UVG_ECLOSED;
-  if (n > 0 && (s->trailers = pack_nv(nv, n)) == NULL) return UVG_ENOMEM;
+  if (n > 0 &&
+      (s->trailers = pack_nv(&s->conn->sched->mem, nv, n)) == NULL)
+    return UVG_ENOMEM;
   s->ntrailers = n;
   s->end_queued = 1;
   resume(s);
