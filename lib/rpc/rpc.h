@@ -25,11 +25,13 @@ typedef struct {
   uint32_t max_len;
 } uvg__deframer_t;
 
-/* Called for each complete message. `msg` (NULL when len is 0) is allocated
- * with the library's allocator, exactly `len` bytes, and now belongs to the
- * callee (uvg__free). Return 0 to go on, or a
- * negative code that uvg__deframer_feed returns at once. */
-typedef int (*uvg__deframe_cb)(void *arg, int compressed, uint8_t *msg,
+/* Called for each complete message: `len` bytes at `msg` (NULL when len is
+ * 0), valid during the call only. A message that arrived whole in one fed
+ * chunk is that chunk's bytes, lent and not copied; a callee that keeps a
+ * message copies it where it lives (a call's arena, a received-message
+ * record). Return 0 to go on, or a negative code that uvg__deframer_feed
+ * returns at once. */
+typedef int (*uvg__deframe_cb)(void *arg, int compressed, const uint8_t *msg,
                                uint32_t len);
 
 void uvg__deframer_init(uvg__deframer_t *d, uint32_t max_len);
@@ -124,10 +126,13 @@ void uvg__md_list_free(uvg__md_list_t *l);
 /* Header fields for nghttp2: `fixed` fields (pointing at the caller's
  * storage) followed by the metadata of `md` ("-bin" values base64-encoded
  * into the block). The block points into `md`: keep both alive until the
- * fields are submitted (nghttp2 copies them). Returns 0 or UVG_ENOMEM. */
+ * fields are submitted (nghttp2 copies them). A block that fits `inline_nv`
+ * (the usual one: no "-bin" values) allocates nothing; it must not be
+ * copied, since nv may point into it. Returns 0 or UVG_ENOMEM. */
 typedef struct {
   nghttp2_nv *nv;
   size_t n;
+  nghttp2_nv inline_nv[16];
 } uvg__nv_block_t;
 int uvg__nv_build(uvg__nv_block_t *b, const nghttp2_nv *fixed, size_t nfixed,
                   const uvg__md_list_t *md);

@@ -2,8 +2,9 @@
  * the hot path must not grow new mallocs unnoticed. The peer of each side
  * is a raw nghttp2 test peer whose memory does not go through the
  * library's allocator, so what is counted is the library's alone. The
- * limits are the counts measured when the hot path was last trimmed;
- * lower them when it gets cheaper, never raise them without a reason
+ * limits are the counts measured when the hot path was last trimmed
+ * (14 server and 12 client allocations before the free lists, the lent
+ * messages and the call arenas); never raise them without a reason
  * written here. */
 #include <uvgrpc.h>
 
@@ -13,9 +14,9 @@
 #include "test.h"
 
 /* Server: an echo of a small message, with a reply and OK trailers. */
-#define SERVER_LIMIT 7
+#define SERVER_LIMIT 0
 /* Client: start, send, half-close, read; the same small message back. */
-#define CLIENT_LIMIT 7
+#define CLIENT_LIMIT 0
 
 #define WARMUP 40
 #define MEASURED 150
