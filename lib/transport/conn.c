@@ -29,15 +29,6 @@ static ssize_t on_send(nghttp2_session *h2, const uint8_t *data, size_t len,
   return (ssize_t)len;
 }
 
-static size_t queued_bytes(const uvg__tstream_t *s) {
-  size_t n = 0;
-  for (const uvg__list_t *p = s->sendq.next; p != &s->sendq; p = p->next) {
-    const uvg__msg_t *m = uvg__container_of(p, uvg__msg_t, link);
-    n += m->head_len + m->len - m->off;
-  }
-  return n;
-}
-
 /* The data provider of every response: reports what the send queue holds,
  * without copying (NO_COPY: on_send_data writes the bytes), and asks for the
  * trailers once the queue is empty and the stream is ending. */
@@ -47,7 +38,7 @@ static ssize_t on_read_data(nghttp2_session *h2, int32_t id, uint8_t *buf,
   uvg__tstream_t *s = src->ptr;
   (void)buf;
   (void)ud;
-  size_t avail = queued_bytes(s);
+  size_t avail = s->queued;
   if (avail == 0 && !s->end_queued) {
     s->deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
@@ -94,6 +85,7 @@ static int on_send_data(nghttp2_session *h2, nghttp2_frame *frame,
     }
     if (rc != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
     m->off += n;
+    s->queued -= n;
     length -= n;
     if (!m->in_write) {
       m->in_write = 1;
@@ -390,6 +382,7 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
     uvg__conn_goaway(c, NGHTTP2_NO_ERROR, c->close_reason);
   while (!uvg__list_empty(&s->sendq))
     drop_msg(uvg__container_of(s->sendq.next, uvg__msg_t, link));
+  s->queued = 0;
   uvg__pool_free(&c->sched->mem, s->trailers);
   s->trailers = NULL;
   s->ntrailers = 0;
@@ -443,6 +436,7 @@ int uvg__ts_send(uvg__tstream_t *s, uvg__msg_t *m) {
   m->in_write = m->dropped = 0;
   uvg__list_init(&m->wlink);
   uvg__list_push(&s->sendq, &m->link);
+  s->queued += m->head_len + m->len;
   resume(s);
   return 0;
 }
@@ -572,26 +566,33 @@ static void complete_write(uvg__conn_t *c, int status) {
   }
 }
 
-static void on_io_write(uvg__stream_t *io, int status) {
-  uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
+/* The write is over, in flight until now or taken by the socket at once:
+ * its messages and streams learn their fate. Returns 1 if the connection
+ * may write again, 0 if it is closing. */
+static int end_write(uvg__conn_t *c, int status) {
   c->writing = 0;
   uvg__iovs_reset(&c->out);
   /* One large batch must not stay with an idle connection for good. */
   if (c->out.arena.cap > 16 * 1024) uvg__iovs_free(&c->out);
   complete_write(c, status);
-  if (c->closing) return;
+  if (c->closing) return 0;
   if (c->close_after_write) {
     linger(c);
-    return;
+    return 0;
   }
   if (status < 0) {
     UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: write failed: %s", c->peer,
                uv_strerror(status));
     uvg__conn_set_close_reason(c, "write failed");
     close_now(c);
-    return;
+    return 0;
   }
-  flush(c);
+  return 1;
+}
+
+static void on_io_write(uvg__stream_t *io, int status) {
+  uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
+  if (end_write(c, status)) flush(c);
 }
 
 static void on_io_close(uvg__stream_t *io) {
@@ -702,41 +703,61 @@ void uvg__conn_schedule_flush(uvg__conn_t *c) {
     c->flush_queued = 1;
 }
 
+/* Writes the chain: first what the socket takes at once, then the rest
+ * with a write whose completion follows. Returns 1 if the socket took it
+ * all (no completion follows), 0 if a write is in flight, or a libuv
+ * error. */
+static int write_out(uvg__conn_t *c) {
+  if (c->io.ops->try_write != NULL) {
+    int n = c->io.ops->try_write(&c->io, c->out.iov, c->out.n);
+    if (n < 0) return n;
+    if ((size_t)n == out_bytes(c)) return 1;
+    uvg__iovs_consume(&c->out, (size_t)n);
+  }
+  return c->io.ops->write(&c->io, c->out.iov, c->out.n);
+}
+
 /* Serializes what is pending and writes it; from the queue, or at once
  * when the write in flight completes (a flush still queued then finds
- * nothing to do). */
+ * nothing to do). While the socket takes each batch at once, the next
+ * one follows in the same call. */
 static void flush(uvg__conn_t *c) {
-  if (c->writing || c->closing) return;
-  int rv = nghttp2_session_send(c->h2);
-  if (rv != 0) {
-    uvg__log(UVG_LOG_WARN, "%s: HTTP/2 send failed: %s; closing connection",
-             c->peer, nghttp2_strerror(rv));
-    uvg__conn_set_close_reason(c, "internal error (out of memory)");
-    close_now(c);
-    return;
+  while (!c->writing && !c->closing) {
+    int rv = nghttp2_session_send(c->h2);
+    if (rv != 0) {
+      uvg__log(UVG_LOG_WARN, "%s: HTTP/2 send failed: %s; closing connection",
+               c->peer, nghttp2_strerror(rv));
+      uvg__conn_set_close_reason(c, "internal error (out of memory)");
+      close_now(c);
+      return;
+    }
+    if (c->out.n == 0) {
+      /* Done when nghttp2 is (GOAWAY exchanged, no streams left), unless a
+       * drain still waits for its PING before the final GOAWAY. */
+      if (!nghttp2_session_want_read(c->h2) &&
+          !nghttp2_session_want_write(c->h2) && !uvg__srv_draining(c))
+        linger(c);
+      return;
+    }
+    uvg__iovs_finish(&c->out);
+    size_t bytes = out_bytes(c);
+    if (c->stat_writes) (*c->stat_writes)++;
+    if (c->stat_bytes) *c->stat_bytes += bytes;
+    UVG__TRACE(UVG__TRACE_WRITER, "%s: write %zu bytes in %u iovecs", c->peer,
+               bytes, c->out.n);
+    int err = write_out(c);
+    if (err < 0) {
+      uvg__iovs_reset(&c->out);
+      complete_write(c, err);
+      close_now(c);
+      return;
+    }
+    if (err == 0) {
+      c->writing = 1;
+      return;
+    }
+    if (!end_write(c, 0)) return;
   }
-  if (c->out.n == 0) {
-    /* Done when nghttp2 is (GOAWAY exchanged, no streams left), unless a
-     * drain still waits for its PING before the final GOAWAY. */
-    if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
-        !uvg__srv_draining(c))
-      linger(c);
-    return;
-  }
-  uvg__iovs_finish(&c->out);
-  size_t bytes = out_bytes(c);
-  if (c->stat_writes) (*c->stat_writes)++;
-  if (c->stat_bytes) *c->stat_bytes += bytes;
-  UVG__TRACE(UVG__TRACE_WRITER, "%s: write %zu bytes in %u iovecs", c->peer,
-             bytes, c->out.n);
-  int err = c->io.ops->write(&c->io, c->out.iov, c->out.n);
-  if (err != 0) {
-    uvg__iovs_reset(&c->out);
-    complete_write(c, err);
-    close_now(c);
-    return;
-  }
-  c->writing = 1;
 }
 
 void uvg__conn_submit_goaway(uvg__conn_t *c, uint32_t h2_error,
