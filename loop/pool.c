@@ -4,8 +4,13 @@
 #include <stdalign.h>
 #include <string.h>
 
-#define MIN_SHIFT 5 /* the smallest class: 32 bytes */
 #define DIRECT 0xff /* the class of a block too large for the lists */
+
+/* Half-power steps: a block wastes at most a third of itself. Some blocks
+ * live as long as their connection (nghttp2's header table entries), so
+ * rounding shows in the memory an idle connection holds. */
+static const uint16_t class_size[UVG__POOL_CLASSES] = {
+    32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048};
 
 /* 16 bytes before the caller's: aligned as malloc's blocks are. */
 struct uvg__pool_block_s {
@@ -20,7 +25,7 @@ void uvg__pool_init(uvg__pool_t *p) { memset(p, 0, sizeof(*p)); }
 
 static unsigned class_of(size_t n) {
   unsigned c = 0;
-  while (c < UVG__POOL_CLASSES && ((size_t)1 << (c + MIN_SHIFT)) < n) c++;
+  while (c < UVG__POOL_CLASSES && class_size[c] < n) c++;
   return c;
 }
 
@@ -36,9 +41,9 @@ void *uvg__pool_alloc(uvg__pool_t *p, size_t n) {
   if (c < UVG__POOL_CLASSES && (b = p->free[c]) != NULL) {
     p->free[c] = b->u.next;
     p->kept[c]--;
-    size = (size_t)1 << (c + MIN_SHIFT);
+    size = class_size[c];
   } else {
-    size = c < UVG__POOL_CLASSES ? (size_t)1 << (c + MIN_SHIFT) : n;
+    size = c < UVG__POOL_CLASSES ? class_size[c] : n;
     if (size > SIZE_MAX - sizeof(*b)) return NULL;
     if ((b = uvg__malloc(sizeof(*b) + size)) == NULL) return NULL;
   }
@@ -70,7 +75,7 @@ void uvg__pool_free(uvg__pool_t *p, void *ptr) {
   uvg__pool_block_t *b = block_of(ptr);
   unsigned c = b->cls;
   if (c == DIRECT ||
-      (((size_t)p->kept[c] + 1) << (c + MIN_SHIFT)) > UVG__POOL_KEEP) {
+      ((size_t)p->kept[c] + 1) * class_size[c] > UVG__POOL_KEEP) {
     uvg__free(b);
     return;
   }
@@ -82,7 +87,7 @@ void uvg__pool_free(uvg__pool_t *p, void *ptr) {
 size_t uvg__pool_kept_bytes(const uvg__pool_t *p) {
   size_t n = 0;
   for (unsigned c = 0; c < UVG__POOL_CLASSES; c++)
-    n += p->kept[c] * (sizeof(uvg__pool_block_t) + ((size_t)1 << (c + MIN_SHIFT)));
+    n += p->kept[c] * (sizeof(uvg__pool_block_t) + class_size[c]);
   return n;
 }
 
