@@ -17,7 +17,7 @@
 #include "common.h"
 
 #define UVG__POOL_CLASSES 13 /* 32, 48, 64, 96, ... 1536, 2048 bytes */
-#define UVG__POOL_KEEP (32 * 1024)
+#define UVG__POOL_KEEP (64 * 1024)
 
 typedef struct uvg__pool_block_s uvg__pool_block_t;
 

@@ -9,6 +9,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "../../loop/arena.h"
 #include "../../loop/buf.h"
 #include "../transport/conn.h"
 
@@ -98,13 +99,17 @@ int uvg__md_key_is_bin(const char *key, size_t n);
  * grpc-status-details-bin, ...). */
 int uvg__md_key_reserved(const char *key, size_t n);
 
-/* A metadata list with its own storage. */
+/* A metadata list with its own storage: allocated, or in an arena that
+ * outlives the list (a server call's received metadata), where removing
+ * and freeing release nothing. */
 typedef struct {
   uvg_metadata_t *items;
   size_t n, cap;
+  uvg__arena_t *arena; /* or NULL */
 } uvg__md_list_t;
 
 void uvg__md_list_init(uvg__md_list_t *l);
+void uvg__md_list_init_arena(uvg__md_list_t *l, uvg__arena_t *arena);
 /* Appends a copy of key/value. Returns 0 or UVG_ENOMEM. */
 int uvg__md_list_add(uvg__md_list_t *l, const char *key, size_t key_len,
                      const uint8_t *value, size_t value_len);

@@ -409,7 +409,8 @@ static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
   c->server = s;
   c->auth = uvg__auth_ref(uvg__tls_auth(&conn->io));
   uvg__list_init(&c->pool_link);
-  uvg__md_list_init(&c->md);
+  /* received metadata in the arena too: freed with it, at once */
+  uvg__md_list_init_arena(&c->md, &c->arena);
   uvg__deframer_init(&c->deframer, s->opts.max_receive_message_size);
   uvg__timer_init(s->sched, &c->deadline);
   s->stats.calls_started++;
