@@ -300,16 +300,15 @@ static void idle_on_close(uv_handle_t *h) {
   idle_closed++;
 }
 
-/* The heap in use, less the blocks the loop's free lists keep for reuse
- * (loop/pool.h: bounded, and not what a connection leaves behind). */
+/* The heap in use, after the loop's free lists gave back what they keep
+ * for reuse (loop/pool.h: bounded, and not what a connection leaves). */
 static size_t heap_in_use(void) {
-  size_t kept = 0;
   uvg__sched_t *s;
   if (uvg__sched_acquire(loop, &s) == 0) {
-    kept = uvg__pool_kept_bytes(&s->mem);
+    uvg__pool_trim(&s->mem);
     uvg__sched_release(s);
   }
-  return mallinfo2().uordblks - kept;
+  return mallinfo2().uordblks;
 }
 
 static size_t rss_bytes(void) {
