@@ -57,6 +57,14 @@ void *uvg__arena_alloc(uvg__arena_t *a, size_t n) {
   return nb->data;
 }
 
+char *uvg__arena_strndup(uvg__arena_t *a, const char *s, size_t n) {
+  char *d = uvg__arena_alloc(a, n + 1);
+  if (d == NULL) return NULL;
+  if (n > 0) memcpy(d, s, n);
+  d[n] = '\0';
+  return d;
+}
+
 void uvg__arena_reset(uvg__arena_t *a) {
   uvg__arena_block_t *keep = a->first;
   if (keep != NULL && !keep->external && keep->size > UVG__ARENA_KEEP_MAX)

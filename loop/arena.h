@@ -32,6 +32,8 @@ void uvg__arena_init_buf(uvg__arena_t *a, void *buf, size_t size);
 /* `n` bytes aligned for any type, valid until the next reset or free.
  * Returns NULL (and sets `failed`) when the allocator does. */
 void *uvg__arena_alloc(uvg__arena_t *a, size_t n);
+/* A NUL-terminated copy of `n` bytes at `s` in the arena, or NULL. */
+char *uvg__arena_strndup(uvg__arena_t *a, const char *s, size_t n);
 /* Releases every allocation; keeps the first block if it is at most
  * UVG__ARENA_KEEP_MAX bytes (or the caller's). */
 void uvg__arena_reset(uvg__arena_t *a);

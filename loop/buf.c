@@ -45,6 +45,7 @@ void uvg__iovs_init(uvg__iovs_t *v) {
   v->iov = NULL;
   v->is_arena = NULL;
   v->n = v->cap = 0;
+  v->bytes = 0;
   uvg__bytes_init(&v->arena);
 }
 
@@ -67,6 +68,7 @@ int uvg__iovs_copy(uvg__iovs_t *v, const void *p, size_t n) {
   if (uvg__bytes_append(&v->arena, p, n) != 0) return UVG_ENOMEM;
   if (v->n > 0 && v->is_arena[v->n - 1]) {
     v->iov[v->n - 1].len += n;
+    v->bytes += n;
     return 0;
   }
   if (grow(v) != 0) {
@@ -75,6 +77,7 @@ int uvg__iovs_copy(uvg__iovs_t *v, const void *p, size_t n) {
   }
   v->iov[v->n] = uv_buf_init((char *)(uintptr_t)off, (unsigned)n);
   v->is_arena[v->n++] = 1;
+  v->bytes += n;
   return 0;
 }
 
@@ -83,6 +86,7 @@ int uvg__iovs_ref(uvg__iovs_t *v, const void *p, size_t n) {
   if (grow(v) != 0) return UVG_ENOMEM;
   v->iov[v->n] = uv_buf_init((char *)p, (unsigned)n);
   v->is_arena[v->n++] = 0;
+  v->bytes += n;
   return 0;
 }
 
@@ -94,14 +98,22 @@ void uvg__iovs_finish(uvg__iovs_t *v) {
     }
 }
 
-size_t uvg__iovs_bytes(const uvg__iovs_t *v) {
-  size_t n = 0;
-  for (unsigned i = 0; i < v->n; i++) n += v->iov[i].len;
-  return n;
+void uvg__iovs_consume(uvg__iovs_t *v, size_t n) {
+  unsigned i = 0;
+  v->bytes -= n;
+  while (i < v->n && n >= v->iov[i].len) n -= v->iov[i++].len;
+  if (i < v->n) {
+    v->iov[i].base += n;
+    v->iov[i].len -= n;
+  }
+  v->n -= i;
+  memmove(v->iov, v->iov + i, v->n * sizeof(*v->iov));
+  memmove(v->is_arena, v->is_arena + i, v->n);
 }
 
 void uvg__iovs_reset(uvg__iovs_t *v) {
   v->n = 0;
+  v->bytes = 0;
   v->arena.len = 0;
 }
 

@@ -48,6 +48,7 @@ typedef struct {
   uv_buf_t *iov;
   uint8_t *is_arena; /* per entry: base holds an arena offset */
   unsigned n, cap;
+  size_t bytes; /* in all entries: kept as they are added */
   uvg__bytes_t arena;
 } uvg__iovs_t;
 
@@ -60,7 +61,9 @@ int uvg__iovs_copy(uvg__iovs_t *v, const void *p, size_t n);
 int uvg__iovs_ref(uvg__iovs_t *v, const void *p, size_t n);
 /* Turns arena offsets into pointers; call once before handing iov out. */
 void uvg__iovs_finish(uvg__iovs_t *v);
-size_t uvg__iovs_bytes(const uvg__iovs_t *v);
+static inline size_t uvg__iovs_bytes(const uvg__iovs_t *v) { return v->bytes; }
+/* Drops the first n bytes (a write took them) of a finished chain. */
+void uvg__iovs_consume(uvg__iovs_t *v, size_t n);
 /* Empties the chain, keeping its memory for the next turn. */
 void uvg__iovs_reset(uvg__iovs_t *v);
 void uvg__iovs_free(uvg__iovs_t *v);

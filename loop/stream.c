@@ -34,6 +34,11 @@ static int sock_write(uvg__stream_t *s, const uv_buf_t *bufs, unsigned n) {
   return uv_write(&s->wreq, &s->h.stream, bufs, n, on_uv_write);
 }
 
+static int sock_try_write(uvg__stream_t *s, const uv_buf_t *bufs, unsigned n) {
+  int rc = uv_try_write(&s->h.stream, bufs, n);
+  return rc == UV_EAGAIN ? 0 : rc;
+}
+
 static void on_uv_shutdown(uv_shutdown_t *req, int status) {
   (void)req;
   (void)status; /* the reader sees the end either way */
@@ -97,6 +102,7 @@ static void tcp_set_user_timeout(uvg__stream_t *s, uint64_t ms) {
 static const uvg__stream_ops_t tcp_ops = {
     .read_start = sock_read_start,
     .write = sock_write,
+    .try_write = sock_try_write,
     .close = sock_close,
     .shutdown = sock_shutdown,
     .peer_name = tcp_peer_name,
@@ -105,6 +111,7 @@ static const uvg__stream_ops_t tcp_ops = {
 static const uvg__stream_ops_t pipe_ops = {
     .read_start = sock_read_start,
     .write = sock_write,
+    .try_write = sock_try_write,
     .close = sock_close,
     .shutdown = sock_shutdown,
     .peer_name = pipe_peer_name,

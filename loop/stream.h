@@ -23,6 +23,12 @@ typedef struct uvg__stream_s uvg__stream_t;
 typedef struct {
   int (*read_start)(uvg__stream_t *s);
   int (*write)(uvg__stream_t *s, const uv_buf_t *bufs, unsigned n);
+  /* Optional. Writes what the socket takes at once, with no write in
+   * flight: returns the bytes written (0 when it takes none) or a libuv
+   * error; no on_write follows. What it took need not go to write(), which
+   * costs a request, a callback on the next loop turn and, in libuv, a
+   * poll re-registration. */
+  int (*try_write)(uvg__stream_t *s, const uv_buf_t *bufs, unsigned n);
   void (*close)(uvg__stream_t *s);
   /* Half-closes: no more writes (FIN) once pending ones are out. Returns 0
    * or a libuv error. */

@@ -21,6 +21,7 @@ int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   s->loop = loop;
   uvg__list_init(&s->ready);
   uvg__list_init(&s->pool);
+  uvg__pool_init(&s->mem);
   s->draining = NULL;
   s->heap = NULL;
   s->heap_n = 0;
@@ -112,6 +113,7 @@ static void on_handle_closed(uv_handle_t *h) {
     uvg__list_remove(&w->link);
     uvg__free(w);
   }
+  uvg__pool_trim(&s->mem);
   if (s->close_cb != NULL) s->close_cb(s);
 }
 

@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "common.h"
+#include "pool.h"
 
 /* status: 0 when run normally, UVG_ECANCELED when the queue closed first (the
  * closure should only free what `arg` owns). */
@@ -50,6 +51,7 @@ typedef struct uvg__sched_s {
   uv_timer_t timer;  /* due time of the earliest uvg__timer_t; unref'd */
   uvg__list_t ready; /* queues with pending closures */
   uvg__list_t pool;  /* free work nodes */
+  uvg__pool_t mem;   /* free blocks for per-call memory (nghttp2's) */
   struct uvg__workq_s *draining; /* the queue being drained, or NULL */
   uvg__timer_t *heap;  /* root of the armed timers' heap (loop/timer.c) */
   size_t heap_n;       /* armed timers */

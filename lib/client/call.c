@@ -18,11 +18,13 @@
 #include "channel.h"
 #include "retry.h"
 
+/* A message received and not yet read, its bytes inline: one block of the
+ * scheduler's pool, so a small reply costs no allocation. */
 typedef struct {
   uvg__list_t link;
-  uint8_t *data;
   uint32_t len;
   uint8_t compressed; /* it arrived compressed */
+  uint8_t data[];
 } recv_msg_t;
 
 typedef struct {
@@ -116,6 +118,13 @@ struct uvg_client_call_s {
   uint8_t on_conn;   /* it has had a stream: auth is what it is */
 };
 
+/* Where a call's per-call records come from: the scheduler's free lists,
+ * which outlive the call (the channel holds the scheduler until its last
+ * call is freed). */
+static uvg__pool_t *pool_of(const uvg_client_call_t *c) {
+  return &c->ch->sched->mem;
+}
+
 /* One call's question to one call credential (uvg_get_metadata_cb). */
 struct uvg_metadata_request_s {
   uvg_client_call_t *call; /* NULL once the call is freed */
@@ -197,8 +206,7 @@ static void drop_unread(uvg_client_call_t *c) {
   while (!uvg__list_empty(&c->msgs)) {
     recv_msg_t *r = uvg__container_of(c->msgs.next, recv_msg_t, link);
     uvg__list_remove(&r->link);
-    uvg__free(r->data);
-    uvg__free(r);
+    uvg__pool_free(&c->ch->sched->mem, r);
   }
 }
 
@@ -208,7 +216,8 @@ static void end_call(uvg_client_call_t *c, uvg_status_code_t code,
   c->done = 1;
   c->code = code;
   c->from_server = (uint8_t)from_server;
-  c->message = uvg__strdup(msg ? msg : "");
+  /* an empty message is the common case (OK): nothing to copy */
+  c->message = msg && *msg ? uvg__strdup(msg) : NULL;
   uvg__timer_stop(&c->deadline);
   uvg__timer_stop(&c->retry_timer);
   int between = c->retry_wait; /* messages may wait for the next attempt */
@@ -251,7 +260,7 @@ static void abandon_with(uvg_client_call_t *c, uvg_status_code_t code,
     c->from_server = 0;
     c->code = code;
     uvg__free(c->message);
-    c->message = uvg__strdup(msg);
+    c->message = msg && *msg ? uvg__strdup(msg) : NULL;
     maybe_post_status(c);
   }
 }
@@ -290,7 +299,7 @@ static void free_kept(uvg_client_call_t *c) {
   while (!uvg__list_empty(&c->kept)) {
     uvg__list_t *p = c->kept.next;
     uvg__list_remove(p);
-    uvg__free(uvg__container_of(p, send_msg_t, early));
+    uvg__pool_free(pool_of(c), uvg__container_of(p, send_msg_t, early));
   }
   c->ch->retry_buffered -= c->kept_bytes;
   c->kept_bytes = 0;
@@ -317,14 +326,14 @@ static void free_call(uvg_client_call_t *c) {
   uvg__md_list_free(&c->trailers);
   uvg__deframer_free(&c->deframer);
   if (c->sc != NULL) uvg__service_config_unref(c->sc);
-  uvg__free(c->method);
+  uvg__pool_free(pool_of(c), c->method);
   uvg__free(c->authority);
   uvg__free(c->bad_encoding);
   uvg__free(c->grpc_message);
   uvg__free(c->details);
   uvg__free(c->message);
   int internal = c->internal;
-  uvg__free(c);
+  uvg__pool_free(pool_of(c), c);
   uvg__channel_call_freed(ch, internal);
 }
 
@@ -368,8 +377,7 @@ static void run_message(void *arg, int status) {
     IC(c, i).ic.on_recv_message(c, r->data, r->len, IC(c, i).data);
     if (c->cbs.on_message != NULL)
       c->cbs.on_message(c, r->data, r->len, c->user_data);
-    uvg__free(r->data);
-    uvg__free(r);
+    uvg__pool_free(&c->ch->sched->mem, r);
   }
   c->delivering = 0;
   maybe_post_status(c);
@@ -382,20 +390,34 @@ static void maybe_deliver(uvg_client_call_t *c) {
     post(c, &c->w_msg, run_message);
 }
 
-static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
+/* Queues a copy of a received message for the application. Returns 0 or
+ * UVG_ENOMEM. */
+static int queue_message(uvg_client_call_t *c, int compressed,
+                         const uint8_t *msg, size_t len) {
+  recv_msg_t *r = uvg__pool_alloc(&c->ch->sched->mem, sizeof(*r) + len);
+  if (r == NULL) return UVG_ENOMEM;
+  if (len > 0) memcpy(r->data, msg, len);
+  r->len = (uint32_t)len;
+  r->compressed = (uint8_t)compressed;
+  uvg__list_push(&c->msgs, &r->link);
+  maybe_deliver(c);
+  return 0;
+}
+
+static int on_deframed(void *arg, int compressed, const uint8_t *msg,
+                       uint32_t len) {
   uvg_client_call_t *c = arg;
   char text[128];
+  uint8_t *plain = NULL;
+  size_t plain_len = 0;
   if (compressed) {
     if (c->recv_enc == UVG_COMPRESS_NONE) {
-      uvg__free(msg);
       end_call(c, UVG_STATUS_INTERNAL,
                "grpc: compressed flag set with identity or empty grpc-encoding", 0);
       return UVG_EPROTO;
     }
-    uint8_t *out;
-    size_t out_len, max = c->deframer.max_len;
-    int rc = uvg__decompress(c->recv_enc, msg, len, max, &out, &out_len);
-    uvg__free(msg);
+    size_t max = c->deframer.max_len;
+    int rc = uvg__decompress(c->recv_enc, msg, len, max, &plain, &plain_len);
     if (rc == UVG__E_TOO_LARGE) {
       snprintf(text, sizeof(text),
                "grpc: received message after decompression larger than max %zu", max);
@@ -405,20 +427,14 @@ static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
                "grpc: failed to decompress the received message", 0);
     }
     if (rc != 0) return rc;
-    msg = out;
-    len = (uint32_t)out_len;
   }
-  recv_msg_t *r = uvg__malloc(sizeof(*r));
-  if (r == NULL) {
-    uvg__free(msg);
+  int rc = plain ? queue_message(c, compressed, plain, plain_len)
+                 : queue_message(c, compressed, msg, len);
+  uvg__free(plain);
+  if (rc != 0) {
     end_call(c, UVG_STATUS_INTERNAL, "out of memory", 0);
-    return UVG_ENOMEM;
+    return rc;
   }
-  r->data = msg;
-  r->len = len;
-  r->compressed = (uint8_t)compressed;
-  uvg__list_push(&c->msgs, &r->link);
-  maybe_deliver(c);
   return 0;
 }
 
@@ -748,7 +764,7 @@ static void run_send_cb(void *arg, int status) {
   (void)status;
   c->pending--;
   sm->cb(c, sm->status, sm->user_data);
-  uvg__free(sm);
+  uvg__pool_free(pool_of(c), sm);
   maybe_free(c);
 }
 
@@ -766,7 +782,7 @@ static void on_msg_done(uvg__msg_t *m, int status) {
     if (uvg__workq_post_node(&c->ch->q, &sm->w, run_send_cb, sm) == 0) {
       c->pending++;
     } else {
-      uvg__free(sm);
+      uvg__pool_free(pool_of(c), sm);
     }
   } else if (c->replayable && !c->done &&
              c->kept_bytes + sm->m.len <= (c->retry.policy ? RETRY_POLICY_KEEP_MAX
@@ -778,7 +794,7 @@ static void on_msg_done(uvg__msg_t *m, int status) {
     uvg__list_push(&c->kept, &sm->early);
   } else {
     free_kept(c);
-    uvg__free(sm);
+    uvg__pool_free(pool_of(c), sm);
   }
   maybe_post_status(c);
   maybe_free(c);
@@ -885,20 +901,8 @@ static void hedge_on_message(uvg_client_call_t *a, const uint8_t *msg, size_t le
                              void *ud) {
   uvg_client_call_t *p = parent_of(ud);
   if (!p->done && p->hedge->winner == a) {
-    recv_msg_t *r = uvg__malloc(sizeof(*r));
-    uint8_t *copy = uvg__malloc(len ? len : 1);
-    if (r == NULL || copy == NULL) {
-      uvg__free(r);
-      uvg__free(copy);
+    if (queue_message(p, uvg_client_call_message_compressed(a), msg, len) != 0)
       end_call(p, UVG_STATUS_INTERNAL, "out of memory", 0);
-    } else {
-      memcpy(copy, msg, len);
-      r->data = copy;
-      r->len = (uint32_t)len;
-      r->compressed = (uint8_t)uvg_client_call_message_compressed(a);
-      uvg__list_push(&p->msgs, &r->link);
-      maybe_deliver(p);
-    }
   }
 }
 
@@ -1061,10 +1065,11 @@ static int hedge_send(uvg_client_call_t *p, const void *data, size_t len, unsign
                       uvg_client_send_cb cb, void *user_data) {
   struct hedge_s *hg = p->hedge;
   send_msg_t *sm = NULL;
-  if (cb != NULL && (sm = uvg__calloc(1, sizeof(*sm))) == NULL) return UVG_ENOMEM;
+  if (cb != NULL && (sm = uvg__pool_calloc(pool_of(p), 1, sizeof(*sm))) == NULL)
+    return UVG_ENOMEM;
   /* after the commit no attempt starts: nothing to keep */
   if (hg->winner == NULL && hedge_keep(p, data, len, flags) != 0) {
-    uvg__free(sm);
+    uvg__pool_free(pool_of(p), sm);
     return UVG_ENOMEM;
   }
   for (unsigned i = 0; i < hg->started; i++)
@@ -1079,7 +1084,7 @@ static int hedge_send(uvg_client_call_t *p, const void *data, size_t len, unsign
     if (uvg__workq_post_node(&p->ch->q, &sm->w, run_send_cb, sm) == 0)
       p->pending++;
     else
-      uvg__free(sm);
+      uvg__pool_free(pool_of(p), sm);
   }
   return 0;
 }
@@ -1391,7 +1396,9 @@ static int start_call(uvg_channel_t *ch, const char *method,
       (opts->metadata == NULL && opts->nmetadata > 0))
     return UVG_EINVAL;
   if (ch->closing) return UVG_ECLOSED;
-  uvg_client_call_t *c = uvg__calloc(1, sizeof(*c));
+  /* the call and its path from the scheduler's free lists: a unary call
+   * in steady state allocates nothing of its own */
+  uvg_client_call_t *c = uvg__pool_calloc(&ch->sched->mem, 1, sizeof(*c));
   if (c == NULL) return UVG_ENOMEM;
   c->ch = ch;
   c->cbs = *cbs;
@@ -1426,17 +1433,19 @@ static int start_call(uvg_channel_t *ch, const char *method,
   c->wfr_chosen = opts->wait_for_ready != 0;
   c->started_at = uv_now(ch->loop);
   int rc = uvg__md_list_add_app(&c->md, opts->metadata, opts->nmetadata);
-  c->method = uvg__strdup(method);
+  size_t mlen = strlen(method);
+  if ((c->method = uvg__pool_alloc(pool_of(c), mlen + 1)) != NULL)
+    memcpy(c->method, method, mlen + 1);
   c->creds = uvg__call_creds_ref(opts->call_credentials);
   if (opts->authority != NULL) c->authority = uvg__strdup(opts->authority);
   if (rc == 0 && (c->method == NULL || (opts->authority && c->authority == NULL)))
     rc = UVG_ENOMEM;
   if (rc != 0) {
     uvg__md_list_free(&c->md);
-    uvg__free(c->method);
+    uvg__pool_free(pool_of(c), c->method);
     uvg__free(c->authority);
     uvg_call_credentials_release(c->creds);
-    uvg__free(c);
+    uvg__pool_free(pool_of(c), c);
     return rc;
   }
   /* a deadline past what grpc-timeout can say (99999999 hours) is none */
@@ -1542,10 +1551,11 @@ int uvg_client_call_send(uvg_client_call_t *c, const void *data, size_t len,
   IC(c, i).ic.on_send_message(c, data, len, IC(c, i).data);
   if (c->hedge != NULL) return hedge_send(c, data, len, flags, cb, user_data);
   int enc = flags & UVG_SEND_NO_COMPRESS ? UVG_COMPRESS_NONE : c->send_enc;
-  send_msg_t *sm = uvg__malloc(sizeof(*sm) + uvg__msg_room(len, enc, cb == NULL));
+  send_msg_t *sm = uvg__pool_alloc(
+      pool_of(c), sizeof(*sm) + uvg__msg_room(len, enc, cb == NULL));
   if (sm == NULL) return UVG_ENOMEM;
   if (uvg__msg_fill(&sm->m, sm->bytes, data, len, enc, cb == NULL) != 0) {
-    uvg__free(sm);
+    uvg__pool_free(pool_of(c), sm);
     return UVG_ENOMEM;
   }
   sm->call = c;
@@ -1557,7 +1567,7 @@ int uvg_client_call_send(uvg_client_call_t *c, const void *data, size_t len,
   /* between two attempts a message waits for the next one */
   if (c->attached && !c->retry_wait) {
     if (uvg__ts_send(&c->ts, &sm->m) != 0) {
-      uvg__free(sm);
+      uvg__pool_free(pool_of(c), sm);
       return UVG_ECANCELED;
     }
   } else {

@@ -94,6 +94,15 @@ int uvg__deframer_feed(uvg__deframer_t *d, const uint8_t *p, size_t n,
       if (d->msg_len > d->max_len) return UVG__E_TOO_LARGE;
       d->msg_have = 0;
     }
+    if (d->msg_have == 0 && n >= d->msg_len) {
+      /* whole in this chunk, the usual case: lent, never copied here */
+      d->hdr_have = 0;
+      int rc = cb(arg, d->hdr[0] & 1, d->msg_len > 0 ? p : NULL, d->msg_len);
+      if (rc != 0) return rc;
+      p += d->msg_len;
+      n -= d->msg_len;
+      continue;
+    }
     size_t take = d->msg_len - d->msg_have;
     if (take > n) take = n;
     if (d->msg_have + take > d->msg_cap &&
@@ -105,11 +114,11 @@ int uvg__deframer_feed(uvg__deframer_t *d, const uint8_t *p, size_t n,
     n -= take;
     if (d->msg_have < d->msg_len) return 0;
     uint8_t *msg = d->msg;
-    int compressed = d->hdr[0] & 1;
     d->msg = NULL;
     d->msg_cap = 0;
     d->hdr_have = 0;
-    int rc = cb(arg, compressed, msg, d->msg_len);
+    int rc = cb(arg, d->hdr[0] & 1, msg, d->msg_len);
+    uvg__free(msg);
     if (rc != 0) return rc;
   }
   return 0;

@@ -11,8 +11,10 @@ int uvg__nv_build(uvg__nv_block_t *b, const nghttp2_nv *fixed, size_t nfixed,
     if (uvg__md_key_is_bin(e->key, strlen(e->key)))
       extra += uvg__base64_len(e->value_len) + 1;
   }
-  b->nv = uvg__malloc(n * sizeof(nghttp2_nv) + extra);
-  if (b->nv == NULL) return UVG_ENOMEM;
+  if (extra == 0 && n <= sizeof(b->inline_nv) / sizeof(b->inline_nv[0]))
+    b->nv = b->inline_nv;
+  else if ((b->nv = uvg__malloc(n * sizeof(nghttp2_nv) + extra)) == NULL)
+    return UVG_ENOMEM;
   b->n = n;
   char *p = (char *)(b->nv + n);
   memcpy(b->nv, fixed, nfixed * sizeof(nghttp2_nv));
@@ -27,8 +29,7 @@ int uvg__nv_build(uvg__nv_block_t *b, const nghttp2_nv *fixed, size_t nfixed,
       size_t len;
       char *enc = uvg__base64_encode(e->value, e->value_len, &len);
       if (enc == NULL) {
-        uvg__free(b->nv);
-        b->nv = NULL;
+        uvg__nv_free(b);
         return UVG_ENOMEM;
       }
       memcpy(p, enc, len + 1);
@@ -45,7 +46,7 @@ int uvg__nv_build(uvg__nv_block_t *b, const nghttp2_nv *fixed, size_t nfixed,
 }
 
 void uvg__nv_free(uvg__nv_block_t *b) {
-  uvg__free(b->nv);
+  if (b->nv != b->inline_nv) uvg__free(b->nv);
   b->nv = NULL;
   b->n = 0;
 }

@@ -164,23 +164,46 @@ int uvg__md_key_reserved(const char *key, size_t n) {
 void uvg__md_list_init(uvg__md_list_t *l) {
   l->items = NULL;
   l->n = l->cap = 0;
+  l->arena = NULL;
+}
+
+void uvg__md_list_init_arena(uvg__md_list_t *l, uvg__arena_t *arena) {
+  uvg__md_list_init(l);
+  l->arena = arena;
+}
+
+/* Releases what the list allocated itself; nothing of an arena's. */
+static void release(const uvg__md_list_t *l, void *p) {
+  if (l->arena == NULL) uvg__free(p);
+}
+
+static void *grow_items(uvg__md_list_t *l, size_t cap) {
+  if (l->arena == NULL) return uvg__realloc(l->items, cap * sizeof(*l->items));
+  uvg_metadata_t *items = uvg__arena_alloc(l->arena, cap * sizeof(*items));
+  if (items != NULL && l->n > 0) memcpy(items, l->items, l->n * sizeof(*items));
+  return items;
 }
 
 int uvg__md_list_reserve(uvg__md_list_t *l) {
   if (l->n < l->cap) return 0;
   size_t cap = l->cap ? l->cap * 2 : 4;
-  uvg_metadata_t *items = uvg__realloc(l->items, cap * sizeof(*items));
+  uvg_metadata_t *items = grow_items(l, cap);
   if (items == NULL) return UVG_ENOMEM;
   l->items = items;
   l->cap = cap;
   return 0;
 }
 
+/* A NUL-terminated copy where the list keeps its entries, or NULL. */
+static char *copy_bytes(const uvg__md_list_t *l, const void *p, size_t n) {
+  return l->arena ? uvg__arena_strndup(l->arena, p, n) : uvg__strndup(p, n);
+}
+
 /* Appends an entry that takes ownership of key and value. */
 static int push_owned(uvg__md_list_t *l, char *key, uint8_t *value, size_t vlen) {
   if (uvg__md_list_reserve(l) != 0) {
-    uvg__free(key);
-    uvg__free(value);
+    release(l, key);
+    release(l, value);
     return UVG_ENOMEM;
   }
   l->items[l->n].key = key;
@@ -192,12 +215,12 @@ static int push_owned(uvg__md_list_t *l, char *key, uint8_t *value, size_t vlen)
 
 int uvg__md_list_add(uvg__md_list_t *l, const char *key, size_t key_len,
                      const uint8_t *value, size_t value_len) {
-  char *k = uvg__strndup(key, key_len);
+  char *k = copy_bytes(l, key, key_len);
   /* NUL-terminated as a courtesy to ASCII readers; value_len excludes it. */
-  char *v = uvg__strndup((const char *)value, value_len);
+  char *v = copy_bytes(l, value, value_len);
   if (k == NULL || v == NULL) {
-    uvg__free(k);
-    uvg__free(v);
+    release(l, k);
+    release(l, v);
     return UVG_ENOMEM;
   }
   return push_owned(l, k, (uint8_t *)v, value_len);
@@ -217,13 +240,16 @@ int uvg__md_list_add_wire(uvg__md_list_t *l, const char *key, size_t key_len,
     for (n = (size_t)(stop - p); n > 0 && p[n - 1] == ' ';) n--;
     uint8_t *d = uvg__base64_decode(p, n, &dlen);
     if (d == NULL) return dlen == SIZE_MAX ? UVG_EINVAL : UVG_ENOMEM;
-    char *k = uvg__strndup(key, key_len);
-    uint8_t *v = uvg__realloc(d, dlen + 1);
+    char *k = copy_bytes(l, key, key_len);
+    uint8_t *v = l->arena ? (uint8_t *)copy_bytes(l, d, dlen)
+                          : uvg__realloc(d, dlen + 1);
     if (k == NULL || v == NULL) {
-      uvg__free(k);
-      uvg__free(v ? v : d);
+      release(l, k);
+      if (v != NULL) release(l, v);
+      if (v == NULL || l->arena) uvg__free(d);
       return UVG_ENOMEM;
     }
+    if (l->arena) uvg__free(d);
     v[dlen] = '\0';
     int rc = push_owned(l, k, v, dlen);
     if (rc != 0) return rc;
@@ -254,8 +280,8 @@ void uvg__md_list_remove(uvg__md_list_t *l, const char *key) {
   size_t kept = 0;
   for (size_t i = 0; i < l->n; i++) {
     if (strcmp(l->items[i].key, key) == 0) {
-      uvg__free((void *)l->items[i].key);
-      uvg__free((void *)l->items[i].value);
+      release(l, (void *)l->items[i].key);
+      release(l, (void *)l->items[i].value);
     } else {
       l->items[kept++] = l->items[i];
     }
@@ -271,11 +297,11 @@ const uvg_metadata_t *uvg__md_list_get(const uvg__md_list_t *l, const char *key)
 
 void uvg__md_list_free(uvg__md_list_t *l) {
   for (size_t i = 0; i < l->n; i++) {
-    uvg__free((void *)l->items[i].key);
-    uvg__free((void *)l->items[i].value);
+    release(l, (void *)l->items[i].key);
+    release(l, (void *)l->items[i].value);
   }
-  uvg__free(l->items);
-  uvg__md_list_init(l);
+  release(l, l->items);
+  uvg__md_list_init_arena(l, l->arena);
 }
 
 int uvg__status_parse(const char *s, size_t n) {

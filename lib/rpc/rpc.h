@@ -9,6 +9,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "../../loop/arena.h"
 #include "../../loop/buf.h"
 #include "../transport/conn.h"
 
@@ -25,11 +26,13 @@ typedef struct {
   uint32_t max_len;
 } uvg__deframer_t;
 
-/* Called for each complete message. `msg` (NULL when len is 0) is allocated
- * with the library's allocator, exactly `len` bytes, and now belongs to the
- * callee (uvg__free). Return 0 to go on, or a
- * negative code that uvg__deframer_feed returns at once. */
-typedef int (*uvg__deframe_cb)(void *arg, int compressed, uint8_t *msg,
+/* Called for each complete message: `len` bytes at `msg` (NULL when len is
+ * 0), valid during the call only. A message that arrived whole in one fed
+ * chunk is that chunk's bytes, lent and not copied; a callee that keeps a
+ * message copies it where it lives (a call's arena, a received-message
+ * record). Return 0 to go on, or a negative code that uvg__deframer_feed
+ * returns at once. */
+typedef int (*uvg__deframe_cb)(void *arg, int compressed, const uint8_t *msg,
                                uint32_t len);
 
 void uvg__deframer_init(uvg__deframer_t *d, uint32_t max_len);
@@ -96,13 +99,17 @@ int uvg__md_key_is_bin(const char *key, size_t n);
  * grpc-status-details-bin, ...). */
 int uvg__md_key_reserved(const char *key, size_t n);
 
-/* A metadata list with its own storage. */
+/* A metadata list with its own storage: allocated, or in an arena that
+ * outlives the list (a server call's received metadata), where removing
+ * and freeing release nothing. */
 typedef struct {
   uvg_metadata_t *items;
   size_t n, cap;
+  uvg__arena_t *arena; /* or NULL */
 } uvg__md_list_t;
 
 void uvg__md_list_init(uvg__md_list_t *l);
+void uvg__md_list_init_arena(uvg__md_list_t *l, uvg__arena_t *arena);
 /* Appends a copy of key/value. Returns 0 or UVG_ENOMEM. */
 int uvg__md_list_add(uvg__md_list_t *l, const char *key, size_t key_len,
                      const uint8_t *value, size_t value_len);
@@ -124,10 +131,13 @@ void uvg__md_list_free(uvg__md_list_t *l);
 /* Header fields for nghttp2: `fixed` fields (pointing at the caller's
  * storage) followed by the metadata of `md` ("-bin" values base64-encoded
  * into the block). The block points into `md`: keep both alive until the
- * fields are submitted (nghttp2 copies them). Returns 0 or UVG_ENOMEM. */
+ * fields are submitted (nghttp2 copies them). A block that fits `inline_nv`
+ * (the usual one: no "-bin" values) allocates nothing; it must not be
+ * copied, since nv may point into it. Returns 0 or UVG_ENOMEM. */
 typedef struct {
   nghttp2_nv *nv;
   size_t n;
+  nghttp2_nv inline_nv[16];
 } uvg__nv_block_t;
 int uvg__nv_build(uvg__nv_block_t *b, const nghttp2_nv *fixed, size_t nfixed,
                   const uvg__md_list_t *md);

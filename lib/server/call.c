@@ -77,6 +77,7 @@ typedef struct {
   uint8_t *data;
   uint32_t len;
   int compressed;
+  uint8_t bytes[]; /* data points here */
 } recv_msg_t;
 
 typedef struct {
@@ -115,7 +116,8 @@ static void set_final(uvg_call_t *c, uvg_status_code_t code, const char *msg) {
   c->final_details = NULL;
   c->final_details_len = 0;
   c->final_code = code;
-  c->final_msg = uvg__strdup(msg ? msg : "");
+  /* an empty message is the common case (OK): nothing to copy */
+  c->final_msg = msg && *msg ? uvg__strdup(msg) : NULL;
 }
 
 /* The final status as the client sees it, for on_cancel and on_done. */
@@ -221,8 +223,7 @@ static void run_on_call(void *arg, int status) {
     UVG__TRACE(UVG__TRACE_CALL, "call %s started", c->path);
     c->method->m.on_call(c, c->req, c->req_len);
   }
-  uvg__free(c->req);
-  c->req = NULL;
+  c->req = NULL; /* in the arena */
   maybe_release(c);
 }
 
@@ -230,7 +231,6 @@ static void free_inbox(uvg_call_t *c) {
   while (!uvg__list_empty(&c->inbox)) {
     recv_msg_t *r = uvg__container_of(c->inbox.next, recv_msg_t, link);
     uvg__list_remove(&r->link);
-    uvg__free(r->data);
     uvg__free(r);
   }
 }
@@ -262,7 +262,6 @@ static void run_deliver(void *arg, int status) {
       intercept_recv(c, r->data, r->len);
       c->cur_compressed = (uint8_t)r->compressed;
       c->method->m.on_message(c, r->data, r->len);
-      uvg__free(r->data);
       uvg__free(r);
     } else if (c->half_close_due) {
       c->half_close_due = 0;
@@ -293,7 +292,7 @@ static void run_send_cb(void *arg, int status) {
   c->pending--;
   (void)status;
   sm->cb(c, sm->status, sm->user_data);
-  uvg__free(sm);
+  uvg__pool_free(&c->server->sched->mem, sm);
   maybe_release(c);
 }
 
@@ -328,8 +327,6 @@ static void free_call(uvg_call_t *c) {
   free_inbox(c);
   uvg__md_list_free(&c->md);
   uvg__deframer_free(&c->deframer);
-  uvg__free(c->path);
-  uvg__free(c->req);
   uvg__free(c->final_msg);
   uvg__free(c->final_details);
   uvg__free(c->bad_encoding);
@@ -417,7 +414,8 @@ static uvg__tstream_t *on_stream_open(uvg__conn_t *conn) {
   if ((c->peer = uvg__arena_alloc(&c->arena, peer_len)) != NULL)
     memcpy(c->peer, conn->peer, peer_len);
   uvg__list_init(&c->pool_link);
-  uvg__md_list_init(&c->md);
+  /* received metadata in the arena too: freed with it, at once */
+  uvg__md_list_init_arena(&c->md, &c->arena);
   uvg__deframer_init(&c->deframer, s->opts.max_receive_message_size);
   uvg__timer_init(s->sched, &c->deadline);
   s->stats.calls_started++;
@@ -444,8 +442,10 @@ static int on_header(uvg__tstream_t *ts, uvg__hblock_t kind,
   if (header_is(name, nlen, ":method")) {
     c->is_post = vlen == 4 && memcmp(value, "POST", 4) == 0;
   } else if (header_is(name, nlen, ":path")) {
-    uvg__free(c->path);
-    if ((c->path = uvg__strndup((const char *)value, vlen)) == NULL) return -1;
+    /* in the arena, as the request: nothing allocated per call */
+    if ((c->path = uvg__arena_strndup(&c->arena, (const char *)value, vlen)) ==
+        NULL)
+      return -1;
   } else if (nlen > 0 && name[0] == ':') {
     /* :authority and :scheme: nghttp2 has checked them */
   } else if (header_is(name, nlen, "content-type")) {
@@ -562,9 +562,10 @@ static void on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end_stream) {
   }
 }
 
-/* Replaces a compressed message by its decompressed bytes; fails the call
+/* Decompresses a message into *out (the caller frees it); fails the call
  * and returns nonzero on error. */
-static int decompress(uvg_call_t *c, uint8_t **msg, uint32_t *len) {
+static int decompress(uvg_call_t *c, const uint8_t *msg, uint32_t len,
+                      uint8_t **out, uint32_t *out_len) {
   char text[128];
   if (c->recv_enc == UVG_COMPRESS_NONE) {
     /* PROTOCOL-HTTP2.md: the flag without an encoding is a protocol error */
@@ -572,10 +573,9 @@ static int decompress(uvg_call_t *c, uint8_t **msg, uint32_t *len) {
               "grpc: compressed flag set with identity or empty grpc-encoding");
     return UVG_EPROTO;
   }
-  uint8_t *out;
-  size_t out_len;
+  size_t n;
   size_t max = c->deframer.max_len;
-  int rc = uvg__decompress(c->recv_enc, *msg, *len, max, &out, &out_len);
+  int rc = uvg__decompress(c->recv_enc, msg, len, max, out, &n);
   if (rc == UVG__E_TOO_LARGE) {
     snprintf(text, sizeof(text),
              "grpc: received message after decompression larger than max %zu", max);
@@ -583,44 +583,50 @@ static int decompress(uvg_call_t *c, uint8_t **msg, uint32_t *len) {
   } else if (rc != 0) {
     fail_call(c, UVG_STATUS_INTERNAL, "grpc: failed to decompress the received message");
   }
-  if (rc != 0) return rc;
-  uvg__free(*msg);
-  *msg = out;
-  *len = (uint32_t)out_len;
-  return 0;
+  *out_len = (uint32_t)n;
+  return rc;
 }
 
-static int on_deframed(void *arg, int compressed, uint8_t *msg, uint32_t len) {
-  uvg_call_t *c = arg;
-  if (compressed && decompress(c, &msg, &len) != 0) {
-    uvg__free(msg);
-    return UVG_EPROTO;
-  }
+/* Keeps a message that is only lent: a unary request in the call's arena
+ * (whose first block a pooled call reuses), a streamed one in a record of
+ * its own. Returns 0, UVG_EPROTO (a second request of a unary-request
+ * method; the call is failed) or UVG_ENOMEM. */
+static int keep_message(uvg_call_t *c, int compressed, const uint8_t *msg,
+                        uint32_t len) {
   uvg_method_type_t t = c->method->m.type;
   if (t == UVG_METHOD_UNARY || t == UVG_METHOD_SERVER_STREAMING) {
     if (++c->req_count > 1) {
-      uvg__free(msg);
       fail_call(c, UVG_STATUS_UNIMPLEMENTED,
                 "grpc: client sent more than one request message on a unary-request method");
       return UVG_EPROTO;
     }
-    c->req = msg;
+    if ((c->req = uvg__arena_alloc(&c->arena, len)) == NULL) return UVG_ENOMEM;
+    if (len > 0) memcpy(c->req, msg, len);
     c->req_len = len;
     c->req_compressed = (uint8_t)compressed;
     return 0;
   }
-  recv_msg_t *r = uvg__malloc(sizeof(*r));
-  if (r == NULL) {
-    uvg__free(msg);
-    fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
-    return UVG_ENOMEM;
-  }
-  r->data = msg;
+  recv_msg_t *r = uvg__malloc(sizeof(*r) + len);
+  if (r == NULL) return UVG_ENOMEM;
+  r->data = r->bytes;
+  if (len > 0) memcpy(r->bytes, msg, len);
   r->len = len;
   r->compressed = compressed;
   uvg__list_push(&c->inbox, &r->link);
   schedule_deliver(c);
   return 0;
+}
+
+static int on_deframed(void *arg, int compressed, const uint8_t *msg,
+                       uint32_t len) {
+  uvg_call_t *c = arg;
+  uint8_t *plain = NULL;
+  if (compressed && decompress(c, msg, len, &plain, &len) != 0)
+    return UVG_EPROTO;
+  int rc = keep_message(c, compressed, plain ? plain : msg, len);
+  uvg__free(plain);
+  if (rc == UVG_ENOMEM) fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
+  return rc;
 }
 
 /* Reading is paced: received bytes are given back to flow control only
@@ -769,7 +775,7 @@ static void on_msg_done(uvg__msg_t *m, int status) {
     post(c, &sm->w, run_send_cb, sm);
     return;
   }
-  uvg__free(sm);
+  uvg__pool_free(&c->server->sched->mem, sm);
   maybe_release(c);
 }
 
@@ -791,15 +797,18 @@ int uvg_call_send(uvg_call_t *c, const void *data, size_t len, unsigned flags,
   c->server->interceptors[i].ic.on_send_message(c, data, len,
                                                 c->server->interceptors[i].data);
   int enc = flags & UVG_SEND_NO_COMPRESS ? UVG_COMPRESS_NONE : c->send_enc;
-  send_msg_t *sm = uvg__malloc(sizeof(*sm) + uvg__msg_room(len, enc, cb == NULL));
+  /* from the scheduler's pool: a small reply, copied, costs no malloc */
+  uvg__pool_t *pool = &c->server->sched->mem;
+  send_msg_t *sm =
+      uvg__pool_alloc(pool, sizeof(*sm) + uvg__msg_room(len, enc, cb == NULL));
   if (sm == NULL) return UVG_ENOMEM;
   if (uvg__msg_fill(&sm->m, sm->bytes, data, len, enc, cb == NULL) != 0) {
-    uvg__free(sm);
+    uvg__pool_free(pool, sm);
     return UVG_ENOMEM;
   }
   int rc = c->headers_sent ? 0 : respond_headers(c, NULL);
   if (rc != 0) {
-    uvg__free(sm);
+    uvg__pool_free(pool, sm);
     return rc == UVG_ECLOSED ? UVG_ECANCELED : rc;
   }
   sm->call = c;
@@ -808,7 +817,7 @@ int uvg_call_send(uvg_call_t *c, const void *data, size_t len, unsigned flags,
   sm->status = 0;
   sm->m.done = on_msg_done;
   if (uvg__ts_send(&c->ts, &sm->m) != 0) {
-    uvg__free(sm);
+    uvg__pool_free(pool, sm);
     return UVG_ECANCELED;
   }
   c->msgs_out++;

@@ -29,15 +29,6 @@ static ssize_t on_send(nghttp2_session *h2, const uint8_t *data, size_t len,
   return (ssize_t)len;
 }
 
-static size_t queued_bytes(const uvg__tstream_t *s) {
-  size_t n = 0;
-  for (const uvg__list_t *p = s->sendq.next; p != &s->sendq; p = p->next) {
-    const uvg__msg_t *m = uvg__container_of(p, uvg__msg_t, link);
-    n += m->head_len + m->len - m->off;
-  }
-  return n;
-}
-
 /* The data provider of every response: reports what the send queue holds,
  * without copying (NO_COPY: on_send_data writes the bytes), and asks for the
  * trailers once the queue is empty and the stream is ending. */
@@ -47,7 +38,7 @@ static ssize_t on_read_data(nghttp2_session *h2, int32_t id, uint8_t *buf,
   uvg__tstream_t *s = src->ptr;
   (void)buf;
   (void)ud;
-  size_t avail = queued_bytes(s);
+  size_t avail = s->queued;
   if (avail == 0 && !s->end_queued) {
     s->deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
@@ -94,6 +85,7 @@ static int on_send_data(nghttp2_session *h2, nghttp2_frame *frame,
     }
     if (rc != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
     m->off += n;
+    s->queued -= n;
     length -= n;
     if (!m->in_write) {
       m->in_write = 1;
@@ -293,24 +285,17 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t error,
   return 0;
 }
 
-/* nghttp2's allocations go through the library's allocator too. */
-static void *mem_malloc(size_t n, void *ud) {
-  (void)ud;
-  return uvg__malloc(n);
-}
-static void mem_free(void *p, void *ud) {
-  (void)ud;
-  uvg__free(p);
-}
+/* nghttp2's allocations come from the scheduler's free lists (and so from
+ * the library's allocator): the stream objects, queued frames and header
+ * copies every call makes are reused, not allocated each time. */
+static void *mem_malloc(size_t n, void *ud) { return uvg__pool_alloc(ud, n); }
+static void mem_free(void *p, void *ud) { uvg__pool_free(ud, p); }
 static void *mem_calloc(size_t n, size_t size, void *ud) {
-  (void)ud;
-  return uvg__calloc(n, size);
+  return uvg__pool_calloc(ud, n, size);
 }
 static void *mem_realloc(void *p, size_t n, void *ud) {
-  (void)ud;
-  return uvg__realloc(p, n);
+  return uvg__pool_realloc(ud, p, n);
 }
-static nghttp2_mem h2_mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
 
 /* Makes a filled-in set of callbacks and only then hands it out. nghttp2
  * allocates it with plain calloc, not through nghttp2_mem. Returns 0 or
@@ -353,6 +338,8 @@ static int session_new(uvg__conn_t *c, int client) {
     if (new_callbacks(&own) != 0) return UVG_ENOMEM;
     cbs = own;
   }
+  nghttp2_mem mem = {&c->sched->mem, mem_malloc, mem_free, mem_calloc,
+                     mem_realloc};
   /* Window is granted by hand (uvg__ts_consume) as the application takes
    * messages: reading is paced by the application, on both sides. */
   nghttp2_option *opt;
@@ -362,8 +349,12 @@ static int session_new(uvg__conn_t *c, int client) {
     /* gRPC values may begin or end with a space (a grpc-message, ASCII
      * metadata); RFC 9113 8.2.1's check would reset such streams. */
     nghttp2_option_set_no_rfc9113_leading_and_trailing_ws_validation(opt, 1);
-    rv = client ? nghttp2_session_client_new3(&c->h2, cbs, c, opt, &h2_mem)
-                : nghttp2_session_server_new3(&c->h2, cbs, c, opt, &h2_mem);
+    /* A server's nghttp2 keeps up to max_concurrent_streams closed streams
+     * for RFC 7540 priorities, which gRPC never sends: 100 stream objects
+     * an idle connection would hold for nothing. */
+    nghttp2_option_set_no_closed_streams(opt, 1);
+    rv = client ? nghttp2_session_client_new3(&c->h2, cbs, c, opt, &mem)
+                : nghttp2_session_server_new3(&c->h2, cbs, c, opt, &mem);
     nghttp2_option_del(opt);
   }
   if (own != NULL) nghttp2_session_callbacks_del(own);
@@ -394,7 +385,8 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
     uvg__conn_goaway(c, NGHTTP2_NO_ERROR, c->close_reason);
   while (!uvg__list_empty(&s->sendq))
     drop_msg(uvg__container_of(s->sendq.next, uvg__msg_t, link));
-  uvg__free(s->trailers);
+  s->queued = 0;
+  uvg__pool_free(&c->sched->mem, s->trailers);
   s->trailers = NULL;
   s->ntrailers = 0;
   s->unconsumed = 0;
@@ -447,15 +439,17 @@ int uvg__ts_send(uvg__tstream_t *s, uvg__msg_t *m) {
   m->in_write = m->dropped = 0;
   uvg__list_init(&m->wlink);
   uvg__list_push(&s->sendq, &m->link);
+  s->queued += m->head_len + m->len;
   resume(s);
   return 0;
 }
 
-/* Copies nv into one allocation so the trailers outlive the caller. */
-static nghttp2_nv *pack_nv(const nghttp2_nv *nv, size_t n) {
+/* Copies nv into one block of the scheduler's pool so that the trailers
+ * outlive the caller. */
+static nghttp2_nv *pack_nv(uvg__pool_t *pool, const nghttp2_nv *nv, size_t n) {
   size_t size = n * sizeof(nghttp2_nv);
   for (size_t i = 0; i < n; i++) size += nv[i].namelen + nv[i].valuelen;
-  nghttp2_nv *out = uvg__malloc(size);
+  nghttp2_nv *out = uvg__pool_alloc(pool, size);
   if (out == NULL) return NULL;
   uint8_t *p = (uint8_t *)(out + n);
   for (size_t i = 0; i < n; i++) {
@@ -470,7 +464,9 @@ static nghttp2_nv *pack_nv(const nghttp2_nv *nv, size_t n) {
 
 int uvg__ts_end(uvg__tstream_t *s, const nghttp2_nv *nv, size_t n) {
   if (s->conn == NULL || s->conn->closing || s->end_queued) return UVG_ECLOSED;
-  if (n > 0 && (s->trailers = pack_nv(nv, n)) == NULL) return UVG_ENOMEM;
+  if (n > 0 &&
+      (s->trailers = pack_nv(&s->conn->sched->mem, nv, n)) == NULL)
+    return UVG_ENOMEM;
   s->ntrailers = n;
   s->end_queued = 1;
   resume(s);
@@ -573,26 +569,33 @@ static void complete_write(uvg__conn_t *c, int status) {
   }
 }
 
-static void on_io_write(uvg__stream_t *io, int status) {
-  uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
+/* The write is over, in flight until now or taken by the socket at once:
+ * its messages and streams learn their fate. Returns 1 if the connection
+ * may write again, 0 if it is closing. */
+static int end_write(uvg__conn_t *c, int status) {
   c->writing = 0;
   uvg__iovs_reset(&c->out);
   /* One large batch must not stay with an idle connection for good. */
   if (c->out.arena.cap > 16 * 1024) uvg__iovs_free(&c->out);
   complete_write(c, status);
-  if (c->closing) return;
+  if (c->closing) return 0;
   if (c->close_after_write) {
     linger(c);
-    return;
+    return 0;
   }
   if (status < 0) {
     UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: write failed: %s", c->peer,
                uv_strerror(status));
     uvg__conn_set_close_reason(c, "write failed");
     close_now(c);
-    return;
+    return 0;
   }
-  flush(c);
+  return 1;
+}
+
+static void on_io_write(uvg__stream_t *io, int status) {
+  uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
+  if (end_write(c, status)) flush(c);
 }
 
 static void on_io_close(uvg__stream_t *io) {
@@ -704,41 +707,61 @@ void uvg__conn_schedule_flush(uvg__conn_t *c) {
     c->flush_queued = 1;
 }
 
+/* Writes the chain: first what the socket takes at once, then the rest
+ * with a write whose completion follows. Returns 1 if the socket took it
+ * all (no completion follows), 0 if a write is in flight, or a libuv
+ * error. */
+static int write_out(uvg__conn_t *c) {
+  if (c->io.ops->try_write != NULL) {
+    int n = c->io.ops->try_write(&c->io, c->out.iov, c->out.n);
+    if (n < 0) return n;
+    if ((size_t)n == out_bytes(c)) return 1;
+    uvg__iovs_consume(&c->out, (size_t)n);
+  }
+  return c->io.ops->write(&c->io, c->out.iov, c->out.n);
+}
+
 /* Serializes what is pending and writes it; from the queue, or at once
  * when the write in flight completes (a flush still queued then finds
- * nothing to do). */
+ * nothing to do). While the socket takes each batch at once, the next
+ * one follows in the same call. */
 static void flush(uvg__conn_t *c) {
-  if (c->writing || c->closing) return;
-  int rv = nghttp2_session_send(c->h2);
-  if (rv != 0) {
-    uvg__log(UVG_LOG_WARN, "%s: HTTP/2 send failed: %s; closing connection",
-             c->peer, nghttp2_strerror(rv));
-    uvg__conn_set_close_reason(c, "internal error (out of memory)");
-    close_now(c);
-    return;
+  while (!c->writing && !c->closing) {
+    int rv = nghttp2_session_send(c->h2);
+    if (rv != 0) {
+      uvg__log(UVG_LOG_WARN, "%s: HTTP/2 send failed: %s; closing connection",
+               c->peer, nghttp2_strerror(rv));
+      uvg__conn_set_close_reason(c, "internal error (out of memory)");
+      close_now(c);
+      return;
+    }
+    if (c->out.n == 0) {
+      /* Done when nghttp2 is (GOAWAY exchanged, no streams left), unless a
+       * drain still waits for its PING before the final GOAWAY. */
+      if (!nghttp2_session_want_read(c->h2) &&
+          !nghttp2_session_want_write(c->h2) && !uvg__srv_draining(c))
+        linger(c);
+      return;
+    }
+    uvg__iovs_finish(&c->out);
+    size_t bytes = out_bytes(c);
+    if (c->stat_writes) (*c->stat_writes)++;
+    if (c->stat_bytes) *c->stat_bytes += bytes;
+    UVG__TRACE(UVG__TRACE_WRITER, "%s: write %zu bytes in %u iovecs", c->peer,
+               bytes, c->out.n);
+    int err = write_out(c);
+    if (err < 0) {
+      uvg__iovs_reset(&c->out);
+      complete_write(c, err);
+      close_now(c);
+      return;
+    }
+    if (err == 0) {
+      c->writing = 1;
+      return;
+    }
+    if (!end_write(c, 0)) return;
   }
-  if (c->out.n == 0) {
-    /* Done when nghttp2 is (GOAWAY exchanged, no streams left), unless a
-     * drain still waits for its PING before the final GOAWAY. */
-    if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
-        !uvg__srv_draining(c))
-      linger(c);
-    return;
-  }
-  uvg__iovs_finish(&c->out);
-  size_t bytes = out_bytes(c);
-  if (c->stat_writes) (*c->stat_writes)++;
-  if (c->stat_bytes) *c->stat_bytes += bytes;
-  UVG__TRACE(UVG__TRACE_WRITER, "%s: write %zu bytes in %u iovecs", c->peer,
-             bytes, c->out.n);
-  int err = c->io.ops->write(&c->io, c->out.iov, c->out.n);
-  if (err != 0) {
-    uvg__iovs_reset(&c->out);
-    complete_write(c, err);
-    close_now(c);
-    return;
-  }
-  c->writing = 1;
 }
 
 void uvg__conn_submit_goaway(uvg__conn_t *c, uint32_t h2_error,

@@ -57,6 +57,7 @@ struct uvg__tstream_s {
   uvg__list_t wlink;     /* in conn->write_streams while end_in_write */
   uint32_t reset_code;   /* the peer's RST_STREAM while end_in_write, or 0 */
   size_t unconsumed;     /* DATA received, not yet given back to the window */
+  size_t queued;         /* bytes in sendq not yet serialized; 0 once gone */
   uint8_t end_in_write;  /* our END_STREAM is in a write not yet complete */
   uint8_t end_written;   /* our END_STREAM reached the socket */
   uint8_t deferred;      /* nghttp2 waits for uvg__conn_resume */

@@ -55,6 +55,21 @@ static void test_reset_keeps_first(void) {
   uvg__arena_free(&a);
 }
 
+/* A server call's path lives in its arena: a copy with its NUL, and on a
+ * reused arena no allocation. */
+static void test_strndup(void) {
+  uvg__arena_t a;
+  uvg__arena_init(&a);
+  char *s = uvg__arena_strndup(&a, "/t.T/Echoes", 9);
+  CHECK(s != NULL && strcmp(s, "/t.T/Echo") == 0);
+  uvg__arena_reset(&a);
+  mallocs = 0;
+  s = uvg__arena_strndup(&a, "", 0);
+  CHECK(s != NULL && s[0] == '\0');
+  CHECK_EQ(mallocs, 0);
+  uvg__arena_free(&a);
+}
+
 static void test_callers_block(void) {
   alignas(max_align_t) uint8_t buf[256];
   uvg__arena_t a;
@@ -88,6 +103,7 @@ int main(void) {
   uvg_set_allocator(counting_malloc, realloc, free);
   RUN(test_alignment_and_growth);
   RUN(test_reset_keeps_first);
+  RUN(test_strndup);
   RUN(test_callers_block);
   RUN(test_failure);
   TEST_EXIT();

@@ -179,6 +179,34 @@ static void test_iovs_copy_merges_ref_separate(void) {
   CHECK(v.iov == NULL);
 }
 
+/* A write that took part of a chain: the rest starts where it stopped,
+ * inside an entry or at its end, and the byte count follows. */
+static void test_iovs_consume(void) {
+  uvg__iovs_t v;
+  static const char owned[] = "0123456789";
+  uvg__iovs_init(&v);
+  CHECK_EQ(uvg__iovs_copy(&v, "head", 4), 0);
+  CHECK_EQ(uvg__iovs_ref(&v, owned, 10), 0);
+  CHECK_EQ(uvg__iovs_copy(&v, "tail", 4), 0);
+  uvg__iovs_finish(&v);
+  uvg__iovs_consume(&v, 2); /* inside the first entry */
+  CHECK_EQ(v.n, 3);
+  CHECK(iov_eq(&v.iov[0], "ad", 2));
+  CHECK_EQ(uvg__iovs_bytes(&v), 16);
+  uvg__iovs_consume(&v, 2 + 3); /* the first whole, into the second */
+  CHECK_EQ(v.n, 2);
+  CHECK(v.iov[0].base == owned + 3);
+  CHECK_EQ(v.iov[0].len, 7);
+  CHECK_EQ(uvg__iovs_bytes(&v), 11);
+  uvg__iovs_consume(&v, 7); /* exactly an entry */
+  CHECK_EQ(v.n, 1);
+  CHECK(iov_eq(&v.iov[0], "tail", 4));
+  uvg__iovs_consume(&v, 4);
+  CHECK_EQ(v.n, 0);
+  CHECK_EQ(uvg__iovs_bytes(&v), 0);
+  uvg__iovs_free(&v);
+}
+
 /* Many copies longer than the arena's first allocation, interleaved with
  * refs so that they do not merge: the arena moves many times, and finish
  * must still resolve every entry to the right bytes. */
@@ -280,6 +308,7 @@ int main(void) {
   RUN(test_bytes_reserve);
   RUN(test_rbuf_refcount);
   RUN(test_iovs_copy_merges_ref_separate);
+  RUN(test_iovs_consume);
   RUN(test_iovs_finish_after_arena_moves);
   RUN(test_iovs_merged_copies_across_growth);
   RUN(test_iovs_reset_keeps_capacity);
