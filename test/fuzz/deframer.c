@@ -13,13 +13,13 @@ typedef struct {
   unsigned n;
 } sink_t;
 
-static int take(void *arg, int compressed, uint8_t *msg, uint32_t len) {
+/* A message is lent for the call only: read it, keep nothing. */
+static int take(void *arg, int compressed, const uint8_t *msg, uint32_t len) {
   sink_t *s = arg;
   uint64_t h = len * 31u + (unsigned)compressed;
   for (uint32_t i = 0; i < len; i++) h = h * 131 + msg[i];
   s->sum += h;
   s->n++;
-  uvg__free(msg);
   return s->n >= 1000 ? -1 : 0; /* a callback's stop code ends the feed */
 }
 
