@@ -391,10 +391,10 @@ static void env_cleanup_hook(napi_async_cleanup_hook_handle handle, void *arg) {
                "environment closing");
   for (link_t *l = e->servers.next; l != &e->servers; l = l->next) {
     server_t *s = (server_t *)l;
-    if (!s->closing) { /* a shutdown already begun ends by its grace */
-      s->closing = 1;
-      uvg_server_close(s->server, server_closed, s);
-    }
+    /* also a server already shutting down: its calls may never end, and
+     * the close ends the grace (the shutdown's close callback stays) */
+    s->closing = 1;
+    uvg_server_close(s->server, server_closed, s);
   }
   for (link_t *l = e->channels.next; l != &e->channels; l = l->next) {
     channel_t *c = (channel_t *)l;
@@ -724,14 +724,21 @@ static napi_value js_server_listen(napi_env env, napi_callback_info info) {
 
 /* serverClose(server, graceMs, cb): graceMs < 0 closes at once (calls
  * cancelled), otherwise drains for up to graceMs. cb runs once all is
- * released. */
+ * released. On a server already closing, graceMs < 0 ends a drain at once
+ * and the first call's cb is the one that runs. */
 static napi_value js_server_close(napi_env env, napi_callback_info info) {
   ARGS(3);
   napi_value name;
-  server_t *s = open_server(env, argv[0]);
-  if (s == NULL) return undefined(env);
+  server_t *s = unwrap(env, argv[0]);
+  if (s == NULL || s->server == NULL) return undefined(env);
   double grace = -1;
   napi_get_value_double(env, argv[1], &grace);
+  if (s->closing) {
+    /* forceShutdown() after tryShutdown(): the calls left are cancelled
+     * and tryShutdown's callback runs, as in grpc-js; `cb` is not kept */
+    if (grace < 0) uvg_server_close(s->server, server_closed, s);
+    return undefined(env);
+  }
   napi_valuetype t;
   napi_typeof(env, argv[2], &t);
   if (t == napi_function) {

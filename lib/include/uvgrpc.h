@@ -470,7 +470,10 @@ typedef void (*uvg_server_close_cb)(uvg_server_t *server, void *user_data);
  * runs once its handler has called uvg_call_finish()). `cb` (may be NULL)
  * runs when every handle and call is released; the server is freed after
  * it returns. Each connection is closed at most 1 s after its GOAWAY was
- * queued, even if the client stopped reading. Calling it twice is a no-op. */
+ * queued, even if the client stopped reading. Calling it twice is a no-op.
+ * Calling it while uvg_server_shutdown() waits ends that shutdown's grace
+ * at once: the calls left are cancelled as above and the server closes;
+ * only the shutdown's callback runs (this call's `cb` is never called). */
 UVG_EXTERN void uvg_server_close(uvg_server_t *server, uvg_server_close_cb cb,
                                  void *user_data);
 
@@ -480,7 +483,8 @@ UVG_EXTERN void uvg_server_close(uvg_server_t *server, uvg_server_close_cb cb,
  * heads-up; streams above the final GOAWAY's last-stream-id are refused),
  * and after `grace_ms` closes
  * what is left, cancelling those calls with UNAVAILABLE. `cb` (may be NULL)
- * runs when everything is released; the server is freed after it. Calling
+ * runs when everything is released; the server is freed after it.
+ * uvg_server_close() during the grace ends it early (see there). Calling
  * it after a shutdown or close began is a no-op. */
 UVG_EXTERN void uvg_server_shutdown(uvg_server_t *server, uint64_t grace_ms,
                                     uvg_server_close_cb cb, void *user_data);

@@ -420,7 +420,26 @@ static void goaway_all(uvg_server_t *s) {
                      "server closing");
 }
 
+/* Ends a graceful shutdown's grace now: what is left is closed as by
+ * uvg_server_close(). */
+static void end_grace(uvg_server_t *s) {
+  s->graceful = 0;
+  uvg__timer_stop(&s->grace_timer);
+  goaway_all(s);
+  uvg__server_maybe_closed(s);
+}
+
 void uvg_server_close(uvg_server_t *s, uvg_server_close_cb cb, void *data) {
+  if (s != NULL && s->closing) {
+    /* A close after a shutdown is how a caller stops waiting for calls
+     * that may never end (grpc-go's Stop() after GracefulStop()); the
+     * shutdown's callback stays the one close callback. */
+    if (s->graceful && !s->finishing) {
+      UVG__TRACE(UVG__TRACE_SERVER, "closing during shutdown; grace ends");
+      end_grace(s);
+    }
+    return;
+  }
   if (!begin_close(s, cb, data)) return;
   UVG__TRACE(UVG__TRACE_SERVER, "closing");
   goaway_all(s);
@@ -430,12 +449,13 @@ void uvg_server_close(uvg_server_t *s, uvg_server_close_cb cb, void *data) {
 static void on_grace_over(uvg__timer_t *t) {
   uvg_server_t *s = uvg__container_of(t, uvg_server_t, grace_timer);
   UVG__TRACE(UVG__TRACE_SERVER, "shutdown grace over; closing connections");
-  goaway_all(s);
+  end_grace(s);
 }
 
 void uvg_server_shutdown(uvg_server_t *s, uint64_t grace_ms,
                          uvg_server_close_cb cb, void *data) {
   if (!begin_close(s, cb, data)) return;
+  s->graceful = 1;
   UVG__TRACE(UVG__TRACE_SERVER, "shutting down, grace %llu ms",
              (unsigned long long)grace_ms);
   for (uvg__list_t *p = s->conns.next; p != &s->conns; p = p->next)

@@ -74,6 +74,7 @@ struct uvg_server_s {
   } interceptors[UVG__MAX_INTERCEPTORS];
   unsigned ninterceptors;
   int closing;
+  int graceful;  /* uvg_server_shutdown() began it and its grace runs on */
   int finishing; /* everything is closed; w_close is queued */
   uvg_server_close_cb close_cb;
   void *close_data;

@@ -155,3 +155,47 @@ for (const [serverName, serverLib] of Object.entries(libs)) {
     });
   }
 }
+
+// forceShutdown() after tryShutdown() cancels the calls the graceful
+// shutdown waits for, and tryShutdown's callback runs, as in grpc-js.
+for (const [serverName, serverLib] of Object.entries(libs)) {
+  test(`${serverName} server: tryShutdown() then forceShutdown() with a call that never ends`, async () => {
+    const server = new serverLib.Server();
+    let cancelled = 0;
+    let started;
+    const began = new Promise((resolve) => { started = resolve; });
+    server.addService(c.service, {
+      Bidi(call) {
+        call.on('data', () => {});
+        call.on('error', () => {});
+        call.on('cancelled', () => { cancelled++; });
+        started();
+      },
+    });
+    const port = await new Promise((resolve, reject) => server.bindAsync('127.0.0.1:0',
+      serverLib.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    const client = c.makeClient(c.grpcJs, port);
+    const call = client.Bidi();
+    const ended = new Promise((resolve) => call.on('error', resolve));
+    call.write({ message: 'a' });
+    await began;
+    let shut = false;
+    const shutDown = new Promise((resolve) => server.tryShutdown(() => { shut = true; resolve(); }));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.strictEqual(shut, false, 'tryShutdown waits for the call');
+    assert.strictEqual(cancelled, 0);
+    server.forceShutdown();
+    const timeout = (v) => new Promise((resolve) => setTimeout(resolve, 3000, v));
+    assert.ok(await Promise.race([shutDown.then(() => true), timeout(false)]),
+              "tryShutdown's callback ran");
+    const err = await Promise.race([ended, timeout(null)]);
+    assert.ok(err, 'the client call ended');
+    // grpc-js resets the streams (CANCELLED); ours closes the connections
+    // as uvg_server_close() does, like grpc-go's Stop() (UNAVAILABLE)
+    assert.strictEqual(err.code, serverLib === c.grpcJs ? c.grpcJs.status.CANCELLED
+                                                        : c.grpcJs.status.UNAVAILABLE);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.strictEqual(cancelled, 1, 'the server call was cancelled once');
+    client.close();
+  });
+}

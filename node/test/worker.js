@@ -3,7 +3,9 @@
 // worker's own loop. mode 'serve': RPCs of all four kinds, then a clean
 // close; mode 'stream': a bidi call kept busy until the worker is
 // terminated; mode 'creds': a call over TLS whose call credentials never
-// answer, and a connectivity watch, both waiting when it is terminated.
+// answer, and a connectivity watch, both waiting when it is terminated;
+// mode 'tryShutdown': a server (workerData.lib's) shutting down gracefully
+// while a call never ends.
 const { parentPort, workerData } = require('worker_threads');
 const c = require('./common.js');
 
@@ -22,8 +24,26 @@ async function waitingForCredentials() {
   client.Unary({ message: 'x' }, () => {});
 }
 
+// A bidi call that never ends, then tryShutdown() when the main thread says
+// so: the shutdown waits for the call until the worker is terminated.
+function shutdownWaiting() {
+  const lib = workerData.lib === 'grpc-js' ? c.grpcJs : c.uvgrpc;
+  const server = new lib.Server();
+  server.addService(c.service, {
+    Bidi(call) { call.on('data', () => {}); call.on('error', () => {}); parentPort.postMessage('call'); },
+  });
+  server.bindAsync('127.0.0.1:0', lib.ServerCredentials.createInsecure(), (err, port) => {
+    parentPort.postMessage(err ? String(err) : { port });
+  });
+  parentPort.on('message', () => {
+    server.tryShutdown(() => parentPort.postMessage('shut down'));
+    parentPort.postMessage('shutting down');
+  });
+}
+
 (async () => {
   if (workerData.mode === 'creds') return waitingForCredentials();
+  if (workerData.mode === 'tryShutdown') return shutdownWaiting();
   const { server, port } = await c.startServer(c.uvgrpc);
   const client = c.makeClient(c.uvgrpc, port);
   if (workerData.mode === 'serve') {

@@ -82,6 +82,43 @@ test('terminate() while call credentials have not answered, 5 times: objects bac
             `${c.uvgrpc._liveObjects()} objects alive, ${objectsBefore} before`);
 });
 
+// A graceful shutdown waits for a call that never ends; terminate() still
+// ends the worker (and with it the call), with either library's server.
+for (const name of ['grpc-js', 'uvgrpc']) {
+  test(`${name} server: terminate() after tryShutdown() with a call that never ends`, async () => {
+    const next = (w) => new Promise((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    const before = threads();
+    const w = new Worker(WORKER, { workerData: { mode: 'tryShutdown', lib: name } });
+    const { port } = await next(w);
+    const client = c.makeClient(c.grpcJs, port);
+    const call = client.Bidi();
+    const ended = new Promise((resolve) => call.on('error', resolve));
+    call.write({ message: 'a' });
+    assert.strictEqual(await next(w), 'call');
+    w.postMessage('shutdown');
+    assert.strictEqual(await next(w), 'shutting down');
+    await new Promise((resolve) => setTimeout(resolve, 100)); // still waiting
+    const t0 = Date.now();
+    const done = await Promise.race([w.terminate().then(() => true),
+                                     new Promise((resolve) => setTimeout(resolve, 5000, false))]);
+    assert.ok(done, 'terminate() finished');
+    assert.ok(Date.now() - t0 < 3000, `terminate() took ${Date.now() - t0} ms`);
+    const err = await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, 3000, null))]);
+    assert.ok(err, 'the client call ended');
+    assert.strictEqual(err.code, c.grpcJs.status.UNAVAILABLE);
+    client.close();
+    let after = threads();
+    for (let i = 0; i < 100 && after !== before; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      after = threads();
+    }
+    assert.strictEqual(after, before);
+  });
+}
+
 test('a process whose workers were terminated mid-call exits by itself', () => {
   const script = `
     const { Worker } = require('worker_threads');

@@ -354,6 +354,49 @@ static int is_closed_flag(void *arg) {
   return closed > 0;
 }
 
+static int closed_by_close;
+static void on_closed_by_close(uvg_server_t *s, void *data) {
+  (void)s;
+  (void)data;
+  closed_by_close++;
+}
+
+/* A close during a shutdown's grace is how a caller stops waiting for a
+ * call that never ends: the call is cancelled at once and the server
+ * closes, with the shutdown's callback as its only close callback. */
+static void test_close_ends_shutdown_grace(void) {
+  int port;
+  uvg_server_t *s = start_server(NULL, &port);
+  h2c_t c;
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  int calls0 = n_calls, cancel0 = n_cancel, done0 = n_done;
+  int i = h2c_request(&c, "/m.M/Stream", NULL, NULL, NULL, 0, 0, 0);
+  while (n_calls == calls0) uv_run(loop, UV_RUN_ONCE);
+  closed = closed_by_close = 0;
+  uvg_server_shutdown(s, UVG_INFINITE, on_closed, NULL);
+  CHECK(h2c_run_until(loop, two_goaways, &c, 2000));
+  h2c_run_for(loop, 100);
+  CHECK_EQ(closed, 0);
+  CHECK_EQ(n_cancel, cancel0);
+  uv_update_time(loop);
+  uint64_t t0 = uv_now(loop);
+  uvg_server_close(s, on_closed_by_close, NULL);
+  uvg_server_close(s, on_closed_by_close, NULL); /* still a no-op */
+  CHECK(h2c_run_until(loop, is_closed_flag, NULL, 3000));
+  CHECK(uv_now(loop) - t0 < 1200);
+  CHECK_EQ(n_cancel, cancel0 + 1);
+  CHECK_EQ(last_cancel_code, UVG_STATUS_UNAVAILABLE);
+  CHECK_EQ(n_done, done0 + 1);
+  CHECK(h2c_run_until(loop, is_eof, &c, 2000));
+  CHECK(!c.streams[i].closed || h2c_grpc_status(&c.streams[i]) != 0);
+  h2c_run_for(loop, 50);
+  CHECK_EQ(closed, 1);
+  CHECK_EQ(closed_by_close, 0);
+  CHECK_EQ(n_cancel, cancel0 + 1);
+  CHECK_EQ(n_done, done0 + 1);
+  h2c_close(&c);
+}
+
 /* RFC 9113 6.8: requests already on the wire when the client gets the
  * heads-up GOAWAY are served; only those above the final GOAWAY's
  * last-stream-id are not. */
@@ -468,6 +511,7 @@ int main(void) {
   RUN(test_handshake_timeout);
   RUN(test_graceful_shutdown);
   RUN(test_shutdown_grace_expires);
+  RUN(test_close_ends_shutdown_grace);
   RUN(test_stream_between_goaways);
   RUN(test_close_with_stuck_write);
   RUN(test_goaway_last_id_never_grows);
