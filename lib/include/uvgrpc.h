@@ -790,11 +790,13 @@ typedef struct {
   /* The memory one connection lets its server fill ahead of the calls'
    * reads: the per-stream window times the streams open stays within it.
    * The window, grown or set, is lowered (a SETTINGS sent before the new
-   * stream's HEADERS) as streams open, and given back as they close and,
-   * when dynamic, at the next measurement; each stream keeps at least
-   * 16 KiB. Bytes a stream already holds unread under its earlier, larger
-   * window stay until read: while a stream that stopped reading keeps
-   * them, the streams that joined add up to this again at most. Default
+   * streams' HEADERS) in halvings as the streams the server lets open
+   * pass a power of two, and given back once they fit in a quarter of it;
+   * each stream keeps at least 16 KiB. Streams waiting behind the server's
+   * MAX_CONCURRENT_STREAMS count only once they are sent. Bytes a stream
+   * already holds unread under its earlier, larger window stay until
+   * read: while a stream that stopped reading keeps them, the streams
+   * that joined add up to this again at most. Default
    * 32 MiB, or initial_window_size if that is larger. */
   uint32_t max_stream_windows_per_connection;
   uint32_t max_frame_size;       /* default 16384 */

@@ -262,6 +262,16 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame,
   }
   if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)
     uvg__srv_on_headers_or_data_sent(c);
+  /* The server may fill a stream's window only once it has its HEADERS:
+   * the cap (manage.c) counts streams from then on. */
+  if (frame->hd.type == NGHTTP2_HEADERS &&
+      frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    uvg__tstream_t *s = stream_of(h2, frame->hd.stream_id);
+    if (s != NULL && !s->on_wire) {
+      s->on_wire = 1;
+      c->wire_streams++;
+    }
+  }
   if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
       !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
@@ -377,10 +387,8 @@ static void detach_stream(uvg__tstream_t *s, uint32_t h2_error) {
   if (c->h2 != NULL) nghttp2_session_set_stream_user_data(c->h2, s->id, NULL);
   uvg__list_remove(&s->conn_link);
   c->nstreams--;
-  if (!c->closing) {
-    uvg__srv_on_stream_count(c);
-    uvg__conn_window_after_stream(c);
-  }
+  if (s->on_wire) c->wire_streams--;
+  if (!c->closing) uvg__srv_on_stream_count(c);
   if (c->close_when_idle && c->nstreams == 0 && !c->closing)
     uvg__conn_goaway(c, NGHTTP2_NO_ERROR, c->close_reason);
   while (!uvg__list_empty(&s->sendq))
@@ -628,7 +636,7 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
   c->srv = NULL;
   c->goaway_text[0] = '\0';
   c->settings = NULL;
-  c->nstreams = 0;
+  c->nstreams = c->wire_streams = 0;
   c->ping_outstanding = 0;
   c->close_on_goaway = c->close_after_write = c->lingering = 0;
   c->close_when_idle = 0;
@@ -683,7 +691,6 @@ int uvg__conn_request(uvg__conn_t *c, uvg__tstream_t *s, const nghttp2_nv *nv,
   memset(s, 0, sizeof(*s));
   uvg__list_init(&s->sendq);
   uvg__list_init(&s->wlink);
-  uvg__conn_window_for_stream(c);
   int32_t id = nghttp2_submit_request(c->h2, NULL, nv, n, provider_for(s, &p), s);
   if (id < 0) return id == NGHTTP2_ERR_NOMEM ? UVG_ENOMEM : UVG_ECLOSED;
   s->id = id;
@@ -727,6 +734,8 @@ static int write_out(uvg__conn_t *c) {
  * one follows in the same call. */
 static void flush(uvg__conn_t *c) {
   while (!c->writing && !c->closing) {
+    /* Once a write, before the HEADERS it may carry, not once a stream. */
+    uvg__conn_window_update(c);
     int rv = nghttp2_session_send(c->h2);
     if (rv != 0) {
       uvg__log(UVG_LOG_WARN, "%s: HTTP/2 send failed: %s; closing connection",

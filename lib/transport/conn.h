@@ -64,6 +64,7 @@ struct uvg__tstream_s {
   uint8_t has_provider;  /* response headers carried a data provider */
   uint8_t end_queued;    /* trailers follow the send queue */
   uint8_t remote_closed; /* the peer sent END_STREAM */
+  uint8_t on_wire;       /* client role: its HEADERS were sent */
   nghttp2_nv *trailers;  /* packed: one allocation */
   size_t ntrailers;
 };
@@ -194,6 +195,8 @@ struct uvg__conn_s {
   uint8_t ping_outstanding;
   uvg__bdp_t bdp; /* when settings->bdp_limit */
   uint32_t window; /* the SETTINGS_INITIAL_WINDOW_SIZE last submitted */
+  unsigned wire_streams;   /* client role: streams whose HEADERS were sent */
+  unsigned window_streams; /* the streams the window was sized for (manage.c) */
   /* closing after a GOAWAY */
   uvg__timer_t close_timer;  /* the close deadline, then the linger */
   uint8_t close_on_goaway;   /* uvg__conn_goaway: close once it is sent */
@@ -260,12 +263,10 @@ void uvg__conn_manage_stop(uvg__conn_t *c);
 void uvg__conn_on_read(uvg__conn_t *c);
 void uvg__conn_on_frame(uvg__conn_t *c, const nghttp2_frame *frame);
 void uvg__conn_on_data_received(uvg__conn_t *c, size_t len);
-/* Client role, before a stream is submitted: if the stream window times
- * the streams open with the new one would pass settings->window_cap, a
- * SETTINGS lowering the window is submitted first (nghttp2 sends SETTINGS
- * before HEADERS). A stream that closes may give the room back. */
-void uvg__conn_window_for_stream(uvg__conn_t *c);
-void uvg__conn_window_after_stream(uvg__conn_t *c);
+/* Before each write: the stream window the estimate and the cap allow
+ * for the streams that may be open once it is sent; at most one SETTINGS,
+ * which nghttp2 sends ahead of any HEADERS (manage.c). */
+void uvg__conn_window_update(uvg__conn_t *c);
 
 /* The least stream window the cap leaves a stream: one frame's worth. */
 #define UVG__WINDOW_FLOOR 16384u

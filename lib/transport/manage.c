@@ -68,6 +68,7 @@ void uvg__conn_manage_start(uvg__conn_t *c) {
   const uvg__conn_settings_t *st = c->settings;
   uvg__bdp_init(&c->bdp, st->initial_window_size, st->bdp_limit);
   c->window = st->initial_window_size;
+  c->window_streams = 1;
   c->last_read = now_of(c);
   if (st->keepalive_time && st->keepalive_timeout)
     uvg__timer_start(&c->ka_timer, on_keepalive, st->keepalive_time);
@@ -104,41 +105,53 @@ static void set_window(uvg__conn_t *c, uint32_t w, unsigned n) {
   c->window = w;
   if (w > c->settings->connection_window_size)
     nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, (int32_t)w);
-  uvg__conn_schedule_flush(c);
 }
 
-/* The window this connection wants for each of `n` streams: the estimate
- * (or the fixed window), held to the cap's share, never below the floor. */
-static uint32_t window_for(const uvg__conn_t *c, unsigned n) {
+/* The streams whose windows the peer may fill once the pending frames are
+ * sent: those whose HEADERS left, and as many of the others as the peer's
+ * MAX_CONCURRENT_STREAMS lets nghttp2 send now. Those it holds back wait
+ * for a later write, which counts them then. */
+static unsigned streams_after_write(const uvg__conn_t *c) {
+  uint32_t max = nghttp2_session_get_remote_settings(
+      c->h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  unsigned waiting = c->nstreams - c->wire_streams;
+  unsigned room = max > c->wire_streams ? max - c->wire_streams : 0;
+  return c->wire_streams + (waiting < room ? waiting : room);
+}
+
+static unsigned pow2_at_least(unsigned n) {
+  unsigned p = 1;
+  while (p < n && p < (1u << 31)) p <<= 1;
+  return p;
+}
+
+/* The cap is shared among c->window_streams, a power of two, not among the
+ * streams open: it doubles (or more) as soon as they pass it, and comes
+ * down only once they fit in a quarter of it. Each window the cap sets is
+ * then at least twice or at most half the one before, and the streams
+ * must double or halve between two of them, so a burst of N calls and its
+ * end cost O(log N) SETTINGS, not two each (a server answers every
+ * SETTINGS with an ack, and nghttp2 servers take a thousand unsent acks
+ * for a flood). */
+void uvg__conn_window_update(uvg__conn_t *c) {
   const uvg__conn_settings_t *st = c->settings;
+  if (st == NULL || (st->bdp_limit == 0 && st->window_cap == 0)) return;
   uint32_t w = st->bdp_limit ? c->bdp.bdp : st->initial_window_size;
-  if (st->window_cap == 0 || n == 0) return w;
-  uint32_t share = st->window_cap / n;
-  if (share < UVG__WINDOW_FLOOR) share = UVG__WINDOW_FLOOR;
-  return w < share ? w : share;
+  unsigned n = streams_after_write(c);
+  if (st->window_cap != 0) {
+    if (n > c->window_streams || (n > 0 && n <= c->window_streams / 4))
+      c->window_streams = pow2_at_least(n);
+    uint32_t share = st->window_cap / c->window_streams;
+    if (share < UVG__WINDOW_FLOOR) share = UVG__WINDOW_FLOOR;
+    if (share < w) w = share;
+  }
+  if (w != c->window) set_window(c, w, n);
 }
 
-void uvg__conn_window_for_stream(uvg__conn_t *c) {
-  if (c->settings->window_cap == 0) return;
-  uint32_t w = window_for(c, c->nstreams + 1);
-  if (w < c->window) set_window(c, w, c->nstreams + 1);
-}
-
-/* Room for one more stream is kept, so that a connection whose streams
- * come and go at the cap's edge does not send SETTINGS for each. */
-void uvg__conn_window_after_stream(uvg__conn_t *c) {
-  if (c->settings == NULL || c->settings->window_cap == 0) return;
-  uint32_t w = window_for(c, c->nstreams + 1);
-  if (w > c->window) set_window(c, w, c->nstreams + 1);
-}
-
-/* A measurement ended: the estimate may have grown, or streams that held
- * the window down may have closed. */
+/* A measurement ended: the estimate may have grown; the next write
+ * decides. */
 static void on_bdp_ack(uvg__conn_t *c) {
-  uvg__bdp_on_ack(&c->bdp, uv_hrtime());
-  unsigned n = c->nstreams ? c->nstreams : 1;
-  uint32_t w = window_for(c, n);
-  if (w > c->window) set_window(c, w, n);
+  if (uvg__bdp_on_ack(&c->bdp, uv_hrtime()) != 0) uvg__conn_schedule_flush(c);
 }
 
 void uvg__conn_on_read(uvg__conn_t *c) { c->last_read = now_of(c); }

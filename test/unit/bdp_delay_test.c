@@ -4,7 +4,8 @@
  * measured bandwidth-delay product and a download is several times faster
  * than with HTTP/2's fixed 64 KiB window; with several streams open, what
  * the server may send ahead of the calls' reads (the sum of the stream
- * windows) stays within max_stream_windows_per_connection. */
+ * windows) stays within max_stream_windows_per_connection, and a burst of
+ * calls costs the channel a few SETTINGS, not two a call. */
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -222,6 +223,7 @@ static void on_download_done(uvg_call_t *call, const uvg_status_t *st) {
 /* ---- the window, as the transport's trace reports it ---- */
 
 static uint32_t window_max;  /* the largest stream window set */
+static unsigned window_changes; /* SETTINGS changing the window */
 static uint64_t window_over; /* a window times its streams past CAP */
 
 static void on_log(uvg_log_level_t level, const char *line, void *data) {
@@ -231,6 +233,7 @@ static void on_log(uvg_log_level_t level, const char *line, void *data) {
   (void)data;
   if (p == NULL || sscanf(p, "stream window %u -> %u (%u streams)", &from, &to, &n) != 3)
     return;
+  window_changes++;
   if (to > window_max) window_max = to;
   if ((uint64_t)to * n > window_over) window_over = (uint64_t)to * n;
 }
@@ -277,23 +280,47 @@ static void start_download(uvg_channel_t *ch, dl_t *d, uint32_t bytes) {
   CHECK_EQ(uvg_client_call_read(d->call), 0);
 }
 
+/* ---- unary calls straight to the server ---- */
+
+static void on_echo(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  uvg_call_send(call, msg, len, 0, NULL, NULL);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+
+static void on_echo_done(uvg_call_t *call, const uvg_status_t *st) {
+  (void)call;
+  (void)st;
+}
+
+static int unary_done, unary_ok;
+
+static void on_unary(const uvg_status_t *st, const uint8_t *resp, size_t len,
+                     void *data) {
+  (void)data;
+  unary_done++;
+  unary_ok += st->code == UVG_STATUS_OK && len == 1 && resp[0] == 'x';
+}
+
 static uvg_server_t *server;
-static char relay_target[64];
+static char relay_target[64], server_target[64];
 
 static void setup(void) {
-  uvg_method_t m = {.path = "/bdp.Test/Download", .type = UVG_METHOD_SERVER_STREAMING,
-                    .on_call = on_download, .on_cancel = on_download_cancel,
-                    .on_done = on_download_done};
+  uvg_method_t m[] = {
+      {.path = "/bdp.Test/Download", .type = UVG_METHOD_SERVER_STREAMING,
+       .on_call = on_download, .on_cancel = on_download_cancel,
+       .on_done = on_download_done},
+      {.path = "/bdp.Test/Echo", .on_call = on_echo, .on_done = on_echo_done}};
   int port, rport;
   struct sockaddr_in any;
   struct sockaddr_storage ss;
   int sl = sizeof(ss);
   CHECK_EQ(uvg_server_new(&loop, NULL, &server), 0);
-  CHECK_EQ(uvg_server_register(server, &m, 1), 0);
+  CHECK_EQ(uvg_server_register(server, m, 2), 0);
   CHECK_EQ(uvg_server_listen(server, "127.0.0.1:0", uvg_insecure_server_credentials(),
                              &port),
            0);
   uv_ip4_addr("127.0.0.1", port, &server_addr);
+  snprintf(server_target, sizeof(server_target), "ipv4:127.0.0.1:%d", port);
   uv_ip4_addr("127.0.0.1", 0, &any);
   uv_tcp_init(&loop, &relay_listener);
   CHECK_EQ(uv_tcp_bind(&relay_listener, (struct sockaddr *)&any, 0), 0);
@@ -388,6 +415,53 @@ static void test_streams_stay_within_the_cap(void) {
   close_all(ch);
 }
 
+/* BURST unary calls started at once on one channel, with the window at
+ * its default (64 KiB), fixed at 16 MiB, and grown by a download over the
+ * delayed link: the default cap (32 MiB) shares the larger ones. The
+ * server answers each SETTINGS with an ack and takes a thousand unsent
+ * acks for a flood: a SETTINGS per stream opened and closed ended in
+ * GOAWAY ENHANCE_YOUR_CALM, every call UNAVAILABLE. */
+#define BURST 3000
+
+static void burst(const char *target, uint32_t window, int grow) {
+  uvg_channel_options_t o;
+  uvg_channel_t *ch;
+  uvg_channel_options_init(&o);
+  o.initial_window_size = window;
+  CHECK_EQ(uvg_channel_new(&loop, target, uvg_insecure_channel_credentials(), &o, &ch),
+           0);
+  window_max = window;
+  if (grow) {
+    dl_t d = {0};
+    calls_ended = 0;
+    start_download(ch, &d, DOWNLOAD);
+    while (!d.ended) uv_run(&loop, UV_RUN_ONCE);
+    CHECK_EQ(d.code, UVG_STATUS_OK);
+    CHECK(window_max > 4 * 65535);
+  }
+  for (int round = 0; round < 2; round++) {
+    window_changes = 0;
+    unary_done = unary_ok = 0;
+    for (int i = 0; i < BURST; i++)
+      CHECK_EQ(uvg_channel_unary(ch, "/bdp.Test/Echo", (const uint8_t *)"x", 1, NULL,
+                                 on_unary, NULL),
+               0);
+    while (unary_done < BURST) uv_run(&loop, UV_RUN_ONCE);
+    fprintf(stderr, "  %d calls at once, window %u KiB: %d OK, %u SETTINGS\n", BURST,
+            window_max ? window_max / 1024 : 64, unary_ok, window_changes);
+    CHECK_EQ(unary_ok, BURST);
+    /* each a halving or a doubling at least: log2(32 MiB / 16 KiB) */
+    CHECK(window_changes <= 12);
+  }
+  close_all(ch);
+}
+
+static void test_a_burst_costs_few_settings(void) {
+  burst(server_target, 0, 0);
+  burst(server_target, 16u << 20, 0);
+  burst(relay_target, 0, 1);
+}
+
 static void on_relay_listener_closed(uv_handle_t *h) { (void)h; }
 
 /* Wakes uv_run(UV_RUN_ONCE) while the test waits for a time to pass. */
@@ -400,7 +474,7 @@ static void walk_close(uv_handle_t *h, void *arg) {
 }
 
 int main(void) {
-  alarm(30); /* a hang fails the test instead of stalling the suite */
+  alarm(50); /* a hang fails the test instead of stalling the suite */
   CHECK_EQ(setenv("UVG_TRACE", "transport", 1), 0);
   uvg_set_log_cb(on_log, NULL);
   CHECK_EQ(uv_loop_init(&loop), 0);
@@ -409,6 +483,7 @@ int main(void) {
   uv_timer_start(&tick, on_tick, 20, 20);
   RUN(test_window_grows_with_the_delay);
   RUN(test_streams_stay_within_the_cap);
+  RUN(test_a_burst_costs_few_settings);
   uvg_server_close(server, NULL, NULL);
   uv_close((uv_handle_t *)&tick, NULL);
   uv_close((uv_handle_t *)&relay_listener, on_relay_listener_closed);
