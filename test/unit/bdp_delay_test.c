@@ -409,7 +409,9 @@ static void test_streams_stay_within_the_cap(void) {
   CHECK(alone > CAP / 2);          /* it grew */
   CHECK(window_over <= CAP);       /* every window times its streams */
   CHECK(ahead <= CAP);             /* and so the memory */
-  CHECK(ahead >= CAP / 2);         /* the windows were used */
+  /* the windows were used; the cap's coarse steps may share it among up
+   * to twice the streams open, so a quarter at the least */
+  CHECK(ahead >= CAP / 4);
   for (int i = 0; i < STREAMS; i++) uvg_client_call_cancel(d[i].call);
   while (calls_ended < STREAMS) uv_run(&loop, UV_RUN_ONCE);
   close_all(ch);
