@@ -33,6 +33,7 @@ struct uvg_call_s {
   uvg__timer_t deadline;
   uint64_t deadline_at; /* uv_now() ms; valid when has_deadline */
   uint8_t *req;         /* the request of a unary or server-streaming call */
+  uint8_t req_on_heap;  /* too large for the arena: freed after on_call */
   uint32_t req_len, req_count;
   unsigned msgs_out; /* messages queued on the transport */
   unsigned pending;  /* closures queued for this call */
@@ -213,6 +214,12 @@ static int intercept_start(uvg_call_t *c) {
   return 0;
 }
 
+static void free_request(uvg_call_t *c) {
+  if (c->req_on_heap) uvg__free(c->req);
+  c->req_on_heap = 0;
+  c->req = NULL; /* else in the arena */
+}
+
 static void run_on_call(void *arg, int status) {
   uvg_call_t *c = arg;
   c->pending--;
@@ -223,7 +230,7 @@ static void run_on_call(void *arg, int status) {
     UVG__TRACE(UVG__TRACE_CALL, "call %s started", c->path);
     c->method->m.on_call(c, c->req, c->req_len);
   }
-  c->req = NULL; /* in the arena */
+  free_request(c);
   maybe_release(c);
 }
 
@@ -325,6 +332,7 @@ static void on_deadline(uvg__timer_t *t) {
 static void free_call(uvg_call_t *c) {
   uvg_server_t *s = c->server;
   free_inbox(c);
+  free_request(c); /* a call that ended before its on_call */
   uvg__md_list_free(&c->md);
   uvg__deframer_free(&c->deframer);
   uvg__free(c->final_msg);
@@ -600,7 +608,11 @@ static int keep_message(uvg_call_t *c, int compressed, const uint8_t *msg,
                 "grpc: client sent more than one request message on a unary-request method");
       return UVG_EPROTO;
     }
-    if ((c->req = uvg__arena_alloc(&c->arena, len)) == NULL) return UVG_ENOMEM;
+    /* A small request shares the call's arena; a large one must not stay
+     * for the life of a call its handler holds (a stream of hours). */
+    c->req_on_heap = len > UVG__ARENA_FIRST;
+    c->req = c->req_on_heap ? uvg__malloc(len) : uvg__arena_alloc(&c->arena, len);
+    if (c->req == NULL) return UVG_ENOMEM;
     if (len > 0) memcpy(c->req, msg, len);
     c->req_len = len;
     c->req_compressed = (uint8_t)compressed;

@@ -276,6 +276,56 @@ static void test_no_memory_kept_per_call(void) {
   close_server(loop, s);
 }
 
+/* A server-streaming handler that holds its call holds no copy of the
+ * request once on_call has returned, however large it was: a long stream
+ * must not keep up to max_receive_message_size per call. */
+static uvg_call_t *held;
+static void hold(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  (void)len;
+  held = call;
+}
+static const uvg_method_t hold_method[] = {
+    {.path = "/t.T/Hold", .type = UVG_METHOD_SERVER_STREAMING, .on_call = hold,
+     .on_done = done}};
+
+/* Blocks held while the handler holds a call whose request was `len`
+ * bytes. */
+static long held_blocks(uv_loop_t *loop, h2c_t *c, size_t len) {
+  static uint8_t body[60000 + 5];
+  static uint8_t req[60000];
+  held = NULL;
+  size_t n = h2c_frame(body, 0, req, len);
+  int i = h2c_request(c, "/t.T/Hold", NULL, NULL, body, n, 0, 1);
+  for (int k = 0; k < 500 && held == NULL; k++) h2c_run_for(loop, 2);
+  CHECK(i >= 0 && held != NULL);
+  h2c_run_for(loop, 20);
+  long blocks = live_blocks(loop);
+  if (held != NULL) uvg_call_finish(held, UVG_STATUS_OK, NULL, NULL, 0);
+  CHECK(i >= 0 && h2c_run_until(loop, stream_done, c, 3000));
+  return blocks;
+}
+
+static void test_large_request_not_held(void) {
+  uv_loop_t *loop = uv_default_loop();
+  uvg_server_t *s = NULL;
+  int port = 0;
+  h2c_t c;
+  CHECK_EQ(uvg_server_new(loop, NULL, &s), 0);
+  CHECK_EQ(uvg_server_register(s, hold_method, 1), 0);
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &port),
+           0);
+  CHECK_EQ(h2c_connect(&c, loop, port, 1, 0), 0);
+  held_blocks(loop, &c, 11); /* warm-up: the call and its arena */
+  long small = held_blocks(loop, &c, 11);
+  long large = held_blocks(loop, &c, 60000);
+  fprintf(stderr, "  blocks while a call is held: %ld (11-byte request), %ld "
+          "(60000 bytes)\n", small, large);
+  CHECK(large <= small);
+  h2c_close(&c);
+  close_server(loop, s);
+}
+
 static void answer_ok(h2s_stream_t *st, void *ud) {
   (void)ud;
   h2s_ok(st, "hello world", 11);
@@ -352,6 +402,7 @@ int main(void) {
   RUN(test_server_allocations_per_call);
   RUN(test_client_allocations_per_call);
   RUN(test_no_memory_kept_per_call);
+  RUN(test_large_request_not_held);
   CHECK_EQ(uv_loop_close(uv_default_loop()), 0);
   TEST_EXIT();
 }
