@@ -523,7 +523,8 @@ typedef struct {
   uint64_t connections_open;
   uint64_t calls_started;
   uint64_t calls_open;
-  uint64_t writes;         /* uv_write() requests issued, all connections */
+  uint64_t writes;         /* batches written (each one uv_try_write() or
+                              uv_write()), all connections */
   uint64_t bytes_written;
   uint64_t protocol_errors; /* connections closed for a protocol violation */
 } uvg_server_stats_t;

@@ -591,7 +591,7 @@ static int decompress(uvg_call_t *c, const uint8_t *msg, uint32_t len,
   } else if (rc != 0) {
     fail_call(c, UVG_STATUS_INTERNAL, "grpc: failed to decompress the received message");
   }
-  *out_len = (uint32_t)n;
+  if (rc == 0) *out_len = (uint32_t)n;
   return rc;
 }
 

@@ -731,9 +731,16 @@ static int write_out(uvg__conn_t *c) {
 /* Serializes what is pending and writes it; from the queue, or at once
  * when the write in flight completes (a flush still queued then finds
  * nothing to do). While the socket takes each batch at once, the next
- * one follows in the same call. */
+ * one follows in the same call, up to a batch's worth: then the flush
+ * goes back to the queue, behind the other connections' work, so one busy
+ * connection cannot hold the loop. */
 static void flush(uvg__conn_t *c) {
+  size_t taken = 0;
   while (!c->writing && !c->closing) {
+    if (taken >= WRITE_BATCH_MAX) {
+      uvg__conn_schedule_flush(c);
+      return;
+    }
     /* Once a write, before the HEADERS it may carry, not once a stream. */
     uvg__conn_window_update(c);
     int rv = nghttp2_session_send(c->h2);
@@ -769,6 +776,7 @@ static void flush(uvg__conn_t *c) {
       c->writing = 1;
       return;
     }
+    taken += bytes;
     if (!end_write(c, 0)) return;
   }
 }
