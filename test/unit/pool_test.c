@@ -7,6 +7,24 @@
 #include "pool.h"
 #include "test.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+/* Under ASan a block kept on a free list is poisoned, so that a use after
+ * free of a pooled object is reported; taken again, it is not. */
+static void test_kept_blocks_poisoned(void) {
+  uvg__pool_t p;
+  uvg__pool_init(&p);
+  char *a = uvg__pool_alloc(&p, 40);
+  CHECK(!__asan_address_is_poisoned(a));
+  uvg__pool_free(&p, a);
+  CHECK(__asan_address_is_poisoned(a));
+  char *b = uvg__pool_alloc(&p, 40);
+  CHECK(b == a && !__asan_address_is_poisoned(b));
+  uvg__pool_free(&p, b);
+  uvg__pool_trim(&p);
+}
+#endif
+
 static long n_alloc, n_free;
 static void *t_malloc(size_t n) {
   n_alloc++;
@@ -82,6 +100,9 @@ int main(void) {
   RUN(test_reuse_without_the_allocator);
   RUN(test_realloc_keeps_the_bytes);
   RUN(test_kept_is_bounded);
+#if defined(__SANITIZE_ADDRESS__)
+  RUN(test_kept_blocks_poisoned);
+#endif
   CHECK_EQ(n_alloc, n_free);
   TEST_EXIT();
 }
