@@ -18,6 +18,7 @@
 #include "tls_certs.h"
 
 enum { UNARY, SSTREAM, CSTREAM, BIDI, NCALLS };
+_Static_assert(NCALLS == FH_KINDS, "a round has one call of each kind");
 enum { ROUNDS = 3 };
 static const char *const paths[NCALLS] = {"/t.T/Unary", "/t.T/SStream",
                                           "/t.T/CStream", "/t.T/Bidi"};
@@ -25,13 +26,7 @@ static const char *const paths[NCALLS] = {"/t.T/Unary", "/t.T/SStream",
 static int use_tls;
 static tc_pem_t ca, leaf;
 
-static struct {
-  int s_calls, s_dones;
-  int c_started[NCALLS], c_statuses[NCALLS], c_code[NCALLS], c_msgs[NCALLS];
-  uvg_server_t *server;
-  uvg_channel_t *channel;
-  int server_closed, channel_closed;
-} T;
+static fh_round_t T;
 
 static const uint8_t msg[] = "message";
 
@@ -162,18 +157,8 @@ static void start_calls(uvg_channel_t *ch) {
   }
 }
 
-static int calls_open(void) {
-  for (int k = 0; k < NCALLS; k++)
-    if (T.c_started[k] && T.c_statuses[k] == 0) return 1;
-  return T.s_dones < T.s_calls;
-}
-
-static void close_all(void) {
-  if (T.channel != NULL)
-    API(uvg_channel_close(T.channel, fh_channel_closed, &T.channel_closed));
-  if (T.server != NULL)
-    API(uvg_server_close(T.server, fh_server_closed, &T.server_closed));
-}
+static int calls_open(void) { return fh_round_open(&T); }
+static void close_all(void) { fh_round_close(&T); }
 
 /* One exchange on a fresh loop. Returns how many calls ended OK with all
  * their messages. */

@@ -89,6 +89,33 @@ static inline void fh_channel_closed(uvg_channel_t *ch, void *count) {
   ++*(int *)count;
 }
 
+/* One round of the allocation sweeps over calls: a channel's call of each
+ * of the four kinds to one server, and what each side saw of them. */
+#define FH_KINDS 4
+typedef struct {
+  int s_calls, s_dones;
+  int c_started[FH_KINDS], c_statuses[FH_KINDS], c_code[FH_KINDS],
+      c_msgs[FH_KINDS];
+  uvg_server_t *server;
+  uvg_channel_t *channel;
+  int server_closed, channel_closed;
+} fh_round_t;
+
+/* Whether a call the round started has not ended on either side. */
+static inline int fh_round_open(const fh_round_t *t) {
+  for (int k = 0; k < FH_KINDS; k++)
+    if (t->c_started[k] && t->c_statuses[k] == 0) return 1;
+  return t->s_dones < t->s_calls;
+}
+
+/* Closes what the round made; each close ends in its callback. */
+static inline void fh_round_close(fh_round_t *t) {
+  if (t->channel != NULL)
+    API(uvg_channel_close(t->channel, fh_channel_closed, &t->channel_closed));
+  if (t->server != NULL)
+    API(uvg_server_close(t->server, fh_server_closed, &t->server_closed));
+}
+
 static inline void fh_quiet(uvg_log_level_t level, const char *line, void *d) {
   (void)level;
   (void)line;
