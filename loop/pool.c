@@ -90,6 +90,10 @@ void *uvg__pool_realloc(uvg__pool_t *p, void *ptr, size_t n) {
   return np;
 }
 
+size_t uvg__pool_usable(const void *ptr) {
+  return ((const uvg__pool_block_t *)ptr - 1)->u.size;
+}
+
 void uvg__pool_free(uvg__pool_t *p, void *ptr) {
   if (ptr == NULL) return;
   uvg__pool_block_t *b = block_of(ptr);

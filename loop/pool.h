@@ -34,6 +34,8 @@ void *uvg__pool_calloc(uvg__pool_t *p, size_t n, size_t size);
 /* realloc() for a block of this pool (or NULL); NULL and `ptr` untouched
  * when the allocator fails. */
 void *uvg__pool_realloc(uvg__pool_t *p, void *ptr, size_t n);
+/* The bytes a block of this pool may hold (at least what was asked). */
+size_t uvg__pool_usable(const void *ptr);
 /* Takes back a block of this pool; NULL is ignored. */
 void uvg__pool_free(uvg__pool_t *p, void *ptr);
 /* The heap the free lists hold, headers included. */

@@ -14,15 +14,7 @@
 
 #include "workq.h"
 
-struct uvg__timer_s {
-  uvg__sched_t *sched;
-  /* heap links; all NULL while disarmed (parent is NULL for the root too) */
-  struct uvg__timer_s *parent, *left, *right;
-  uint64_t due; /* uv_now() milliseconds */
-  uint64_t seq; /* start order: equal due times fire first started first */
-  int armed;
-  void (*cb)(uvg__timer_t *t);
-};
+/* struct uvg__timer_s is in workq.h: a scheduler embeds one. */
 
 void uvg__timer_init(uvg__sched_t *s, uvg__timer_t *t);
 

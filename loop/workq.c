@@ -22,6 +22,7 @@ int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   uvg__list_init(&s->ready);
   uvg__list_init(&s->pool);
   uvg__pool_init(&s->mem);
+  uvg__pages_init(&s->pages);
   s->draining = NULL;
   s->heap = NULL;
   s->heap_n = 0;
@@ -30,6 +31,12 @@ int uvg__sched_init(uv_loop_t *loop, uvg__sched_t *s) {
   s->next_shared = NULL;
   s->closing = 0;
   s->close_cb = NULL;
+  uvg__list_init(&s->idle_conns);
+  uvg__timer_init(s, &s->idle_timer);
+  /* Long enough that a connection busy between pauses does not pay page
+   * faults per call. */
+  s->idle_trim_ms = 1000;
+  s->idle_trims = s->idle_trimmed = 0;
   if ((err = uv_check_init(loop, &s->check)) != 0) return err;
   uv_idle_init(loop, &s->idle);
   uv_timer_init(loop, &s->timer);
@@ -80,6 +87,9 @@ void uvg__sched_release(uvg__sched_t *s) {
   while (*p != s) p = &(*p)->next_shared;
   *p = s->next_shared;
   pthread_mutex_unlock(&shared_mu);
+  /* Its own timer may still be armed for connections long gone. */
+  assert(uvg__list_empty(&s->idle_conns));
+  uvg__timer_stop(&s->idle_timer);
   assert(s->heap == NULL && s->holds == 0);
   uvg__sched_close(s, free_shared);
 }
@@ -114,6 +124,7 @@ static void on_handle_closed(uv_handle_t *h) {
     uvg__free(w);
   }
   uvg__pool_trim(&s->mem);
+  uvg__pages_fini(&s->pages);
   if (s->close_cb != NULL) s->close_cb(s);
 }
 

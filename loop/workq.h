@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "common.h"
+#include "pages.h"
 #include "pool.h"
 
 /* status: 0 when run normally, UVG_ECANCELED when the queue closed first (the
@@ -42,8 +43,20 @@ typedef struct uvg__work_s {
 } uvg__work_t;
 
 typedef struct uvg__timer_s uvg__timer_t;
+typedef struct uvg__sched_s uvg__sched_t;
 
-typedef struct uvg__sched_s {
+/* A one-shot timer (timer.h). */
+struct uvg__timer_s {
+  uvg__sched_t *sched;
+  /* heap links; all NULL while disarmed (parent is NULL for the root too) */
+  struct uvg__timer_s *parent, *left, *right;
+  uint64_t due; /* uv_now() milliseconds */
+  uint64_t seq; /* start order: equal due times fire first started first */
+  int armed;
+  void (*cb)(uvg__timer_t *t);
+};
+
+struct uvg__sched_s {
   uv_loop_t *loop;
   /* drains the ready queues after each poll; unref'd except while held */
   uv_check_t check;
@@ -52,6 +65,7 @@ typedef struct uvg__sched_s {
   uvg__list_t ready; /* queues with pending closures */
   uvg__list_t pool;  /* free work nodes */
   uvg__pool_t mem;   /* free blocks for per-call memory (nghttp2's) */
+  uvg__pages_t pages; /* page runs for connections' buffers */
   struct uvg__workq_s *draining; /* the queue being drained, or NULL */
   uvg__timer_t *heap;  /* root of the armed timers' heap (loop/timer.c) */
   size_t heap_n;       /* armed timers */
@@ -62,7 +76,14 @@ typedef struct uvg__sched_s {
   int handles_open;
   int closing;
   void (*close_cb)(struct uvg__sched_s *);
-} uvg__sched_t;
+  /* connections without streams, oldest first, to give memory back once
+   * they have been idle a while (lib/transport/conn.c) */
+  uvg__list_t idle_conns;
+  uvg__timer_t idle_timer;
+  uint64_t idle_trim_ms; /* how long idle first (tests shorten it) */
+  uint64_t idle_trims;   /* times a connection gave memory back */
+  uint64_t idle_trimmed; /* bytes given back those times */
+};
 
 typedef struct uvg__workq_s {
   uvg__sched_t *sched;

@@ -128,6 +128,7 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
   uvg__list_push(&c->streams, &s->conn_link);
   nghttp2_session_set_stream_user_data(h2, s->id, s);
   c->nstreams++;
+  uvg__list_remove(&c->idle_link);
   uvg__srv_on_stream_count(c);
   return 0;
 }
@@ -295,18 +296,6 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t error,
   return 0;
 }
 
-/* nghttp2's allocations come from the scheduler's free lists (and so from
- * the library's allocator): the stream objects, queued frames and header
- * copies every call makes are reused, not allocated each time. */
-static void *mem_malloc(size_t n, void *ud) { return uvg__pool_alloc(ud, n); }
-static void mem_free(void *p, void *ud) { uvg__pool_free(ud, p); }
-static void *mem_calloc(size_t n, size_t size, void *ud) {
-  return uvg__pool_calloc(ud, n, size);
-}
-static void *mem_realloc(void *p, size_t n, void *ud) {
-  return uvg__pool_realloc(ud, p, n);
-}
-
 /* Makes a filled-in set of callbacks and only then hands it out. nghttp2
  * allocates it with plain calloc, not through nghttp2_mem. Returns 0 or
  * UVG_ENOMEM. */
@@ -348,8 +337,11 @@ static int session_new(uvg__conn_t *c, int client) {
     if (new_callbacks(&own) != 0) return UVG_ENOMEM;
     cbs = own;
   }
-  nghttp2_mem mem = {&c->sched->mem, mem_malloc, mem_free, mem_calloc,
-                     mem_realloc};
+  /* nghttp2's allocations come from the scheduler's free lists (and so
+   * from the library's allocator): the stream objects, queued frames and
+   * header copies every call makes are reused, not allocated each time. */
+  uvg__h2mem_init(&c->h2mem, &c->sched->mem, &c->sched->pages);
+  nghttp2_mem mem = uvg__h2mem_begin(&c->h2mem);
   /* Window is granted by hand (uvg__ts_consume) as the application takes
    * messages: reading is paced by the application, on both sides. */
   nghttp2_option *opt;
@@ -367,6 +359,7 @@ static int session_new(uvg__conn_t *c, int client) {
                 : nghttp2_session_server_new3(&c->h2, cbs, c, opt, &mem);
     nghttp2_option_del(opt);
   }
+  uvg__h2mem_created(&c->h2mem);
   if (own != NULL) nghttp2_session_callbacks_del(own);
   return rv == 0 ? 0 : UVG_ENOMEM;
 }
@@ -630,6 +623,7 @@ void uvg__conn_init(uvg__conn_t *c, uvg__sched_t *sched,
   uvg__list_init(&c->streams);
   uvg__list_init(&c->write_msgs);
   uvg__list_init(&c->write_streams);
+  uvg__list_init(&c->idle_link);
   uvg__iovs_init(&c->out);
   c->io.cbs = &io_cbs;
   c->peer[0] = '\0';
@@ -698,6 +692,7 @@ int uvg__conn_request(uvg__conn_t *c, uvg__tstream_t *s, const nghttp2_nv *nv,
   s->has_provider = 1;
   uvg__list_push(&c->streams, &s->conn_link);
   c->nstreams++;
+  uvg__list_remove(&c->idle_link);
   uvg__conn_schedule_flush(c);
   return 0;
 }
@@ -712,6 +707,52 @@ void uvg__conn_schedule_flush(uvg__conn_t *c) {
   if (c->flush_queued || c->closing) return;
   if (uvg__workq_post_node(&c->q, &c->flush_node, run_flush, c) == 0)
     c->flush_queued = 1;
+}
+
+/* ---- giving memory back while idle ----
+ *
+ * A connection without streams joins its scheduler's list of idle ones,
+ * oldest first; one timer walks it. Once idle sched->idle_trim_ms, the
+ * connection gives back the pages nghttp2 can do without (h2mem.h) and
+ * its write buffer. Joining and leaving are list links, so a call pays
+ * nothing for it. */
+/* Connections trimmed per timer callback: ten thousand that went idle
+ * together must not stall the loop. */
+#define IDLE_TRIM_BATCH 64
+
+static void on_idle_timer(uvg__timer_t *t);
+
+static void idle_enter(uvg__conn_t *c) {
+  if (!uvg__list_empty(&c->idle_link)) return;
+  uvg__sched_t *s = c->sched;
+  c->idle_due = uv_now(s->loop) + s->idle_trim_ms;
+  uvg__list_push(&s->idle_conns, &c->idle_link);
+  if (!uvg__timer_armed(&s->idle_timer))
+    uvg__timer_start(&s->idle_timer, on_idle_timer, s->idle_trim_ms);
+}
+
+static void trim(uvg__conn_t *c) {
+  if (c->nstreams > 0 || c->writing || c->closing || c->h2 == NULL ||
+      nghttp2_session_want_write(c->h2))
+    return;
+  uvg__iovs_free(&c->out);
+  c->sched->idle_trimmed += uvg__h2mem_trim(&c->h2mem);
+  c->sched->idle_trims++;
+}
+
+static void on_idle_timer(uvg__timer_t *t) {
+  uvg__sched_t *s = uvg__container_of(t, uvg__sched_t, idle_timer);
+  uint64_t now = uv_now(s->loop);
+  for (int n = 0; !uvg__list_empty(&s->idle_conns); n++) {
+    uvg__conn_t *c =
+        uvg__container_of(s->idle_conns.next, uvg__conn_t, idle_link);
+    if (n == IDLE_TRIM_BATCH || c->idle_due > now) {
+      uvg__timer_start(t, on_idle_timer, c->idle_due > now ? c->idle_due - now : 0);
+      return;
+    }
+    uvg__list_remove(&c->idle_link);
+    trim(c);
+  }
 }
 
 /* Writes the chain: first what the socket takes at once, then the rest
@@ -752,6 +793,7 @@ static void flush(uvg__conn_t *c) {
       return;
     }
     if (c->out.n == 0) {
+      if (c->nstreams == 0) idle_enter(c);
       /* Done when nghttp2 is (GOAWAY exchanged, no streams left), unless a
        * drain still waits for its PING before the final GOAWAY. */
       if (!nghttp2_session_want_read(c->h2) &&
@@ -813,6 +855,7 @@ void uvg__conn_close_when_idle(uvg__conn_t *c, const char *debug) {
 /* Ends every stream and stops everything but the socket. */
 static void begin_close(uvg__conn_t *c) {
   c->closing = 1;
+  uvg__list_remove(&c->idle_link);
   uvg__conn_manage_stop(c);
   uvg__workq_close(&c->q);
   while (!uvg__list_empty(&c->streams))

@@ -26,6 +26,7 @@
 #include "../../loop/timer.h"
 #include "../../loop/workq.h"
 #include "bdp.h"
+#include "h2mem.h"
 
 typedef struct uvg__conn_s uvg__conn_t;
 typedef struct uvg__tstream_s uvg__tstream_t;
@@ -194,6 +195,10 @@ struct uvg__conn_s {
   unsigned nstreams;
   uint8_t ping_outstanding;
   uvg__bdp_t bdp; /* when settings->bdp_limit */
+  uvg__h2mem_t h2mem; /* nghttp2's memory */
+  /* in sched->idle_conns while without streams; gives memory back then */
+  uvg__list_t idle_link;
+  uint64_t idle_due;
   uint32_t window; /* the SETTINGS_INITIAL_WINDOW_SIZE last submitted */
   unsigned wire_streams;   /* client role: streams whose HEADERS were sent */
   unsigned window_streams; /* the streams the window was sized for (manage.c) */

@@ -317,7 +317,8 @@ for name in "${SERVERS[@]}"; do
     idle_pid=$!
     track "$idle_pid"
     for _ in $(seq 700); do grep -q '^ready' "$idle_out" && break; sleep 0.1; done
-    sleep 1 # let the server finish freeing per-call state
+    # per-call state is freed at once; idle pages go back after a second
+    sleep 2
     after=$(vmrss "$SRV_PID")
     okc=$(sed -n 's/^ready ok=\([0-9]*\).*/\1/p' "$idle_out")
     [ "${okc:-0}" -eq "$NCONN" ] || note "$tag: only ${okc:-0} of $NCONN idle connections got through"

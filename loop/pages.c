@@ -1,0 +1,148 @@
+/* Page runs from slabs; see pages.h. */
+#include "pages.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+struct uvg__pages_slab_s {
+  uvg__pages_slab_t *next, *prev;
+  uint8_t *base; /* its first whole page */
+  unsigned free; /* pages not in a run */
+  uint64_t used[UVG__PAGES_SLAB / 64];
+};
+
+size_t uvg__page_size(void) {
+  /* Loops on several threads may race to store the same value. */
+  static size_t page;
+  size_t p = __atomic_load_n(&page, __ATOMIC_RELAXED);
+  if (p == 0) {
+    long v = sysconf(_SC_PAGESIZE);
+    p = v > 0 ? (size_t)v : 4096;
+    __atomic_store_n(&page, p, __ATOMIC_RELAXED);
+  }
+  return p;
+}
+
+void uvg__pages_init(uvg__pages_t *pp) { pp->slabs = NULL; }
+
+static size_t pages_for(size_t n) {
+  size_t page = uvg__page_size();
+  return (n + page - 1) / page;
+}
+
+static int bit(const uvg__pages_slab_t *s, unsigned i) {
+  return (int)((s->used[i / 64] >> (i % 64)) & 1);
+}
+
+static void set_bits(uvg__pages_slab_t *s, unsigned i, unsigned k, int on) {
+  for (unsigned j = i; j < i + k; j++) {
+    uint64_t m = (uint64_t)1 << (j % 64);
+    s->used[j / 64] = on ? s->used[j / 64] | m : s->used[j / 64] & ~m;
+  }
+}
+
+/* The first free run of k pages, or -1. */
+static int find_run(const uvg__pages_slab_t *s, unsigned k) {
+  unsigned run = 0;
+  for (unsigned i = 0; i < UVG__PAGES_SLAB; i++) {
+    run = bit(s, i) ? 0 : run + 1;
+    if (run == k) return (int)(i + 1 - k);
+  }
+  return -1;
+}
+
+static void unlink_slab(uvg__pages_t *pp, uvg__pages_slab_t *s) {
+  if (s->prev != NULL)
+    s->prev->next = s->next;
+  else
+    pp->slabs = s->next;
+  if (s->next != NULL) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+}
+
+static void push_front(uvg__pages_t *pp, uvg__pages_slab_t *s) {
+  s->prev = NULL;
+  s->next = pp->slabs;
+  if (pp->slabs != NULL) pp->slabs->prev = s;
+  pp->slabs = s;
+}
+
+static uvg__pages_slab_t *new_slab(uvg__pages_t *pp) {
+  size_t page = uvg__page_size();
+  /* The bookkeeping goes in front of the first whole page, on the page the
+   * allocator's own header already makes resident. */
+  uvg__pages_slab_t *s = uvg__malloc(sizeof(*s) + UVG__PAGES_SLAB * page + page - 1);
+  if (s == NULL) return NULL;
+  memset(s, 0, sizeof(*s));
+  s->base = (uint8_t *)(((uintptr_t)(s + 1) + page - 1) & ~(uintptr_t)(page - 1));
+  /* Memory the allocator reused may be resident and dirty: start from
+   * pages that are neither. */
+  uvg__pages_release(s->base, UVG__PAGES_SLAB * page);
+  s->free = UVG__PAGES_SLAB;
+  push_front(pp, s);
+  return s;
+}
+
+void *uvg__pages_alloc(uvg__pages_t *pp, size_t n, uvg__pages_slab_t **slab) {
+  size_t k = pages_for(n);
+  if (k == 0 || k > UVG__PAGES_MAX) return NULL;
+  uvg__pages_slab_t *s;
+  int at = -1;
+  /* Full slabs sit at the back, so the walk ends at the first of them. */
+  for (s = pp->slabs; s != NULL && s->free > 0; s = s->next)
+    if (s->free >= k && (at = find_run(s, (unsigned)k)) >= 0) break;
+  if (s == NULL || at < 0) {
+    if ((s = new_slab(pp)) == NULL) return NULL;
+    at = 0;
+  }
+  set_bits(s, (unsigned)at, (unsigned)k, 1);
+  s->free -= (unsigned)k;
+  if (s->free == 0) {
+    unlink_slab(pp, s);
+    /* to the back: the walk above stops at it */
+    uvg__pages_slab_t *last = pp->slabs;
+    if (last == NULL) {
+      pp->slabs = s;
+    } else {
+      while (last->next != NULL) last = last->next;
+      last->next = s;
+      s->prev = last;
+    }
+  }
+  *slab = s;
+  return s->base + (size_t)at * uvg__page_size();
+}
+
+static void free_slab(uvg__pages_t *pp, uvg__pages_slab_t *s) {
+  unlink_slab(pp, s);
+  uvg__free(s);
+}
+
+void uvg__pages_free(uvg__pages_t *pp, void *p, size_t n,
+                     uvg__pages_slab_t *s) {
+  if (p == NULL) return;
+  size_t k = pages_for(n);
+  unsigned at = (unsigned)(((uint8_t *)p - s->base) / uvg__page_size());
+  /* A freed run holds no memory. */
+  uvg__pages_release(p, k * uvg__page_size());
+  set_bits(s, at, (unsigned)k, 0);
+  s->free += (unsigned)k;
+  /* An empty slab goes back at once: what a scheduler holds is what its
+   * connections use, and no more. */
+  if (s->free == UVG__PAGES_SLAB) {
+    free_slab(pp, s);
+    return;
+  }
+  unlink_slab(pp, s);
+  push_front(pp, s);
+}
+
+void uvg__pages_release(void *p, size_t n) {
+  size_t whole = n & ~(uvg__page_size() - 1);
+  if (whole > 0) (void)madvise(p, whole, MADV_DONTNEED);
+}
+
+void uvg__pages_fini(uvg__pages_t *pp) {
+  while (pp->slabs != NULL) free_slab(pp, pp->slabs);
+}
