@@ -47,11 +47,10 @@ static void big_free(uvg__h2mem_t *m, int i) {
   if (m->framebuf == i) m->framebuf = -1;
 }
 
-static void *h2_malloc(size_t n, void *ud) {
-  uvg__h2mem_t *m = ud;
-  /* Only what lives as long as the session; a large header value or
-   * frame on its way through is the pool's. */
-  if (m->creating && n >= uvg__page_size()) {
+/* Every block of every call passes through h2_malloc and h2_free: their
+ * common case is a jump to the pool, and the rest lives out of line. */
+static __attribute__((noinline)) void *malloc_big(size_t n, uvg__h2mem_t *m) {
+  if (n >= uvg__page_size()) {
     int failed;
     void *p = big_alloc(m, n, &failed);
     if (p != NULL || failed) return p;
@@ -59,13 +58,31 @@ static void *h2_malloc(size_t n, void *ud) {
   return uvg__pool_alloc(m->pool, n);
 }
 
-static void h2_free(void *p, void *ud) {
+static void *h2_malloc(size_t n, void *ud) {
   uvg__h2mem_t *m = ud;
+  /* Only what lives as long as the session; a large header value or
+   * frame on its way through is the pool's. */
+  if (!m->creating) return uvg__pool_alloc(m->pool, n);
+  return malloc_big(n, m);
+}
+
+static __attribute__((noinline)) void free_aligned(void *p, uvg__h2mem_t *m) {
   int i = big_index(m, p);
   if (i >= 0)
     big_free(m, i);
   else
     uvg__pool_free(m->pool, p);
+}
+
+static void h2_free(void *p, void *ud) {
+  uvg__h2mem_t *m = ud;
+  /* A run is page-aligned, so at least 4096-aligned; a block of the pool
+   * seldom is. */
+  if (((uintptr_t)p & 4095) != 0) {
+    uvg__pool_free(m->pool, p);
+    return;
+  }
+  free_aligned(p, m);
 }
 
 static void *h2_calloc(size_t n, size_t size, void *ud) {
