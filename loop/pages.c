@@ -5,6 +5,24 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* Under AddressSanitizer the pages no run holds, and the tail of a run
+ * past what was asked, are poisoned, as pool.c does for its blocks. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UVG__PAGES_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UVG__PAGES_ASAN 1
+#endif
+#endif
+#ifdef UVG__PAGES_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 struct uvg__pages_slab_s {
   uvg__pages_slab_t *next, *prev;
   uint8_t *base; /* its first whole page */
@@ -68,7 +86,7 @@ static void push_front(uvg__pages_t *pp, uvg__pages_slab_t *s) {
   pp->slabs = s;
 }
 
-static uvg__pages_slab_t *new_slab(uvg__pages_t *pp) {
+static uvg__pages_slab_t *new_slab(void) {
   size_t page = uvg__page_size();
   /* The bookkeeping goes in front of the first whole page, on the page the
    * allocator's own header already makes resident. */
@@ -76,11 +94,11 @@ static uvg__pages_slab_t *new_slab(uvg__pages_t *pp) {
   if (s == NULL) return NULL;
   memset(s, 0, sizeof(*s));
   s->base = (uint8_t *)(((uintptr_t)(s + 1) + page - 1) & ~(uintptr_t)(page - 1));
-  /* Memory the allocator reused may be resident and dirty: start from
-   * pages that are neither. */
-  uvg__pages_release(s->base, UVG__PAGES_SLAB * page);
   s->free = UVG__PAGES_SLAB;
-  push_front(pp, s);
+  /* Memory the allocator reused (or filled, as MALLOC_PERTURB_ makes
+   * glibc do) is resident: start from pages that are not. */
+  uvg__pages_release(s->base, UVG__PAGES_SLAB * page);
+  POISON(s->base, UVG__PAGES_SLAB * page);
   return s;
 }
 
@@ -93,7 +111,8 @@ void *uvg__pages_alloc(uvg__pages_t *pp, size_t n, uvg__pages_slab_t **slab) {
   for (s = pp->slabs; s != NULL && s->free > 0; s = s->next)
     if (s->free >= k && (at = find_run(s, (unsigned)k)) >= 0) break;
   if (s == NULL || at < 0) {
-    if ((s = new_slab(pp)) == NULL) return NULL;
+    if ((s = new_slab()) == NULL) return NULL;
+    push_front(pp, s);
     at = 0;
   }
   set_bits(s, (unsigned)at, (unsigned)k, 1);
@@ -111,11 +130,13 @@ void *uvg__pages_alloc(uvg__pages_t *pp, size_t n, uvg__pages_slab_t **slab) {
     }
   }
   *slab = s;
-  return s->base + (size_t)at * uvg__page_size();
+  uint8_t *p = s->base + (size_t)at * uvg__page_size();
+  UNPOISON(p, n);
+  return p;
 }
 
-static void free_slab(uvg__pages_t *pp, uvg__pages_slab_t *s) {
-  unlink_slab(pp, s);
+static void free_slab(uvg__pages_slab_t *s) {
+  UNPOISON(s->base, UVG__PAGES_SLAB * uvg__page_size());
   uvg__free(s);
 }
 
@@ -124,25 +145,42 @@ void uvg__pages_free(uvg__pages_t *pp, void *p, size_t n,
   if (p == NULL) return;
   size_t k = pages_for(n);
   unsigned at = (unsigned)(((uint8_t *)p - s->base) / uvg__page_size());
-  /* A freed run holds no memory. */
-  uvg__pages_release(p, k * uvg__page_size());
+  /* The pages stay as they are: the owner gave back what it could while
+   * it was idle, and the next run here uses them again. */
+  POISON(p, k * uvg__page_size());
   set_bits(s, at, (unsigned)k, 0);
   s->free += (unsigned)k;
-  /* An empty slab goes back at once: what a scheduler holds is what its
-   * connections use, and no more. */
-  if (s->free == UVG__PAGES_SLAB) {
-    free_slab(pp, s);
-    return;
-  }
   unlink_slab(pp, s);
-  push_front(pp, s);
+  /* An empty slab goes back at once, so what a scheduler holds follows
+   * its connections. (A connection opened and closed over and over takes
+   * a slab each time: from the top of the C library's heap, that costs
+   * little.) */
+  if (s->free == UVG__PAGES_SLAB)
+    free_slab(s);
+  else
+    push_front(pp, s);
 }
 
-void uvg__pages_release(void *p, size_t n) {
+int uvg__pages_release(void *p, size_t n) {
   size_t whole = n & ~(uvg__page_size() - 1);
-  if (whole > 0) (void)madvise(p, whole, MADV_DONTNEED);
+  if (whole == 0) return 0;
+  return madvise(p, whole, MADV_DONTNEED) == 0 ? 0 : -1;
+}
+
+size_t uvg__pages_resident(const uvg__pages_t *pp) {
+  size_t page = uvg__page_size(), r = 0;
+  unsigned char v[UVG__PAGES_SLAB];
+  for (const uvg__pages_slab_t *s = pp->slabs; s != NULL; s = s->next) {
+    if (mincore(s->base, UVG__PAGES_SLAB * page, v) != 0) continue;
+    for (unsigned i = 0; i < UVG__PAGES_SLAB; i++) r += bit(s, i) && (v[i] & 1);
+  }
+  return r;
 }
 
 void uvg__pages_fini(uvg__pages_t *pp) {
-  while (pp->slabs != NULL) free_slab(pp, pp->slabs);
+  while (pp->slabs != NULL) {
+    uvg__pages_slab_t *s = pp->slabs;
+    unlink_slab(pp, s);
+    free_slab(s);
+  }
 }

@@ -7,9 +7,9 @@
  *
  * Runs are carved from slabs of UVG__PAGES_SLAB pages taken from the
  * library's allocator, with their bookkeeping (a bitmap) outside the pages
- * so that nothing touches a page but its owner. A slab goes back to the
- * allocator once its last run is freed. One set per scheduler; loop thread
- * only.
+ * so that nothing touches a page but its owner. A freed run keeps its pages
+ * for the next run there; a slab goes back to the allocator once its last
+ * run is freed. One set per scheduler; loop thread only.
  */
 #ifndef UVG_LOOP_PAGES_H
 #define UVG_LOOP_PAGES_H
@@ -36,9 +36,12 @@ void *uvg__pages_alloc(uvg__pages_t *pp, size_t n, uvg__pages_slab_t **slab);
 /* Gives back a run of uvg__pages_alloc(pp, n, ...), pages and all. */
 void uvg__pages_free(uvg__pages_t *pp, void *p, size_t n,
                      uvg__pages_slab_t *slab);
-/* The pages of a run holding `n` bytes go back to the kernel; the run
- * stays the caller's and reads as zeros. */
-void uvg__pages_release(void *p, size_t n);
+/* The whole pages of the `n` bytes at `p` (page-aligned) go back to the
+ * kernel; they stay the caller's and read as zeros. Returns 0, or -1 when
+ * the kernel refused (then they hold what they held). Thread-safe. */
+int uvg__pages_release(void *p, size_t n);
+/* Pages of live runs that are resident, by mincore(): for tests. */
+size_t uvg__pages_resident(const uvg__pages_t *pp);
 /* Frees every slab; every run must have been freed. */
 void uvg__pages_fini(uvg__pages_t *pp);
 

@@ -80,6 +80,9 @@ UVG_EXTERN const char *uvg_strerror(int err);
  * be thread-safe if uvg_post() is used from other threads or loops on
  * several threads use the library. realloc_fn and
  * free_fn follow the C standard's semantics (free_fn(NULL) is a no-op).
+ * The memory must be private and anonymous, as malloc's is: an idle
+ * connection gives pages of its buffers back to the kernel
+ * (madvise(MADV_DONTNEED)) and expects them to read as zeros afterwards.
  * Returns 0, or UVG_EINVAL if any function is NULL. */
 UVG_EXTERN int uvg_set_allocator(void *(*malloc_fn)(size_t),
                                  void *(*realloc_fn)(void *, size_t),

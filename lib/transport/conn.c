@@ -602,6 +602,7 @@ static void on_io_write(uvg__stream_t *io, int status) {
 static void on_io_close(uvg__stream_t *io) {
   uvg__conn_t *c = uvg__container_of(io, uvg__conn_t, io);
   complete_write(c, UVG_ECANCELED);
+  uvg__list_remove(&c->idle_link);
   if (c->h2 != NULL) nghttp2_session_del(c->h2);
   c->h2 = NULL;
   uvg__iovs_free(&c->out);
@@ -747,7 +748,9 @@ static void on_idle_timer(uvg__timer_t *t) {
     uvg__conn_t *c =
         uvg__container_of(s->idle_conns.next, uvg__conn_t, idle_link);
     if (n == IDLE_TRIM_BATCH || c->idle_due > now) {
-      uvg__timer_start(t, on_idle_timer, c->idle_due > now ? c->idle_due - now : 0);
+      /* At least 1 ms: a timer due now would fire again in this same
+       * pass over the due timers, and the batch would not yield. */
+      uvg__timer_start(t, on_idle_timer, c->idle_due > now + 1 ? c->idle_due - now : 1);
       return;
     }
     uvg__list_remove(&c->idle_link);
@@ -793,7 +796,7 @@ static void flush(uvg__conn_t *c) {
       return;
     }
     if (c->out.n == 0) {
-      if (c->nstreams == 0) idle_enter(c);
+      if (c->nstreams == 0 && !c->closing) idle_enter(c);
       /* Done when nghttp2 is (GOAWAY exchanged, no streams left), unless a
        * drain still waits for its PING before the final GOAWAY. */
       if (!nghttp2_session_want_read(c->h2) &&

@@ -17,20 +17,15 @@ static int big_index(const uvg__h2mem_t *m, const void *p) {
   return -1;
 }
 
-/* A run of pages in a free slot, or NULL when there is none or the block
- * is too large (then the pool serves it) or the allocator fails
- * (`*failed`). */
-static void *big_alloc(uvg__h2mem_t *m, size_t n, int *failed) {
+/* A run of pages in a free slot, or NULL when there is no slot, the block
+ * is too large or no slab could be had: then the pool serves it. */
+static void *big_alloc(uvg__h2mem_t *m, size_t n) {
   int i;
   for (i = 0; i < UVG__H2MEM_BIG && m->big[i].p != NULL; i++)
     ;
-  *failed = 0;
   if (i == UVG__H2MEM_BIG || n > UVG__PAGES_MAX * uvg__page_size()) return NULL;
   uint8_t *p = uvg__pages_alloc(m->pages, n, &m->big[i].slab);
-  if (p == NULL) {
-    *failed = 1;
-    return NULL;
-  }
+  if (p == NULL) return NULL;
   m->big[i].p = p;
   m->big[i].n = n;
   /* Of what nghttp2 makes with the session, its outbound frame buffer
@@ -50,12 +45,8 @@ static void big_free(uvg__h2mem_t *m, int i) {
 /* Every block of every call passes through h2_malloc and h2_free: their
  * common case is a jump to the pool, and the rest lives out of line. */
 static __attribute__((noinline)) void *malloc_big(size_t n, uvg__h2mem_t *m) {
-  if (n >= uvg__page_size()) {
-    int failed;
-    void *p = big_alloc(m, n, &failed);
-    if (p != NULL || failed) return p;
-  }
-  return uvg__pool_alloc(m->pool, n);
+  void *p = n >= uvg__page_size() ? big_alloc(m, n) : NULL;
+  return p != NULL ? p : uvg__pool_alloc(m->pool, n);
 }
 
 static void *h2_malloc(size_t n, void *ud) {
@@ -127,15 +118,13 @@ size_t uvg__h2mem_trim(uvg__h2mem_t *m) {
     if (p == NULL) continue;
     if (i == m->framebuf) {
       /* the last page too: the run is the block's alone */
-      uvg__pages_release(p, (n + page - 1) & ~(page - 1));
-      given += n;
+      size_t whole = (n + page - 1) & ~(page - 1);
+      if (uvg__pages_release(p, whole) == 0) given += whole;
       continue;
     }
     for (size_t off = 0; off + page <= n; off += page)
-      if (page_is_zero(p + off, page)) {
-        uvg__pages_release(p + off, page);
+      if (page_is_zero(p + off, page) && uvg__pages_release(p + off, page) == 0)
         given += page;
-      }
   }
   return given;
 }

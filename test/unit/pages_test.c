@@ -1,6 +1,7 @@
-/* Page runs: page-aligned and alone on their pages, reused once freed, given
- * back to the kernel when released or freed, and slabs returned to the
- * allocator when empty (all but one). */
+/* Page runs: page-aligned and alone on their pages, given back to the
+ * kernel when released, reused once freed, never overlapping a live run in
+ * a fragmented slab, and slabs returned to the allocator when empty.
+ * Under ASan, free pages and a run's tail are poisoned. */
 #include <stdint.h>
 #include <sys/mman.h>
 #include <uvgrpc.h>
@@ -60,18 +61,20 @@ static void test_release_gives_pages_back(void) {
   CHECK_EQ(resident(a, 3 * page), 0); /* a fresh slab's pages are not */
   memset(a, 7, 3 * page);
   CHECK_EQ(resident(a, 3 * page), 3);
-  uvg__pages_release(a, 3 * page);
+  CHECK_EQ(uvg__pages_resident(&pp), 3);
+  CHECK_EQ(uvg__pages_release(a, 3 * page), 0);
   CHECK_EQ(resident(a, 3 * page), 0);
+  CHECK_EQ(uvg__pages_resident(&pp), 0);
   for (size_t i = 0; i < 3 * page; i += 512) CHECK_EQ(a[i], 0);
   a[page] = 1;
   /* a partial last page is not released: it may not be the caller's */
-  uvg__pages_release(a, page + 100);
+  CHECK_EQ(uvg__pages_release(a, page + 100), 0);
   CHECK_EQ(a[page], 1);
   uvg__pages_free(&pp, a, 3 * page, s);
   uvg__pages_fini(&pp);
 }
 
-/* Freed pages are reused, and go back to the kernel meanwhile. */
+/* A freed run is the next one of its size. */
 static void test_free_reuses_pages(void) {
   uvg__pages_t pp;
   uvg__pages_slab_t *s, *s2;
@@ -81,7 +84,6 @@ static void test_free_reuses_pages(void) {
   uint8_t *a = uvg__pages_alloc(&pp, 2 * page, &s);
   memset(a, 1, 2 * page);
   uvg__pages_free(&pp, a, 2 * page, s);
-  CHECK_EQ(resident(a, 2 * page), 0);
   uvg__pages_slab_t *s3;
   uint8_t *b = uvg__pages_alloc(&pp, 2 * page, &s3);
   CHECK(b == a && s3 == s); /* the slab stayed: `keep` is in it */
@@ -113,6 +115,48 @@ static void test_slabs_come_and_go(void) {
   uvg__pages_fini(&pp);
 }
 
+/* In a slab with every other page taken, a run of two pages goes where it
+ * overlaps nothing. */
+static void test_fragmented_slab(void) {
+  enum { N = UVG__PAGES_SLAB };
+  static uint8_t *p[N];
+  static uvg__pages_slab_t *sl[N];
+  size_t page = uvg__page_size();
+  uvg__pages_t pp;
+  uvg__pages_init(&pp);
+  for (int i = 0; i < N; i++) {
+    p[i] = uvg__pages_alloc(&pp, page, &sl[i]);
+    CHECK(p[i] != NULL);
+    p[i][0] = (uint8_t)i;
+  }
+  for (int i = 0; i < N; i += 2) uvg__pages_free(&pp, p[i], page, sl[i]);
+  uvg__pages_slab_t *s2;
+  uint8_t *two = uvg__pages_alloc(&pp, 2 * page, &s2);
+  CHECK(two != NULL);
+  for (int i = 1; i < N; i += 2) CHECK(two + 2 * page <= p[i] || two >= p[i] + page);
+  memset(two, 0xee, 2 * page);
+  for (int i = 1; i < N; i += 2) CHECK_EQ(p[i][0], (uint8_t)i);
+  uvg__pages_free(&pp, two, 2 * page, s2);
+  for (int i = 1; i < N; i += 2) uvg__pages_free(&pp, p[i], page, sl[i]);
+  uvg__pages_fini(&pp);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+static void test_asan_poisoning(void) {
+  uvg__pages_t pp;
+  uvg__pages_slab_t *s;
+  uvg__pages_init(&pp);
+  uint8_t *a = uvg__pages_alloc(&pp, 5000, &s);
+  CHECK(!__asan_address_is_poisoned(a) && !__asan_address_is_poisoned(a + 4999));
+  CHECK(__asan_address_is_poisoned(a + 5000)); /* the run's tail */
+  CHECK(__asan_address_is_poisoned(a + 2 * uvg__page_size())); /* free pages */
+  uvg__pages_free(&pp, a, 5000, s);
+  CHECK(__asan_address_is_poisoned(a));
+  uvg__pages_fini(&pp);
+}
+#endif
+
 /* The allocator failing is reported, and nothing is half made. */
 static void test_allocator_failure(void) {
   uvg__pages_t pp;
@@ -135,6 +179,10 @@ int main(void) {
   RUN(test_release_gives_pages_back);
   RUN(test_free_reuses_pages);
   RUN(test_slabs_come_and_go);
+  RUN(test_fragmented_slab);
+#if defined(__SANITIZE_ADDRESS__)
+  RUN(test_asan_poisoning);
+#endif
   RUN(test_allocator_failure);
   TEST_EXIT();
 }
