@@ -1672,7 +1672,24 @@ int uvg_client_call_read(uvg_client_call_t *c) {
   return 0;
 }
 
+/* Once the status is known a cancel changes nothing, as in grpc-go (its
+ * transport's closeStream() returns at once for a stream already done:
+ * the status stays the server's) and grpc-js (a status it has delivered,
+ * or a non-OK one, stands). It drops the response messages the
+ * application will not read, for on_status waits for them; when they come
+ * before an OK, the call did not complete for the application, and it
+ * ends CANCELLED (grpc-js: an OK that waits for reads gives way). */
 int uvg_client_call_cancel(uvg_client_call_t *c) {
+  if (c == NULL) return UVG_EINVAL;
+  int ok_unread = c->done && c->from_server && c->code == UVG_STATUS_OK &&
+                  !uvg__list_empty(&c->msgs);
+  if (c->done && !ok_unread) {
+    if (!c->status_posted) {
+      drop_unread(c);
+      maybe_post_status(c);
+    }
+    return UVG_ECANCELED;
+  }
   return uvg__client_call_abort(c, UVG_STATUS_CANCELLED, "Cancelled on client");
 }
 

@@ -227,6 +227,9 @@ static void test_unread_then_close(void) {
   fprintf(stderr, "  cancel: %d\n", rc);
   run_for(100);
   fprintf(stderr, "  statuses after cancel: %d\n", r.statuses);
+  /* the server's OK, but the application did not get the response */
+  CHECK_EQ(rc, 0);
+  CHECK_EQ(r.code, UVG_STATUS_CANCELLED);
   uvg_channel_close(ch, on_ch_closed, NULL);
   CHECK(run_until(&ch_closed, 1, 3000));
   CHECK_EQ(r.statuses, 1);
@@ -588,6 +591,71 @@ static void test_deadline_hung_peer(void) {
   CHECK(run_until(&ch_closed, 1, 3000));
   h2s_close(&srv);
 }
+/* ---- cancel once the server's status is known: a no-op (grpc-go,
+ * grpc-js); on_status reports the server's status, once ---- */
+static void answer_not_found(h2s_stream_t *st, void *ud) {
+  static const char *const head[] = {":status", "200", "content-type",
+                                     "application/grpc", NULL};
+  static const char *const tr[] = {"grpc-status", "5", "grpc-message", "nope", NULL};
+  (void)ud;
+  h2s_headers(st, head, 0);
+  h2s_message(st, 0, "x", 1);
+  h2s_headers(st, tr, 1);
+}
+static int cancel_rc;
+static uv_timer_t cancel_timer;
+static void cancel_later(uv_timer_t *t) { cancel_rc = uvg_client_call_cancel(t->data); }
+/* in on_message: cancel at once, or from a timer, the next loop turn */
+static int cancel_how;
+static void c_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
+                      void *ud) {
+  rec_t *r = ud;
+  (void)msg;
+  (void)len;
+  r->messages++;
+  if (cancel_how == 0) {
+    cancel_rc = uvg_client_call_cancel(call);
+  } else {
+    cancel_timer.data = call;
+    uv_timer_start(&cancel_timer, cancel_later, 0, 0);
+  }
+}
+static const uvg_client_call_cbs_t cancel_cbs = {r_metadata, c_message, r_status};
+static void test_cancel_after_status(void) {
+  CHECK_EQ(h2s_start(&srv, loop, answer_not_found, NULL), 0);
+  uvg_channel_t *ch = channel_opts(srv.port, NULL);
+  uv_timer_init(loop, &cancel_timer);
+  /* 0: the status waits for the message to be read, and on_message
+   * cancels; 1: the status is queued when the cancel comes; 2: the
+   * message is never read, the cancel drops it */
+  for (cancel_how = 0; cancel_how < 3; cancel_how++) {
+    rec_t r = {0};
+    uvg_client_call_t *c;
+    CHECK_EQ(uvg_client_call_start(ch, "/t.T/M", NULL, &cancel_cbs, &r, &c), 0);
+    uvg_client_call_send(c, "req", 3, 0, NULL, NULL);
+    uvg_client_call_half_close(c);
+    CHECK(run_until(&srv.nstreams, cancel_how + 1, 3000));
+    run_for(100); /* the response and its trailers are in */
+    CHECK_EQ(r.statuses, 0);
+    cancel_rc = 1;
+    if (cancel_how < 2)
+      CHECK_EQ(uvg_client_call_read(c), 0);
+    else
+      cancel_rc = uvg_client_call_cancel(c);
+    CHECK(run_until(&r.statuses, 1, 3000));
+    run_for(50);
+    CHECK_EQ(r.messages, cancel_how < 2 ? 1 : 0);
+    CHECK_EQ(cancel_rc, UVG_ECANCELED);
+    CHECK_EQ(r.statuses, 1);
+    CHECK_EQ(r.code, UVG_STATUS_NOT_FOUND);
+    CHECK_STR(r.message, "nope");
+  }
+  uv_close((uv_handle_t *)&cancel_timer, NULL);
+  uvg_channel_close(ch, on_ch_closed, NULL);
+  CHECK(run_until(&ch_closed, ch_closed + 1, 3000));
+  h2s_close(&srv);
+}
+
 int main(int argc, char **argv) {
   loop = uv_default_loop();
   const char *t = argc > 1 ? argv[1] : "";
@@ -608,6 +676,7 @@ int main(int argc, char **argv) {
   CASE(trailers_only_metadata);
   CASE(close_during_retry);
   CASE(deadline_hung_peer);
-  CASE(close_while_busy);
+  CASE(cancel_after_status);
+  CASE(close_while_busy); /* last: it closes the loop */
   TEST_EXIT();
 }
