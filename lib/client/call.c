@@ -578,6 +578,7 @@ void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
       end_call(c, code, text, 0);
     return;
   }
+  if (c->ts.conn != NULL) uvg__subchannel_conn_answered((uvg__cconn_t *)c->ts.conn);
   /* gRFC A6: response headers commit the call; a trailers-only response
    * does not */
   if (!end) {

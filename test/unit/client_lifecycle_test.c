@@ -656,6 +656,123 @@ static void test_cancel_after_status(void) {
   h2s_close(&srv);
 }
 
+/* ---- a server that answers every connection with SETTINGS then GOAWAY:
+ * the channel reconnects with backoff, not each round trip ---- */
+static uv_tcp_t ga_listener;
+static int ga_accepts, ga_open;
+static const uint8_t settings_goaway[] = {
+    0, 0, 0, 0x4, 0, 0, 0, 0, 0,                /* SETTINGS, empty */
+    0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* GOAWAY 0 NO_ERROR */
+};
+static void ga_closed(uv_handle_t *h) {
+  free(h);
+  ga_open--;
+}
+static void ga_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) {
+  static char buf[4096];
+  (void)h;
+  (void)s;
+  *b = uv_buf_init(buf, sizeof(buf));
+}
+static void ga_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  (void)b;
+  if (n < 0 && !uv_is_closing((uv_handle_t *)s)) uv_close((uv_handle_t *)s, ga_closed);
+}
+static void ga_written(uv_write_t *w, int status) {
+  (void)status;
+  free(w);
+}
+static void ga_conn(uv_stream_t *l, int status) {
+  if (status != 0) return;
+  uv_tcp_t *c = malloc(sizeof(*c));
+  uv_tcp_init(loop, c);
+  ga_open++;
+  if (uv_accept(l, (uv_stream_t *)c) != 0) {
+    uv_close((uv_handle_t *)c, ga_closed);
+    return;
+  }
+  ga_accepts++;
+  uv_write_t *w = malloc(sizeof(*w));
+  uv_buf_t b = uv_buf_init((char *)settings_goaway, sizeof(settings_goaway));
+  uv_write(w, (uv_stream_t *)c, &b, 1, ga_written);
+  uv_read_start((uv_stream_t *)c, ga_alloc, ga_read);
+}
+static void test_goaway_server_backoff(void) {
+  struct sockaddr_in a;
+  struct sockaddr_storage bound;
+  int len = sizeof(bound);
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  uv_tcp_init(loop, &ga_listener);
+  uv_tcp_bind(&ga_listener, (struct sockaddr *)&a, 0);
+  CHECK_EQ(uv_listen((uv_stream_t *)&ga_listener, 64, ga_conn), 0);
+  uv_tcp_getsockname(&ga_listener, (struct sockaddr *)&bound, &len);
+  ga_accepts = 0;
+  uvg_channel_options_t o;
+  uvg_channel_options_init(&o);
+  o.backoff_initial_ms = 100;
+  uvg_channel_t *ch = channel_opts(ntohs(((struct sockaddr_in *)&bound)->sin_port), &o);
+  /* a call that waits for READY keeps the channel connecting */
+  rec_t r = {0};
+  uvg_client_call_t *c;
+  uvg_client_call_options_t co = {.timeout_ms = 2000, .wait_for_ready = 1};
+  CHECK_EQ(uvg_client_call_start(ch, "/t.T/M", &co, &rec_cbs, &r, &c), 0);
+  CHECK(run_until(&r.statuses, 1, 4000));
+  /* backoff 100 ms x 1.6 (+-20%) from the second connection: about 6 in
+   * 2 s; a new connection each round trip would be thousands */
+  fprintf(stderr, "  %d connections in 2 s\n", ga_accepts);
+  CHECK(ga_accepts >= 3);
+  CHECK(ga_accepts <= 10);
+  CHECK_EQ(r.code, UVG_STATUS_DEADLINE_EXCEEDED);
+  uvg_channel_close(ch, on_ch_closed, NULL);
+  CHECK(run_until(&ch_closed, ch_closed + 1, 3000));
+  uv_close((uv_handle_t *)&ga_listener, NULL);
+  run_for(50); /* the client's side closed: so did ours */
+  CHECK_EQ(ga_open, 0);
+}
+
+/* ---- a connection that served a call, then GOAWAY with an error code
+ * while idle: the subchannel goes IDLE, not TRANSIENT_FAILURE (that is
+ * for a server that fails before any answer: a TLS port), and the next
+ * call connects at once ---- */
+static void goaway_error(h2s_stream_t *st) {
+  h2s_goaway(st->conn, st->id, NGHTTP2_INTERNAL_ERROR);
+}
+static void answer_then_goaway(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  h2s_ok(st, "x", 1);
+  h2s_later(st, 50, goaway_error);
+}
+static void test_goaway_error_after_calls(void) {
+  CHECK_EQ(h2s_start(&srv, loop, answer_then_goaway, NULL), 0);
+  uvg_channel_t *ch = channel_opts(srv.port, NULL);
+  rec_t r = {0};
+  uvg_client_call_t *c;
+  CHECK_EQ(uvg_client_call_start(ch, "/t.T/M", NULL, &rec_cbs, &r, &c), 0);
+  uvg_client_call_send(c, "req", 3, 0, NULL, NULL);
+  uvg_client_call_half_close(c);
+  uvg_client_call_read(c);
+  CHECK(run_until(&r.statuses, 1, 3000));
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  run_for(150); /* the GOAWAY is in */
+  /* the next call, not waiting for READY, goes on a new connection */
+  rec_t r2 = {0};
+  uv_update_time(loop);
+  uint64_t t0 = uv_now(loop);
+  CHECK_EQ(uvg_client_call_start(ch, "/t.T/M", NULL, &rec_cbs, &r2, &c), 0);
+  uvg_client_call_send(c, "req", 3, 0, NULL, NULL);
+  uvg_client_call_half_close(c);
+  uvg_client_call_read(c);
+  CHECK(run_until(&r2.statuses, 1, 3000));
+  uint64_t took = uv_now(loop) - t0;
+  fprintf(stderr, "  the next call: %llu ms\n", (unsigned long long)took);
+  CHECK_EQ(r2.code, UVG_STATUS_OK);
+  CHECK(took < 500); /* no backoff (1 s) */
+  CHECK_EQ(srv.nconns, 2);
+  uvg_channel_close(ch, on_ch_closed, NULL);
+  CHECK(run_until(&ch_closed, ch_closed + 1, 3000));
+  h2s_close(&srv);
+}
+
 int main(int argc, char **argv) {
   loop = uv_default_loop();
   const char *t = argc > 1 ? argv[1] : "";
@@ -677,6 +794,8 @@ int main(int argc, char **argv) {
   CASE(close_during_retry);
   CASE(deadline_hung_peer);
   CASE(cancel_after_status);
+  CASE(goaway_server_backoff);
+  CASE(goaway_error_after_calls);
   CASE(close_while_busy); /* last: it closes the loop */
   TEST_EXIT();
 }
