@@ -64,6 +64,17 @@ static void r_status(uvg_client_call_t *call, const uvg_status_t *st,
 }
 static const uvg_client_call_cbs_t rec_cbs = {r_metadata, r_message, r_status};
 
+/* A call that sends "req" and half-closes; it reads when `read`. */
+static uvg_client_call_t *request(uvg_channel_t *ch, const uvg_client_call_cbs_t *cbs,
+                                  rec_t *r, int read) {
+  uvg_client_call_t *c = NULL;
+  CHECK_EQ(uvg_client_call_start(ch, "/t.T/M", NULL, cbs, r, &c), 0);
+  uvg_client_call_send(c, "req", 3, 0, NULL, NULL);
+  uvg_client_call_half_close(c);
+  if (read) uvg_client_call_read(c);
+  return c;
+}
+
 
 static void answer_ok(h2s_stream_t *st, void *ud) {
   (void)ud;
@@ -96,18 +107,22 @@ static void on_mute_conn(uv_stream_t *l, int status) {
   uv_accept(l, (uv_stream_t *)c);
   uv_read_start((uv_stream_t *)c, on_mute_read_alloc, on_mute_read);
 }
-static int mute_listen(void) {
+/* Listens on 127.0.0.1 with `cb`; returns the port. */
+static int listen_on(uv_tcp_t *l, uv_connection_cb cb) {
   struct sockaddr_in a;
   struct sockaddr_storage bound;
   int len = sizeof(bound);
   uv_ip4_addr("127.0.0.1", 0, &a);
-  uv_tcp_init(loop, &mute_listener);
-  uv_tcp_bind(&mute_listener, (struct sockaddr *)&a, 0);
-  uv_listen((uv_stream_t *)&mute_listener, 64, on_mute_conn);
-  uv_tcp_getsockname(&mute_listener, (struct sockaddr *)&bound, &len);
+  uv_tcp_init(loop, l);
+  uv_tcp_bind(l, (struct sockaddr *)&a, 0);
+  CHECK_EQ(uv_listen((uv_stream_t *)l, 64, cb), 0);
+  uv_tcp_getsockname(l, (struct sockaddr *)&bound, &len);
+  return ntohs(((struct sockaddr_in *)&bound)->sin_port);
+}
+static int mute_listen(void) {
   mute_accepts = 0;
   mute_first_eof = 0;
-  return ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  return listen_on(&mute_listener, on_mute_conn);
 }
 static void mute_close(void) {
   for (int i = 0; i < mute_accepts; i++)
@@ -630,10 +645,7 @@ static void test_cancel_after_status(void) {
    * message is never read, the cancel drops it */
   for (cancel_how = 0; cancel_how < 3; cancel_how++) {
     rec_t r = {0};
-    uvg_client_call_t *c;
-    CHECK_EQ(uvg_client_call_start(ch, "/t.T/M", NULL, &cancel_cbs, &r, &c), 0);
-    uvg_client_call_send(c, "req", 3, 0, NULL, NULL);
-    uvg_client_call_half_close(c);
+    uvg_client_call_t *c = request(ch, &cancel_cbs, &r, 0);
     CHECK(run_until(&srv.nstreams, cancel_how + 1, 3000));
     run_for(100); /* the response and its trailers are in */
     CHECK_EQ(r.statuses, 0);
@@ -698,19 +710,12 @@ static void ga_conn(uv_stream_t *l, int status) {
   uv_read_start((uv_stream_t *)c, ga_alloc, ga_read);
 }
 static void test_goaway_server_backoff(void) {
-  struct sockaddr_in a;
-  struct sockaddr_storage bound;
-  int len = sizeof(bound);
-  uv_ip4_addr("127.0.0.1", 0, &a);
-  uv_tcp_init(loop, &ga_listener);
-  uv_tcp_bind(&ga_listener, (struct sockaddr *)&a, 0);
-  CHECK_EQ(uv_listen((uv_stream_t *)&ga_listener, 64, ga_conn), 0);
-  uv_tcp_getsockname(&ga_listener, (struct sockaddr *)&bound, &len);
   ga_accepts = 0;
+  int port = listen_on(&ga_listener, ga_conn);
   uvg_channel_options_t o;
   uvg_channel_options_init(&o);
   o.backoff_initial_ms = 100;
-  uvg_channel_t *ch = channel_opts(ntohs(((struct sockaddr_in *)&bound)->sin_port), &o);
+  uvg_channel_t *ch = channel_opts(port, &o);
   /* a call that waits for READY keeps the channel connecting */
   rec_t r = {0};
   uvg_client_call_t *c;
@@ -746,11 +751,7 @@ static void test_goaway_error_after_calls(void) {
   CHECK_EQ(h2s_start(&srv, loop, answer_then_goaway, NULL), 0);
   uvg_channel_t *ch = channel_opts(srv.port, NULL);
   rec_t r = {0};
-  uvg_client_call_t *c;
-  CHECK_EQ(uvg_client_call_start(ch, "/t.T/M", NULL, &rec_cbs, &r, &c), 0);
-  uvg_client_call_send(c, "req", 3, 0, NULL, NULL);
-  uvg_client_call_half_close(c);
-  uvg_client_call_read(c);
+  request(ch, &rec_cbs, &r, 1);
   CHECK(run_until(&r.statuses, 1, 3000));
   CHECK_EQ(r.code, UVG_STATUS_OK);
   run_for(150); /* the GOAWAY is in */
@@ -758,10 +759,7 @@ static void test_goaway_error_after_calls(void) {
   rec_t r2 = {0};
   uv_update_time(loop);
   uint64_t t0 = uv_now(loop);
-  CHECK_EQ(uvg_client_call_start(ch, "/t.T/M", NULL, &rec_cbs, &r2, &c), 0);
-  uvg_client_call_send(c, "req", 3, 0, NULL, NULL);
-  uvg_client_call_half_close(c);
-  uvg_client_call_read(c);
+  request(ch, &rec_cbs, &r2, 1);
   CHECK(run_until(&r2.statuses, 1, 3000));
   uint64_t took = uv_now(loop) - t0;
   fprintf(stderr, "  the next call: %llu ms\n", (unsigned long long)took);
