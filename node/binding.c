@@ -123,6 +123,9 @@ typedef struct {
   uint32_t credit;
   uint8_t *batch;
   size_t batch_len, batch_cap;
+  /* a response message could not be kept: the call ends CANCELLED even
+   * when the server's status (which a cancel does not change) is in */
+  int lost;
 } call_t;
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -1233,7 +1236,8 @@ static void cli_on_message(uvg_client_call_t *call, const uint8_t *msg,
   call_t *c = user_data;
   c->reading = 0;
   if (batch_add(c, msg, len) != 0) {
-    uvg_client_call_cancel(call); /* on_status: CANCELLED */
+    c->lost = 1;
+    uvg_client_call_cancel(call); /* on_status follows */
     return;
   }
   if (c->credit > 0) c->credit--;
@@ -1258,6 +1262,11 @@ static void cli_on_status(uvg_client_call_t *call, const uvg_status_t *status,
   napi_open_handle_scope(env, &scope);
   c->reading = 0;
   batch_flush(c); /* a status of the library's own can cut a run short */
+  uvg_status_t cancelled = {UVG_STATUS_CANCELLED, "Cancelled on client", NULL, 0};
+  if (c->lost) {
+    status = &cancelled;
+    n = 0;
+  }
   if (!c->e->tearing_down) {
     a[0] = int32(env, (int32_t)status->code);
     napi_create_string_utf8(env, status->message ? status->message : "",

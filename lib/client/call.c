@@ -36,6 +36,9 @@ typedef struct {
   uvg_client_send_cb cb;
   void *user_data;
   int status;
+  uint32_t seq;     /* the call's send order */
+  uint8_t reserved; /* its bytes count in call->kept_bytes: kept once sent */
+  uint8_t in_ts;    /* the transport holds it */
   uint8_t bytes[]; /* the copy, when the caller gave no callback */
 } send_msg_t;
 
@@ -95,14 +98,20 @@ struct uvg_client_call_s {
   uvg__list_t early; /* sends queued before the stream exists */
   /* Copied messages kept until the response headers arrive, so that a
    * stream the server never processed can be sent again, once (gRPC's
-   * transparent retry). A zero-copy message the socket took, or more than
-   * RETRY_KEEP_MAX bytes, makes the call not replayable. */
+   * transparent retry), or another attempt made (A6). Their bytes are
+   * reserved when they are sent, so that one in the socket's write when
+   * the attempt fails is sure to come back into `kept`. A zero-copy
+   * message, or one past the limits, makes the call not replayable once
+   * the transport is done with it; until then `unkept_out` says it will. */
   uvg__list_t kept;
   size_t kept_bytes;
   uint8_t replayable, retried;
   uint8_t attached, ts_closed, half_close_wanted, read_pending;
-  unsigned msgs_out; /* sends the transport still holds */
-  unsigned cbs_out;  /* ... of them, those with a send callback */
+  unsigned msgs_out;   /* sends not yet done: queued or in the transport */
+  unsigned cbs_out;    /* ... of them, those with a send callback */
+  unsigned unkept_out; /* ... of them, those that cannot go again */
+  unsigned in_ts;      /* ... of them, those the transport holds */
+  uint32_t next_seq;
   unsigned pending;  /* closures queued for this call */
   uvg__work_t w_start, w_meta, w_msg, w_status, w_free;
   unsigned nics;       /* interceptors the call was started with */
@@ -569,6 +578,7 @@ void uvg__ccall_on_headers(uvg__tstream_t *ts, uvg__hblock_t kind, int end) {
       end_call(c, code, text, 0);
     return;
   }
+  if (c->ts.conn != NULL) uvg__subchannel_conn_answered((uvg__cconn_t *)c->ts.conn);
   /* gRFC A6: response headers commit the call; a trailers-only response
    * does not */
   if (!end) {
@@ -645,8 +655,8 @@ static void next_attempt(uvg_client_call_t *c) {
   uvg__md_list_free(&c->resp_md);
   uvg__md_list_free(&c->trailers);
   uvg__deframer_free(&c->deframer);
-  /* the kept ones (sent, no callback, not counted any more) go first;
-   * those sent since (counted) follow */
+  /* the kept ones (sent, no callback, their bytes still reserved) go
+   * first; those sent since follow */
   for (uvg__list_t *p = c->kept.next; p != &c->kept; p = p->next) {
     send_msg_t *sm = uvg__container_of(p, send_msg_t, early);
     sm->m.off = 0;
@@ -657,32 +667,46 @@ static void next_attempt(uvg_client_call_t *c) {
   uvg__list_move(&c->early, &later);
   uvg__list_move(&c->kept, &c->early);
   uvg__list_move(&later, &c->early);
-  c->ch->retry_buffered -= c->kept_bytes;
-  c->kept_bytes = 0;
   uvg__list_remove(&c->link);
   post(c, &c->w_start, run_replace);
+}
+
+/* gRFC A6: the call is committed once response headers arrived or a
+ * message it sent cannot go again. Sending commits nothing: a message
+ * still in the socket's write comes back to `kept` (attempt_over). */
+static int committed(const uvg_client_call_t *c) {
+  return c->got_response || !c->replayable || c->unkept_out > 0;
+}
+
+/* The attempt is over: its stream closed and the transport gave back
+ * every message it held, so `kept` has them all, in their order. */
+static int attempt_over(const uvg_client_call_t *c) {
+  return (!c->attached || c->ts_closed) && c->in_ts == 0;
+}
+
+static void maybe_next_attempt(uvg_client_call_t *c) {
+  if (c->retry_wait && c->retry_due && !c->done && attempt_over(c)) next_attempt(c);
 }
 
 /* A stream the server never processed (REFUSED_STREAM, or above a GOAWAY's
  * last-stream-id) is sent again once on another connection, with every
  * message it had sent, when nothing of it reached the application and all
- * its messages are at hand (gRFC A6: transparent; it does not count as an
- * attempt). */
+ * its messages can go again (gRFC A6: transparent; it does not count as an
+ * attempt). Returns 1 if so: the next attempt is due. */
 static int retry(uvg_client_call_t *c, uint32_t h2_error) {
   if (h2_error != NGHTTP2_REFUSED_STREAM || c->done || c->retried || c->retry_wait ||
-      c->pinned != NULL ||
-      !c->replayable || c->got_response || c->msgs_out > 0 || c->ch->closing)
+      c->pinned != NULL || committed(c) || c->ch->closing)
     return 0;
   UVG__TRACE(UVG__TRACE_CALL, "client call %s: not processed; retrying", c->method);
   c->retried = 1;
-  next_attempt(c);
+  c->retry_wait = c->retry_due = 1;
   return 1;
 }
 
 static void on_retry_timer(uvg__timer_t *t) {
   uvg_client_call_t *c = uvg__container_of(t, uvg_client_call_t, retry_timer);
   c->retry_due = 1;
-  if (!c->attached || c->ts_closed) next_attempt(c);
+  maybe_next_attempt(c);
 }
 
 /* gRFC A6: an attempt ended with `code` before the call was committed (no
@@ -698,8 +722,7 @@ static int retry_configured(uvg_client_call_t *c, uvg_status_code_t code,
   if (c->hedge_attempt) return 0; /* its call counts it (hedge_on_status) */
   uvg__pushback_t pb = uvg__pushback_from_metadata(trailers, ntrailers);
   uint64_t delay;
-  int committed = c->got_response || !c->replayable || c->msgs_out > 0;
-  uvg__retry_verdict_t v = uvg__retry_decide(&c->retry, (int)code, committed, pb,
+  uvg__retry_verdict_t v = uvg__retry_decide(&c->retry, (int)code, committed(c), pb,
                                              ch->throttle_on ? &ch->throttle : NULL,
                                              &delay);
   if (code != UVG_STATUS_OK)
@@ -715,11 +738,10 @@ static int retry_configured(uvg_client_call_t *c, uvg_status_code_t code,
 
 void uvg__ccall_on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
   uvg_client_call_t *c = call_of(ts);
-  if (retry(c, h2_error)) return;
   c->ts_closed = 1;
   uvg__list_remove(&c->link);
-  if (c->retry_wait) { /* the attempt is over; the next one is due */
-    if (c->retry_due) next_attempt(c);
+  if (retry(c, h2_error) || c->retry_wait) { /* the next attempt is due */
+    maybe_next_attempt(c);
     maybe_free(c);
     return;
   }
@@ -731,7 +753,7 @@ void uvg__ccall_on_stream_close(uvg__tstream_t *ts, uint32_t h2_error) {
   if (!c->done && !(h2_error == NGHTTP2_CANCEL && c->deadline_at &&
                     uv_now(c->ch->loop) >= c->deadline_at) &&
       retry_configured(c, lost, NULL, 0)) {
-    if (c->retry_due) next_attempt(c);
+    maybe_next_attempt(c);
     maybe_free(c);
     return;
   }
@@ -768,15 +790,49 @@ static void run_send_cb(void *arg, int status) {
   maybe_free(c);
 }
 
+/* A copy that fits what the call and the channel keep for retries is
+ * reserved when it is sent, so that the decision on an attempt that fails
+ * while the copy is still in the socket's write knows it will be at hand. */
+static void reserve(uvg_client_call_t *c, send_msg_t *sm) {
+  size_t max = c->retry.policy != NULL || !c->config_applied ? RETRY_POLICY_KEEP_MAX
+                                                              : RETRY_KEEP_MAX;
+  sm->reserved = sm->cb == NULL && c->replayable && c->kept_bytes + sm->m.len <= max &&
+                 /* gRFC A6: and what all the channel's calls keep */
+                 c->ch->retry_buffered + sm->m.len <= UVG__CHANNEL_RETRY_BUFFER;
+  if (sm->reserved) {
+    c->kept_bytes += sm->m.len;
+    c->ch->retry_buffered += sm->m.len;
+  } else {
+    c->unkept_out++;
+  }
+}
+
+/* In send order: a message whose bytes were in the write in flight comes
+ * back after later ones that the closed stream dropped at once. */
+static void keep(uvg_client_call_t *c, send_msg_t *sm) {
+  uvg__list_t *at = c->kept.prev;
+  while (at != &c->kept && uvg__container_of(at, send_msg_t, early)->seq > sm->seq)
+    at = at->prev;
+  uvg__list_push(at->next, &sm->early);
+}
+
 static void on_msg_done(uvg__msg_t *m, int status) {
   send_msg_t *sm = uvg__container_of(m, send_msg_t, m);
   uvg_client_call_t *c = sm->call;
   c->msgs_out--;
+  if (sm->in_ts) {
+    sm->in_ts = 0;
+    c->in_ts--;
+  }
+  if (!sm->reserved) {
+    /* the socket took its bytes, or they were dropped: they cannot be
+     * sent again */
+    c->unkept_out--;
+    free_kept(c);
+  }
   if (sm->cb != NULL) c->cbs_out--;
   if (sm->cb != NULL) {
-    /* the socket took its bytes, or the application hears it was dropped:
-     * either way it cannot be sent again */
-    free_kept(c);
+    /* the application hears it was sent or dropped */
     sm->status = status;
     uvg__work_init(&sm->w);
     if (uvg__workq_post_node(&c->ch->q, &sm->w, run_send_cb, sm) == 0) {
@@ -784,18 +840,16 @@ static void on_msg_done(uvg__msg_t *m, int status) {
     } else {
       uvg__pool_free(pool_of(c), sm);
     }
-  } else if (c->replayable && !c->done &&
-             c->kept_bytes + sm->m.len <= (c->retry.policy ? RETRY_POLICY_KEEP_MAX
-                                                           : RETRY_KEEP_MAX) &&
-             /* gRFC A6: and what all the channel's calls keep */
-             c->ch->retry_buffered + sm->m.len <= UVG__CHANNEL_RETRY_BUFFER) {
-    c->kept_bytes += sm->m.len;
-    c->ch->retry_buffered += sm->m.len;
-    uvg__list_push(&c->kept, &sm->early);
+  } else if (c->replayable && !c->done) {
+    keep(c, sm);
   } else {
-    free_kept(c);
+    if (c->replayable) { /* the call ended: its reservation goes */
+      c->kept_bytes -= sm->m.len;
+      c->ch->retry_buffered -= sm->m.len;
+    }
     uvg__pool_free(pool_of(c), sm);
   }
+  maybe_next_attempt(c);
   maybe_post_status(c);
   maybe_free(c);
 }
@@ -1157,7 +1211,12 @@ void uvg__ccall_attach(uvg_client_call_t *c, uvg__cconn_t *cc) {
   while (!uvg__list_empty(&c->early)) {
     send_msg_t *sm = uvg__container_of(c->early.next, send_msg_t, early);
     uvg__list_remove(&sm->early);
-    uvg__ts_send(&c->ts, &sm->m);
+    if (uvg__ts_send(&c->ts, &sm->m) != 0) {
+      on_msg_done(&sm->m, UVG_ECANCELED);
+      continue;
+    }
+    sm->in_ts = 1;
+    c->in_ts++;
   }
   if (c->half_close_wanted) uvg__ts_end(&c->ts, NULL, 0);
 }
@@ -1193,6 +1252,9 @@ static uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
 void uvg__ccall_apply_config(uvg_client_call_t *c, const uvg__method_config_t *mc) {
   uvg_channel_t *ch = c->ch;
   c->config_applied = 1;
+  /* sends before the config were reserved against a retry policy's limit */
+  if ((mc == NULL || mc->policy != UVG__POLICY_RETRY) && c->kept_bytes > RETRY_KEEP_MAX)
+    free_kept(c);
   if (mc == NULL) return;
   c->sc = uvg__service_config_ref(ch->sc);
   c->mc = mc;
@@ -1563,6 +1625,8 @@ int uvg_client_call_send(uvg_client_call_t *c, const void *data, size_t len,
   sm->user_data = user_data;
   sm->status = 0;
   sm->m.done = on_msg_done;
+  sm->seq = c->next_seq++;
+  sm->in_ts = 0;
   uvg__list_init(&sm->early);
   /* between two attempts a message waits for the next one */
   if (c->attached && !c->retry_wait) {
@@ -1570,9 +1634,12 @@ int uvg_client_call_send(uvg_client_call_t *c, const void *data, size_t len,
       uvg__pool_free(pool_of(c), sm);
       return UVG_ECANCELED;
     }
+    sm->in_ts = 1;
+    c->in_ts++;
   } else {
     uvg__list_push(&c->early, &sm->early);
   }
+  reserve(c, sm);
   c->msgs_out++;
   if (cb != NULL) c->cbs_out++;
   return 0;
@@ -1606,7 +1673,24 @@ int uvg_client_call_read(uvg_client_call_t *c) {
   return 0;
 }
 
+/* Once the status is known a cancel changes nothing, as in grpc-go (its
+ * transport's closeStream() returns at once for a stream already done:
+ * the status stays the server's) and grpc-js (a status it has delivered,
+ * or a non-OK one, stands). It drops the response messages the
+ * application will not read, for on_status waits for them; when they come
+ * before an OK, the call did not complete for the application, and it
+ * ends CANCELLED (grpc-js: an OK that waits for reads gives way). */
 int uvg_client_call_cancel(uvg_client_call_t *c) {
+  if (c == NULL) return UVG_EINVAL;
+  int ok_unread = c->done && c->from_server && c->code == UVG_STATUS_OK &&
+                  !uvg__list_empty(&c->msgs);
+  if (c->done && !ok_unread) {
+    if (!c->status_posted) {
+      drop_unread(c);
+      maybe_post_status(c);
+    }
+    return UVG_ECANCELED;
+  }
   return uvg__client_call_abort(c, UVG_STATUS_CANCELLED, "Cancelled on client");
 }
 

@@ -68,7 +68,7 @@ typedef struct {
   uvg_channel_t *ch;
   uvg_subchannel_t *sc;
   uint8_t draining; /* GOAWAY received or sent: no new calls */
-  uint8_t used;     /* a call has had a stream on it */
+  uint8_t answered; /* a call on it got response headers */
 } uvg__cconn_t;
 
 /* The address attribute that names, for a channel through an HTTP CONNECT
@@ -95,6 +95,9 @@ struct uvg_subchannel_s {
   void *lb_data;
   unsigned refs;      /* the policy's, a queued w_state's, the attempt's */
   uint8_t released;   /* by the policy */
+  /* READY connections lost in a row before they proved themselves
+   * (subchannel.c, leave_conn) */
+  uint8_t unproven;
   uvg__backoff_t backoff;
   uvg__timer_t backoff_timer; /* TRANSIENT_FAILURE -> IDLE */
   uint64_t attempt_started;
@@ -119,6 +122,9 @@ int uvg__subchannel_new(uvg_channel_t *ch, const uvg_address_t *addr,
 uvg__cconn_t *uvg__subchannel_conn(uvg_subchannel_t *sc);
 /* A connection of it cannot take new streams: it is left (IDLE). */
 void uvg__subchannel_conn_unusable(uvg_subchannel_t *sc, uvg__cconn_t *cc);
+/* A call on `cc` got response headers: the server serves there, and its
+ * subchannel's backoff resets. */
+void uvg__subchannel_conn_answered(uvg__cconn_t *cc);
 /* Drops a reference; the last one frees it. */
 void uvg__subchannel_unref(uvg_subchannel_t *sc);
 /* The health check's verdict on its connection: READY, or

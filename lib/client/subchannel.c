@@ -8,8 +8,16 @@
  * Backoff (doc/connection-backoff.md) is the subchannel's own: an attempt
  * has max(backoff, min_connect_timeout) for the connect and the HTTP/2
  * handshake together, and the next attempt may start the backoff delay
- * after this one started. It resets when a connection receives the
- * server's SETTINGS.
+ * after this one started. It resets when a connection proves itself: a
+ * call on it gets response headers, or it lasts its attempt's delay. Not
+ * on the server's SETTINGS, as grpc-go (backoffIdx = 0 once the transport
+ * is up) and grpc-js (backoffTimeout.reset() on READY) do: a server that
+ * answers every connection with SETTINGS then GOAWAY would get a new
+ * connection each round trip, and connection-backoff.md says no attempts
+ * "substantially more often" than its algorithm. The first such loss
+ * reconnects at once, as they do (a server restarting: its replacement
+ * may be up); the next ones are failed attempts, TRANSIENT_FAILURE until
+ * their backoff delay is over.
  *
  * Every state change reaches the policy as a closure on the channel's
  * queue (lb.c), so the policy never runs inside the transport.
@@ -60,8 +68,6 @@ static void on_conn_ready(uvg__conn_t *c) {
   uvg_subchannel_t *sc = cc->sc;
   if (sc == NULL || cc->draining || sc->pending_conn != cc) return;
   sc->pending_conn = NULL;
-  /* connection-backoff.md: reset once the SETTINGS frame is received */
-  uvg__backoff_reset(&sc->backoff);
   sc->conn = cc;
   sc->ch->goaway_text[0] = '\0';
   if (uvg__health_enabled(sc->ch)) { /* READY once the server says SERVING */
@@ -82,15 +88,36 @@ void uvg__subchannel_set_health(uvg_subchannel_t *sc, int healthy, const char *w
   set_state(sc, healthy ? UVG_STATE_READY : UVG_STATE_TRANSIENT_FAILURE);
 }
 
+static void proven(uvg_subchannel_t *sc) {
+  uvg__backoff_reset(&sc->backoff);
+  sc->unproven = 0;
+}
+
+void uvg__subchannel_conn_answered(uvg__cconn_t *cc) {
+  if (cc->answered) return;
+  cc->answered = 1;
+  if (cc->sc != NULL && cc->sc->conn == cc) proven(cc->sc);
+}
+
 /* The connection takes no new calls: a READY subchannel becomes IDLE (the
- * policy decides whether to connect again); one still waiting for the
- * SETTINGS has failed its attempt. */
+ * policy decides whether to connect again), unless the connection is the
+ * second in a row lost before it proved itself: that attempt failed. One
+ * still waiting for the SETTINGS has failed its attempt. */
 static void leave_conn(uvg_subchannel_t *sc, uvg__cconn_t *cc, const char *why) {
   cc->draining = 1;
   if (sc->conn == cc) {
     sc->conn = NULL;
     uvg__health_stop(sc);
-    set_state(sc, UVG_STATE_IDLE);
+    if (cc->answered || uv_now(sc->ch->loop) >= sc->attempt_started + sc->attempt_delay)
+      proven(sc);
+    else if (sc->unproven < 255)
+      sc->unproven++;
+    if (sc->unproven < 2) {
+      set_state(sc, UVG_STATE_IDLE);
+      return;
+    }
+    set_error(sc, "", why ? why : "connection lost before any response");
+    attempt_failed(sc);
   } else if (sc->pending_conn == cc) {
     sc->pending_conn = NULL;
     set_error(sc, "", why ? why : "connection closed during the handshake");
@@ -113,7 +140,7 @@ static void on_conn_goaway(uvg__conn_t *c, int32_t last, uint32_t code,
     uvg__channel_too_many_pings(cc->ch, c->peer);
   uvg_subchannel_t *sc = cc->sc;
   if (sc != NULL && sc->conn == cc && code != NGHTTP2_NO_ERROR && c->nstreams == 0 &&
-      !cc->used) {
+      !cc->answered) {
     /* an error before any call went there (a TLS port answering a
      * plaintext client): the attempt failed, for that reason */
     cc->draining = 1;

@@ -1010,9 +1010,16 @@ UVG_EXTERN int uvg_client_call_half_close(uvg_client_call_t *call);
  * UVG_ECANCELED. */
 UVG_EXTERN int uvg_client_call_read(uvg_client_call_t *call);
 
-/* Cancels the call: on_status follows with CANCELLED ("Cancelled on
- * client") unless it already ran or is queued; the stream is reset.
- * Returns 0 or UVG_ECANCELED (already ended). */
+/* Cancels the call. Before its status is known: on_status follows with
+ * CANCELLED ("Cancelled on client"), the stream is reset, and it returns
+ * 0. Once the status is known (the server's status has arrived, or the
+ * call ended on the client's side) the cancel changes nothing, as in
+ * grpc-go and grpc-js: on_status reports that status, once, whether it
+ * already ran, is queued, or waits for response messages the application
+ * has not read (those are dropped); it returns UVG_ECANCELED. One
+ * exception: a server's OK with response messages still unread becomes
+ * CANCELLED (the application did not get the whole response), and it
+ * returns 0. */
 UVG_EXTERN int uvg_client_call_cancel(uvg_client_call_t *call);
 
 /* The result of a unary call: `reply` (NULL unless status->code is OK) is

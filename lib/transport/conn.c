@@ -785,8 +785,12 @@ static void flush(uvg__conn_t *c) {
       uvg__conn_schedule_flush(c);
       return;
     }
-    /* Once a write, before the HEADERS it may carry, not once a stream. */
-    uvg__conn_window_update(c);
+    /* Once a write, before the HEADERS it may carry, not once a stream.
+     * Without the smaller window they wait: for a turn, not for good. */
+    if (uvg__conn_window_update(c) != 0) {
+      uvg__conn_schedule_flush(c);
+      return;
+    }
     int rv = nghttp2_session_send(c->h2);
     if (rv != 0) {
       uvg__log(UVG_LOG_WARN, "%s: HTTP/2 send failed: %s; closing connection",

@@ -270,8 +270,10 @@ void uvg__conn_on_frame(uvg__conn_t *c, const nghttp2_frame *frame);
 void uvg__conn_on_data_received(uvg__conn_t *c, size_t len);
 /* Before each write: the stream window the estimate and the cap allow
  * for the streams that may be open once it is sent; at most one SETTINGS,
- * which nghttp2 sends ahead of any HEADERS (manage.c). */
-void uvg__conn_window_update(uvg__conn_t *c);
+ * which nghttp2 sends ahead of any HEADERS (manage.c). Returns 0, or
+ * UVG_ENOMEM when a smaller window could not be queued: the write must
+ * wait. c->window stays the window the peer was told. */
+int uvg__conn_window_update(uvg__conn_t *c);
 
 /* The least stream window the cap leaves a stream: one frame's worth. */
 #define UVG__WINDOW_FLOOR 16384u

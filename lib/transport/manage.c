@@ -96,15 +96,21 @@ void uvg__conn_on_data_received(uvg__conn_t *c, size_t len) {
  * each stream's send window when it reads the SETTINGS, so no
  * WINDOW_UPDATE is needed. A lower window takes effect for data the peer
  * sends after reading it; what it sent before fits the old window, which
- * the cap allowed for the streams then open. */
-static void set_window(uvg__conn_t *c, uint32_t w, unsigned n) {
+ * the cap allowed for the streams then open.
+ * c->window is what the peer was told: it changes only with a SETTINGS
+ * queued. One that nghttp2 cannot queue (out of memory) is tried again by
+ * the next write; a lower one returns UVG_ENOMEM, for this write must not
+ * carry the HEADERS it makes room for. */
+static int set_window(uvg__conn_t *c, uint32_t w, unsigned n) {
   UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: stream window %u -> %u (%u streams)",
              c->peer, c->window, w, n);
   nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, w};
-  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, &iv, 1) != 0) return;
+  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, &iv, 1) != 0)
+    return w < c->window ? UVG_ENOMEM : 0;
   c->window = w;
   if (w > c->settings->connection_window_size)
     nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, (int32_t)w);
+  return 0;
 }
 
 /* The streams whose windows the peer may fill once the pending frames are
@@ -133,9 +139,9 @@ static unsigned pow2_at_least(unsigned n) {
  * end cost O(log N) SETTINGS, not two each (a server answers every
  * SETTINGS with an ack, and nghttp2 servers take a thousand unsent acks
  * for a flood). */
-void uvg__conn_window_update(uvg__conn_t *c) {
+int uvg__conn_window_update(uvg__conn_t *c) {
   const uvg__conn_settings_t *st = c->settings;
-  if (st == NULL || (st->bdp_limit == 0 && st->window_cap == 0)) return;
+  if (st == NULL || (st->bdp_limit == 0 && st->window_cap == 0)) return 0;
   uint32_t w = st->bdp_limit ? c->bdp.bdp : st->initial_window_size;
   unsigned n = streams_after_write(c);
   if (st->window_cap != 0) {
@@ -145,7 +151,7 @@ void uvg__conn_window_update(uvg__conn_t *c) {
     if (share < UVG__WINDOW_FLOOR) share = UVG__WINDOW_FLOOR;
     if (share < w) w = share;
   }
-  if (w != c->window) set_window(c, w, n);
+  return w != c->window ? set_window(c, w, n) : 0;
 }
 
 /* A measurement ended: the estimate may have grown; the next write

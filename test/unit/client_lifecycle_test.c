@@ -64,6 +64,17 @@ static void r_status(uvg_client_call_t *call, const uvg_status_t *st,
 }
 static const uvg_client_call_cbs_t rec_cbs = {r_metadata, r_message, r_status};
 
+/* A call that sends "req" and half-closes; it reads when `read`. */
+static uvg_client_call_t *request(uvg_channel_t *ch, const uvg_client_call_cbs_t *cbs,
+                                  rec_t *r, int read) {
+  uvg_client_call_t *c = NULL;
+  CHECK_EQ(uvg_client_call_start(ch, "/t.T/M", NULL, cbs, r, &c), 0);
+  uvg_client_call_send(c, "req", 3, 0, NULL, NULL);
+  uvg_client_call_half_close(c);
+  if (read) uvg_client_call_read(c);
+  return c;
+}
+
 
 static void answer_ok(h2s_stream_t *st, void *ud) {
   (void)ud;
@@ -96,18 +107,22 @@ static void on_mute_conn(uv_stream_t *l, int status) {
   uv_accept(l, (uv_stream_t *)c);
   uv_read_start((uv_stream_t *)c, on_mute_read_alloc, on_mute_read);
 }
-static int mute_listen(void) {
+/* Listens on 127.0.0.1 with `cb`; returns the port. */
+static int listen_on(uv_tcp_t *l, uv_connection_cb cb) {
   struct sockaddr_in a;
   struct sockaddr_storage bound;
   int len = sizeof(bound);
   uv_ip4_addr("127.0.0.1", 0, &a);
-  uv_tcp_init(loop, &mute_listener);
-  uv_tcp_bind(&mute_listener, (struct sockaddr *)&a, 0);
-  uv_listen((uv_stream_t *)&mute_listener, 64, on_mute_conn);
-  uv_tcp_getsockname(&mute_listener, (struct sockaddr *)&bound, &len);
+  uv_tcp_init(loop, l);
+  uv_tcp_bind(l, (struct sockaddr *)&a, 0);
+  CHECK_EQ(uv_listen((uv_stream_t *)l, 64, cb), 0);
+  uv_tcp_getsockname(l, (struct sockaddr *)&bound, &len);
+  return ntohs(((struct sockaddr_in *)&bound)->sin_port);
+}
+static int mute_listen(void) {
   mute_accepts = 0;
   mute_first_eof = 0;
-  return ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  return listen_on(&mute_listener, on_mute_conn);
 }
 static void mute_close(void) {
   for (int i = 0; i < mute_accepts; i++)
@@ -227,6 +242,9 @@ static void test_unread_then_close(void) {
   fprintf(stderr, "  cancel: %d\n", rc);
   run_for(100);
   fprintf(stderr, "  statuses after cancel: %d\n", r.statuses);
+  /* the server's OK, but the application did not get the response */
+  CHECK_EQ(rc, 0);
+  CHECK_EQ(r.code, UVG_STATUS_CANCELLED);
   uvg_channel_close(ch, on_ch_closed, NULL);
   CHECK(run_until(&ch_closed, 1, 3000));
   CHECK_EQ(r.statuses, 1);
@@ -588,6 +606,171 @@ static void test_deadline_hung_peer(void) {
   CHECK(run_until(&ch_closed, 1, 3000));
   h2s_close(&srv);
 }
+/* ---- cancel once the server's status is known: a no-op (grpc-go,
+ * grpc-js); on_status reports the server's status, once ---- */
+static void answer_not_found(h2s_stream_t *st, void *ud) {
+  static const char *const head[] = {":status", "200", "content-type",
+                                     "application/grpc", NULL};
+  static const char *const tr[] = {"grpc-status", "5", "grpc-message", "nope", NULL};
+  (void)ud;
+  h2s_headers(st, head, 0);
+  h2s_message(st, 0, "x", 1);
+  h2s_headers(st, tr, 1);
+}
+static int cancel_rc;
+static uv_timer_t cancel_timer;
+static void cancel_later(uv_timer_t *t) { cancel_rc = uvg_client_call_cancel(t->data); }
+/* in on_message: cancel at once, or from a timer, the next loop turn */
+static int cancel_how;
+static void c_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
+                      void *ud) {
+  rec_t *r = ud;
+  (void)msg;
+  (void)len;
+  r->messages++;
+  if (cancel_how == 0) {
+    cancel_rc = uvg_client_call_cancel(call);
+  } else {
+    cancel_timer.data = call;
+    uv_timer_start(&cancel_timer, cancel_later, 0, 0);
+  }
+}
+static const uvg_client_call_cbs_t cancel_cbs = {r_metadata, c_message, r_status};
+static void test_cancel_after_status(void) {
+  CHECK_EQ(h2s_start(&srv, loop, answer_not_found, NULL), 0);
+  uvg_channel_t *ch = channel_opts(srv.port, NULL);
+  uv_timer_init(loop, &cancel_timer);
+  /* 0: the status waits for the message to be read, and on_message
+   * cancels; 1: the status is queued when the cancel comes; 2: the
+   * message is never read, the cancel drops it */
+  for (cancel_how = 0; cancel_how < 3; cancel_how++) {
+    rec_t r = {0};
+    uvg_client_call_t *c = request(ch, &cancel_cbs, &r, 0);
+    CHECK(run_until(&srv.nstreams, cancel_how + 1, 3000));
+    run_for(100); /* the response and its trailers are in */
+    CHECK_EQ(r.statuses, 0);
+    cancel_rc = 1;
+    if (cancel_how < 2)
+      CHECK_EQ(uvg_client_call_read(c), 0);
+    else
+      cancel_rc = uvg_client_call_cancel(c);
+    CHECK(run_until(&r.statuses, 1, 3000));
+    run_for(50);
+    CHECK_EQ(r.messages, cancel_how < 2 ? 1 : 0);
+    CHECK_EQ(cancel_rc, UVG_ECANCELED);
+    CHECK_EQ(r.statuses, 1);
+    CHECK_EQ(r.code, UVG_STATUS_NOT_FOUND);
+    CHECK_STR(r.message, "nope");
+  }
+  uv_close((uv_handle_t *)&cancel_timer, NULL);
+  uvg_channel_close(ch, on_ch_closed, NULL);
+  CHECK(run_until(&ch_closed, ch_closed + 1, 3000));
+  h2s_close(&srv);
+}
+
+/* ---- a server that answers every connection with SETTINGS then GOAWAY:
+ * the channel reconnects with backoff, not each round trip ---- */
+static uv_tcp_t ga_listener;
+static int ga_accepts, ga_open;
+static const uint8_t settings_goaway[] = {
+    0, 0, 0, 0x4, 0, 0, 0, 0, 0,                /* SETTINGS, empty */
+    0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* GOAWAY 0 NO_ERROR */
+};
+static void ga_closed(uv_handle_t *h) {
+  free(h);
+  ga_open--;
+}
+static void ga_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) {
+  static char buf[4096];
+  (void)h;
+  (void)s;
+  *b = uv_buf_init(buf, sizeof(buf));
+}
+static void ga_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  (void)b;
+  if (n < 0 && !uv_is_closing((uv_handle_t *)s)) uv_close((uv_handle_t *)s, ga_closed);
+}
+static void ga_written(uv_write_t *w, int status) {
+  (void)status;
+  free(w);
+}
+static void ga_conn(uv_stream_t *l, int status) {
+  if (status != 0) return;
+  uv_tcp_t *c = malloc(sizeof(*c));
+  uv_tcp_init(loop, c);
+  ga_open++;
+  if (uv_accept(l, (uv_stream_t *)c) != 0) {
+    uv_close((uv_handle_t *)c, ga_closed);
+    return;
+  }
+  ga_accepts++;
+  uv_write_t *w = malloc(sizeof(*w));
+  uv_buf_t b = uv_buf_init((char *)settings_goaway, sizeof(settings_goaway));
+  uv_write(w, (uv_stream_t *)c, &b, 1, ga_written);
+  uv_read_start((uv_stream_t *)c, ga_alloc, ga_read);
+}
+static void test_goaway_server_backoff(void) {
+  ga_accepts = 0;
+  int port = listen_on(&ga_listener, ga_conn);
+  uvg_channel_options_t o;
+  uvg_channel_options_init(&o);
+  o.backoff_initial_ms = 100;
+  uvg_channel_t *ch = channel_opts(port, &o);
+  /* a call that waits for READY keeps the channel connecting */
+  rec_t r = {0};
+  uvg_client_call_t *c;
+  uvg_client_call_options_t co = {.timeout_ms = 2000, .wait_for_ready = 1};
+  CHECK_EQ(uvg_client_call_start(ch, "/t.T/M", &co, &rec_cbs, &r, &c), 0);
+  CHECK(run_until(&r.statuses, 1, 4000));
+  /* backoff 100 ms x 1.6 (+-20%) from the second connection: about 6 in
+   * 2 s; a new connection each round trip would be thousands */
+  fprintf(stderr, "  %d connections in 2 s\n", ga_accepts);
+  CHECK(ga_accepts >= 3);
+  CHECK(ga_accepts <= 10);
+  CHECK_EQ(r.code, UVG_STATUS_DEADLINE_EXCEEDED);
+  uvg_channel_close(ch, on_ch_closed, NULL);
+  CHECK(run_until(&ch_closed, ch_closed + 1, 3000));
+  uv_close((uv_handle_t *)&ga_listener, NULL);
+  run_for(50); /* the client's side closed: so did ours */
+  CHECK_EQ(ga_open, 0);
+}
+
+/* ---- a connection that served a call, then GOAWAY with an error code
+ * while idle: the subchannel goes IDLE, not TRANSIENT_FAILURE (that is
+ * for a server that fails before any answer: a TLS port), and the next
+ * call connects at once ---- */
+static void goaway_error(h2s_stream_t *st) {
+  h2s_goaway(st->conn, st->id, NGHTTP2_INTERNAL_ERROR);
+}
+static void answer_then_goaway(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  h2s_ok(st, "x", 1);
+  h2s_later(st, 50, goaway_error);
+}
+static void test_goaway_error_after_calls(void) {
+  CHECK_EQ(h2s_start(&srv, loop, answer_then_goaway, NULL), 0);
+  uvg_channel_t *ch = channel_opts(srv.port, NULL);
+  rec_t r = {0};
+  request(ch, &rec_cbs, &r, 1);
+  CHECK(run_until(&r.statuses, 1, 3000));
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  run_for(150); /* the GOAWAY is in */
+  /* the next call, not waiting for READY, goes on a new connection */
+  rec_t r2 = {0};
+  uv_update_time(loop);
+  uint64_t t0 = uv_now(loop);
+  request(ch, &rec_cbs, &r2, 1);
+  CHECK(run_until(&r2.statuses, 1, 3000));
+  uint64_t took = uv_now(loop) - t0;
+  fprintf(stderr, "  the next call: %llu ms\n", (unsigned long long)took);
+  CHECK_EQ(r2.code, UVG_STATUS_OK);
+  CHECK(took < 500); /* no backoff (1 s) */
+  CHECK_EQ(srv.nconns, 2);
+  uvg_channel_close(ch, on_ch_closed, NULL);
+  CHECK(run_until(&ch_closed, ch_closed + 1, 3000));
+  h2s_close(&srv);
+}
+
 int main(int argc, char **argv) {
   loop = uv_default_loop();
   const char *t = argc > 1 ? argv[1] : "";
@@ -608,6 +791,9 @@ int main(int argc, char **argv) {
   CASE(trailers_only_metadata);
   CASE(close_during_retry);
   CASE(deadline_hung_peer);
-  CASE(close_while_busy);
+  CASE(cancel_after_status);
+  CASE(goaway_server_backoff);
+  CASE(goaway_error_after_calls);
+  CASE(close_while_busy); /* last: it closes the loop */
   TEST_EXIT();
 }

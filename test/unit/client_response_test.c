@@ -8,8 +8,9 @@
 #include <uvgrpc.h>
 
 #include "h2server.h"
-#include "test.h"
 #include "loop_wait.h"
+#include "sockbuf.h"
+#include "test.h"
 
 static uv_loop_t *loop;
 static h2s_t srv;
@@ -144,11 +145,16 @@ static void unary(uvg_channel_t *ch, unary_t *u) {
       0);
 }
 
-static void unary_and_wait(uvg_channel_t *ch, unary_t *u) {
-  unary(ch, u);
+/* Waits for the unary call's callback; then nothing more follows. */
+static void wait_unary(unary_t *u) {
   CHECK(run_until(&u->calls, 1, 5000));
   run_for(20);
   CHECK_EQ(u->calls, 1);
+}
+
+static void unary_and_wait(uvg_channel_t *ch, unary_t *u) {
+  unary(ch, u);
+  wait_unary(u);
 }
 
 /* ---- answers ---- */
@@ -254,6 +260,40 @@ static void test_transparent_retry(void) {
   CHECK_EQ(u.calls, 1);
   CHECK_EQ(u.code, UVG_STATUS_UNAVAILABLE);
   CHECK_EQ(srv.nstreams, 2); /* once again, no more */
+  close_pair(ch);
+}
+
+/* The same while the request is still in the client's socket write (a
+ * small send buffer, sockbuf.h): the first stream is refused as its
+ * headers arrive, and the call goes again on the same connection, with the
+ * whole message, in order. */
+static void refuse_first_at_headers(h2s_stream_t *st, void *ud) {
+  (void)ud;
+  if (st->index == 0)
+    h2s_rst(st, NGHTTP2_REFUSED_STREAM);
+  else
+    h2s_later(st, 200, answer_1024); /* once the request is all there */
+}
+static void test_transparent_retry_while_sending(void) {
+  CHECK_EQ(h2s_start(&srv, loop, refuse_first_at_headers, NULL), 0);
+  srv.answer_on_headers = 1;
+  uvg_channel_t *ch = channel_to(srv.port);
+  uvg_channel_state(ch, 1);
+  for (int i = 0; i < 200 && uvg_channel_state(ch, 0) != UVG_STATE_READY; i++)
+    run_for(10);
+  sockbuf_shrink(loop, srv.port, 4096);
+  /* within the stream window and what a call keeps for a transparent retry */
+  static uint8_t req[60000];
+  for (size_t i = 0; i < sizeof(req); i++) req[i] = (uint8_t)i;
+  unary_t u = {0};
+  CHECK_EQ(uvg_channel_unary(ch, "/t.T/M", req, sizeof(req), NULL, on_unary, &u), 0);
+  wait_unary(&u);
+  CHECK_EQ(u.code, UVG_STATUS_OK);
+  CHECK_EQ(srv.nconns, 1);
+  CHECK_EQ(srv.nstreams, 2);
+  CHECK_EQ(srv.streams[1].body_len, 5 + sizeof(req));
+  if (srv.streams[1].body_len == 5 + sizeof(req))
+    CHECK(memcmp(srv.streams[1].body + 5, req, sizeof(req)) == 0);
   close_pair(ch);
 }
 
@@ -869,6 +909,7 @@ int main(void) {
   RUN(test_goaway);
   RUN(test_goaway_excludes_later_streams);
   RUN(test_transparent_retry);
+  RUN(test_transparent_retry_while_sending);
   RUN(test_rst_after_header);
   RUN(test_rst_during_data);
   RUN(test_rst_after_data);

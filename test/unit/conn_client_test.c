@@ -7,9 +7,10 @@
 #include <unistd.h>
 #include <uvgrpc.h>
 
+#include "h2server.h"
+#include "loop_wait.h"
 #include "rpc/rpc.h"
 #include "test.h"
-#include "loop_wait.h"
 #include "transport/conn.h"
 
 static uv_loop_t *loop;
@@ -310,15 +311,76 @@ static void test_keepalive(void) {
   CHECK(run_until(&server_closed, 1));
 }
 
+/* An allocator that fails while told to. */
+static int fail_allocs, failed_allocs;
+static void *t_malloc(size_t n) {
+  if (fail_allocs > 0) {
+    fail_allocs--;
+    failed_allocs++;
+    return NULL;
+  }
+  return malloc(n);
+}
+static void *t_realloc(void *p, size_t n) { return realloc(p, n); }
+
+/* The stream window cap: the streams open times the window the peer was
+ * told stay within it. Three streams join one: the window must come down
+ * to a quarter before their HEADERS leave. The SETTINGS that says so cannot
+ * be queued at first (nghttp2 runs out of memory): that write waits, the
+ * connection's window stays the one the peer was told, and a later one
+ * carries the SETTINGS, then the HEADERS. */
+#define CAP (1u << 20)
+static void test_window_cap_when_settings_fail(void) {
+  h2s_t srv;
+  CHECK_EQ(h2s_start(&srv, loop, NULL, NULL), 0);
+  uvg__conn_settings_t st = settings;
+  st.initial_window_size = CAP;
+  st.window_cap = CAP;
+  client_t cl;
+  client_open_with(&cl, srv.port, &st);
+  CHECK(run_until(&cl.ready, 1));
+  stream_t s[4];
+  CHECK_EQ(request(&cl, &s[0], "/t.T/Bidi"), 0);
+  CHECK(run_until(&srv.nstreams, 1));
+  CHECK_EQ(cl.c.window, CAP); /* one stream has it all */
+  for (int i = 1; i < 4; i++) CHECK_EQ(request(&cl, &s[i], "/t.T/Bidi"), 0);
+  /* nghttp2's next allocation, the SETTINGS, misses the pool's free
+   * blocks and fails */
+  uvg__pool_t empty, *pool = cl.c.h2mem.pool;
+  uvg__pool_init(&empty);
+  cl.c.h2mem.pool = &empty;
+  fail_allocs = 1;
+  failed_allocs = 0;
+  uv_run(loop, UV_RUN_NOWAIT); /* the flush */
+  fail_allocs = 0;
+  cl.c.h2mem.pool = pool;
+  uvg__pool_trim(&empty);
+  CHECK_EQ(failed_allocs, 1);
+  CHECK(run_until(&srv.nstreams, 4));
+  wait_ms(loop, 20);
+  fprintf(stderr, "  at most %llu KiB of windows, cap %u KiB\n",
+          (unsigned long long)srv.conns[0].max_windows / 1024, CAP / 1024);
+  CHECK(srv.conns[0].max_windows <= CAP);
+  CHECK_EQ(cl.c.window, CAP / 4);
+  CHECK_EQ(nghttp2_session_get_local_settings(cl.c.h2, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE),
+           CAP / 4);
+  uvg__conn_close(&cl.c);
+  CHECK(run_until(&cl.closed, 1));
+  CHECK_EQ(srv.errors, 0);
+  h2s_close(&srv);
+}
+
 static void on_sched_closed(uvg__sched_t *s) { (void)s; }
 
 int main(void) {
   loop = uv_default_loop();
+  CHECK_EQ(uvg_set_allocator(t_malloc, t_realloc, free), 0);
   uvg_set_log_cb(NULL, NULL);
   CHECK_EQ(uvg__sched_init(loop, &sched), 0);
   RUN(test_unary_and_trailers_only);
   RUN(test_server_gone);
   RUN(test_keepalive);
+  RUN(test_window_cap_when_settings_fail);
   uvg__sched_close(&sched, on_sched_closed);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK_EQ(uv_loop_close(loop), 0);

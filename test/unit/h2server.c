@@ -81,6 +81,10 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f,
   nghttp2_session_set_stream_user_data(h2, st->id, st);
   if (++c->open_streams > c->max_open_streams)
     c->max_open_streams = c->open_streams;
+  uint64_t windows = (uint64_t)c->open_streams *
+                     nghttp2_session_get_remote_settings(
+                         h2, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+  if (windows > c->max_windows) c->max_windows = windows;
   return 0;
 }
 

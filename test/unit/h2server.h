@@ -60,6 +60,10 @@ struct h2s_conn_s {
   nghttp2_session *h2;
   int closed; /* closed or closing: actions on it do nothing */
   int open_streams, max_open_streams;
+  /* the most the client let this side send ahead of its reads: its
+   * SETTINGS_INITIAL_WINDOW_SIZE times the streams open, at each request's
+   * arrival */
+  uint64_t max_windows;
   int pings_sent, ping_acks; /* our PINGs, and the client's acks of them */
   int pings_received;        /* the client's own PINGs */
   int goaways_received;

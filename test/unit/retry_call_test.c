@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <uvgrpc.h>
 
-#include "test.h"
+#include "fault_relay.h"
 #include "loop_wait.h"
+#include "sockbuf.h"
+#include "test.h"
 
 static uv_loop_t *loop;
 
@@ -560,6 +562,53 @@ static void test_hedging_pushback_stop(void) {
   server_stop();
 }
 
+/* gRFC A6: sending commits nothing. The first attempt's connection is cut
+ * (RST) after a few KiB of the request, while the rest of it is still in
+ * the client's socket write (a small send buffer, sockbuf.h): the server never answered, so the call is
+ * retried, on a new connection, and succeeds on its second attempt. */
+static void test_cut_while_sending(void) {
+  server_start();
+  fr_t relay = {.upstream_port = port, .kill = FR_RST, .dir = FR_UP,
+                .budget = 8192, .faulty = 1};
+  CHECK_EQ(fr_start(&relay, loop), 0);
+  char target[32];
+  snprintf(target, sizeof(target), "127.0.0.1:%d", relay.port);
+  uvg_channel_options_t o;
+  uvg_channel_options_init(&o);
+  o.default_service_config = POLICY(3, "\"UNAVAILABLE\"") "}";
+  uvg_channel_t *ch = NULL;
+  CHECK_EQ(uvg_channel_new(loop, target, uvg_insecure_channel_credentials(), &o, &ch), 0);
+  uvg_channel_state(ch, 1);
+  for (int i = 0; i < 200 && uvg_channel_state(ch, 0) != UVG_STATE_READY; i++)
+    wait_ms(loop, 10);
+  CHECK_EQ(uvg_channel_state(ch, 0), UVG_STATE_READY);
+  sockbuf_shrink(loop, relay.port, 4096);
+  /* "0 - 0": the server answers OK; within the 256 KiB a call keeps for
+   * retries, and more than the socket takes at once while nobody reads */
+  static char req[200 * 1024];
+  memset(req, 'x', sizeof(req));
+  memcpy(req, "0 - 0 ", 6);
+  result_t r = {0};
+  attempts = 0;
+  failing = 0;
+  memset(prev_seen, 0, sizeof(prev_seen));
+  uvg_client_call_options_t co = {.wait_for_ready = 1, .timeout_ms = 5000};
+  CHECK_EQ(uvg_channel_unary(ch, "/t.T/Flaky", req, sizeof(req), &co, on_reply, &r), 0);
+  CHECK(wait_count(loop, &r.done, 1, 8000));
+  fprintf(stderr, "  %d connection(s), %d cut; %d attempt(s) reached the handler: %s %s\n",
+          relay.connections, relay.kills, attempts, uvg_status_code_name(r.code), r.msg);
+  CHECK_EQ(relay.kills, 1);
+  CHECK_EQ(relay.connections, 2);
+  CHECK_EQ(r.code, UVG_STATUS_OK);
+  CHECK_STR(r.reply, "ok");
+  CHECK_EQ(attempts, 1);
+  CHECK_EQ(prev_seen[0], 1); /* the first attempt never got there */
+  channel_close(ch);
+  fr_stop(&relay);
+  uv_run(loop, UV_RUN_NOWAIT);
+  server_stop();
+}
+
 int main(int argc, char **argv) {
   loop = uv_default_loop();
   const char *t = argc > 1 ? argv[1] : "";
@@ -575,5 +624,6 @@ int main(int argc, char **argv) {
   CASE(cancel_during_backoff);
   CASE(hedging_pushback_stop);
   CASE(channel_retry_buffer);
+  CASE(cut_while_sending);
   TEST_EXIT();
 }
