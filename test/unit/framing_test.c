@@ -433,6 +433,25 @@ static void test_memory_follows_bytes_received(void) {
   free(payload);
 }
 
+/* Feeds `total` bytes in pieces of `piece`; returns 0 or the first error. */
+static int feed_pieces(uvg__deframer_t *d, const uint8_t *buf, size_t total,
+                       size_t piece, uvg__deframe_cb cb, void *arg) {
+  int rc = 0;
+  for (size_t off = 0; off < total && rc == 0; off += piece)
+    rc = uvg__deframer_feed(d, buf + off, total - off < piece ? total - off : piece,
+                            cb, arg);
+  return rc;
+}
+
+/* The end of a counted test: nothing may be left. */
+static void counted_end(uvg__deframer_t *d, uint8_t *buf, uint8_t *payload) {
+  CHECK_EQ(live_bytes, 0);
+  uvg__deframer_free(d);
+  counting_off();
+  free(buf);
+  free(payload);
+}
+
 /* A message that arrives whole is lent straight from the bytes fed: no
  * allocation, no copy. A small one in pieces is one allocation of its
  * exact size, released once the callback has had it. */
@@ -455,19 +474,12 @@ static void test_one_allocation_when_it_costs_nothing(void) {
 
   total = frame(buf, 0, 0, payload, SMALL);
   n_allocs = max_live = 0;
-  for (size_t off = 0; off < total; off += 1000) {
-    size_t n = total - off < 1000 ? total - off : 1000;
-    CHECK_EQ(uvg__deframer_feed(&d, buf + off, n, collect, &s), 0);
-  }
+  CHECK_EQ(feed_pieces(&d, buf, total, 1000, collect, &s), 0);
   CHECK_EQ(s.n, 1);
   CHECK_EQ(n_allocs, 1);
   CHECK_EQ(max_live, SMALL);
-  CHECK_EQ(live_bytes, 0);
   sink_free(&s);
-  uvg__deframer_free(&d);
-  counting_off();
-  free(buf);
-  free(payload);
+  counted_end(&d, buf, payload);
 }
 
 /* Takes each assembled buffer instead of copying it. */
@@ -509,10 +521,7 @@ static void test_an_assembled_message_is_taken_whole(void) {
   /* the first whole in one feed: lent; the second in pieces: taken */
   size_t first = BIG + UVG__FRAME_HEADER_LEN + 100;
   CHECK_EQ(uvg__deframer_feed(&d, buf, first, take, NULL), 0);
-  for (size_t off = first; off < total; off += 16384) {
-    size_t n = total - off < 16384 ? total - off : 16384;
-    CHECK_EQ(uvg__deframer_feed(&d, buf + off, n, take, NULL), 0);
-  }
+  CHECK_EQ(feed_pieces(&d, buf + first, total - first, 16384, take, NULL), 0);
   CHECK_EQ(nlent, 1);
   CHECK_EQ(ntaken, 1);
   CHECK(ntaken == 1 && memcmp(taken[0], payload, BIG) == 0);
@@ -524,18 +533,10 @@ static void test_an_assembled_message_is_taken_whole(void) {
   /* not taken: freed once the callback returns */
   sink_t s;
   sink_init(&s);
-  for (size_t off = 0; off < BIG + UVG__FRAME_HEADER_LEN; off += 16384) {
-    size_t n = BIG + UVG__FRAME_HEADER_LEN - off < 16384 ? BIG + UVG__FRAME_HEADER_LEN - off
-                                                         : 16384;
-    CHECK_EQ(uvg__deframer_feed(&d, buf + off, n, collect, &s), 0);
-  }
+  CHECK_EQ(feed_pieces(&d, buf, BIG + UVG__FRAME_HEADER_LEN, 16384, collect, &s), 0);
   CHECK_EQ(s.n, 1);
-  CHECK_EQ(live_bytes, 0);
   sink_free(&s);
-  uvg__deframer_free(&d);
-  counting_off();
-  free(buf);
-  free(payload);
+  counted_end(&d, buf, payload);
 }
 
 int main(void) {
