@@ -19,12 +19,14 @@
 #include "retry.h"
 
 /* A message received and not yet read, its bytes inline: one block of the
- * scheduler's pool, so a small reply costs no allocation. */
+ * scheduler's pool, so a small reply costs no allocation; or a buffer
+ * that arrived in pieces, which the record takes over instead. */
 typedef struct {
   uvg__list_t link;
+  uint8_t *data; /* bytes, or the buffer it owns */
   uint32_t len;
   uint8_t compressed; /* it arrived compressed */
-  uint8_t data[];
+  uint8_t bytes[];
 } recv_msg_t;
 
 typedef struct {
@@ -211,11 +213,16 @@ static void post(uvg_client_call_t *c, uvg__work_t *w, uvg__work_fn fn) {
 
 /* Decides the status once. A status of the library's drops the messages
  * the application has not read; the stream, if any, is reset. */
+static void free_msg(uvg_client_call_t *c, recv_msg_t *r) {
+  if (r->data != r->bytes) uvg__free(r->data);
+  uvg__pool_free(&c->ch->sched->mem, r);
+}
+
 static void drop_unread(uvg_client_call_t *c) {
   while (!uvg__list_empty(&c->msgs)) {
     recv_msg_t *r = uvg__container_of(c->msgs.next, recv_msg_t, link);
     uvg__list_remove(&r->link);
-    uvg__pool_free(&c->ch->sched->mem, r);
+    free_msg(c, r);
   }
 }
 
@@ -386,7 +393,7 @@ static void run_message(void *arg, int status) {
     IC(c, i).ic.on_recv_message(c, r->data, r->len, IC(c, i).data);
     if (c->cbs.on_message != NULL)
       c->cbs.on_message(c, r->data, r->len, c->user_data);
-    uvg__pool_free(&c->ch->sched->mem, r);
+    free_msg(c, r);
   }
   c->delivering = 0;
   maybe_post_status(c);
@@ -399,13 +406,21 @@ static void maybe_deliver(uvg_client_call_t *c) {
     post(c, &c->w_msg, run_message);
 }
 
-/* Queues a copy of a received message for the application. Returns 0 or
- * UVG_ENOMEM. */
+/* Queues a received message for the application: `*own`, if not NULL, is
+ * a heap buffer holding it (the deframer's, or a decompressed one), kept
+ * instead of a copy (*own becomes NULL). Returns 0 or UVG_ENOMEM. */
 static int queue_message(uvg_client_call_t *c, int compressed,
-                         const uint8_t *msg, size_t len) {
-  recv_msg_t *r = uvg__pool_alloc(&c->ch->sched->mem, sizeof(*r) + len);
+                         const uint8_t *msg, size_t len, uint8_t **own) {
+  recv_msg_t *r = uvg__pool_alloc(&c->ch->sched->mem,
+                                  sizeof(*r) + (*own != NULL ? 0 : len));
   if (r == NULL) return UVG_ENOMEM;
-  if (len > 0) memcpy(r->data, msg, len);
+  if (*own != NULL) {
+    r->data = *own;
+    *own = NULL;
+  } else {
+    r->data = r->bytes;
+    if (len > 0) memcpy(r->bytes, msg, len);
+  }
   r->len = (uint32_t)len;
   r->compressed = (uint8_t)compressed;
   uvg__list_push(&c->msgs, &r->link);
@@ -437,9 +452,10 @@ static int on_deframed(void *arg, int compressed, const uint8_t *msg,
     }
     if (rc != 0) return rc;
   }
-  int rc = plain ? queue_message(c, compressed, plain, plain_len)
-                 : queue_message(c, compressed, msg, len);
-  uvg__free(plain);
+  uint8_t *own = plain ? plain : uvg__deframer_take(&c->deframer);
+  int rc = plain ? queue_message(c, compressed, plain, plain_len, &own)
+                 : queue_message(c, compressed, msg, len, &own);
+  uvg__free(own); /* unless queued */
   if (rc != 0) {
     end_call(c, UVG_STATUS_INTERNAL, "out of memory", 0);
     return rc;
@@ -954,8 +970,9 @@ static void hedge_on_metadata(uvg_client_call_t *a, const uvg_metadata_t *md, si
 static void hedge_on_message(uvg_client_call_t *a, const uint8_t *msg, size_t len,
                              void *ud) {
   uvg_client_call_t *p = parent_of(ud);
+  uint8_t *copy = NULL; /* the attempt keeps its own */
   if (!p->done && p->hedge->winner == a) {
-    if (queue_message(p, uvg_client_call_message_compressed(a), msg, len) != 0)
+    if (queue_message(p, uvg_client_call_message_compressed(a), msg, len, &copy) != 0)
       end_call(p, UVG_STATUS_INTERNAL, "out of memory", 0);
   }
 }

@@ -30,7 +30,7 @@ void uvg_channel_options_init(uvg_channel_options_t *o) {
   memset(o, 0, sizeof(*o));
   o->initial_window_size = 0; /* dynamic */
   o->initial_connection_window_size = 16 * 1024 * 1024;
-  o->max_stream_windows_per_connection = 0; /* UVG__CHANNEL_WINDOW_CAP */
+  o->max_stream_windows_per_connection = 0; /* UVG__WINDOW_CAP */
   o->max_frame_size = 16384;
   o->max_header_list_size = 16384;
   o->max_receive_message_size = 4 * 1024 * 1024;
@@ -487,18 +487,10 @@ int uvg_channel_new(uv_loop_t *loop, const char *target,
   ch->idle_mode = 1;
   ch->resolver.ch = ch;
   ch->lb.ch = ch;
-  ch->settings.initial_window_size = ch->opts.initial_window_size;
   ch->settings.connection_window_size = ch->opts.initial_connection_window_size;
-  /* As grpc-go: a window the application chose stays as it is. */
-  if (ch->opts.initial_window_size == 0) {
-    ch->settings.initial_window_size = UVG__CHANNEL_WINDOW;
-    ch->settings.bdp_limit = UVG__CHANNEL_BDP_LIMIT;
-  }
-  ch->settings.window_cap = ch->opts.max_stream_windows_per_connection;
-  if (ch->settings.window_cap == 0)
-    ch->settings.window_cap = ch->settings.initial_window_size > UVG__CHANNEL_WINDOW_CAP
-                                  ? ch->settings.initial_window_size
-                                  : UVG__CHANNEL_WINDOW_CAP;
+  uvg__conn_settings_window(&ch->settings, ch->opts.initial_window_size,
+                            UVG__CHANNEL_WINDOW,
+                            ch->opts.max_stream_windows_per_connection);
   ch->settings.max_frame_size = ch->opts.max_frame_size;
   ch->settings.max_header_list_size = ch->opts.max_header_list_size;
   ch->settings.handshake_timeout = ch->opts.min_connect_timeout_ms;

@@ -28,13 +28,9 @@
 
 /* gRFC A8: the least keepalive time a client may use. */
 #define UVG__CLIENT_KEEPALIVE_MIN_MS 10000u
-/* The stream window a channel starts with (HTTP/2's default), and
- * grpc-go's bdpLimit: the window grows up to this. */
+/* The stream window a channel starts with when it grows: HTTP/2's
+ * default, as grpc-go's. */
 #define UVG__CHANNEL_WINDOW 65535u
-#define UVG__CHANNEL_BDP_LIMIT (16u * 1024 * 1024)
-/* What a connection's stream windows may add up to, by default: two
- * streams at the full grown window. */
-#define UVG__CHANNEL_WINDOW_CAP (32u * 1024 * 1024)
 /* gRFC A6's channel-wide limit on request bytes kept for retries (the
  * size is ours): past it, a call that would keep more is committed. */
 #define UVG__CHANNEL_RETRY_BUFFER (16u * 1024 * 1024)

@@ -380,11 +380,23 @@ typedef struct {
   /* SETTINGS_MAX_CONCURRENT_STREAMS; default 100. Streams beyond it are
    * refused with RST_STREAM(REFUSED_STREAM). */
   uint32_t max_concurrent_streams;
-  /* Initial per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE);
-   * default 1 MiB, at most 2^31-1. */
+  /* Per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE), at most
+   * 2^31-1. Left 0 (as uvg_server_options_init() leaves it), it starts at
+   * 1 MiB and grows with the measured bandwidth-delay product of each
+   * connection up to 16 MiB, as grpc-go's dynamic window and the
+   * channel's do; set, it stays as set. */
   uint32_t initial_window_size;
   /* Connection receive window; default 16 MiB, at most 2^31-1. */
   uint32_t initial_connection_window_size;
+  /* The memory one client may fill ahead of its calls' reads: the
+   * per-stream window times the streams it has open stays within it, as
+   * the channel option of the same name. The window, grown or set, is
+   * lowered in halvings as the client's streams pass a power of two, and
+   * given back once they fit in a quarter of it; each stream keeps at
+   * least 16 KiB. A stream the client opens before the lower window
+   * reaches it starts under the window then in force. Default 32 MiB, or
+   * initial_window_size if that is larger. */
+  uint32_t max_stream_windows_per_connection;
   /* SETTINGS_MAX_FRAME_SIZE; default 16384, from 16384 to 16777215. */
   uint32_t max_frame_size;
   /* Largest request header block (SETTINGS_MAX_HEADER_LIST_SIZE, counted as

@@ -13,6 +13,12 @@ void uvg__deframer_init(uvg__deframer_t *d, uint32_t max_len) {
   d->max_len = max_len;
 }
 
+uint8_t *uvg__deframer_take(uvg__deframer_t *d) {
+  uint8_t *p = d->given;
+  d->given = NULL;
+  return p;
+}
+
 int uvg__deframer_partial(const uvg__deframer_t *d) {
   return d->hdr_have > 0;
 }
@@ -117,8 +123,10 @@ int uvg__deframer_feed(uvg__deframer_t *d, const uint8_t *p, size_t n,
     d->msg = NULL;
     d->msg_cap = 0;
     d->hdr_have = 0;
+    d->given = msg;
     int rc = cb(arg, d->hdr[0] & 1, msg, d->msg_len);
-    uvg__free(msg);
+    uvg__free(d->given); /* unless the callback took it */
+    d->given = NULL;
     if (rc != 0) return rc;
   }
   return 0;

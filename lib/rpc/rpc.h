@@ -24,6 +24,7 @@ typedef struct {
   uint32_t msg_have; /* received */
   uint32_t msg_cap;  /* allocated */
   uint32_t max_len;
+  uint8_t *given; /* the assembled message the callback may take */
 } uvg__deframer_t;
 
 /* Called for each complete message: `len` bytes at `msg` (NULL when len is
@@ -41,6 +42,11 @@ void uvg__deframer_init(uvg__deframer_t *d, uint32_t max_len);
  * what the callback returned. */
 int uvg__deframer_feed(uvg__deframer_t *d, const uint8_t *p, size_t n,
                        uvg__deframe_cb cb, void *arg);
+/* During the callback: the buffer of the message being delivered if the
+ * deframer assembled it (it came in pieces), now the caller's to
+ * uvg__free(); else NULL, and the message is only lent. A callee that
+ * keeps the message takes it instead of copying it. */
+uint8_t *uvg__deframer_take(uvg__deframer_t *d);
 /* 1 when a message has begun but not ended (the stream ended mid-message). */
 int uvg__deframer_partial(const uvg__deframer_t *d);
 void uvg__deframer_free(uvg__deframer_t *d);

@@ -78,8 +78,13 @@ typedef struct {
   uint8_t *data;
   uint32_t len;
   int compressed;
-  uint8_t bytes[]; /* data points here */
+  uint8_t bytes[]; /* data points here, or to a buffer the record owns */
 } recv_msg_t;
+
+static void free_msg(recv_msg_t *r) {
+  if (r->data != r->bytes) uvg__free(r->data);
+  uvg__free(r);
+}
 
 typedef struct {
   uvg__msg_t m;
@@ -238,7 +243,7 @@ static void free_inbox(uvg_call_t *c) {
   while (!uvg__list_empty(&c->inbox)) {
     recv_msg_t *r = uvg__container_of(c->inbox.next, recv_msg_t, link);
     uvg__list_remove(&r->link);
-    uvg__free(r);
+    free_msg(r);
   }
 }
 
@@ -269,7 +274,7 @@ static void run_deliver(void *arg, int status) {
       intercept_recv(c, r->data, r->len);
       c->cur_compressed = (uint8_t)r->compressed;
       c->method->m.on_message(c, r->data, r->len);
-      uvg__free(r);
+      free_msg(r);
     } else if (c->half_close_due) {
       c->half_close_due = 0;
       c->method->m.on_half_close(c);
@@ -597,10 +602,13 @@ static int decompress(uvg_call_t *c, const uint8_t *msg, uint32_t len,
 
 /* Keeps a message that is only lent: a unary request in the call's arena
  * (whose first block a pooled call reuses), a streamed one in a record of
- * its own. Returns 0, UVG_EPROTO (a second request of a unary-request
- * method; the call is failed) or UVG_ENOMEM. */
+ * its own. `*own`, if not NULL, is a heap buffer holding the message (the
+ * deframer's, or a decompressed one): a large request or a streamed
+ * message keeps it instead of a copy, and *own becomes NULL. Returns 0,
+ * UVG_EPROTO (a second request of a unary-request method; the call is
+ * failed) or UVG_ENOMEM. */
 static int keep_message(uvg_call_t *c, int compressed, const uint8_t *msg,
-                        uint32_t len) {
+                        uint32_t len, uint8_t **own) {
   uvg_method_type_t t = c->method->m.type;
   if (t == UVG_METHOD_UNARY || t == UVG_METHOD_SERVER_STREAMING) {
     if (++c->req_count > 1) {
@@ -611,17 +619,27 @@ static int keep_message(uvg_call_t *c, int compressed, const uint8_t *msg,
     /* A small request shares the call's arena; a large one must not stay
      * for the life of a call its handler holds (a stream of hours). */
     c->req_on_heap = len > UVG__ARENA_FIRST;
-    c->req = c->req_on_heap ? uvg__malloc(len) : uvg__arena_alloc(&c->arena, len);
-    if (c->req == NULL) return UVG_ENOMEM;
-    if (len > 0) memcpy(c->req, msg, len);
+    if (c->req_on_heap && *own != NULL) {
+      c->req = *own;
+      *own = NULL;
+    } else {
+      c->req = c->req_on_heap ? uvg__malloc(len) : uvg__arena_alloc(&c->arena, len);
+      if (c->req == NULL) return UVG_ENOMEM;
+      if (len > 0) memcpy(c->req, msg, len);
+    }
     c->req_len = len;
     c->req_compressed = (uint8_t)compressed;
     return 0;
   }
-  recv_msg_t *r = uvg__malloc(sizeof(*r) + len);
+  recv_msg_t *r = uvg__malloc(sizeof(*r) + (*own != NULL ? 0 : len));
   if (r == NULL) return UVG_ENOMEM;
-  r->data = r->bytes;
-  if (len > 0) memcpy(r->bytes, msg, len);
+  if (*own != NULL) {
+    r->data = *own;
+    *own = NULL;
+  } else {
+    r->data = r->bytes;
+    if (len > 0) memcpy(r->bytes, msg, len);
+  }
   r->len = len;
   r->compressed = compressed;
   uvg__list_push(&c->inbox, &r->link);
@@ -635,8 +653,9 @@ static int on_deframed(void *arg, int compressed, const uint8_t *msg,
   uint8_t *plain = NULL;
   if (compressed && decompress(c, msg, len, &plain, &len) != 0)
     return UVG_EPROTO;
-  int rc = keep_message(c, compressed, plain ? plain : msg, len);
-  uvg__free(plain);
+  uint8_t *own = plain ? plain : uvg__deframer_take(&c->deframer);
+  int rc = keep_message(c, compressed, plain ? plain : msg, len, &own);
+  uvg__free(own); /* unless kept */
   if (rc == UVG_ENOMEM) fail_call(c, UVG_STATUS_INTERNAL, "out of memory");
   return rc;
 }

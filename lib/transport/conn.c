@@ -130,6 +130,9 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
   c->nstreams++;
   uvg__list_remove(&c->idle_link);
   uvg__srv_on_stream_count(c);
+  /* More streams than the window was shared among: the next write lowers
+   * it, even if no handler answers yet. */
+  if (c->nstreams > c->window_streams) uvg__conn_schedule_flush(c);
   return 0;
 }
 

@@ -277,6 +277,19 @@ int uvg__conn_window_update(uvg__conn_t *c);
 
 /* The least stream window the cap leaves a stream: one frame's worth. */
 #define UVG__WINDOW_FLOOR 16384u
+/* The receive window both roles default to grows with the estimate up to
+ * grpc-go's bdpLimit; the stream windows of a connection add up to
+ * UVG__WINDOW_CAP at most (two streams at the full grown window). */
+#define UVG__WINDOW_BDP_LIMIT (16u * 1024 * 1024)
+#define UVG__WINDOW_CAP (32u * 1024 * 1024)
+
+/* Sets the receive window of `st` from an application's options, the
+ * same way for a channel and a server: `window` 0 starts at `start` and
+ * grows with the bandwidth-delay estimate, else it stays at `window` (as
+ * grpc-go keeps a window it is given); `cap` 0 is UVG__WINDOW_CAP, or
+ * the fixed window if that is larger. */
+void uvg__conn_settings_window(uvg__conn_settings_t *st, uint32_t window,
+                               uint32_t start, uint32_t cap);
 
 /* ---- the server's policy (srvpolicy.c): RFC 9113 5.1.1, gRFC A8, A9 ----
  * Each does nothing on a client's connection (c->srv == NULL). */

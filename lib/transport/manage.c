@@ -91,6 +91,16 @@ void uvg__conn_on_data_received(uvg__conn_t *c, size_t len) {
     nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, bdp_ping);
 }
 
+void uvg__conn_settings_window(uvg__conn_settings_t *st, uint32_t window,
+                               uint32_t start, uint32_t cap) {
+  st->initial_window_size = window ? window : start;
+  st->bdp_limit = window ? 0 : UVG__WINDOW_BDP_LIMIT;
+  if (cap == 0)
+    cap = st->initial_window_size > UVG__WINDOW_CAP ? st->initial_window_size
+                                                    : UVG__WINDOW_CAP;
+  st->window_cap = cap;
+}
+
 /* The new initial window applies to every stream, open ones included
  * (RFC 9113 6.9.2): the peer adds the difference, positive or negative, to
  * each stream's send window when it reads the SETTINGS, so no
@@ -102,8 +112,8 @@ void uvg__conn_on_data_received(uvg__conn_t *c, size_t len) {
  * the next write; a lower one returns UVG_ENOMEM, for this write must not
  * carry the HEADERS it makes room for. */
 static int set_window(uvg__conn_t *c, uint32_t w, unsigned n) {
-  UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: stream window %u -> %u (%u streams)",
-             c->peer, c->window, w, n);
+  UVG__TRACE(UVG__TRACE_TRANSPORT, "%s: %s stream window %u -> %u (%u streams)",
+             c->peer, c->is_client ? "client" : "server", c->window, w, n);
   nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, w};
   if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, &iv, 1) != 0)
     return w < c->window ? UVG_ENOMEM : 0;
@@ -114,10 +124,14 @@ static int set_window(uvg__conn_t *c, uint32_t w, unsigned n) {
 }
 
 /* The streams whose windows the peer may fill once the pending frames are
- * sent: those whose HEADERS left, and as many of the others as the peer's
- * MAX_CONCURRENT_STREAMS lets nghttp2 send now. Those it holds back wait
- * for a later write, which counts them then. */
+ * sent. A client's: those whose HEADERS left, and as many of the others as
+ * the peer's MAX_CONCURRENT_STREAMS lets nghttp2 send now; those it holds
+ * back wait for a later write, which counts them then. A server's: the
+ * streams the client opened; it cannot hold back a stream the client
+ * opens before the SETTINGS reaches it, so such a stream starts under the
+ * window then set, and counts from the write after its HEADERS arrive. */
 static unsigned streams_after_write(const uvg__conn_t *c) {
+  if (!c->is_client) return c->nstreams;
   uint32_t max = nghttp2_session_get_remote_settings(
       c->h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
   unsigned waiting = c->nstreams - c->wire_streams;

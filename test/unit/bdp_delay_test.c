@@ -1,11 +1,13 @@
-/* The channel's receive window on a link with delay: a relay in the test
- * holds every chunk DELAY_MS each way (a 2 * DELAY_MS round trip on
- * 127.0.0.1). With the dynamic window the stream window grows with the
- * measured bandwidth-delay product and a download is several times faster
- * than with HTTP/2's fixed 64 KiB window; with several streams open, what
- * the server may send ahead of the calls' reads (the sum of the stream
- * windows) stays within max_stream_windows_per_connection, and a burst of
- * calls costs the channel a few SETTINGS, not two a call. */
+/* The receive windows on a link with delay: a relay in the test holds
+ * every chunk DELAY_MS each way (a 2 * DELAY_MS round trip on 127.0.0.1).
+ * With the dynamic window the stream window grows with the measured
+ * bandwidth-delay product, the channel's for a download and the server's
+ * for an upload, and either is several times faster than with HTTP/2's
+ * fixed 64 KiB window; with several streams open, what the sender may
+ * send ahead of the calls' reads (the sum of the stream windows) stays
+ * within max_stream_windows_per_connection, the channel's or the
+ * server's, and a burst of calls costs either side a few SETTINGS, not
+ * two a call. */
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -220,35 +222,82 @@ static void on_download_done(uvg_call_t *call, const uvg_status_t *st) {
   free(uvg_call_get_data(call));
 }
 
-/* ---- the window, as the transport's trace reports it ---- */
+/* ---- /bdp.Test/Upload takes what a client streams ---- */
 
-static uint32_t window_max;  /* the largest stream window set */
-static unsigned window_changes; /* SETTINGS changing the window */
-static uint64_t window_over; /* a window times its streams past CAP */
+static uint64_t server_received; /* request bytes the handlers took */
+static int server_holding;       /* the handlers stop reading */
+
+static void on_upload(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)call;
+  (void)msg;
+  (void)len;
+}
+
+static void on_upload_message(uvg_call_t *call, const uint8_t *msg, size_t len) {
+  (void)msg;
+  server_received += len;
+  if (server_holding) uvg_call_pause_reading(call, 1);
+}
+
+static void on_upload_half_close(uvg_call_t *call) {
+  uvg_call_send(call, "x", 1, 0, NULL, NULL);
+  uvg_call_finish(call, UVG_STATUS_OK, NULL, NULL, 0);
+}
+
+static void on_upload_cancel(uvg_call_t *call, const uvg_status_t *st) {
+  (void)st;
+  uvg_call_finish(call, UVG_STATUS_CANCELLED, NULL, NULL, 0);
+}
+
+static void on_upload_done(uvg_call_t *call, const uvg_status_t *st) {
+  (void)call;
+  (void)st;
+}
+
+/* ---- the windows, as the transport's trace reports them ---- */
+
+enum { CLIENT, SERVER };
+static uint32_t window_max[2];  /* the largest stream window set */
+static unsigned window_changes[2]; /* SETTINGS changing the window */
+static uint64_t window_over[2]; /* the most a window times its streams */
 
 static void on_log(uvg_log_level_t level, const char *line, void *data) {
   unsigned from, to, n;
-  const char *p = strstr(line, "stream window ");
+  char role[8];
+  const char *p = strstr(line, ": client stream window ");
   (void)level;
   (void)data;
-  if (p == NULL || sscanf(p, "stream window %u -> %u (%u streams)", &from, &to, &n) != 3)
+  if (p == NULL) p = strstr(line, ": server stream window ");
+  if (p == NULL ||
+      sscanf(p, ": %7s stream window %u -> %u (%u streams)", role, &from, &to, &n) != 4)
     return;
-  window_changes++;
-  if (to > window_max) window_max = to;
-  if ((uint64_t)to * n > window_over) window_over = (uint64_t)to * n;
+  int r = strcmp(role, "server") == 0 ? SERVER : CLIENT;
+  window_changes[r]++;
+  if (to > window_max[r]) window_max[r] = to;
+  if ((uint64_t)to * n > window_over[r]) window_over[r] = (uint64_t)to * n;
+}
+
+static void windows_reset(void) {
+  memset(window_max, 0, sizeof(window_max));
+  memset(window_changes, 0, sizeof(window_changes));
+  memset(window_over, 0, sizeof(window_over));
 }
 
 /* ---- the client ---- */
 
+/* A download, or an upload of MSG-byte messages with AHEAD queued. */
 typedef struct {
   uvg_client_call_t *call;
   uint64_t received;
+  uint64_t left; /* upload: bytes still to queue; UINT64_MAX: no end */
+  unsigned queued;
   int reading; /* asks for the next message as each arrives */
   int ended;
   uvg_status_code_t code;
 } dl_t;
 
 static int calls_ended;
+static uint64_t client_sent; /* request bytes handed to the socket */
 
 static void on_dl_message(uvg_client_call_t *call, const uint8_t *msg, size_t len,
                           void *data) {
@@ -269,15 +318,55 @@ static void on_dl_status(uvg_client_call_t *call, const uvg_status_t *st,
   calls_ended++;
 }
 
+static const uvg_client_call_cbs_t dl_cbs = {NULL, on_dl_message, on_dl_status};
+
 static void start_download(uvg_channel_t *ch, dl_t *d, uint32_t bytes) {
-  static const uvg_client_call_cbs_t cbs = {NULL, on_dl_message, on_dl_status};
   uint8_t req[4] = {(uint8_t)(bytes >> 24), (uint8_t)(bytes >> 16),
                     (uint8_t)(bytes >> 8), (uint8_t)bytes};
   d->reading = 1;
-  CHECK_EQ(uvg_client_call_start(ch, "/bdp.Test/Download", NULL, &cbs, d, &d->call), 0);
+  CHECK_EQ(uvg_client_call_start(ch, "/bdp.Test/Download", NULL, &dl_cbs, d, &d->call),
+           0);
   CHECK_EQ(uvg_client_call_send(d->call, req, 4, 0, NULL, NULL), 0);
   CHECK_EQ(uvg_client_call_half_close(d->call), 0);
   CHECK_EQ(uvg_client_call_read(d->call), 0);
+}
+
+static void upload_more(dl_t *d);
+
+static void on_upload_sent(uvg_client_call_t *call, int status, void *data) {
+  dl_t *d = data;
+  (void)call;
+  d->queued--;
+  if (status != 0) return;
+  client_sent += MSG;
+  upload_more(d);
+}
+
+static void upload_more(dl_t *d) {
+  while (!d->ended && d->queued < AHEAD && d->left > 0) {
+    if (uvg_client_call_send(d->call, payload, MSG, 0, on_upload_sent, d) != 0) return;
+    d->queued++;
+    if (d->left != UINT64_MAX) d->left -= MSG;
+    if (d->left == 0) CHECK_EQ(uvg_client_call_half_close(d->call), 0);
+  }
+}
+
+static void start_upload(uvg_channel_t *ch, dl_t *d, uint64_t bytes) {
+  d->left = bytes;
+  CHECK_EQ(uvg_client_call_start(ch, "/bdp.Test/Upload", NULL, &dl_cbs, d, &d->call),
+           0);
+  CHECK_EQ(uvg_client_call_read(d->call), 0);
+  upload_more(d);
+}
+
+/* Runs the loop until the call ended and its sends were reported. */
+static void wait_ended(dl_t *d) {
+  while (!d->ended || d->queued > 0) uv_run(&loop, UV_RUN_ONCE);
+}
+
+static void run_for(uint64_t ms) {
+  uint64_t until = uv_now(&loop) + ms;
+  while (uv_now(&loop) < until) uv_run(&loop, UV_RUN_ONCE);
 }
 
 /* ---- unary calls straight to the server ---- */
@@ -301,26 +390,57 @@ static void on_unary(const uvg_status_t *st, const uint8_t *resp, size_t len,
   unary_ok += st->code == UVG_STATUS_OK && len == 1 && resp[0] == 'x';
 }
 
+/* The test's server, with default options, serves the relay unless a
+ * test points the relay at one of its own. */
 static uvg_server_t *server;
+static int server_port;
 static char relay_target[64], server_target[64];
 
-static void setup(void) {
+/* A server with options `o` (NULL: the defaults); the relay's
+ * connections from now on go to it. */
+static uvg_server_t *serve(const uvg_server_options_t *o) {
   uvg_method_t m[] = {
       {.path = "/bdp.Test/Download", .type = UVG_METHOD_SERVER_STREAMING,
        .on_call = on_download, .on_cancel = on_download_cancel,
        .on_done = on_download_done},
+      {.path = "/bdp.Test/Upload", .type = UVG_METHOD_CLIENT_STREAMING,
+       .on_call = on_upload, .on_message = on_upload_message,
+       .on_half_close = on_upload_half_close, .on_cancel = on_upload_cancel,
+       .on_done = on_upload_done},
       {.path = "/bdp.Test/Echo", .on_call = on_echo, .on_done = on_echo_done}};
-  int port, rport;
+  uvg_server_t *s;
+  int port;
+  CHECK_EQ(uvg_server_new(&loop, o, &s), 0);
+  CHECK_EQ(uvg_server_register(s, m, 3), 0);
+  CHECK_EQ(uvg_server_listen(s, "127.0.0.1:0", uvg_insecure_server_credentials(), &port),
+           0);
+  uv_ip4_addr("127.0.0.1", port, &server_addr);
+  if (o == NULL) server_port = port;
+  return s;
+}
+
+/* A server whose stream window is `window` (0: dynamic) and whose cap is
+ * `cap` (0: the default), serving the relay until unserve(). */
+static uvg_server_t *serve_window(uint32_t window, uint32_t cap) {
+  uvg_server_options_t o;
+  uvg_server_options_init(&o);
+  o.initial_window_size = window;
+  o.max_stream_windows_per_connection = cap;
+  return serve(&o);
+}
+
+static void unserve(uvg_server_t *s) {
+  uvg_server_close(s, NULL, NULL);
+  uv_ip4_addr("127.0.0.1", server_port, &server_addr);
+}
+
+static void setup(void) {
+  int rport;
   struct sockaddr_in any;
   struct sockaddr_storage ss;
   int sl = sizeof(ss);
-  CHECK_EQ(uvg_server_new(&loop, NULL, &server), 0);
-  CHECK_EQ(uvg_server_register(server, m, 2), 0);
-  CHECK_EQ(uvg_server_listen(server, "127.0.0.1:0", uvg_insecure_server_credentials(),
-                             &port),
-           0);
-  uv_ip4_addr("127.0.0.1", port, &server_addr);
-  snprintf(server_target, sizeof(server_target), "ipv4:127.0.0.1:%d", port);
+  server = serve(NULL);
+  snprintf(server_target, sizeof(server_target), "ipv4:127.0.0.1:%d", server_port);
   uv_ip4_addr("127.0.0.1", 0, &any);
   uv_tcp_init(&loop, &relay_listener);
   CHECK_EQ(uv_tcp_bind(&relay_listener, (struct sockaddr *)&any, 0), 0);
@@ -330,138 +450,181 @@ static void setup(void) {
   snprintf(relay_target, sizeof(relay_target), "ipv4:127.0.0.1:%d", rport);
 }
 
+/* A channel with stream window `window` (0: dynamic) and cap `cap` (0:
+ * the default). */
+static uvg_channel_t *channel(const char *target, uint32_t window, uint32_t cap) {
+  uvg_channel_options_t o;
+  uvg_channel_t *ch;
+  uvg_channel_options_init(&o);
+  o.initial_window_size = window;
+  o.max_stream_windows_per_connection = cap;
+  CHECK_EQ(uvg_channel_new(&loop, target, uvg_insecure_channel_credentials(), &o, &ch),
+           0);
+  return ch;
+}
+
 static void close_all(uvg_channel_t *ch) {
   uvg_channel_close(ch, NULL, NULL);
   /* the relay's connections close when the channel's does */
   uv_run(&loop, UV_RUN_NOWAIT);
 }
 
-/* One download of DOWNLOAD bytes: its time in ms. */
-static double timed_download(uint32_t window) {
-  uvg_channel_options_t o;
-  uvg_channel_t *ch;
+/* One transfer of DOWNLOAD bytes through the relay: a download with the
+ * channel's window `window` (0: dynamic), or an upload with the server's.
+ * Its time in ms. */
+static double timed_transfer(uint32_t window, int upload) {
+  uvg_server_t *s = upload ? serve_window(window, 0) : NULL;
+  uvg_channel_t *ch = channel(relay_target, upload ? 0 : window, 0);
   dl_t d = {0};
-  uvg_channel_options_init(&o);
-  o.initial_window_size = window;
-  CHECK_EQ(uvg_channel_new(&loop, relay_target, uvg_insecure_channel_credentials(), &o,
-                           &ch),
-           0);
   /* connect first: the handshake's round trips are not the window's */
   uvg_channel_state(ch, 1);
   while (uvg_channel_state(ch, 0) != UVG_STATE_READY) uv_run(&loop, UV_RUN_ONCE);
   uint64_t t0 = uv_hrtime();
-  calls_ended = 0;
-  start_download(ch, &d, DOWNLOAD);
-  while (!d.ended) uv_run(&loop, UV_RUN_ONCE);
+  uint64_t taken = server_received;
+  if (upload)
+    start_upload(ch, &d, DOWNLOAD);
+  else
+    start_download(ch, &d, DOWNLOAD);
+  wait_ended(&d);
   double ms = (double)(uv_hrtime() - t0) / 1e6;
   CHECK_EQ(d.code, UVG_STATUS_OK);
-  CHECK_EQ(d.received, DOWNLOAD);
+  if (upload)
+    CHECK_EQ(server_received - taken, DOWNLOAD);
+  else
+    CHECK_EQ(d.received, DOWNLOAD);
   close_all(ch);
+  if (s != NULL) unserve(s);
   return ms;
 }
 
-static void test_window_grows_with_the_delay(void) {
-  window_max = 0;
-  double fixed = timed_download(65535);
-  CHECK_EQ(window_max, 0); /* a window the application set stays */
-  double grown = timed_download(0);
-  fprintf(stderr, "  %u KiB over a %d ms round trip: %.0f ms with 64 KiB, %.0f ms "
-          "growing to %u KiB\n", DOWNLOAD / 1024, 2 * DELAY_MS, fixed, grown,
-          window_max / 1024);
+/* The receiver's window (the channel's for a download, the server's for
+ * an upload) grows, and the transfer is several times faster than with
+ * 64 KiB; a window the application set stays. */
+static void window_grows(int upload) {
+  int r = upload ? SERVER : CLIENT;
+  windows_reset();
+  double fixed = timed_transfer(65535, upload);
+  CHECK_EQ(window_max[r], 0);
+  double grown = timed_transfer(0, upload);
+  fprintf(stderr, "  %s of %u KiB over a %d ms round trip: %.0f ms with 64 KiB, "
+          "%.0f ms growing to %u KiB\n", upload ? "upload" : "download",
+          DOWNLOAD / 1024, 2 * DELAY_MS, fixed, grown, window_max[r] / 1024);
   /* 64 KiB per round trip would take 48 round trips */
   CHECK(fixed > 40 * 2 * DELAY_MS);
-  CHECK(window_max > 4 * 65535);
+  CHECK(window_max[r] > 4 * 65535);
   CHECK(grown * 2.5 < fixed);
 }
 
-static void test_streams_stay_within_the_cap(void) {
-  uvg_channel_options_t o;
-  uvg_channel_t *ch;
+static void test_window_grows_with_the_delay(void) { window_grows(0); }
+static void test_server_window_grows_with_the_delay(void) { window_grows(1); }
+
+/* One stream alone grows its window to the whole cap; STREAMS - 1 join
+ * and the receiver shares the cap among them; then the receiver stops
+ * reading: what the sender sent ahead of the reads stays within the cap.
+ * The channel's cap (CAP) for downloads, the server's for uploads: four
+ * times CAP, as the server's window starts at 1 MiB. */
+static void streams_stay_within_the_cap(int upload) {
+  int r = upload ? SERVER : CLIENT;
+  uint32_t cap = upload ? 4 * CAP : CAP;
+  uvg_server_t *s = upload ? serve_window(0, cap) : NULL;
+  uvg_channel_t *ch = channel(relay_target, 0, upload ? 0 : cap);
+  uint32_t alone = 0;
   dl_t d[STREAMS];
   memset(d, 0, sizeof(d));
-  window_max = 0;
-  window_over = 0;
-  uvg_channel_options_init(&o);
-  o.max_stream_windows_per_connection = CAP;
-  CHECK_EQ(uvg_channel_new(&loop, relay_target, uvg_insecure_channel_credentials(), &o,
-                           &ch),
-           0);
-  server_sent = 0;
-  /* One stream alone: its window grows to the whole cap. */
-  start_download(ch, &d[0], 0);
-  uint64_t until = uv_now(&loop) + 1000;
-  while (uv_now(&loop) < until) uv_run(&loop, UV_RUN_ONCE);
-  uint32_t alone = window_max;
-  /* The others join: the window shrinks before their HEADERS leave. */
-  for (int i = 1; i < STREAMS; i++) start_download(ch, &d[i], 0);
-  until = uv_now(&loop) + 1000;
-  while (uv_now(&loop) < until) uv_run(&loop, UV_RUN_ONCE);
-  uint64_t received = 0;
+  windows_reset();
+  server_sent = client_sent = server_received = 0;
+  server_holding = 0;
+  calls_ended = 0;
+  for (int i = 0; i < STREAMS; i++) {
+    if (upload)
+      start_upload(ch, &d[i], UINT64_MAX);
+    else
+      start_download(ch, &d[i], 0);
+    /* the first alone, then the others together: the window shrinks
+     * before their HEADERS leave (a channel), or as they arrive */
+    if (i == 0 || i == STREAMS - 1) run_for(1000);
+    if (i == 0) alone = window_max[r];
+  }
   for (int i = 0; i < STREAMS; i++) d[i].reading = 0;
-  /* The server goes on sending until every window is full. */
-  until = uv_now(&loop) + 1000;
-  while (uv_now(&loop) < until) uv_run(&loop, UV_RUN_ONCE);
-  for (int i = 0; i < STREAMS; i++) received += d[i].received;
-  uint64_t ahead = server_sent - received;
-  fprintf(stderr, "  cap %u KiB: one stream's window grew to %u KiB; with %d "
-          "streams %" PRIu64 " KiB were sent ahead of the reads\n", CAP / 1024,
-          alone / 1024, STREAMS, ahead / 1024);
-  CHECK(alone > CAP / 2);          /* it grew */
-  CHECK(window_over <= CAP);       /* every window times its streams */
-  CHECK(ahead <= CAP);             /* and so the memory */
+  server_holding = 1;
+  /* The sender goes on until every window is full. */
+  run_for(1000);
+  uint64_t received = server_received;
+  if (!upload)
+    for (int i = 0; i < STREAMS; i++) received += d[i].received;
+  uint64_t ahead = (upload ? client_sent : server_sent) - received;
+  fprintf(stderr, "  %s cap %u KiB: one stream's window grew to %u KiB; with %d "
+          "streams %" PRIu64 " KiB were sent ahead of the reads\n",
+          upload ? "server" : "channel", cap / 1024, alone / 1024, STREAMS,
+          ahead / 1024);
+  CHECK(alone > cap / 2);          /* it grew */
+  CHECK(window_over[r] <= cap);    /* every window times its streams */
+  CHECK(ahead <= cap);             /* and so the memory */
   /* the windows were used; the cap's coarse steps may share it among up
    * to twice the streams open, so a quarter at the least */
-  CHECK(ahead >= CAP / 4);
+  CHECK(ahead >= cap / 4);
   for (int i = 0; i < STREAMS; i++) uvg_client_call_cancel(d[i].call);
-  while (calls_ended < STREAMS) uv_run(&loop, UV_RUN_ONCE);
+  for (int i = 0; i < STREAMS; i++) wait_ended(&d[i]);
+  server_holding = 0;
   close_all(ch);
+  if (s != NULL) unserve(s);
+}
+
+static void test_streams_stay_within_the_cap(void) { streams_stay_within_the_cap(0); }
+static void test_server_streams_stay_within_the_cap(void) {
+  streams_stay_within_the_cap(1);
 }
 
 /* BURST unary calls started at once on one channel, with the window at
- * its default (64 KiB), fixed at 16 MiB, and grown by a download over the
- * delayed link: the default cap (32 MiB) shares the larger ones. The
- * server answers each SETTINGS with an ack and takes a thousand unsent
- * acks for a flood: a SETTINGS per stream opened and closed ended in
- * GOAWAY ENHANCE_YOUR_CALM, every call UNAVAILABLE. */
+ * its default (64 KiB), fixed at 16 MiB, and grown over the delayed link
+ * by a download (the channel's) or an upload (the server's): the default
+ * cap (32 MiB) shares the larger ones. Either side answers each SETTINGS
+ * with an ack and nghttp2 takes a thousand unsent acks for a flood: a
+ * SETTINGS per stream opened and closed ended in GOAWAY
+ * ENHANCE_YOUR_CALM, every call UNAVAILABLE. */
 #define BURST 3000
 
-static void burst(const char *target, uint32_t window, int grow) {
-  uvg_channel_options_t o;
-  uvg_channel_t *ch;
-  uvg_channel_options_init(&o);
-  o.initial_window_size = window;
-  CHECK_EQ(uvg_channel_new(&loop, target, uvg_insecure_channel_credentials(), &o, &ch),
-           0);
-  window_max = window;
+static void burst(const char *target, uint32_t window, int grow_upload, int grow) {
+  uvg_channel_t *ch = channel(target, window, 0);
+  int r = grow_upload ? SERVER : CLIENT;
+  windows_reset();
   if (grow) {
     dl_t d = {0};
     calls_ended = 0;
-    start_download(ch, &d, DOWNLOAD);
-    while (!d.ended) uv_run(&loop, UV_RUN_ONCE);
+    if (grow_upload)
+      start_upload(ch, &d, DOWNLOAD);
+    else
+      start_download(ch, &d, DOWNLOAD);
+    wait_ended(&d);
     CHECK_EQ(d.code, UVG_STATUS_OK);
-    CHECK(window_max > 4 * 65535);
+    CHECK(window_max[r] > 4 * 65535);
   }
+  uint32_t grown = window_max[r] ? window_max[r] : window ? window : 65535;
   for (int round = 0; round < 2; round++) {
-    window_changes = 0;
+    memset(window_changes, 0, sizeof(window_changes));
     unary_done = unary_ok = 0;
     for (int i = 0; i < BURST; i++)
       CHECK_EQ(uvg_channel_unary(ch, "/bdp.Test/Echo", (const uint8_t *)"x", 1, NULL,
                                  on_unary, NULL),
                0);
     while (unary_done < BURST) uv_run(&loop, UV_RUN_ONCE);
-    fprintf(stderr, "  %d calls at once, window %u KiB: %d OK, %u SETTINGS\n", BURST,
-            window_max ? window_max / 1024 : 64, unary_ok, window_changes);
+    fprintf(stderr, "  %d calls at once, %s window %u KiB: %d OK, %u SETTINGS "
+            "from the channel, %u from the server\n", BURST,
+            grow_upload ? "server" : "channel", grown / 1024, unary_ok,
+            window_changes[CLIENT], window_changes[SERVER]);
     CHECK_EQ(unary_ok, BURST);
     /* each a halving or a doubling at least: log2(32 MiB / 16 KiB) */
-    CHECK(window_changes <= 12);
+    CHECK(window_changes[CLIENT] <= 12);
+    CHECK(window_changes[SERVER] <= 12);
   }
   close_all(ch);
 }
 
 static void test_a_burst_costs_few_settings(void) {
-  burst(server_target, 0, 0);
-  burst(server_target, 16u << 20, 0);
-  burst(relay_target, 0, 1);
+  burst(server_target, 0, 0, 0);
+  burst(server_target, 16u << 20, 0, 0);
+  burst(relay_target, 0, 0, 1);
+  burst(relay_target, 0, 1, 1);
 }
 
 static void on_relay_listener_closed(uv_handle_t *h) { (void)h; }
@@ -484,7 +647,9 @@ int main(void) {
   uv_timer_init(&loop, &tick);
   uv_timer_start(&tick, on_tick, 20, 20);
   RUN(test_window_grows_with_the_delay);
+  RUN(test_server_window_grows_with_the_delay);
   RUN(test_streams_stay_within_the_cap);
+  RUN(test_server_streams_stay_within_the_cap);
   RUN(test_a_burst_costs_few_settings);
   uvg_server_close(server, NULL, NULL);
   uv_close((uv_handle_t *)&tick, NULL);
