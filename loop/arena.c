@@ -39,19 +39,29 @@ void *uvg__arena_alloc(uvg__arena_t *a, size_t n) {
     b->used += n;
     return p;
   }
-  /* Each new block at least doubles the last, so a large message costs
-   * O(log size) allocations, not one per field. */
+  /* Each new block doubles the last, so many small allocations cost
+   * O(log size) blocks. An allocation of half that or more gets a block
+   * of its own size, behind the head, which goes on serving small ones:
+   * doubling for it would make the next large one's block twice its
+   * size, past the C library's mmap threshold (128 KiB) for 64 KiB
+   * messages, and so fresh pages from the kernel on every call. */
   size_t size = b ? b->size * 2 : UVG__ARENA_FIRST;
-  if (size < n) size = n;
+  int own = n >= size / 2;
+  if (own) size = n;
   uvg__arena_block_t *nb = uvg__malloc(sizeof(*nb) + size);
   if (nb == NULL) {
     a->failed = 1;
     return NULL;
   }
-  nb->next = b;
   nb->size = size;
   nb->used = n;
   nb->external = 0;
+  if (own && b != NULL) {
+    nb->next = b->next;
+    b->next = nb;
+    return nb->data;
+  }
+  nb->next = b;
   a->head = nb;
   if (a->first == NULL) a->first = nb;
   return nb->data;
@@ -74,7 +84,10 @@ void uvg__arena_reset(uvg__arena_t *a) {
     if (b != keep && !b->external) uvg__free(b);
   }
   a->head = a->first = keep;
-  if (keep != NULL) keep->used = 0;
+  if (keep != NULL) {
+    keep->used = 0;
+    keep->next = NULL; /* a block of one allocation may have followed it */
+  }
   a->failed = 0;
 }
 
