@@ -1,27 +1,11 @@
 /* Page runs from slabs; see pages.h. */
 #include "pages.h"
+#include "poison.h"
 
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Under AddressSanitizer the pages no run holds, and the tail of a run
- * past what was asked, are poisoned, as pool.c does for its blocks. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UVG__PAGES_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UVG__PAGES_ASAN 1
-#endif
-#endif
-#ifdef UVG__PAGES_ASAN
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 
 struct uvg__pages_slab_s {
   uvg__pages_slab_t *next, *prev;
@@ -98,7 +82,7 @@ static uvg__pages_slab_t *new_slab(void) {
   /* Memory the allocator reused (or filled, as MALLOC_PERTURB_ makes
    * glibc do) is resident: start from pages that are not. */
   uvg__pages_release(s->base, UVG__PAGES_SLAB * page);
-  POISON(s->base, UVG__PAGES_SLAB * page);
+  UVG__POISON(s->base, UVG__PAGES_SLAB * page);
   return s;
 }
 
@@ -131,12 +115,12 @@ void *uvg__pages_alloc(uvg__pages_t *pp, size_t n, uvg__pages_slab_t **slab) {
   }
   *slab = s;
   uint8_t *p = s->base + (size_t)at * uvg__page_size();
-  UNPOISON(p, n);
+  UVG__UNPOISON(p, n);
   return p;
 }
 
 static void free_slab(uvg__pages_slab_t *s) {
-  UNPOISON(s->base, UVG__PAGES_SLAB * uvg__page_size());
+  UVG__UNPOISON(s->base, UVG__PAGES_SLAB * uvg__page_size());
   uvg__free(s);
 }
 
@@ -147,7 +131,7 @@ void uvg__pages_free(uvg__pages_t *pp, void *p, size_t n,
   unsigned at = (unsigned)(((uint8_t *)p - s->base) / uvg__page_size());
   /* The pages stay as they are: the owner gave back what it could while
    * it was idle, and the next run here uses them again. */
-  POISON(p, k * uvg__page_size());
+  UVG__POISON(p, k * uvg__page_size());
   set_bits(s, at, (unsigned)k, 0);
   s->free += (unsigned)k;
   unlink_slab(pp, s);

@@ -1,29 +1,12 @@
 /* Size-classed free lists; see pool.h. */
 #include "pool.h"
+#include "poison.h"
 
 #include <stdalign.h>
 #include <string.h>
 
 #define DIRECT 0xff /* the class of a block too large for the lists */
 
-/* Under AddressSanitizer a block on a free list is poisoned: a use after
- * free of a pooled object is reported as ASan reports one of malloc's,
- * instead of reading the next call's data. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UVG__POOL_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UVG__POOL_ASAN 1
-#endif
-#endif
-#ifdef UVG__POOL_ASAN
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 
 /* Half-power steps: a block wastes at most a third of itself. Some blocks
  * live as long as their connection (nghttp2's header table entries), so
@@ -61,7 +44,7 @@ void *uvg__pool_alloc(uvg__pool_t *p, size_t n) {
     p->free[c] = b->u.next;
     p->kept[c]--;
     size = class_size[c];
-    UNPOISON(block_data(b), size);
+    UVG__UNPOISON(block_data(b), size);
   } else {
     size = c < UVG__POOL_CLASSES ? class_size[c] : n;
     if (size > SIZE_MAX - sizeof(*b)) return NULL;
@@ -106,7 +89,7 @@ void uvg__pool_free(uvg__pool_t *p, void *ptr) {
   b->u.next = p->free[c];
   p->free[c] = b;
   p->kept[c]++;
-  POISON(block_data(b), class_size[c]);
+  UVG__POISON(block_data(b), class_size[c]);
 }
 
 size_t uvg__pool_kept_bytes(const uvg__pool_t *p) {
@@ -121,7 +104,7 @@ void uvg__pool_trim(uvg__pool_t *p) {
     while (p->free[c] != NULL) {
       uvg__pool_block_t *b = p->free[c];
       p->free[c] = b->u.next;
-      UNPOISON(block_data(b), class_size[c]);
+      UVG__UNPOISON(block_data(b), class_size[c]);
       uvg__free(b);
     }
     p->kept[c] = 0;
