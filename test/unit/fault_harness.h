@@ -173,4 +173,24 @@ static inline int fh_finish_case(uv_loop_t *loop, int (*calls_open)(void),
   return fired ? -1 : 0;
 }
 
+/* The end of an allocation sweep's round: its calls end (or 8 s pass),
+ * everything it made is closed, no callback ran inside a library
+ * function, every call ended once as fh_check_calls() wants, each server
+ * call ended, and the loop closes clean. Returns how many calls ended
+ * OK. */
+static inline int fh_round_finish(uv_loop_t *loop, fh_round_t *t,
+                                  int (*calls_open)(void), void (*close_all)(void),
+                                  const char *const *names, const int *want) {
+  int hung = fh_finish_case(loop, calls_open, close_all, 8000);
+  CHECK(!hung);
+  CHECK_EQ(fh_reentered, 0);
+  int ok = fh_check_calls(FH_KINDS, names, t->c_started, t->c_statuses, t->c_code,
+                          t->c_msgs, want);
+  CHECK_EQ(t->s_dones, t->s_calls);
+  CHECK(t->channel == NULL || t->channel_closed);
+  CHECK(t->server == NULL || t->server_closed);
+  if (!hung) CHECK_EQ(uv_loop_close(loop), 0);
+  return ok;
+}
+
 #endif
